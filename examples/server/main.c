@@ -1,0 +1,34 @@
+/* hb-server: the example red-envelope server. A thin consumer of libhongbao; this version has only --help and --version. */
+#include <hongbao.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: hb-server [--help] [--version]\n"
+                 "  --help       show this help and exit\n"
+                 "  --version    print the libhongbao version and exit\n"
+                 "\nthe example red-envelope server (libhongbao %s).\n"
+                 "This version of hb-server only prints help: the runtime is not built yet.\n",
+            hb_version_string());
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("hb-server (libhongbao) %s\n", hb_version_string());
+            return 0;
+        }
+        fprintf(stderr, "hb-server: unknown option '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    fprintf(stderr, "hb-server: not implemented yet in libhongbao %s; see --help\n",
+            hb_version_string());
+    return 1;
+}

@@ -1,0 +1,15 @@
+/* libhongbao: the umbrella header. Include this, or the module headers you need. */
+#ifndef HONGBAO_H
+#define HONGBAO_H
+
+#include "hongbao/common.h"
+#include "hongbao/version.h"
+#include "hongbao/proto.h"
+#include "hongbao/sched.h"
+#include "hongbao/rand.h"
+#include "hongbao/envelope.h"
+#include "hongbao/envq.h"
+#include "hongbao/counters.h"
+#include "hongbao/http.h"
+
+#endif /* HONGBAO_H */

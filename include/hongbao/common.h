@@ -1,0 +1,60 @@
+/* libhongbao common definitions: export macro, error codes, version queries.
+ * Every other public header includes this one. */
+#ifndef HONGBAO_COMMON_H
+#define HONGBAO_COMMON_H
+
+#include <uv.h>
+
+#include "hongbao/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* HB_EXTERN marks the public API; everything else in the library is hidden. */
+#if defined(HB_BUILDING_LIBRARY) && defined(__GNUC__)
+#define HB_EXTERN __attribute__((visibility("default")))
+#else
+#define HB_EXTERN /* nothing */
+#endif
+
+/* Errors are negative ints. Functions reuse libuv's UV_E* codes (-errno on Unix) for system
+ * and argument errors (UV_EINVAL, UV_ENOMEM, UV_ENOBUFS, ...) and add the HB_E* codes below, in
+ * the range -30000..-30999 that neither errno nor libuv uses. As in libuv: when a function
+ * that takes a callback returns an error, the callback is never called. */
+#define HB_ERRNO_MAP(XX)                                                                           \
+    XX(EFRAMESHORT, -30001, "frame length is below the 12-byte header")                           \
+    XX(EFRAMELONG, -30002, "frame length is above the maximum frame size")                        \
+    XX(EBADCMD, -30003, "unknown command id")                                                      \
+    XX(EBADSIZE, -30004, "payload size does not match the command")                               \
+    XX(EFULL, -30005, "queue is full")                                                             \
+    XX(EEMPTY, -30006, "queue is empty")                                                           \
+    XX(EAMOUNT, -30007, "amount is too small to give every recipient at least 1")                \
+    XX(EREPORT, -30008, "malformed counter report")                                                \
+    XX(EIDLE, -30009, "nothing is scheduled: the rate is 0")
+
+typedef enum {
+#define HB_ERRNO_ENUM_(name, value, text) HB_##name = (value),
+    HB_ERRNO_MAP(HB_ERRNO_ENUM_)
+#undef HB_ERRNO_ENUM_
+} hb_errno_t;
+
+/* A static, human-readable message for an error code from this library (HB_E* or UV_E*).
+ * Unknown codes give "unknown error". Never NULL. */
+HB_EXTERN const char *hb_strerror(int err);
+
+/* The code's symbolic name ("EFRAMELONG", "EINVAL"), static, never NULL; "UNKNOWN" for
+ * codes neither this library nor libuv defines. */
+HB_EXTERN const char *hb_err_name(int err);
+
+/* The library's version as 0xMMmmpp, for comparison with HB_VERSION_HEX at run time. */
+HB_EXTERN unsigned int hb_version(void);
+
+/* The library's version as "MAJOR.MINOR.PATCH", static. */
+HB_EXTERN const char *hb_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_COMMON_H */

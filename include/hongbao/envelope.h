@@ -1,0 +1,38 @@
+/* Envelopes and the "double mean" amount split used by real red-envelope services. */
+#ifndef HONGBAO_ENVELOPE_H
+#define HONGBAO_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+#include "hongbao/rand.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One envelope as it travels through the queues: an id and an amount in cents. */
+typedef struct hb_envelope {
+    uint32_t id;
+    uint32_t amount;
+} hb_envelope_t;
+
+/* Split total (cents) into n shares by the double-mean rule: each share but the last is drawn
+ * uniformly from [1, min(2 * remaining / left, remaining - (left - 1))], where remaining is what
+ * is not yet handed out and left the shares still to draw, and the last share takes the rest.
+ * The shares always sum to total exactly and each is >= 1. Deterministic for a given generator
+ * state. shares has room for n. Returns 0, UV_EINVAL when n is 0 or shares is NULL, or HB_EAMOUNT
+ * when total < n. */
+HB_EXTERN int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint32_t *shares);
+
+/* The next share alone, for splitting lazily as claims come in: given what remains and how many
+ * shares are left (left >= 1, remaining >= left), the amount of the next share. With left == 1
+ * it is remaining. Returns 0 when remaining < left or left == 0 (nothing can be granted). */
+HB_EXTERN uint32_t hb_envelope_draw(uint32_t remaining, uint32_t left, hb_rand_t *rng);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_ENVELOPE_H */

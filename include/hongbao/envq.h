@@ -1,0 +1,62 @@
+/* Bucketed envelope queue: one bounded bucket per SET, fed round-robin by a generator, each
+ * popped by its own SET only, with no lock on either path. */
+#ifndef HONGBAO_ENVQ_H
+#define HONGBAO_ENVQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+#include "hongbao/envelope.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Each bucket is a single-producer single-consumer ring (C11 atomics): at any moment at most one
+ * thread may push (hb_envq_push / hb_envq_push_to, on any bucket) and, per bucket, at most one
+ * thread may pop from it. Different buckets' consumers run in parallel without sharing a cache
+ * line. Caller-owned struct; the rings are allocated by hb_envq_init and freed by hb_envq_close. */
+typedef struct hb_envq {
+    /* public */
+    void *data;
+    /* read-only */
+    unsigned nbuckets;
+    uint32_t capacity; /* per bucket, a power of two */
+    /* private */
+    unsigned next;           /* the bucket the next round-robin push tries first */
+    struct hb_envq_bucket *buckets;
+} hb_envq_t;
+
+/* Set up nbuckets buckets of at least capacity envelopes each (rounded up to a power of two).
+ * Returns 0, UV_EINVAL for nbuckets or capacity 0 or capacity above 2^30, UV_ENOMEM. */
+HB_EXTERN int hb_envq_init(hb_envq_t *q, unsigned nbuckets, uint32_t capacity);
+
+/* Free the rings. No push or pop may run concurrently or afterwards. Envelopes still queued are
+ * dropped: count them first with hb_envq_size if they matter. */
+HB_EXTERN void hb_envq_close(hb_envq_t *q);
+
+/* Push e to the next bucket in round-robin order; when that bucket is full, to the following
+ * non-full one. Stores the bucket used in *bucket if not NULL. Returns 0, or HB_EFULL when every
+ * bucket is full (e was not queued: the generator counts it). Producer thread only. */
+HB_EXTERN int hb_envq_push(hb_envq_t *q, hb_envelope_t e, unsigned *bucket);
+
+/* Push e to one given bucket. Returns 0, HB_EFULL, or UV_EINVAL for a bucket out of range.
+ * Producer thread only. */
+HB_EXTERN int hb_envq_push_to(hb_envq_t *q, unsigned bucket, hb_envelope_t e);
+
+/* Pop the oldest envelope of bucket into *e. Returns 0, HB_EEMPTY, or UV_EINVAL for a bucket out
+ * of range. That bucket's consumer thread only. */
+HB_EXTERN int hb_envq_pop(hb_envq_t *q, unsigned bucket, hb_envelope_t *e);
+
+/* Pop up to max envelopes of bucket into out[]; returns how many (0 when empty). Consumer only. */
+HB_EXTERN size_t hb_envq_pop_batch(hb_envq_t *q, unsigned bucket, hb_envelope_t *out, size_t max);
+
+/* Envelopes queued in bucket right now (a snapshot, exact when neither side runs). Any thread. */
+HB_EXTERN size_t hb_envq_size(const hb_envq_t *q, unsigned bucket);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_ENVQ_H */

@@ -1,0 +1,2 @@
+/* Placeholder: the counters module is being written. */
+#include "hongbao/counters.h"

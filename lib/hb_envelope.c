@@ -1,0 +1,2 @@
+/* Placeholder: the envelope module is being written. */
+#include "hongbao/envelope.h"

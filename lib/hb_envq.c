@@ -1,0 +1,2 @@
+/* Placeholder: the envq module is being written. */
+#include "hongbao/envq.h"

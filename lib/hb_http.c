@@ -1,0 +1,2 @@
+/* Placeholder: the http module is being written. */
+#include "hongbao/http.h"

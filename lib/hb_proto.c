@@ -1,0 +1,2 @@
+/* Placeholder: the proto module is being written. */
+#include "hongbao/proto.h"

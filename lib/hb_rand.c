@@ -1,0 +1,2 @@
+/* Placeholder: the rand module is being written. */
+#include "hongbao/rand.h"

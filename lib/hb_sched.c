@@ -1,0 +1,2 @@
+/* Placeholder: the sched module is being written. */
+#include "hongbao/sched.h"
