@@ -11,5 +11,8 @@
 #include "hongbao/envq.h"
 #include "hongbao/counters.h"
 #include "hongbao/http.h"
+#include "hongbao/msgq.h"
+#include "hongbao/registry.h"
+#include "hongbao/book.h"
 
 #endif /* HONGBAO_H */

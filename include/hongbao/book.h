@@ -1,0 +1,73 @@
+/* The send-envelope book: outstanding send-envelopes and who has claimed them, enforcing that only
+ * a listed recipient claims, each at most once, and that the shares add up to the total. */
+#ifndef HONGBAO_BOOK_H
+#define HONGBAO_BOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+#include "hongbao/proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A send-envelope: its total split in advance into one share per recipient (recipient i may claim
+ * shares[i]). claimed has bit i set once recipient i has claimed. */
+typedef struct hb_sendenv {
+    uint32_t id;
+    uint32_t total;
+    uint32_t recipients[HB_NOTICE_RECIPIENTS];
+    uint32_t shares[HB_NOTICE_RECIPIENTS];
+    uint32_t claimed_sum;
+    uint8_t claimed;
+    uint64_t created_s; /* Unix second of creation, for expiry */
+} hb_sendenv_t;
+
+/* An open-addressing hash map envelope id -> hb_sendenv_t. Not thread-safe: one book is owned by
+ * one thread (the runtime routes every claim of an envelope to the SET owning its id). Caller-owned
+ * struct; the table is allocated by init, grown by add, freed by close. */
+typedef struct hb_book {
+    /* public */
+    void *data;
+    /* read-only */
+    size_t count;        /* envelopes held */
+    uint64_t granted;    /* claims granted so far */
+    uint64_t granted_sum; /* amount granted so far */
+    /* private */
+    struct hb_book_slot *slots;
+    size_t mask;
+    size_t tombstones;
+} hb_book_t;
+
+/* Set up a book sized for expected envelopes before it grows. Returns 0, UV_ENOMEM. */
+HB_EXTERN int hb_book_init(hb_book_t *b, size_t expected);
+
+/* Free the table. */
+HB_EXTERN void hb_book_close(hb_book_t *b);
+
+/* Copy *e into the book (its claimed state as given, normally 0). Returns 0; UV_EEXIST for an id
+ * already held; UV_EINVAL when the recipients are not distinct, a share is 0, or the shares do
+ * not add up to total; UV_ENOMEM (nothing changed). */
+HB_EXTERN int hb_book_add(hb_book_t *b, const hb_sendenv_t *e);
+
+/* Claim user's share of envelope id. On success returns 0 and stores the amount granted in
+ * *amount; an envelope whose every share is claimed is then removed. Errors (nothing granted,
+ * *amount set to 0): HB_ENOENVELOPE (unknown or already fully claimed), HB_ENOTRECIPIENT,
+ * HB_ECLAIMED (this user already claimed it). */
+HB_EXTERN int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount);
+
+/* The envelope with this id, or NULL. The pointer is valid until the next add, claim or expire. */
+HB_EXTERN const hb_sendenv_t *hb_book_find(const hb_book_t *b, uint32_t id);
+
+/* Remove every envelope created before second before_s, calling cb (if not NULL) with each before
+ * it goes (to account for unclaimed amounts). Returns how many were removed. */
+HB_EXTERN size_t hb_book_expire(hb_book_t *b, uint64_t before_s,
+                                void (*cb)(void *arg, const hb_sendenv_t *e), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_BOOK_H */

@@ -1,0 +1,50 @@
+/* A bounded multi-producer queue of fixed-size messages: the receive queue of a SET, into which
+ * any thread pushes and the SET's own thread pops, with no lock. */
+#ifndef HONGBAO_MSGQ_H
+#define HONGBAO_MSGQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Any number of threads may push concurrently and any number may pop concurrently (a cell
+ * sequence-number ring, C11 atomics); the SET runtime uses one consumer. Messages are copied in
+ * and out (elem_size bytes each). Caller-owned struct; the ring is allocated by init and freed
+ * by close. */
+typedef struct hb_msgq {
+    /* public */
+    void *data;
+    /* read-only */
+    uint32_t capacity; /* a power of two */
+    size_t elem_size;
+    /* private */
+    struct hb_msgq_ring *ring;
+} hb_msgq_t;
+
+/* Set up a queue of at least capacity messages (rounded up to a power of two) of elem_size bytes.
+ * Returns 0, UV_EINVAL (capacity 0 or above 2^24, elem_size 0 or above 4096), UV_ENOMEM. */
+HB_EXTERN int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size);
+
+/* Free the ring; messages still queued are dropped. No push or pop may run concurrently. */
+HB_EXTERN void hb_msgq_close(hb_msgq_t *q);
+
+/* Copy elem_size bytes from msg into the queue. Any thread. Returns 0, or HB_EFULL when the queue
+ * holds capacity messages (nothing was queued). Wait-free when not contended, lock-free always. */
+HB_EXTERN int hb_msgq_push(hb_msgq_t *q, const void *msg);
+
+/* Copy the oldest message into msg. Returns 0 or HB_EEMPTY. */
+HB_EXTERN int hb_msgq_pop(hb_msgq_t *q, void *msg);
+
+/* Messages queued now (a snapshot). Any thread. */
+HB_EXTERN size_t hb_msgq_size(const hb_msgq_t *q);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_MSGQ_H */
