@@ -22,13 +22,15 @@ typedef struct hb_envelope {
  * uniformly from [1, min(2 * remaining / left, remaining - (left - 1))], where remaining is what
  * is not yet handed out and left the shares still to draw, and the last share takes the rest.
  * The shares always sum to total exactly and each is >= 1. Deterministic for a given generator
- * state. shares has room for n. Returns 0, UV_EINVAL when n is 0 or shares is NULL, or HB_EAMOUNT
- * when total < n. */
+ * state. shares (caller-owned) has room for n and is written only on success; rng is advanced.
+ * Returns 0, UV_EINVAL when n is 0 or shares or rng is NULL, or HB_EAMOUNT when total < n. */
 HB_EXTERN int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint32_t *shares);
 
 /* The next share alone, for splitting lazily as claims come in: given what remains and how many
  * shares are left (left >= 1, remaining >= left), the amount of the next share. With left == 1
- * it is remaining. Returns 0 when remaining < left or left == 0 (nothing can be granted). */
+ * it is remaining. Returns 0 when remaining < left or left == 0 (nothing can be granted). rng is
+ * used (and must be non-NULL) only when left >= 2 and remaining >= left; then the result lies in
+ * [1, remaining - (left - 1)], so every later share can still get at least 1. */
 HB_EXTERN uint32_t hb_envelope_draw(uint32_t remaining, uint32_t left, hb_rand_t *rng);
 
 #ifdef __cplusplus

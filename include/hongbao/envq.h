@@ -24,35 +24,42 @@ typedef struct hb_envq {
     unsigned nbuckets;
     uint32_t capacity; /* per bucket, a power of two */
     /* private */
-    unsigned next;           /* the bucket the next round-robin push tries first */
+    unsigned next; /* the bucket the next round-robin push tries first */
     struct hb_envq_bucket *buckets;
 } hb_envq_t;
 
-/* Set up nbuckets buckets of at least capacity envelopes each (rounded up to a power of two).
- * Returns 0, UV_EINVAL for nbuckets or capacity 0 or capacity above 2^30, UV_ENOMEM. */
+/* Set up nbuckets buckets of at least capacity envelopes each (rounded up to a power of two,
+ * stored in q->capacity); every bucket starts empty and q->next at 0. q->data is not touched.
+ * Returns 0, UV_EINVAL for nbuckets or capacity 0 or capacity above 2^30, UV_ENOMEM. On error
+ * nothing is allocated and q holds no bucket (hb_envq_close on it is harmless). */
 HB_EXTERN int hb_envq_init(hb_envq_t *q, unsigned nbuckets, uint32_t capacity);
 
 /* Free the rings. No push or pop may run concurrently or afterwards. Envelopes still queued are
- * dropped: count them first with hb_envq_size if they matter. */
+ * dropped: count them first with hb_envq_size if they matter. Leaves q with no bucket, so a
+ * second close does nothing. */
 HB_EXTERN void hb_envq_close(hb_envq_t *q);
 
-/* Push e to the next bucket in round-robin order; when that bucket is full, to the following
- * non-full one. Stores the bucket used in *bucket if not NULL. Returns 0, or HB_EFULL when every
- * bucket is full (e was not queued: the generator counts it). Producer thread only. */
+/* Push e (copied) to the next bucket in round-robin order (q->next); when that bucket is full, to
+ * the following non-full one, and q->next moves just past the bucket used. Stores the bucket used
+ * in *bucket if not NULL. Returns 0, or HB_EFULL when every bucket is full: then e was not queued
+ * (the generator counts it) and neither q->next nor *bucket changed. Producer thread only. */
 HB_EXTERN int hb_envq_push(hb_envq_t *q, hb_envelope_t e, unsigned *bucket);
 
-/* Push e to one given bucket. Returns 0, HB_EFULL, or UV_EINVAL for a bucket out of range.
- * Producer thread only. */
+/* Push e (copied) to one given bucket; q->next does not move. Returns 0, HB_EFULL, or UV_EINVAL
+ * for a bucket out of range. Producer thread only. */
 HB_EXTERN int hb_envq_push_to(hb_envq_t *q, unsigned bucket, hb_envelope_t e);
 
 /* Pop the oldest envelope of bucket into *e. Returns 0, HB_EEMPTY, or UV_EINVAL for a bucket out
- * of range. That bucket's consumer thread only. */
+ * of range; on error *e is not written. That bucket's consumer thread only. */
 HB_EXTERN int hb_envq_pop(hb_envq_t *q, unsigned bucket, hb_envelope_t *e);
 
-/* Pop up to max envelopes of bucket into out[]; returns how many (0 when empty). Consumer only. */
+/* Pop up to max envelopes of bucket, oldest first, into out[] (caller-owned, room for max);
+ * returns how many, never more than q->capacity: 0 when the bucket is empty, max is 0 or the
+ * bucket is out of range. Nothing past out[count - 1] is written. That bucket's consumer only. */
 HB_EXTERN size_t hb_envq_pop_batch(hb_envq_t *q, unsigned bucket, hb_envelope_t *out, size_t max);
 
-/* Envelopes queued in bucket right now (a snapshot, exact when neither side runs). Any thread. */
+/* Envelopes queued in bucket right now (a snapshot, exact when neither side runs; never above
+ * q->capacity), or 0 for a bucket out of range. Any thread. */
 HB_EXTERN size_t hb_envq_size(const hb_envq_t *q, unsigned bucket);
 
 #ifdef __cplusplus
