@@ -11,15 +11,34 @@
 extern "C" {
 #endif
 
+/* Supported ranges. users is in [1, HB_SCHED_MAX_USERS], qps in [0, HB_SCHED_MAX_QPS], and every
+ * second (start_s, from_s, and the second of any at_ms) below HB_SCHED_MAX_S, that is Unix times
+ * up to February 2106. Within them no computation overflows 64 bits, even with start_s 0 (which
+ * numbers sends from 1970 on and so needs no shared epoch); outside them the functions that can
+ * return an error return UV_EINVAL. */
+#define HB_SCHED_MAX_USERS (UINT64_C(1) << 32)
+#define HB_SCHED_MAX_QPS   (UINT64_C(1) << 32)
+#define HB_SCHED_MAX_S     UINT64_C(0xFFFFFFFF)
+
 /* The schedule numbers sends k = base_k, base_k + 1, ... from second epoch_s on: send k is in
  * second epoch_s + (k - base_k) / qps, at millisecond ((k - base_k) % qps) * 1000 / qps of it,
- * and belongs to the user at rotation position k % users. The rotation visits users in
- * "column" order, (u % cols, u / cols) with cols = ceil(users / qps), so when qps divides users
- * the users of second t are exactly the reference's {u : u % G == t % G}, G = users / qps, and a
- * contiguous range of users (one client process) is spread over all seconds. Every second has
- * exactly qps sends; over any window each user's count differs from any other's by at most one.
+ * and belongs to the user at rotation position k % users.
+ *
+ * The rotation: with g = gcd(users, qps), lay the users out in cols = users / g columns of
+ * rows = g users each, user u in column u % cols at row u / cols. The rotation visits column
+ * c = u % cols in slot (c * (qps / g)) % cols, and a column's users by row: position
+ * pos(u) = ((u % cols) * (qps / g) % cols) * rows + u / cols. When qps divides users,
+ * cols = G = users / qps and the slots are in column order, so the users of second t are exactly
+ * the reference's {u : u % G == t % G} (with base_k = epoch_s * qps, e.g. start_s = 0); when users
+ * divides qps the rotation is u itself. In general:
+ *  - every second has exactly qps sends;
+ *  - over any run of consecutive sends (so any window of whole seconds) each user's count differs
+ *    from any other's by at most one;
+ *  - in every second (indeed any T whole seconds), the users [0, L) make floor or ceil of
+ *    T * qps * L / users of the sends, so any contiguous range of users (one client process)
+ *    makes its exact share to within less than 2, every second.
  * Plain data, caller-owned, no resources: copy it freely. Every process computing from the same
- * (users, qps, epoch) gets the same schedule. */
+ * (users, qps, start_s) and the same rate changes gets the same schedule. */
 typedef struct hb_sched {
     /* read-only */
     uint64_t users;   /* total simulated users, user ids 0..users-1 */
@@ -27,13 +46,15 @@ typedef struct hb_sched {
     uint64_t epoch_s; /* the second the current rate took effect */
     uint64_t base_k;  /* the index of the first send at epoch_s */
     /* private */
-    uint64_t cols; /* rotation columns */
-    uint64_t rows; /* users / cols (full rows) */
-    uint64_t rem;  /* users % cols: columns with one extra user */
+    uint64_t cols;     /* rotation columns: users / gcd(users, qps) */
+    uint64_t rows;     /* users per column: gcd(users, qps) */
+    uint64_t stride;   /* (qps / rows) % cols: slot of column c is c * stride % cols */
+    uint64_t unstride; /* the inverse of stride modulo cols */
 } hb_sched_t;
 
-/* Initialise a schedule for users ids 0..users-1 at qps sends a second from second start_s.
- * Returns 0, or UV_EINVAL when users is 0. qps may be 0 (nothing is due) or above users (users
+/* Initialise the caller-owned s for user ids 0..users-1 at qps sends a second from second start_s
+ * on, numbering the first send 0. Returns 0, or UV_EINVAL when users is 0 or a value is outside
+ * the supported ranges (s is then unchanged). qps may be 0 (nothing is due) or above users (users
  * send several times a second). */
 HB_EXTERN int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_t start_s);
 
@@ -41,26 +62,37 @@ HB_EXTERN int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_
  * continuously (base_k moves past the old rate's sends before from_s), so every second has
  * exactly its own rate's count. The schedule then describes time from from_s on only: queries for
  * earlier times are clamped to from_s, so change the rate for a coming second and recompute the
- * users' next times. Returns 0 or UV_EINVAL when from_s < epoch_s. */
+ * users' next times. The rotation is recomputed for the new rate, so the one-send fairness bound
+ * holds within each rate's period; over a window spanning a change counts differ by at most two.
+ * Returns 0, or UV_EINVAL (s unchanged) when from_s < epoch_s, from_s >= HB_SCHED_MAX_S or
+ * qps > HB_SCHED_MAX_QPS. */
 HB_EXTERN int hb_sched_set_rate(hb_sched_t *s, uint64_t qps, uint64_t from_s);
 
-/* The user who makes send k (k >= base_k). O(1). */
+/* The user who makes send k, for k >= base_k (an earlier k gets the current rate's rotation,
+ * which may differ from the one it was sent under). O(1), cannot fail. */
 HB_EXTERN uint64_t hb_sched_user_of(const hb_sched_t *s, uint64_t k);
 
-/* The time, in Unix milliseconds, of send k (k >= base_k). O(1). */
+/* The time, in Unix milliseconds, of send k (k >= base_k; an earlier k is clamped to base_k).
+ * Non-decreasing in k. UINT64_MAX when qps is 0 (no send is ever made). O(1), cannot fail. */
 HB_EXTERN uint64_t hb_sched_time_of(const hb_sched_t *s, uint64_t k);
 
-/* The index of the first send due at or after Unix millisecond at_ms (clamped to the epoch). */
+/* The index of the first send due at or after Unix millisecond at_ms: at_ms before the epoch is
+ * clamped to it (giving base_k), at_ms at or above HB_SCHED_MAX_S * 1000 to that. base_k when qps
+ * is 0 (the index the next send will have). O(1), cannot fail. */
 HB_EXTERN uint64_t hb_sched_first_at(const hb_sched_t *s, uint64_t at_ms);
 
-/* The next send of user at or after Unix millisecond at_ms: stores its index in *k (if k is not
- * NULL) and its time in *when_ms. O(1). Returns 0, UV_EINVAL for user >= users, or HB_EIDLE
- * when qps is 0. */
+/* The next send of user at or after Unix millisecond at_ms (a send exactly at at_ms counts;
+ * at_ms before the epoch is clamped to it): stores its index in *k and its time in *when_ms,
+ * each if not NULL. O(1). Returns 0; UV_EINVAL for user >= users or at_ms >= HB_SCHED_MAX_S * 1000;
+ * HB_EIDLE when qps is 0. On error nothing is stored. */
 HB_EXTERN int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, uint64_t *k,
                             uint64_t *when_ms);
 
-/* Whether user sends in second t according to the reference's own rule, t % G == user % G with
- * G = users / qps (valid only when qps divides users): kept for comparison and tests. */
+/* The reference's own rule, kept for comparison and tests: 1 if user sends in second t, that is
+ * t % G == user % G with G = users / qps in integer division as the reference computes it, else
+ * 0. The rule is exact only when qps divides users (otherwise a second has about users / G
+ * senders, not qps). Returns UV_EINVAL when qps is 0, qps > users (G would be 0) or
+ * user >= users. */
 HB_EXTERN int hb_sched_reference_due(uint64_t users, uint64_t qps, uint64_t user, uint64_t t);
 
 #ifdef __cplusplus
