@@ -19,39 +19,40 @@ extern "C" {
 /* The report's size on the wire: second, type, 60 per-second, 60 cumulative, all u64 BE. */
 #define HB_REPORT_SIZE 976
 
-/* Slot indices, the reference's. Slots 0..6 count frames seen of each reference cmd. */
+/* Slot indices, the reference's; the slots not listed are free (no name, never rendered, but
+ * they may be counted). Amounts are in the smallest currency unit (cents). */
 enum {
-    HB_CTR_FRAME_LOGIN = 0,
-    HB_CTR_FRAME_LOGIN_REPLY = 1,
-    HB_CTR_FRAME_SHAKE = 2,
-    HB_CTR_FRAME_SHAKE_REPLY = 3,
-    HB_CTR_FRAME_NOTICE = 4,
-    HB_CTR_FRAME_CLAIM = 5,
-    HB_CTR_FRAME_CLAIM_REPLY = 6,
-    HB_CTR_REQUESTS = 10,
-    HB_CTR_RESPONSES = 11,
-    HB_CTR_SHAKE_GOT = 14,
-    HB_CTR_SHAKE_NONE = 15,
-    HB_CTR_SHAKE_ALL_TAKEN = 16,
-    HB_CTR_SHAKE_OVERLOAD = 17,
-    HB_CTR_SHAKE_HANDED_OUT = 18,
-    HB_CTR_CONN_OPENED = 20,
-    HB_CTR_CONN_CLOSED = 21,
-    HB_CTR_SHAKE_ENVELOPES = 22,
-    HB_CTR_SHAKE_RECEIVED = 23,
-    HB_CTR_SHAKE_AMOUNT_ISSUED = 24,
-    HB_CTR_SHAKE_AMOUNT_RECEIVED = 25,
-    HB_CTR_SEND_CREATED = 30,
-    HB_CTR_CLAIMS_GRANTED = 31,
-    HB_CTR_SEND_AMOUNT_ISSUED = 32,
-    HB_CTR_SEND_AMOUNT_CLAIMED = 33
+    HB_CTR_FRAME_LOGIN = 0,            /* login frames seen (cmd 0) */
+    HB_CTR_FRAME_LOGIN_REPLY = 1,      /* login reply frames seen (cmd 1) */
+    HB_CTR_FRAME_SHAKE = 2,            /* shake frames seen (cmd 2) */
+    HB_CTR_FRAME_SHAKE_REPLY = 3,      /* shake reply frames seen (cmd 3) */
+    HB_CTR_FRAME_NOTICE = 4,           /* send-envelope notice frames seen (cmd 4) */
+    HB_CTR_FRAME_CLAIM = 5,            /* claim frames seen (cmd 5) */
+    HB_CTR_FRAME_CLAIM_REPLY = 6,      /* claim reply frames seen (cmd 6) */
+    HB_CTR_REQUESTS = 10,              /* requests */
+    HB_CTR_RESPONSES = 11,             /* responses */
+    HB_CTR_SHAKE_GOT = 14,             /* shakes that got an envelope (result 14) */
+    HB_CTR_SHAKE_NONE = 15,            /* shakes that got no envelope (result 15) */
+    HB_CTR_SHAKE_ALL_TAKEN = 16,       /* shakes answered "all envelopes taken" (result 16) */
+    HB_CTR_SHAKE_OVERLOAD = 17,        /* shakes answered "overloaded" (result 17) */
+    HB_CTR_SHAKE_HANDED_OUT = 18,      /* shake envelopes handed out */
+    HB_CTR_CONN_OPENED = 20,           /* connections opened */
+    HB_CTR_CONN_CLOSED = 21,           /* connections closed */
+    HB_CTR_SHAKE_ENVELOPES = 22,       /* shake envelopes generated */
+    HB_CTR_SHAKE_RECEIVED = 23,        /* shake envelopes received (client side) */
+    HB_CTR_SHAKE_AMOUNT_ISSUED = 24,   /* shake envelope amount issued */
+    HB_CTR_SHAKE_AMOUNT_RECEIVED = 25, /* shake envelope amount received */
+    HB_CTR_SEND_CREATED = 30,          /* send-envelopes created */
+    HB_CTR_CLAIMS_GRANTED = 31,        /* send-envelope claims granted */
+    HB_CTR_SEND_AMOUNT_ISSUED = 32,    /* send-envelope amount issued */
+    HB_CTR_SEND_AMOUNT_CLAIMED = 33    /* send-envelope amount claimed */
 };
 
 /* Reporter types in a report. */
 enum { HB_REPORTER_CLIENT = 0, HB_REPORTER_SERVER = 1 };
 
-/* The snake_case name of a slot ("shake_got", "conn_opened"), or NULL for a slot the reference
- * leaves free (and for idx >= HB_COUNTER_SLOTS). */
+/* The snake_case name of a slot ("shake_got", "conn_opened"), static, or NULL for a slot the
+ * reference leaves free (and for idx >= HB_COUNTER_SLOTS). */
 HB_EXTERN const char *hb_counter_name(unsigned idx);
 
 /* One second's view: what the reference sends the monitor. */
@@ -63,8 +64,23 @@ typedef struct hb_report {
 } hb_report_t;
 
 /* The counter set. Writers: each thread increments through its own shard (0..nshards-1), so no
- * two threads ever write the same memory; readers merge all shards. Shard s may be used by one
- * thread at a time; any thread may read. Caller-owned struct, shards allocated by init. */
+ * two threads ever write the same memory; readers merge all shards. Caller-owned struct, shards
+ * allocated by init.
+ *
+ * Thread-safety rules, precisely:
+ * - hb_counters_add through shard s must not run in two threads at once. A shard may move to
+ *   another thread only with a happens-before between the old owner's last add and the new
+ *   owner's first (a mutex, a thread join, uv_async_send...). Adds through different shards run
+ *   concurrently without any synchronisation.
+ * - hb_counters_snapshot may run in any thread at any time between init and close, concurrently
+ *   with adds and with other snapshots. It never blocks and never retries.
+ * - init and close must not race with anything on the same hb_counters_t.
+ * What a snapshot sees of adds running at the same time: each shard's per-second values come
+ * from one second only (a ring entry being reused for a later second is never mixed in: the
+ * shard then gives 0); a value may or may not include an add that races the snapshot, slot by
+ * slot; every add that happens-before the snapshot is included. Successive snapshots taken by
+ * one thread see every cumulative value non-decreasing. A racing add may show in per_second
+ * before it shows in cumulative. */
 typedef struct hb_counters {
     /* public */
     void *data;
@@ -75,39 +91,64 @@ typedef struct hb_counters {
     struct hb_counters_shard *shards;
 } hb_counters_t;
 
-/* Allocate nshards zeroed shards. Returns 0, UV_EINVAL for nshards 0 or above 1024, UV_ENOMEM. */
+/* Allocate nshards zeroed shards (about 32 KiB each). Returns 0; UV_EINVAL when c is NULL,
+ * nshards is 0 or above 1024, or type is neither HB_REPORTER_CLIENT nor HB_REPORTER_SERVER;
+ * UV_ENOMEM. On error *c holds no allocation (close is then a no-op). */
 HB_EXTERN int hb_counters_init(hb_counters_t *c, unsigned nshards, uint64_t type);
 
-/* Free the shards. No add or read may run concurrently or afterwards. */
+/* Free the shards and leave nshards 0 (a second close is a no-op, and later adds are ignored).
+ * No add or snapshot may run concurrently; no snapshot may run afterwards. */
 HB_EXTERN void hb_counters_close(hb_counters_t *c);
 
-/* Add delta to slot idx for second now_s, through shard. Wait-free: relaxed atomic stores to the
- * shard's own memory. A second older than the shard's newest is added to the cumulative total
- * and, while still in the ring, to its own second. Out-of-range shard or idx is ignored. */
+/* Add delta to slot idx for second now_s, through shard. Wait-free, no lock, no
+ * read-modify-write: atomic loads and stores to the shard's own memory only (relaxed, and
+ * release for the per-second values, a plain store on x86); moving to a new second also zeroes
+ * that second's 60 values. Every add counts in the cumulative total. Each shard keeps the
+ * per-second values of the HB_COUNTERS_HISTORY seconds ending at the newest second ever added
+ * through it, so its window moves only when it is written: a second newer than the shard's
+ * newest becomes the newest; a second inside the window (a late add) is added to its own
+ * second; a second older than the window counts only in the cumulative total, and so does
+ * now_s == UINT64_MAX. Values wrap modulo 2^64. Out-of-range shard or idx is ignored. */
 HB_EXTERN void hb_counters_add(hb_counters_t *c, unsigned shard, unsigned idx, uint64_t now_s,
                                uint64_t delta);
 
-/* Snapshot second: per-second values summed over shards (0 for a second no longer or not yet in
- * the ring) and cumulative totals as of now. Any thread. */
+/* Snapshot second into *out: second, the counter set's type, per-second values summed over the
+ * shards (a shard gives 0 for a second outside its window: not yet added or older than its
+ * newest second minus HB_COUNTERS_HISTORY - 1) and cumulative totals as of now. Any thread,
+ * wait-free; see hb_counters_t for what it sees of concurrent adds. */
 HB_EXTERN void hb_counters_snapshot(const hb_counters_t *c, uint64_t second, hb_report_t *out);
 
-/* Encode *r into exactly HB_REPORT_SIZE bytes at buf (the reference's wire format). */
+/* Encode *r into exactly HB_REPORT_SIZE bytes at buf (the reference's wire format: r->type is
+ * written as it is, unchecked). */
 HB_EXTERN void hb_report_encode(const hb_report_t *r, uint8_t buf[HB_REPORT_SIZE]);
 
 /* Decode a report from buf[0..len). Returns 0, or HB_EREPORT when len != HB_REPORT_SIZE or the
- * type is neither client nor server. */
+ * type is neither client nor server (UV_EINVAL when buf or out is NULL). *out is written only
+ * on success. */
 HB_EXTERN int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out);
+
+/* Buffer sizes, NUL included, that always suffice for the renderers below (reached when every
+ * value is UINT64_MAX). HB_REPORT_PROMETHEUS_MAX takes strlen(prefix) (7 for the default). */
+#define HB_REPORT_PROMETHEUS_MAX(prefix_len) ((size_t)7978 + 147 * (size_t)(prefix_len))
+#define HB_REPORT_JSON_MAX                   1892
 
 /* Render *r as Prometheus text exposition (format 0.0.4): for each named slot, a counter
  * "<prefix>_<name>_total" with the cumulative value and a gauge "<prefix>_<name>_per_second"
  * with second r->second's value, plus the gauge "<prefix>_report_second" giving that second
- * (one series per slot, not one per second); prefix NULL means "hongbao". Writes a NUL-terminated string into
- * buf[0..cap). Returns its length without the NUL, or UV_ENOBUFS when it does not fit. */
+ * (one series per slot, not one per second); prefix NULL means "hongbao". Every series has its
+ * "# HELP" (the slot's meaning) and "# TYPE" lines; every line ends in "\n". Writes a
+ * NUL-terminated string into buf[0..cap). Returns its length without the NUL; UV_ENOBUFS when it
+ * does not fit (cap must exceed the length), and then buf holds "" when cap > 0 (the rest of
+ * buf[0..cap) is scratch); nothing is ever written at or past buf + cap. UV_EINVAL when r is
+ * NULL, buf is NULL with cap > 0, or prefix is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*).
+ * No allocation. */
 HB_EXTERN int hb_report_format_prometheus(const hb_report_t *r, const char *prefix, char *buf,
                                           size_t cap);
 
-/* Render *r as one JSON object: {"second":N,"type":"server","per_second":{"name":N,...},
- * "cumulative":{...}} with named slots only. Same return contract as the Prometheus renderer. */
+/* Render *r as one JSON object on one line, no spaces, no trailing newline:
+ * {"second":N,"type":"server","per_second":{"frame_login":N,...},"cumulative":{...}} with the
+ * named slots only, in slot order ("type" is "client" or "server"). Same return contract as the
+ * Prometheus renderer; UV_EINVAL also when r->type is neither client nor server. */
 HB_EXTERN int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap);
 
 #ifdef __cplusplus
