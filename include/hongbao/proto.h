@@ -39,10 +39,10 @@ typedef enum {
 
 /* Shake reply results, as the reference sends them. */
 enum {
-    HB_SHAKE_GOT = 14,      /* envelope_id and amount filled */
-    HB_SHAKE_NONE = 15,     /* no envelope now */
+    HB_SHAKE_GOT = 14,       /* envelope_id and amount filled */
+    HB_SHAKE_NONE = 15,      /* no envelope now */
     HB_SHAKE_ALL_TAKEN = 16, /* defined by the reference, unused by it */
-    HB_SHAKE_OVERLOAD = 17  /* server over its request cap this second */
+    HB_SHAKE_OVERLOAD = 17   /* server over its request cap this second */
 };
 
 /* Chat reply results (our extension). */
@@ -72,13 +72,19 @@ typedef struct hb_frame {
  * when a whole valid frame is there; 0 when more bytes are needed (never reads past len);
  * HB_EFRAMESHORT / HB_EFRAMELONG for a length outside [HB_FRAME_HEADER, HB_FRAME_MAX],
  * HB_EBADCMD for an unknown cmd, HB_EBADSIZE for a payload size the cmd does not allow. Errors
- * are reported as soon as the header's first 4 bytes show them, before the rest arrives. */
+ * are reported as soon as the header's first 4 bytes show them, before the rest arrives (a bad
+ * length as soon as its 2 bytes are there). Only the header is checked: payload values are not.
+ * out->payload points into buf. out may be NULL to validate only; *out is untouched unless the
+ * return is > 0. No allocation, no state: bytes after the frame are not looked at. */
 HB_EXTERN int hb_frame_parse(const uint8_t *buf, size_t len, hb_frame_t *out);
 
-/* The payload sizes cmd allows: [*min, *max]. Returns 0, or HB_EBADCMD for an unknown cmd. */
+/* The payload sizes cmd allows: [*min, *max] (either pointer may be NULL). Returns 0, or
+ * HB_EBADCMD for an unknown cmd (*min and *max untouched then). */
 HB_EXTERN int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max);
 
-/* A short lowercase name of cmd ("login", "shake-reply", ...), or NULL when unknown. */
+/* A short lowercase static name of cmd ("login", "login-reply", "shake", "shake-reply",
+ * "notice", "claim", "claim-reply", "chat", "chat-deliver", "chat-reply"), or NULL when
+ * unknown. */
 HB_EXTERN const char *hb_cmd_name(uint16_t cmd);
 
 /* A decoded message. Which member of u is valid depends on cmd. Text fields point into the
@@ -129,13 +135,19 @@ typedef struct hb_msg {
     } u;
 } hb_msg_t;
 
-/* Decode a parsed frame into *out. Returns 0, or HB_EBADCMD / HB_EBADSIZE when the frame did not
- * come from hb_frame_parse (which already checked both). */
+/* Decode a parsed frame into *out (fully overwritten; unused members are zeroed). Chat text
+ * points into frame->payload and is valid as long as that is (for a framer's frame: during the
+ * callback only). Every payload byte lands in a field, so hb_msg_encode of the result gives the
+ * frame's bytes back. Returns 0, or HB_EBADCMD / HB_EBADSIZE when the frame did not come from
+ * hb_frame_parse (which already checked both); *out is untouched then. frame->length is not
+ * looked at: payload_len rules. */
 HB_EXTERN int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out);
 
-/* Encode *msg as one frame into buf[0..cap). Returns the frame length, UV_ENOBUFS when cap is
- * too small (nothing meaningful is written then), HB_EBADCMD for an unknown cmd, HB_EBADSIZE
- * for chat text outside 1..HB_CHAT_MAX. */
+/* Encode *msg as one frame into buf[0..cap): the 12-byte header (with msg->timestamp) then the
+ * payload; fields are written as given (a notice's recipient_count too; the reference always
+ * sends 3). Returns the frame length, UV_ENOBUFS when cap is too small (nothing is written
+ * then), HB_EBADCMD for an unknown cmd, HB_EBADSIZE for chat text_len outside 1..HB_CHAT_MAX,
+ * UV_EINVAL for chat text NULL. The chat text is copied; buf may then be reused freely. */
 HB_EXTERN int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap);
 
 /* The encoded length of *msg, or a negative error as hb_msg_encode would return. */
@@ -149,29 +161,41 @@ HB_EXTERN int hb_msg_encoded_len(const hb_msg_t *msg);
 #define HB_FRAMER_INLINE 40
 typedef struct hb_framer {
     /* private */
-    uint8_t *big;   /* heap buffer for a pending frame longer than HB_FRAMER_INLINE, or NULL */
-    uint16_t have;  /* bytes of the pending frame held */
-    uint16_t need;  /* its total length once the header's length field is known, else 0 */
-    int error;      /* sticky error after a bad frame */
+    uint8_t *big;  /* heap buffer for a pending frame longer than HB_FRAMER_INLINE, or NULL */
+    uint16_t have; /* bytes of the pending frame held */
+    uint16_t need; /* its total length once its first 4 bytes are in and valid, else 0 */
+    int error;     /* sticky: a bad frame, UV_ENOMEM or a callback's stop; 0 if none */
     uint8_t small[HB_FRAMER_INLINE];
 } hb_framer_t;
 
-/* Called once per whole frame, in stream order. frame->payload is valid only during the call.
- * Return 0 to go on, or a negative value to stop feeding: hb_framer_feed returns that value. */
+/* Called once per whole frame, in stream order. frame->payload is valid only during the call
+ * (it points into the fed data or into the framer). Return 0 to go on, or a negative value to
+ * stop feeding: hb_framer_feed returns that value. The callback must not feed or reset the
+ * framer it was called from. */
 typedef int (*hb_framer_cb)(void *arg, const hb_frame_t *frame);
 
+/* Initialise a framer: empty, no error, nothing allocated. */
 HB_EXTERN void hb_framer_init(hb_framer_t *fr);
 
-/* Consume data[0..len), calling cb for each frame completed. Returns 0 when all was consumed,
- * the first error hb_frame_parse reports (after which the framer stays failed and returns it
- * again: close the connection), UV_ENOMEM, or a callback's negative return. */
+/* Consume data[0..len), calling cb (not NULL) for each frame completed; the tail of data that
+ * starts a frame is copied into the framer, so data may be reused once this returns. Returns 0
+ * when all was consumed, or a negative value after which the framer is failed: it holds nothing
+ * (pending 0, heap buffer freed) and every later feed returns the same value at once without
+ * calling cb, until hb_framer_reset (or discard it: close the connection). The failures are: the
+ * first error hb_frame_parse reports (frames before the bad one were all delivered), UV_ENOMEM,
+ * or a callback's negative return. A stop by the callback counts the frame it was given as
+ * consumed; the bytes after that frame in data are neither delivered nor kept, which is why the
+ * stop is sticky: the stream position is lost. UV_EINVAL (not sticky) when cb is NULL. */
 HB_EXTERN int hb_framer_feed(hb_framer_t *fr, const uint8_t *data, size_t len, hb_framer_cb cb,
                              void *arg);
 
-/* Bytes of an incomplete frame held, i.e. a peer that closes now closed mid-frame if > 0. */
+/* Bytes of an incomplete frame held, i.e. a peer that closes now closed mid-frame if > 0.
+ * 0 at a frame boundary and in the failed state. */
 HB_EXTERN size_t hb_framer_pending(const hb_framer_t *fr);
 
-/* Drop any pending partial frame and error, free the heap buffer. The framer may be fed again. */
+/* Drop any pending partial frame and error, free the heap buffer. The framer may be fed again,
+ * from a frame boundary of a stream. Call it (or reset once more) before discarding a framer
+ * that may hold a partial frame, or the heap buffer leaks. */
 HB_EXTERN void hb_framer_reset(hb_framer_t *fr);
 
 /* Big-endian helpers, exposed for other modules and consumers writing extension payloads. */
