@@ -32,8 +32,8 @@ typedef struct hb_book {
     /* public */
     void *data;
     /* read-only */
-    size_t count;        /* envelopes held */
-    uint64_t granted;    /* claims granted so far */
+    size_t count;         /* envelopes held */
+    uint64_t granted;     /* claims granted so far */
     uint64_t granted_sum; /* amount granted so far */
     /* private */
     struct hb_book_slot *slots;
@@ -41,28 +41,39 @@ typedef struct hb_book {
     size_t tombstones;
 } hb_book_t;
 
-/* Set up a book sized for expected envelopes before it grows. Returns 0, UV_ENOMEM. */
+/* Set up a book sized to hold expected envelopes before it grows (0 is fine: the table starts
+ * small and grows as needed). The caller owns *b; data is left as it was. Returns 0 or UV_ENOMEM;
+ * on error the book is empty and holds no memory (hb_book_close is harmless on it). */
 HB_EXTERN int hb_book_init(hb_book_t *b, size_t expected);
 
-/* Free the table. */
+/* Free the table. The book is then empty; only hb_book_init may be called on it again. Calling
+ * it twice is harmless. */
 HB_EXTERN void hb_book_close(hb_book_t *b);
 
 /* Copy *e into the book (its claimed state as given, normally 0). Returns 0; UV_EEXIST for an id
- * already held; UV_EINVAL when the recipients are not distinct, a share is 0, or the shares do
- * not add up to total; UV_ENOMEM (nothing changed). */
+ * already held; UV_EINVAL when e is NULL, the recipients are not distinct, a share is 0, the
+ * shares do not add up to total, or the claimed state is inconsistent (a bit above the three
+ * recipients, every bit set, or claimed_sum not the sum of the claimed shares); UV_ENOMEM
+ * (nothing changed). Any user id, 0 included, may be a recipient. The only call that allocates:
+ * it may rebuild the table (growing it, or dropping tombstones left by removals), which moves
+ * every envelope and so invalidates pointers from hb_book_find. */
 HB_EXTERN int hb_book_add(hb_book_t *b, const hb_sendenv_t *e);
 
-/* Claim user's share of envelope id. On success returns 0 and stores the amount granted in
- * *amount; an envelope whose every share is claimed is then removed. Errors (nothing granted,
- * *amount set to 0): HB_ENOENVELOPE (unknown or already fully claimed), HB_ENOTRECIPIENT,
- * HB_ECLAIMED (this user already claimed it). */
+/* Claim user's share of envelope id. On success returns 0, stores the amount granted in *amount,
+ * and adds one to granted and the amount to granted_sum; an envelope whose every share is claimed
+ * is then removed (count drops by one). Errors (nothing granted, nothing changed, *amount set to
+ * 0): HB_ENOENVELOPE (unknown, expired or already fully claimed), HB_ENOTRECIPIENT, HB_ECLAIMED
+ * (this user already claimed it). amount may be NULL. Never allocates. User 0 is an ordinary
+ * user id here: taking the claimant from the connection's login is the caller's job. */
 HB_EXTERN int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount);
 
 /* The envelope with this id, or NULL. The pointer is valid until the next add, claim or expire. */
 HB_EXTERN const hb_sendenv_t *hb_book_find(const hb_book_t *b, uint32_t id);
 
-/* Remove every envelope created before second before_s, calling cb (if not NULL) with each before
- * it goes (to account for unclaimed amounts). Returns how many were removed. */
+/* Remove every envelope created before second before_s (created_s < before_s), calling cb (if not
+ * NULL) with each before it goes (to account for unclaimed amounts: e->total - e->claimed_sum).
+ * cb must not call into this book. Scans the whole table; never allocates. Returns how many were
+ * removed. */
 HB_EXTERN size_t hb_book_expire(hb_book_t *b, uint64_t before_s,
                                 void (*cb)(void *arg, const hb_sendenv_t *e), void *arg);
 

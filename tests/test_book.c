@@ -1,0 +1,782 @@
+/* Unit tests for the book module: validation, exactly-once claims, removal when fully claimed,
+ * growth to a million envelopes, tombstone churn, expiry, and a randomised model check. */
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hongbao/book.h"
+
+#define ID0 HB_SEND_ENVELOPE_ID_BASE
+
+/* Typed checks for loops of millions: Check records a location at every passing ck_assert (a
+ * write to the parent process), which would dominate the run time; these call into Check only
+ * when they fail, and then print both expressions and their values. */
+#define EXPECT_OP_(kind, type, fmt, a, op, b)                                                      \
+    do {                                                                                           \
+        type a_ = (type)(a);                                                                       \
+        type b_ = (type)(b);                                                                       \
+        if (!(a_ op b_))                                                                           \
+            ck_abort_msg(kind " check '%s " #op " %s' failed: %" fmt " vs %" fmt, #a, #b, a_, b_); \
+    } while (0)
+#define EXPECT_INT_EQ(a, b)  EXPECT_OP_("int", intmax_t, "jd", a, ==, b)
+#define EXPECT_UINT_EQ(a, b) EXPECT_OP_("uint", uintmax_t, "ju", a, ==, b)
+#define EXPECT_UINT_LE(a, b) EXPECT_OP_("uint", uintmax_t, "ju", a, <=, b)
+#define EXPECT_NULL(p)       EXPECT_OP_("ptr", const void *, "p", p, ==, NULL)
+#define EXPECT_NONNULL(p)    EXPECT_OP_("ptr", const void *, "p", p, !=, NULL)
+
+/* A small seeded generator (splitmix64), so every run sees the same sequence. */
+typedef struct test_rng {
+    uint64_t s;
+} test_rng_t;
+
+static uint64_t rng_next(test_rng_t *r)
+{
+    uint64_t z = (r->s += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n), n >= 1 (the modulo bias is irrelevant here). */
+static uint32_t rng_below(test_rng_t *r, uint32_t n)
+{
+    return (uint32_t)(rng_next(r) % n);
+}
+
+static hb_sendenv_t make_env(uint32_t id, const uint32_t users[3], const uint32_t shares[3],
+                             uint64_t created_s)
+{
+    hb_sendenv_t e;
+    memset(&e, 0, sizeof e);
+    e.id = id;
+    e.total = shares[0] + shares[1] + shares[2];
+    for (unsigned i = 0; i < 3; i++) {
+        e.recipients[i] = users[i];
+        e.shares[i] = shares[i];
+    }
+    e.created_s = created_s;
+    return e;
+}
+
+/* Split total (>= 3) into three random shares, each >= 1. */
+static void random_shares(test_rng_t *r, uint32_t total, uint32_t shares[3])
+{
+    shares[0] = 1 + rng_below(r, total - 2);
+    shares[1] = 1 + rng_below(r, total - shares[0] - 1);
+    shares[2] = total - shares[0] - shares[1];
+}
+
+static void assert_env_eq(const hb_sendenv_t *got, const hb_sendenv_t *want)
+{
+    EXPECT_NONNULL(got);
+    EXPECT_UINT_EQ(got->id, want->id);
+    EXPECT_UINT_EQ(got->total, want->total);
+    for (unsigned i = 0; i < 3; i++) {
+        EXPECT_UINT_EQ(got->recipients[i], want->recipients[i]);
+        EXPECT_UINT_EQ(got->shares[i], want->shares[i]);
+    }
+    EXPECT_UINT_EQ(got->claimed_sum, want->claimed_sum);
+    EXPECT_UINT_EQ(got->claimed, want->claimed);
+    EXPECT_UINT_EQ(got->created_s, want->created_s);
+}
+
+/* The table's invariants: power-of-two capacity, counts matching the slots' states (checked via
+ * the load limit), used slots plus tombstones within 70% of the capacity. */
+static void assert_load_ok(const hb_book_t *b)
+{
+    size_t capacity = b->mask + 1;
+    EXPECT_NONNULL(b->slots);
+    EXPECT_UINT_EQ(capacity & b->mask, 0);
+    EXPECT_UINT_LE((b->count + b->tombstones) * 10, capacity * 7);
+}
+
+static const uint32_t users_abc[3] = {1001, 1002, 1003};
+static const uint32_t shares_abc[3] = {5, 17, 78};
+
+START_TEST(test_init_sizes_and_close)
+{
+    hb_book_t b;
+    b.data = &b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    ck_assert_ptr_eq(b.data, &b);
+    ck_assert_uint_eq(b.count, 0);
+    ck_assert_uint_eq(b.granted, 0);
+    ck_assert_uint_eq(b.granted_sum, 0);
+    ck_assert_ptr_null(hb_book_find(&b, ID0));
+    hb_book_close(&b);
+    hb_book_close(&b);
+    ck_assert_ptr_null(b.slots);
+
+    /* Sized for expected: that many adds never rebuild the table. */
+    ck_assert_int_eq(hb_book_init(&b, 1000), 0);
+    const struct hb_book_slot *slots = b.slots;
+    for (uint32_t k = 0; k < 1000; k++) {
+        hb_sendenv_t e = make_env(ID0 + k, users_abc, shares_abc, 0);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    }
+    ck_assert_ptr_eq(b.slots, slots);
+    ck_assert_uint_eq(b.count, 1000);
+    assert_load_ok(&b);
+    hb_book_close(&b);
+
+    /* An expected count no table can hold fails cleanly. */
+    ck_assert_int_eq(hb_book_init(&b, SIZE_MAX), UV_ENOMEM);
+    ck_assert_ptr_null(b.slots);
+    ck_assert_uint_eq(b.count, 0);
+    ck_assert_ptr_null(hb_book_find(&b, ID0));
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_add_copies_and_finds)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 4), 0);
+    hb_sendenv_t e = make_env(ID0 + 7, users_abc, shares_abc, 1700000000);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    ck_assert_uint_eq(b.count, 1);
+    hb_sendenv_t want = e;
+    e.total = 1; /* the book keeps its own copy */
+    assert_env_eq(hb_book_find(&b, ID0 + 7), &want);
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + 8));
+    ck_assert_ptr_null(hb_book_find(&b, 0));
+
+    /* A partly claimed envelope may be added as given. */
+    const uint32_t users[3] = {7, 8, 9};
+    hb_sendenv_t p = make_env(ID0 + 8, users, shares_abc, 0);
+    p.claimed = 0x5;
+    p.claimed_sum = shares_abc[0] + shares_abc[2];
+    ck_assert_int_eq(hb_book_add(&b, &p), 0);
+    uint32_t amount = 0xdeadbeef;
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 8, 7, &amount), HB_ECLAIMED);
+    ck_assert_uint_eq(amount, 0);
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 8, 8, &amount), 0);
+    ck_assert_uint_eq(amount, shares_abc[1]);
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + 8));
+    ck_assert_uint_eq(b.count, 1);
+    hb_book_close(&b);
+}
+END_TEST
+
+/* add(e) must fail with err and leave the book as it was (one envelope, ID0). */
+static void expect_add_fails(hb_book_t *b, const hb_sendenv_t *e, int err)
+{
+    const hb_sendenv_t *held = hb_book_find(b, ID0);
+    ck_assert_ptr_nonnull(held);
+    hb_sendenv_t before = *held;
+    ck_assert_int_eq(hb_book_add(b, e), err);
+    ck_assert_uint_eq(b->count, 1);
+    assert_env_eq(hb_book_find(b, ID0), &before);
+    if (e != NULL && e->id != ID0)
+        ck_assert_ptr_null(hb_book_find(b, e->id));
+}
+
+START_TEST(test_add_validates)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t good = make_env(ID0, users_abc, shares_abc, 0);
+    ck_assert_int_eq(hb_book_add(&b, &good), 0);
+
+    /* Duplicate id, even with other contents. */
+    hb_sendenv_t dup = make_env(ID0, users_abc, (const uint32_t[3]){1, 1, 1}, 9);
+    expect_add_fails(&b, &dup, UV_EEXIST);
+    expect_add_fails(&b, NULL, UV_EINVAL);
+
+    /* Recipients not distinct: every pair. */
+    static const uint32_t same[3][3] = {{4, 4, 5}, {4, 5, 4}, {5, 4, 4}};
+    for (unsigned i = 0; i < 3; i++) {
+        hb_sendenv_t e = make_env(ID0 + 1, same[i], shares_abc, 0);
+        expect_add_fails(&b, &e, UV_EINVAL);
+    }
+    hb_sendenv_t zeros = make_env(ID0 + 1, (const uint32_t[3]){0, 0, 0}, shares_abc, 0);
+    expect_add_fails(&b, &zeros, UV_EINVAL);
+
+    /* A zero share, wherever it is, even when the sum is right. */
+    for (unsigned i = 0; i < 3; i++) {
+        uint32_t shares[3] = {10, 20, 30};
+        shares[i] = 0;
+        hb_sendenv_t e = make_env(ID0 + 1, users_abc, shares, 0);
+        ck_assert_uint_eq(e.total, 60 - (i + 1) * 10);
+        expect_add_fails(&b, &e, UV_EINVAL);
+    }
+
+    /* Shares not adding up to the total: below, above, and above by a 32-bit wrap. */
+    hb_sendenv_t e = make_env(ID0 + 1, users_abc, shares_abc, 0);
+    e.total = 99;
+    expect_add_fails(&b, &e, UV_EINVAL);
+    e.total = 101;
+    expect_add_fails(&b, &e, UV_EINVAL);
+    e = make_env(ID0 + 1, users_abc, (const uint32_t[3]){UINT32_MAX, 1, 1}, 0);
+    ck_assert_uint_eq(e.total, 1); /* the wrapped sum */
+    expect_add_fails(&b, &e, UV_EINVAL);
+
+    /* Inconsistent claimed state. */
+    e = make_env(ID0 + 1, users_abc, shares_abc, 0);
+    e.claimed = 0x8;
+    expect_add_fails(&b, &e, UV_EINVAL);
+    e.claimed = 0x7;
+    e.claimed_sum = 100;
+    expect_add_fails(&b, &e, UV_EINVAL);
+    e.claimed = 0x2;
+    e.claimed_sum = 5;
+    expect_add_fails(&b, &e, UV_EINVAL);
+    e.claimed = 0;
+    e.claimed_sum = 1;
+    expect_add_fails(&b, &e, UV_EINVAL);
+
+    /* The same envelope made valid goes in; the largest shares that fit a u32 total too. */
+    e.claimed_sum = 0;
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    e = make_env(ID0 + 2, users_abc, (const uint32_t[3]){UINT32_MAX - 2, 1, 1}, 0);
+    ck_assert_uint_eq(e.total, UINT32_MAX);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    ck_assert_uint_eq(b.count, 3);
+    ck_assert_uint_eq(b.granted, 0);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_each_recipient_claims_its_share_once)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t e = make_env(ID0 + 1, users_abc, shares_abc, 0);
+    hb_sendenv_t other = make_env(ID0 + 2, users_abc, (const uint32_t[3]){1, 2, 3}, 0);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    ck_assert_int_eq(hb_book_add(&b, &other), 0);
+    ck_assert_uint_eq(b.count, 2);
+
+    /* In the order 2, 0, 1: each gets exactly its share, and the state follows. */
+    static const unsigned order[3] = {2, 0, 1};
+    uint64_t sum = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned r = order[k];
+        uint32_t amount = 0xdeadbeef;
+        ck_assert_int_eq(hb_book_claim(&b, e.id, users_abc[r], &amount), 0);
+        ck_assert_uint_eq(amount, shares_abc[r]);
+        sum += amount;
+        e.claimed |= (uint8_t)(1u << r);
+        e.claimed_sum += amount;
+        ck_assert_uint_eq(b.granted, k + 1);
+        ck_assert_uint_eq(b.granted_sum, sum);
+        if (k < 2) {
+            assert_env_eq(hb_book_find(&b, e.id), &e);
+            ck_assert_uint_eq(b.count, 2);
+        }
+    }
+    ck_assert_uint_eq(sum, e.total);
+
+    /* Fully claimed: gone, for everyone, and the other envelope is untouched. */
+    ck_assert_uint_eq(b.count, 1);
+    ck_assert_ptr_null(hb_book_find(&b, e.id));
+    for (unsigned r = 0; r < 3; r++) {
+        uint32_t amount = 0xdeadbeef;
+        ck_assert_int_eq(hb_book_claim(&b, e.id, users_abc[r], &amount), HB_ENOENVELOPE);
+        ck_assert_uint_eq(amount, 0);
+    }
+    assert_env_eq(hb_book_find(&b, other.id), &other);
+    ck_assert_uint_eq(b.granted, 3);
+    ck_assert_uint_eq(b.granted_sum, 100);
+
+    /* The id may be used again once it is gone. */
+    ck_assert_int_eq(hb_book_add(&b, &other), UV_EEXIST);
+    hb_sendenv_t again = make_env(e.id, users_abc, shares_abc, 0);
+    ck_assert_int_eq(hb_book_add(&b, &again), 0);
+    ck_assert_uint_eq(b.count, 2);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_lone_removal_leaves_no_tombstone)
+{
+    /* A removed envelope whose next slot is empty lies on no other probe chain: its slot
+     * becomes empty again rather than a tombstone. */
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    for (uint32_t k = 0; k < 100; k++) {
+        hb_sendenv_t e = make_env(ID0 + k, users_abc, shares_abc, 0);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+        for (unsigned r = 0; r < 3; r++)
+            ck_assert_int_eq(hb_book_claim(&b, ID0 + k, users_abc[r], NULL), 0);
+        ck_assert_uint_eq(b.count, 0);
+        ck_assert_uint_eq(b.tombstones, 0);
+    }
+    ck_assert_uint_eq(b.mask + 1, 8);
+    ck_assert_uint_eq(b.granted_sum, 100 * 100);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_refused_claims_change_nothing)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t e = make_env(ID0, users_abc, shares_abc, 0);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    uint32_t amount = 0;
+    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], &amount), 0);
+    ck_assert_uint_eq(amount, shares_abc[1]);
+    hb_sendenv_t snapshot = *hb_book_find(&b, ID0);
+
+    /* The same user again. */
+    for (int i = 0; i < 3; i++) {
+        amount = 0xdeadbeef;
+        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], &amount), HB_ECLAIMED);
+        ck_assert_uint_eq(amount, 0);
+    }
+    /* Not a recipient (0 and users next to the recipients included). */
+    static const uint32_t strangers[] = {0, 1000, 1004, UINT32_MAX};
+    for (size_t i = 0; i < sizeof strangers / sizeof strangers[0]; i++) {
+        amount = 0xdeadbeef;
+        ck_assert_int_eq(hb_book_claim(&b, ID0, strangers[i], &amount), HB_ENOTRECIPIENT);
+        ck_assert_uint_eq(amount, 0);
+    }
+    /* Unknown ids. */
+    static const uint32_t unknown[] = {ID0 + 1, ID0 - 1, 0, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        amount = 0xdeadbeef;
+        ck_assert_int_eq(hb_book_claim(&b, unknown[i], users_abc[0], &amount), HB_ENOENVELOPE);
+        ck_assert_uint_eq(amount, 0);
+    }
+    /* A NULL amount is allowed, and the result is the same. */
+    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], NULL), HB_ECLAIMED);
+
+    assert_env_eq(hb_book_find(&b, ID0), &snapshot);
+    ck_assert_uint_eq(b.count, 1);
+    ck_assert_uint_eq(b.granted, 1);
+    ck_assert_uint_eq(b.granted_sum, shares_abc[1]);
+
+    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[0], NULL), 0);
+    ck_assert_uint_eq(b.granted_sum, shares_abc[0] + shares_abc[1]);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_user_zero_is_an_ordinary_user)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t with0 = make_env(ID0, (const uint32_t[3]){9, 0, 4}, shares_abc, 0);
+    hb_sendenv_t without0 = make_env(ID0 + 1, (const uint32_t[3]){1, 2, 3}, shares_abc, 0);
+    ck_assert_int_eq(hb_book_add(&b, &with0), 0);
+    ck_assert_int_eq(hb_book_add(&b, &without0), 0);
+
+    uint32_t amount = 0;
+    ck_assert_int_eq(hb_book_claim(&b, ID0, 0, &amount), 0);
+    ck_assert_uint_eq(amount, shares_abc[1]);
+    ck_assert_int_eq(hb_book_claim(&b, ID0, 0, &amount), HB_ECLAIMED);
+    ck_assert_uint_eq(amount, 0);
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, 0, &amount), HB_ENOTRECIPIENT);
+    ck_assert_uint_eq(amount, 0);
+    ck_assert_uint_eq(hb_book_find(&b, ID0)->claimed, 0x2);
+    ck_assert_uint_eq(hb_book_find(&b, ID0 + 1)->claimed, 0);
+    hb_book_close(&b);
+}
+END_TEST
+
+#define MILLION 1000000u
+
+/* A million envelopes added to a book that starts small, then every share claimed in random
+ * order: every claim gets its share, the grants add up to the totals exactly, the book empties. */
+START_TEST(test_growth_to_a_million_then_claim_all)
+{
+    test_rng_t rng = {42};
+    uint32_t *shares = malloc((size_t)MILLION * 3 * sizeof *shares);
+    uint32_t *order = malloc((size_t)MILLION * 3 * sizeof *order);
+    ck_assert_ptr_nonnull(shares);
+    ck_assert_ptr_nonnull(order);
+
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    size_t initial_capacity = b.mask + 1;
+    uint64_t total_sum = 0;
+    for (uint32_t k = 0; k < MILLION; k++) {
+        uint32_t total = 3 + rng_below(&rng, 100000);
+        random_shares(&rng, total, &shares[3 * k]);
+        /* Users k, k + 1M, k + 2M: distinct, and each user is in exactly one envelope. */
+        const uint32_t users[3] = {k, k + MILLION, k + 2 * MILLION};
+        hb_sendenv_t e = make_env(ID0 + k, users, &shares[3 * k], k / 1000);
+        EXPECT_UINT_EQ(e.total, total);
+        EXPECT_INT_EQ(hb_book_add(&b, &e), 0);
+        total_sum += total;
+    }
+    EXPECT_UINT_EQ(b.count, MILLION);
+    ck_assert_uint_gt(b.mask + 1, initial_capacity);
+    assert_load_ok(&b);
+    for (uint32_t k = 0; k < MILLION; k += 9973) {
+        const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_uint_eq(e->recipients[2], k + 2 * MILLION);
+        ck_assert_uint_eq(e->shares[1], shares[3 * k + 1]);
+    }
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + MILLION));
+    ck_assert_ptr_null(hb_book_find(&b, ID0 - 1));
+
+    /* Fisher-Yates shuffle of all (envelope, recipient) pairs. */
+    for (uint32_t i = 0; i < 3 * MILLION; i++)
+        order[i] = i;
+    for (uint32_t i = 3 * MILLION - 1; i > 0; i--) {
+        uint32_t j = rng_below(&rng, i + 1);
+        uint32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (uint32_t i = 0; i < 3 * MILLION; i++) {
+        uint32_t k = order[i] / 3, r = order[i] % 3;
+        uint32_t amount = 0;
+        int err = hb_book_claim(&b, ID0 + k, k + r * MILLION, &amount);
+        if (err != 0 || amount != shares[order[i]])
+            ck_abort_msg("claim %u of envelope %u: err %d, amount %u, want %u", r, k, err, amount,
+                         shares[order[i]]);
+    }
+    ck_assert_uint_eq(b.count, 0);
+    ck_assert_uint_eq(b.granted, 3 * MILLION);
+    ck_assert_uint_eq(b.granted_sum, total_sum);
+    ck_assert_ptr_null(hb_book_find(&b, ID0));
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, 1, NULL), HB_ENOENVELOPE);
+    hb_book_close(&b);
+    free(order);
+    free(shares);
+}
+END_TEST
+
+/* Keep a handful of envelopes live in a small book while a hundred thousand pass through it, ids
+ * stepping by stride (a SET sees every nsets-th id). Removals leave tombstones; the table must
+ * rebuild at its own size when they pile up (not grow, not fill up and probe forever). */
+static void churn(uint32_t stride, uint64_t seed)
+{
+    enum { WINDOW = 4, ROUNDS = 100000 };
+    test_rng_t rng = {seed};
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 8), 0);
+    const size_t capacity = b.mask + 1;
+    ck_assert_uint_eq(capacity, 16);
+
+    uint32_t live[WINDOW];
+    unsigned nlive = 0;
+    uint32_t next = 0;
+    unsigned purges = 0;
+    size_t max_tombstones = 0;
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        uint32_t id = ID0 + next++ * stride;
+        const uint32_t users[3] = {id, id + 1, id + 2};
+        hb_sendenv_t e = make_env(id, users, (const uint32_t[3]){1, 2, 3}, 0);
+        size_t tombstones_before = b.tombstones;
+        EXPECT_INT_EQ(hb_book_add(&b, &e), 0);
+        /* An add reuses at most one tombstone: more gone means the table was rebuilt. */
+        if (b.tombstones + 1 < tombstones_before) {
+            EXPECT_UINT_EQ(b.tombstones, 0);
+            purges++;
+        }
+        live[nlive++] = id;
+        EXPECT_UINT_EQ(b.mask + 1, capacity);
+        assert_load_ok(&b);
+        if (b.tombstones > max_tombstones)
+            max_tombstones = b.tombstones;
+
+        if (nlive == WINDOW) {
+            /* Claim every share of a random live envelope, recipients in random order. */
+            unsigned victim = rng_below(&rng, WINDOW);
+            uint32_t vid = live[victim];
+            unsigned first = rng_below(&rng, 3);
+            for (unsigned k = 0; k < 3; k++) {
+                uint32_t amount = 0;
+                uint32_t r = (first + k) % 3;
+                EXPECT_INT_EQ(hb_book_claim(&b, vid, vid + r, &amount), 0);
+                EXPECT_UINT_EQ(amount, r + 1);
+            }
+            EXPECT_NULL(hb_book_find(&b, vid));
+            live[victim] = live[--nlive];
+            EXPECT_UINT_EQ(b.count, nlive);
+            assert_load_ok(&b);
+        }
+        /* Lookups of absent ids end. */
+        EXPECT_NULL(hb_book_find(&b, id + stride));
+        EXPECT_INT_EQ(hb_book_claim(&b, id + stride, 0, NULL), HB_ENOENVELOPE);
+    }
+    for (unsigned i = 0; i < nlive; i++)
+        ck_assert_ptr_nonnull(hb_book_find(&b, live[i]));
+    ck_assert_uint_gt(max_tombstones, 0);
+    ck_assert_uint_gt(purges, 0);
+    ck_assert_uint_eq(b.granted, 3u * (ROUNDS - nlive));
+    hb_book_close(&b);
+}
+
+START_TEST(test_tombstone_churn_rebuilds_in_place)
+{
+    static const uint32_t strides[] = {1, 2, 4, 7, 64};
+    churn(strides[_i], 1000 + (uint64_t)_i);
+}
+END_TEST
+
+/* Accumulates what hb_book_expire reports. */
+struct expire_tally {
+    unsigned calls;
+    uint64_t totals;
+    uint64_t claimed;
+    uint64_t unclaimed;
+    uint64_t max_created;
+};
+
+static void tally_expired(void *arg, const hb_sendenv_t *e)
+{
+    struct expire_tally *t = arg;
+    t->calls++;
+    t->totals += e->total;
+    t->claimed += e->claimed_sum;
+    t->unclaimed += e->total - e->claimed_sum;
+    if (e->created_s > t->max_created)
+        t->max_created = e->created_s;
+}
+
+START_TEST(test_expire_reports_unclaimed)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    /* Envelopes created at seconds 100..139; the first 20 partly claimed. */
+    uint64_t old_totals = 0, old_granted = 0;
+    for (uint32_t k = 0; k < 40; k++) {
+        const uint32_t users[3] = {3 * k, 3 * k + 1, 3 * k + 2};
+        const uint32_t shares[3] = {k + 1, 2 * k + 1, 3 * k + 1};
+        hb_sendenv_t e = make_env(ID0 + k, users, shares, 100 + k);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+        if (k < 20) {
+            old_totals += e.total;
+            for (unsigned r = 0; r < k % 3; r++) {
+                uint32_t amount = 0;
+                ck_assert_int_eq(hb_book_claim(&b, e.id, users[r], &amount), 0);
+                old_granted += amount;
+            }
+        }
+    }
+    ck_assert_uint_eq(b.granted_sum, old_granted);
+
+    struct expire_tally t = {0};
+    ck_assert_uint_eq(hb_book_expire(&b, 120, tally_expired, &t), 20);
+    ck_assert_uint_eq(t.calls, 20);
+    ck_assert_uint_eq(t.totals, old_totals);
+    ck_assert_uint_eq(t.claimed, old_granted);
+    ck_assert_uint_eq(t.claimed + t.unclaimed, old_totals);
+    ck_assert_uint_eq(t.max_created, 119);
+    ck_assert_uint_eq(b.count, 20);
+    ck_assert_uint_eq(b.granted_sum, old_granted); /* expiry grants nothing */
+    for (uint32_t k = 0; k < 40; k++) {
+        uint32_t amount = 0xdeadbeef;
+        int err = hb_book_claim(&b, ID0 + k, 3 * k + 2, &amount);
+        if (k < 20) {
+            ck_assert_int_eq(err, HB_ENOENVELOPE);
+            ck_assert_uint_eq(amount, 0);
+        } else {
+            ck_assert_int_eq(err, 0);
+            ck_assert_uint_eq(amount, 3 * k + 1);
+        }
+    }
+
+    /* Nothing older left; created_s == before_s stays; a NULL callback is allowed. */
+    memset(&t, 0, sizeof t);
+    ck_assert_uint_eq(hb_book_expire(&b, 120, tally_expired, &t), 0);
+    ck_assert_uint_eq(t.calls, 0);
+    ck_assert_uint_eq(hb_book_expire(&b, 139, NULL, NULL), 19);
+    ck_assert_uint_eq(b.count, 1);
+    ck_assert_ptr_nonnull(hb_book_find(&b, ID0 + 39));
+    ck_assert_uint_eq(hb_book_expire(&b, UINT64_MAX, tally_expired, &t), 1);
+    ck_assert_uint_eq(t.calls, 1);
+    ck_assert_uint_eq(b.count, 0);
+
+    /* The book still works after expiring everything. */
+    hb_sendenv_t e = make_env(ID0 + 5, users_abc, shares_abc, 0);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 5, users_abc[2], NULL), 0);
+    hb_book_close(&b);
+}
+END_TEST
+
+/* The reference model for the property test: one slot per id in a small range. */
+#define MODEL_IDS   256u
+#define MODEL_USERS 10u
+
+struct model {
+    bool present[MODEL_IDS];
+    hb_sendenv_t env[MODEL_IDS];
+    size_t count;
+    uint64_t granted, granted_sum;
+};
+
+static void model_check_all(const struct model *m, const hb_book_t *b)
+{
+    EXPECT_UINT_EQ(b->count, m->count);
+    EXPECT_UINT_EQ(b->granted, m->granted);
+    EXPECT_UINT_EQ(b->granted_sum, m->granted_sum);
+    assert_load_ok(b);
+    for (uint32_t k = 0; k < MODEL_IDS; k++) {
+        const hb_sendenv_t *e = hb_book_find(b, ID0 + k);
+        if (m->present[k])
+            assert_env_eq(e, &m->env[k]);
+        else
+            EXPECT_NULL(e);
+    }
+}
+
+/* An envelope for id k, valid unless the draw makes it one of the invalid kinds. */
+static hb_sendenv_t model_random_env(test_rng_t *rng, uint32_t k, uint64_t now, bool *valid)
+{
+    uint32_t users[3];
+    users[0] = rng_below(rng, MODEL_USERS);
+    do
+        users[1] = rng_below(rng, MODEL_USERS);
+    while (users[1] == users[0]);
+    do
+        users[2] = rng_below(rng, MODEL_USERS);
+    while (users[2] == users[0] || users[2] == users[1]);
+    uint32_t shares[3];
+    random_shares(rng, 3 + rng_below(rng, 300), shares);
+    hb_sendenv_t e = make_env(ID0 + k, users, shares, now);
+    *valid = true;
+    switch (rng_below(rng, 20)) {
+    case 0:
+        e.recipients[rng_below(rng, 3)] = e.recipients[(rng_below(rng, 2) + 1) % 3];
+        *valid = e.recipients[0] != e.recipients[1] && e.recipients[1] != e.recipients[2] &&
+                 e.recipients[0] != e.recipients[2];
+        break;
+    case 1:
+        e.total += 1 + rng_below(rng, 5);
+        *valid = false;
+        break;
+    case 2:
+        e.shares[rng_below(rng, 3)] = 0;
+        e.total = e.shares[0] + e.shares[1] + e.shares[2];
+        *valid = false;
+        break;
+    default:
+        break;
+    }
+    return e;
+}
+
+/* Random adds, claims, finds and expiries against the model; results and state must agree. */
+START_TEST(test_random_operations_match_model)
+{
+    enum { OPS = 200000 };
+    static struct model m; /* static: large, and zeroed */
+    memset(&m, 0, sizeof m);
+    test_rng_t rng = {7};
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    uint64_t now = 1000;
+    unsigned outcomes[6] = {0};
+
+    for (unsigned op = 0; op < OPS; op++) {
+        if (op % 500 == 0)
+            now++;
+        uint32_t k = rng_below(&rng, MODEL_IDS);
+        uint32_t dice = rng_below(&rng, 100);
+        if (dice < 35) {
+            bool valid;
+            hb_sendenv_t e = model_random_env(&rng, k, now, &valid);
+            int want = !valid ? UV_EINVAL : m.present[k] ? UV_EEXIST : 0;
+            EXPECT_INT_EQ(hb_book_add(&b, &e), want);
+            if (want == 0) {
+                m.present[k] = true;
+                m.env[k] = e;
+                m.count++;
+            }
+        } else if (dice < 93) {
+            /* Mostly a recipient's claim when the envelope exists. */
+            uint32_t user = rng_below(&rng, MODEL_USERS);
+            if (m.present[k] && rng_below(&rng, 4) != 0)
+                user = m.env[k].recipients[rng_below(&rng, 3)];
+            int want = HB_ENOENVELOPE;
+            uint32_t want_amount = 0;
+            if (m.present[k]) {
+                hb_sendenv_t *e = &m.env[k];
+                unsigned r = 0;
+                while (r < 3 && e->recipients[r] != user)
+                    r++;
+                if (r == 3) {
+                    want = HB_ENOTRECIPIENT;
+                } else if (e->claimed & (1u << r)) {
+                    want = HB_ECLAIMED;
+                } else {
+                    want = 0;
+                    want_amount = e->shares[r];
+                    e->claimed |= (uint8_t)(1u << r);
+                    e->claimed_sum += want_amount;
+                    m.granted++;
+                    m.granted_sum += want_amount;
+                    if (e->claimed == 0x7) {
+                        m.present[k] = false;
+                        m.count--;
+                    }
+                }
+            }
+            uint32_t amount = 0xdeadbeef;
+            EXPECT_INT_EQ(hb_book_claim(&b, ID0 + k, user, &amount), want);
+            EXPECT_UINT_EQ(amount, want_amount);
+            outcomes[want == 0 ? 0 : (unsigned)(HB_ENOENVELOPE - want) + 1]++;
+        } else if (dice < 99) {
+            const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
+            if (m.present[k])
+                assert_env_eq(e, &m.env[k]);
+            else
+                EXPECT_NULL(e);
+        } else {
+            uint64_t before = now - rng_below(&rng, 20);
+            struct expire_tally t = {0}, want = {0};
+            for (uint32_t j = 0; j < MODEL_IDS; j++) {
+                if (m.present[j] && m.env[j].created_s < before) {
+                    tally_expired(&want, &m.env[j]);
+                    m.present[j] = false;
+                    m.count--;
+                }
+            }
+            EXPECT_UINT_EQ(hb_book_expire(&b, before, tally_expired, &t), want.calls);
+            EXPECT_UINT_EQ(t.calls, want.calls);
+            EXPECT_UINT_EQ(t.totals, want.totals);
+            EXPECT_UINT_EQ(t.claimed, want.claimed);
+            outcomes[4] += want.calls;
+        }
+        if (op % 1000 == 999)
+            model_check_all(&m, &b);
+    }
+    model_check_all(&m, &b);
+    /* The run reached every outcome: grants, each refusal, and expiries. */
+    for (unsigned i = 0; i < 5; i++)
+        ck_assert_uint_gt(outcomes[i], 100);
+    hb_book_close(&b);
+}
+END_TEST
+
+static Suite *book_suite(void)
+{
+    Suite *s = suite_create("book");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_init_sizes_and_close);
+    tcase_add_test(tc, test_add_copies_and_finds);
+    tcase_add_test(tc, test_add_validates);
+    tcase_add_test(tc, test_each_recipient_claims_its_share_once);
+    tcase_add_test(tc, test_lone_removal_leaves_no_tombstone);
+    tcase_add_test(tc, test_refused_claims_change_nothing);
+    tcase_add_test(tc, test_user_zero_is_an_ordinary_user);
+    tcase_add_test(tc, test_expire_reports_unclaimed);
+    suite_add_tcase(s, tc);
+
+    TCase *big = tcase_create("large");
+    tcase_set_timeout(big, 60);
+    tcase_add_test(big, test_growth_to_a_million_then_claim_all);
+    tcase_add_loop_test(big, test_tombstone_churn_rebuilds_in_place, 0, 5);
+    tcase_add_test(big, test_random_operations_match_model);
+    suite_add_tcase(s, big);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(book_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
