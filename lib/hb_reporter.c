@@ -1,0 +1,409 @@
+/* Monitor reporting: a once-a-second tick that snapshots, encodes and writes the counter reports
+ * due, over one TCP connection that reconnects with back-off and never holds the loop up. */
+#include "hongbao/reporter.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Connection states. */
+enum {
+    HB_REPORTER_S_IDLE,       /* no socket: waiting for the back-off timer, or not started */
+    HB_REPORTER_S_CONNECTING, /* connect in flight, timer_ is its timeout */
+    HB_REPORTER_S_CONNECTED,  /* established and reading */
+    HB_REPORTER_S_CLOSING     /* uv_close called on tcp_, its callback not yet run */
+};
+
+/* One tick's reports, written with one uv_write and freed in its callback. */
+struct hb_reporter_batch {
+    uv_write_t req;
+    hb_reporter_t *r;
+    size_t len;
+    uint64_t count;
+    uint8_t bytes[];
+};
+
+#if defined(__GNUC__)
+#define HB_REPORTER_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define HB_REPORTER_PRINTF(f, a)
+#endif
+
+static void hb_reporter_connect(hb_reporter_t *r);
+static void hb_reporter_close_handles(hb_reporter_t *r);
+static void hb_reporter_on_timer(uv_timer_t *t);
+
+static uint64_t hb_reporter_wall_clock(void *arg)
+{
+    (void)arg;
+    time_t t = time(NULL);
+    return t < 0 ? 0 : (uint64_t)t;
+}
+
+static HB_REPORTER_PRINTF(2, 3) void hb_reporter_logf(hb_reporter_t *r, const char *fmt, ...)
+{
+    if (r->opts.log == NULL)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    r->opts.log(r->opts.log_arg, line);
+}
+
+/* Log that the monitor is gone, once per outage, and never while closing. */
+static void hb_reporter_log_down(hb_reporter_t *r, const char *what, int err)
+{
+    if (r->down_logged_ || r->closing_)
+        return;
+    r->down_logged_ = 1;
+    hb_reporter_logf(r, "monitor %s %s (%s); reports dropped until it is back, retrying", r->peer,
+                     what, uv_strerror(err));
+}
+
+/* Milliseconds from now until the next wall-clock second boundary plus the tick offset. */
+static uint64_t hb_reporter_ms_to_next_tick(void)
+{
+    uv_timeval64_t tv;
+    if (uv_gettimeofday(&tv) != 0)
+        return 1000;
+    uint64_t into = (uint64_t)tv.tv_usec / 1000;
+    uint64_t ms = (1000 - into + HB_REPORTER_TICK_OFFSET_MS) % 1000;
+    /* A timer that fires a little early must not tick twice in one second. */
+    if (ms < 20)
+        ms += 1000;
+    return ms;
+}
+
+static void hb_reporter_maybe_finish(hb_reporter_t *r)
+{
+    if (r->closing_ && r->handles_closing_ && r->live_handles_ == 0 && r->close_cb_ != NULL) {
+        hb_reporter_close_cb cb = r->close_cb_;
+        r->close_cb_ = NULL;
+        cb(r);
+    }
+}
+
+static void hb_reporter_on_timer_closed(uv_handle_t *h)
+{
+    hb_reporter_t *r = h->data;
+    r->live_handles_--;
+    hb_reporter_maybe_finish(r);
+}
+
+/* Arm the back-off timer for the next connect attempt and double the next wait. */
+static void hb_reporter_schedule_retry(hb_reporter_t *r)
+{
+    unsigned wait = r->backoff_ms_;
+    r->backoff_ms_ = wait > r->opts.backoff_max_ms / 2 ? r->opts.backoff_max_ms : wait * 2;
+    uv_timer_start(&r->timer_, hb_reporter_on_timer, wait, 0);
+}
+
+static void hb_reporter_on_tcp_closed(uv_handle_t *h)
+{
+    hb_reporter_t *r = h->data;
+    r->live_handles_--;
+    r->state_ = HB_REPORTER_S_IDLE;
+    if (r->closing_) {
+        hb_reporter_close_handles(r);
+        hb_reporter_maybe_finish(r);
+        return;
+    }
+    hb_reporter_schedule_retry(r);
+}
+
+/* Close the socket (cancelling a connect or writes in flight); its close callback schedules the
+ * next attempt unless the reporter is closing. */
+static void hb_reporter_drop_socket(hb_reporter_t *r)
+{
+    if (!r->closing_)
+        uv_timer_stop(&r->timer_);
+    r->connected = 0;
+    r->state_ = HB_REPORTER_S_CLOSING;
+    uv_close((uv_handle_t *)&r->tcp_, hb_reporter_on_tcp_closed);
+}
+
+static void hb_reporter_connect_failed(hb_reporter_t *r, int err)
+{
+    r->stats.connect_failures++;
+    hb_reporter_log_down(r, "unreachable", err);
+    hb_reporter_drop_socket(r);
+}
+
+/* An established connection ended (EOF, read or write error). */
+static void hb_reporter_lost(hb_reporter_t *r, int err)
+{
+    if (r->state_ != HB_REPORTER_S_CONNECTED)
+        return;
+    r->stats.disconnects++;
+    hb_reporter_log_down(r, "connection lost", err);
+    hb_reporter_drop_socket(r);
+}
+
+static void hb_reporter_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    hb_reporter_t *r = h->data;
+    *buf = uv_buf_init(r->read_buf_, sizeof r->read_buf_);
+}
+
+/* The monitor sends nothing: whatever comes is discarded; EOF or an error ends the connection. */
+static void hb_reporter_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    hb_reporter_t *r = s->data;
+    if (nread < 0)
+        hb_reporter_lost(r, (int)nread);
+}
+
+static void hb_reporter_on_connect(uv_connect_t *req, int status)
+{
+    hb_reporter_t *r = req->data;
+    if (r->state_ != HB_REPORTER_S_CONNECTING)
+        return; /* cancelled: the socket is already being closed */
+    uv_timer_stop(&r->timer_);
+    if (status < 0) {
+        hb_reporter_connect_failed(r, status);
+        return;
+    }
+    r->state_ = HB_REPORTER_S_CONNECTED;
+    r->connected = 1;
+    r->stats.connects++;
+    if (!r->ever_connected_ || r->down_logged_)
+        hb_reporter_logf(r, "monitor %s connected", r->peer);
+    r->ever_connected_ = 1;
+    r->down_logged_ = 0;
+    uv_tcp_nodelay(&r->tcp_, 1);
+    int err = uv_read_start((uv_stream_t *)&r->tcp_, hb_reporter_on_alloc, hb_reporter_on_read);
+    if (err != 0)
+        hb_reporter_lost(r, err);
+}
+
+static void hb_reporter_on_timer(uv_timer_t *t)
+{
+    hb_reporter_t *r = t->data;
+    if (r->closing_) {
+        hb_reporter_close_handles(r); /* the final writes took too long */
+        return;
+    }
+    if (r->state_ == HB_REPORTER_S_CONNECTING)
+        hb_reporter_connect_failed(r, UV_ETIMEDOUT);
+    else if (r->state_ == HB_REPORTER_S_IDLE)
+        hb_reporter_connect(r);
+}
+
+static void hb_reporter_connect(hb_reporter_t *r)
+{
+    int err = uv_tcp_init(r->loop, &r->tcp_);
+    if (err != 0) {
+        r->stats.connect_failures++;
+        hb_reporter_log_down(r, "unreachable", err);
+        hb_reporter_schedule_retry(r);
+        return;
+    }
+    r->tcp_.data = r;
+    r->live_handles_++;
+    r->state_ = HB_REPORTER_S_CONNECTING;
+    r->connect_req_.data = r;
+    err = uv_tcp_connect(&r->connect_req_, &r->tcp_, (const struct sockaddr *)&r->addr_,
+                         hb_reporter_on_connect);
+    if (err != 0) {
+        hb_reporter_connect_failed(r, err);
+        return;
+    }
+    uv_timer_start(&r->timer_, hb_reporter_on_timer, HB_REPORTER_CONNECT_TIMEOUT_MS, 0);
+}
+
+static void hb_reporter_on_write(uv_write_t *req, int status)
+{
+    struct hb_reporter_batch *b = (struct hb_reporter_batch *)req;
+    hb_reporter_t *r = b->r;
+    r->pending_bytes_ -= b->len;
+    r->pending_writes_--;
+    if (status == 0) {
+        r->stats.sent += b->count;
+        r->backoff_ms_ = r->opts.backoff_min_ms;
+    } else {
+        r->stats.dropped += b->count;
+        hb_reporter_lost(r, status);
+    }
+    free(b);
+    if (r->closing_ && r->pending_writes_ == 0)
+        hb_reporter_close_handles(r);
+}
+
+/* Send, or keep waiting, or drop, the seconds due up to last, at clock value now. */
+static void hb_reporter_flush(hb_reporter_t *r, uint64_t now, uint64_t last)
+{
+    if (!r->have_next_) {
+        r->next_ = last;
+        r->have_next_ = 1;
+    }
+    /* The clock went back further than the history: start again from last rather than wait. */
+    if (r->next_ > last + HB_COUNTERS_HISTORY)
+        r->next_ = last;
+    uint64_t oldest = now >= HB_COUNTERS_HISTORY - 1 ? now - (HB_COUNTERS_HISTORY - 1) : 0;
+    if (r->next_ < oldest) {
+        r->stats.dropped += oldest - r->next_;
+        r->next_ = oldest;
+    }
+    if (last < r->next_ || r->state_ != HB_REPORTER_S_CONNECTED)
+        return;
+    uint64_t count = last - r->next_ + 1; /* at most HB_COUNTERS_HISTORY - 1 */
+    size_t len = (size_t)count * HB_REPORT_SIZE;
+    if (r->pending_bytes_ + len > HB_REPORTER_MAX_PENDING_BYTES)
+        return;
+    struct hb_reporter_batch *b = malloc(sizeof *b + len);
+    if (b == NULL)
+        return;
+    b->r = r;
+    b->len = len;
+    b->count = count;
+    hb_report_t rep;
+    for (uint64_t i = 0; i < count; i++) {
+        hb_counters_snapshot(r->counters, r->next_ + i, &rep);
+        hb_report_encode(&rep, b->bytes + i * HB_REPORT_SIZE);
+    }
+    uv_buf_t buf = uv_buf_init((char *)b->bytes, (unsigned)len);
+    int err = uv_write(&b->req, (uv_stream_t *)&r->tcp_, &buf, 1, hb_reporter_on_write);
+    if (err != 0) {
+        free(b); /* nothing went out: the seconds wait for the next connection */
+        hb_reporter_lost(r, err);
+        return;
+    }
+    r->pending_bytes_ += len;
+    r->pending_writes_++;
+    r->next_ = last + 1;
+}
+
+static void hb_reporter_on_tick(uv_timer_t *t)
+{
+    hb_reporter_t *r = t->data;
+    hb_reporter_tick(r);
+    uv_timer_start(t, hb_reporter_on_tick, hb_reporter_ms_to_next_tick(), 0);
+}
+
+/* Close the timers and the socket (if open); the last close callback calls the user's. */
+static void hb_reporter_close_handles(hb_reporter_t *r)
+{
+    if (r->handles_closing_)
+        return;
+    r->handles_closing_ = 1;
+    uv_close((uv_handle_t *)&r->tick_timer_, hb_reporter_on_timer_closed);
+    uv_close((uv_handle_t *)&r->timer_, hb_reporter_on_timer_closed);
+    if (r->state_ == HB_REPORTER_S_CONNECTING || r->state_ == HB_REPORTER_S_CONNECTED)
+        hb_reporter_drop_socket(r);
+}
+
+int hb_reporter_init(uv_loop_t *loop, hb_reporter_t *r, hb_counters_t *counters,
+                     const hb_reporter_options_t *opts)
+{
+    if (loop == NULL || r == NULL || counters == NULL || counters->nshards == 0)
+        return UV_EINVAL;
+    hb_reporter_options_t o = {0};
+    if (opts != NULL)
+        o = *opts;
+    if (o.host == NULL)
+        o.host = HB_REPORTER_DEFAULT_HOST;
+    if (o.port == 0)
+        o.port = HB_REPORTER_DEFAULT_PORT;
+    if (o.delay_s == 0)
+        o.delay_s = HB_REPORTER_DEFAULT_DELAY_S;
+    if (o.backoff_min_ms == 0)
+        o.backoff_min_ms = HB_REPORTER_DEFAULT_BACKOFF_MIN_MS;
+    if (o.backoff_max_ms == 0)
+        o.backoff_max_ms = HB_REPORTER_DEFAULT_BACKOFF_MAX_MS;
+    if (o.now_s == NULL)
+        o.now_s = hb_reporter_wall_clock;
+    if (o.port < 1 || o.port > 65535 || o.delay_s > HB_REPORTER_MAX_DELAY_S ||
+        o.backoff_min_ms > o.backoff_max_ms || strlen(o.host) >= sizeof r->host_)
+        return UV_EINVAL;
+
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
+    int v6 = 0;
+    if (uv_ip4_addr(o.host, o.port, (struct sockaddr_in *)&addr) != 0) {
+        if (uv_ip6_addr(o.host, o.port, (struct sockaddr_in6 *)&addr) != 0)
+            return UV_EINVAL;
+        v6 = 1;
+    }
+
+    memset(r, 0, sizeof *r);
+    r->loop = loop;
+    r->counters = counters;
+    r->addr_ = addr;
+    memcpy(r->host_, o.host, strlen(o.host) + 1);
+    o.host = r->host_;
+    r->opts = o;
+    if (v6)
+        snprintf(r->peer, sizeof r->peer, "[%s]:%d", r->host_, o.port);
+    else
+        snprintf(r->peer, sizeof r->peer, "%s:%d", r->host_, o.port);
+    r->backoff_ms_ = o.backoff_min_ms;
+    r->state_ = HB_REPORTER_S_IDLE;
+    /* uv_timer_init cannot fail. */
+    uv_timer_init(loop, &r->tick_timer_);
+    uv_timer_init(loop, &r->timer_);
+    r->tick_timer_.data = r;
+    r->timer_.data = r;
+    r->live_handles_ = 2;
+    return 0;
+}
+
+int hb_reporter_start(hb_reporter_t *r)
+{
+    if (r == NULL || r->closing_)
+        return UV_EINVAL;
+    if (r->started_)
+        return UV_EALREADY;
+    r->started_ = 1;
+    uv_timer_start(&r->tick_timer_, hb_reporter_on_tick, hb_reporter_ms_to_next_tick(), 0);
+    hb_reporter_connect(r);
+    return 0;
+}
+
+void hb_reporter_tick(hb_reporter_t *r)
+{
+    if (r == NULL || r->closing_)
+        return;
+    uint64_t now = r->opts.now_s(r->opts.now_arg);
+    if (now < r->opts.delay_s)
+        return;
+    hb_reporter_flush(r, now, now - r->opts.delay_s);
+}
+
+void hb_reporter_close(hb_reporter_t *r, hb_reporter_close_cb cb)
+{
+    if (r == NULL || r->closing_)
+        return;
+    r->closing_ = 1;
+    r->close_cb_ = cb;
+    uv_timer_stop(&r->tick_timer_);
+    uv_timer_stop(&r->timer_);
+
+    /* A final tick without the delay: every second due up to now - 1 is sent or dropped. */
+    uint64_t now = r->opts.now_s(r->opts.now_arg);
+    if (now >= 1) {
+        uint64_t last = now - 1;
+        if (!r->have_next_ && now >= r->opts.delay_s) {
+            r->next_ = now - r->opts.delay_s;
+            r->have_next_ = 1;
+        }
+        if (r->have_next_) {
+            hb_reporter_flush(r, now, last);
+            if (r->next_ <= last) {
+                r->stats.dropped += last - r->next_ + 1;
+                r->next_ = last + 1;
+            }
+        }
+    }
+
+    if (r->state_ == HB_REPORTER_S_CONNECTED && r->pending_writes_ > 0) {
+        uv_timer_start(&r->timer_, hb_reporter_on_timer, HB_REPORTER_CLOSE_TIMEOUT_MS, 0);
+        return;
+    }
+    hb_reporter_close_handles(r);
+}
