@@ -14,5 +14,7 @@
 #include "hongbao/msgq.h"
 #include "hongbao/registry.h"
 #include "hongbao/book.h"
+#include "hongbao/reporter.h"
+#include "hongbao/server.h"
 
 #endif /* HONGBAO_H */

@@ -38,7 +38,11 @@ int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max)
         hi = HB_CHAT_TEXT_OFFSET + HB_CHAT_MAX;
         break;
     default:
-        return HB_EBADCMD;
+        if (!HB_CMD_IS_APP(cmd))
+            return HB_EBADCMD;
+        lo = 0;
+        hi = HB_FRAME_MAX - HB_FRAME_HEADER;
+        break;
     }
     if (min != NULL)
         *min = lo;
@@ -71,7 +75,7 @@ const char *hb_cmd_name(uint16_t cmd)
     case HB_CMD_CHAT_REPLY:
         return "chat-reply";
     default:
-        return NULL;
+        return HB_CMD_IS_APP(cmd) ? "application" : NULL;
     }
 }
 
@@ -182,6 +186,10 @@ int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out)
         out->u.chat_reply.user_id = hb_get_u32(p);
         out->u.chat_reply.result = hb_get_u32(p + 4);
         break;
+    default:
+        out->u.app.len = (uint16_t)frame->payload_len;
+        out->u.app.payload = p;
+        break;
     }
     return 0;
 }
@@ -200,6 +208,13 @@ int hb_msg_encoded_len(const hb_msg_t *msg)
         if (msg->u.chat.text == NULL)
             return UV_EINVAL;
         return (int)(HB_FRAME_HEADER + HB_CHAT_TEXT_OFFSET + msg->u.chat.text_len);
+    }
+    if (HB_CMD_IS_APP(msg->cmd)) {
+        if (msg->u.app.len > max)
+            return HB_EBADSIZE;
+        if (msg->u.app.payload == NULL && msg->u.app.len > 0)
+            return UV_EINVAL;
+        return (int)(HB_FRAME_HEADER + msg->u.app.len);
     }
     return (int)(HB_FRAME_HEADER + min);
 }
@@ -258,6 +273,10 @@ int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap)
     case HB_CMD_CHAT_REPLY:
         hb_put_u32(p, msg->u.chat_reply.user_id);
         hb_put_u32(p + 4, msg->u.chat_reply.result);
+        break;
+    default:
+        if (msg->u.app.len > 0)
+            memcpy(p, msg->u.app.payload, msg->u.app.len);
         break;
     }
     return len;

@@ -1094,6 +1094,38 @@ START_TEST(test_framer_pure_random_bytes)
 }
 END_TEST
 
+START_TEST(test_application_commands)
+{
+    /* 0x4000..0x7fff carry raw payloads of 0..500 bytes for a consumer's own commands. */
+    static const uint8_t v_app[] = {0x00, 0x0f, 0x40, 0x01, 0, 0, 0, 0, 0, 0, 0, 9, 'a', 'b', 'c'};
+    hb_frame_t f;
+    hb_msg_t m;
+    ck_assert_int_eq(hb_frame_parse(v_app, sizeof v_app, &f), (int)sizeof v_app);
+    ck_assert_int_eq(hb_msg_decode(&f, &m), 0);
+    ck_assert_uint_eq(m.cmd, 0x4001);
+    ck_assert_uint_eq(m.u.app.len, 3);
+    ck_assert_mem_eq(m.u.app.payload, "abc", 3);
+    ck_assert_str_eq(hb_cmd_name(0x7fff), "application");
+    uint8_t buf[HB_FRAME_MAX];
+    ck_assert_int_eq(hb_msg_encode(&m, buf, sizeof buf), (int)sizeof v_app);
+    ck_assert_mem_eq(buf, v_app, sizeof v_app);
+    /* An empty payload is allowed; the largest frame is HB_FRAME_MAX. */
+    static const uint8_t v_empty[] = {0x00, 0x0c, 0x7f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0};
+    ck_assert_int_eq(hb_frame_parse(v_empty, sizeof v_empty, &f), 12);
+    ck_assert_int_eq(hb_msg_decode(&f, &m), 0);
+    ck_assert_uint_eq(m.u.app.len, 0);
+    size_t min, max;
+    ck_assert_int_eq(hb_cmd_payload_range(0x4000, &min, &max), 0);
+    ck_assert_uint_eq(min, 0);
+    ck_assert_uint_eq(max, HB_FRAME_MAX - HB_FRAME_HEADER);
+    /* Just outside the range stays unknown. */
+    ck_assert_int_eq(hb_cmd_payload_range(0x3fff, NULL, NULL), HB_EBADCMD);
+    ck_assert_int_eq(hb_cmd_payload_range(0x8000, NULL, NULL), HB_EBADCMD);
+    m.u.app.len = HB_FRAME_MAX - HB_FRAME_HEADER + 1;
+    ck_assert_int_eq(hb_msg_encode(&m, buf, sizeof buf), HB_EBADSIZE);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
     Suite *s = suite_create("proto");
@@ -1124,6 +1156,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_framer_reset_frees_the_heap_buffer);
     tcase_add_test(tc, test_framer_garbage);
     tcase_add_test(tc, test_framer_pure_random_bytes);
+    tcase_add_test(tc, test_application_commands);
     suite_add_tcase(s, tc);
     return s;
 }

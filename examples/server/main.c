@@ -1,34 +1,223 @@
-/* hb-server: the example red-envelope server. A thin consumer of libhongbao; this version has only --help and --version. */
+/* hb-server: the example red-envelope server, a thin consumer of libhongbao's server runtime.
+ * It listens for users, serves the control endpoint and reports counters to a monitor. */
 #include <hongbao.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../common/cli.h"
+
+static const char *prog = "hb-server";
+
+typedef struct app {
+    uv_loop_t *loop;
+    hb_server_t server;
+    hb_http_server_t http;
+    hb_reporter_t reporter;
+    uv_signal_t sigint, sigterm;
+    int have_http, have_reporter;
+    int stopping;
+} app_t;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: hb-server [--help] [--version]\n"
-                 "  --help       show this help and exit\n"
-                 "  --version    print the libhongbao version and exit\n"
-                 "\nthe example red-envelope server (libhongbao %s).\n"
-                 "This version of hb-server only prints help: the runtime is not built yet.\n",
+    fprintf(out,
+            "usage: hb-server [options]\n"
+            "\n"
+            "The example red-envelope server (libhongbao %s). Users connect over TCP and speak the\n"
+            "reference protocol: login, shake for an envelope, claim a send-envelope, chat.\n"
+            "\n"
+            "  --listen HOST:PORT    where users connect (default 127.0.0.1:1025; port 0: any free)\n"
+            "  --control HOST:PORT   HTTP control endpoint (default 127.0.0.1:8989; 'off' for none):\n"
+            "                          GET /yaohongbao?qps=Q&sum=S         shake envelopes\n"
+            "                          GET /fahongbao?qps=Q&sum=S&min=A&max=B  send-envelopes\n"
+            "                          GET /metrics (Prometheus), GET /stats (JSON)\n"
+            "  --monitor HOST:PORT   send a counter report every second to this monitor\n"
+            "  --threads N           worker threads (default: one per core)\n"
+            "  --sets N              SETs in all (default: one per thread)\n"
+            "  --max-qps N           shake requests a second before overload replies (default 65000)\n"
+            "  --seed N              seed for every random draw (default: from the clock)\n"
+            "  --help, --version\n"
+            "\n"
+            "SIGINT or SIGTERM stops it cleanly: replies flushed, final counters sent, exit 0.\n",
             hb_version_string());
+}
+
+static void log_line(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "%s: %s\n", prog, line);
+}
+
+static void on_server_closed(hb_server_t *s)
+{
+    app_t *app = s->data;
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+static void on_reporter_closed(hb_reporter_t *r)
+{
+    app_t *app = r->data;
+    hb_server_close(&app->server, on_server_closed);
+}
+
+static void on_http_closed(hb_http_server_t *h)
+{
+    app_t *app = h->data;
+    if (app->have_reporter)
+        hb_reporter_close(&app->reporter, on_reporter_closed);
+    else
+        hb_server_close(&app->server, on_server_closed);
+}
+
+static void stop(app_t *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = 1;
+    if (app->have_http)
+        hb_http_server_close(&app->http, on_http_closed);
+    else
+        on_http_closed(&app->http);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    app_t *app = s->data;
+    fprintf(stderr, "%s: %s: stopping\n", prog, signum == SIGINT ? "SIGINT" : "SIGTERM");
+    stop(app);
 }
 
 int main(int argc, char **argv)
 {
+    hb_server_options_t opts;
+    hb_server_options_default(&opts);
+    char listen_host[64] = "127.0.0.1", control_host[64] = "127.0.0.1", monitor_host[64] = "";
+    int control_port = 8989, monitor_port = 0, control_off = 0;
+    uint64_t v;
+
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        const char *a = argv[i], *val;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
         }
-        if (strcmp(argv[i], "--version") == 0) {
+        if (strcmp(a, "--version") == 0) {
             printf("hb-server (libhongbao) %s\n", hb_version_string());
             return 0;
         }
-        fprintf(stderr, "hb-server: unknown option '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        if ((val = cli_value(prog, argc, argv, &i)) == NULL)
+            return 2;
+        if (strcmp(a, "--listen") == 0) {
+            if (cli_endpoint(prog, a, val, listen_host, sizeof listen_host, &opts.listen_port,
+                             1) != 0)
+                return 2;
+        } else if (strcmp(a, "--control") == 0) {
+            if (strcmp(val, "off") == 0)
+                control_off = 1;
+            else if (cli_endpoint(prog, a, val, control_host, sizeof control_host, &control_port,
+                                  1) != 0)
+                return 2;
+        } else if (strcmp(a, "--monitor") == 0) {
+            if (cli_endpoint(prog, a, val, monitor_host, sizeof monitor_host, &monitor_port, 0) !=
+                0)
+                return 2;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (cli_u64(prog, a, val, 1, 256, &v) != 0)
+                return 2;
+            opts.threads = (unsigned)v;
+        } else if (strcmp(a, "--sets") == 0) {
+            if (cli_u64(prog, a, val, 1, 4096, &v) != 0)
+                return 2;
+            opts.sets = (unsigned)v;
+        } else if (strcmp(a, "--max-qps") == 0) {
+            if (cli_u64(prog, a, val, 1, 16000000, &v) != 0)
+                return 2;
+            opts.max_qps = v;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (cli_u64(prog, a, val, 1, UINT64_MAX, &opts.seed) != 0)
+                return 2;
+        } else {
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
+            return 2;
+        }
     }
-    fprintf(stderr, "hb-server: not implemented yet in libhongbao %s; see --help\n",
-            hb_version_string());
-    return 1;
+    opts.listen_host = listen_host;
+
+    uint64_t nofile = cli_raise_nofile();
+    app_t app;
+    memset(&app, 0, sizeof app);
+    app.loop = uv_default_loop();
+    app.server.data = &app;
+    int r = hb_server_init(app.loop, &app.server, &opts);
+    if (r != 0) {
+        fprintf(stderr, "%s: %s\n", prog, hb_server_last_error(&app.server));
+        return 1;
+    }
+    app.server.data = &app;
+    r = hb_server_start(&app.server);
+    if (r != 0) {
+        fprintf(stderr, "%s: %s\n", prog, hb_server_last_error(&app.server));
+        hb_server_close(&app.server, NULL);
+        uv_run(app.loop, UV_RUN_DEFAULT);
+        uv_loop_close(app.loop);
+        return 1;
+    }
+    printf("%s: listening on %s:%d with %u threads and %u SETs; open-file limit %llu, so up to "
+           "%u connections in this process\n",
+           prog, listen_host, app.server.port, app.server.nthreads, app.server.nsets,
+           (unsigned long long)nofile, app.server.max_connections);
+
+    if (!control_off) {
+        r = hb_http_server_init(app.loop, &app.http, NULL);
+        if (r == 0) {
+            app.have_http = 1;
+            app.http.data = &app;
+            r = hb_http_server_listen(&app.http, control_host, control_port);
+            if (r == 0)
+                r = hb_server_mount_http(&app.server, &app.http);
+        }
+        if (r != 0) {
+            fprintf(stderr, "%s: --control %s:%d: %s\n", prog, control_host, control_port,
+                    hb_strerror(r));
+            stop(&app);
+            uv_run(app.loop, UV_RUN_DEFAULT);
+            uv_loop_close(app.loop);
+            return 1;
+        }
+        printf("%s: control endpoint on http://%s:%d/\n", prog, control_host,
+               hb_http_server_port(&app.http));
+    }
+    if (monitor_port != 0) {
+        hb_reporter_options_t ro;
+        memset(&ro, 0, sizeof ro);
+        ro.host = monitor_host;
+        ro.port = monitor_port;
+        ro.log = log_line;
+        app.reporter.data = &app;
+        r = hb_reporter_init(app.loop, &app.reporter, hb_server_counters(&app.server), &ro);
+        if (r == 0) {
+            app.reporter.data = &app;
+            app.have_reporter = 1;
+            r = hb_reporter_start(&app.reporter);
+        }
+        if (r != 0)
+            fprintf(stderr, "%s: --monitor: %s (going on without it)\n", prog, hb_strerror(r));
+    }
+    fflush(stdout);
+
+    uv_signal_init(app.loop, &app.sigint);
+    uv_signal_init(app.loop, &app.sigterm);
+    app.sigint.data = app.sigterm.data = &app;
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+
+    uv_run(app.loop, UV_RUN_DEFAULT);
+    r = uv_loop_close(app.loop);
+    if (r != 0)
+        fprintf(stderr, "%s: handles left open at exit: %s\n", prog, hb_strerror(r));
+    fprintf(stderr, "%s: stopped\n", prog);
+    return r == 0 ? 0 : 1;
 }

@@ -37,6 +37,13 @@ typedef enum {
     HB_CMD_CHAT_REPLY = 0x0102    /* server->client: to_user_id, result (HB_CHAT_*) */
 } hb_cmd_t;
 
+/* Application commands: a consumer of the server runtime may define its own commands in this range
+ * (hb_server_handle). The parser accepts any payload of 0..HB_FRAME_MAX - HB_FRAME_HEADER bytes
+ * for them; hb_msg_t carries the payload as raw bytes (u.app). */
+#define HB_CMD_APP_FIRST 0x4000
+#define HB_CMD_APP_LAST  0x7FFF
+#define HB_CMD_IS_APP(cmd) ((cmd) >= HB_CMD_APP_FIRST && (cmd) <= HB_CMD_APP_LAST)
+
 /* Shake reply results, as the reference sends them. */
 enum {
     HB_SHAKE_GOT = 14,       /* envelope_id and amount filled */
@@ -128,6 +135,10 @@ typedef struct hb_msg {
             uint16_t text_len;
             const uint8_t *text;
         } chat; /* HB_CMD_CHAT and HB_CMD_CHAT_DELIVER */
+        struct {
+            uint16_t len;
+            const uint8_t *payload; /* may be NULL when len is 0 */
+        } app; /* HB_CMD_APP_FIRST..HB_CMD_APP_LAST */
         struct {
             uint32_t user_id;
             uint32_t result;

@@ -1,0 +1,88 @@
+/* Command-line helpers shared by the example programs. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+int cli_u64(const char *prog, const char *flag, const char *text, uint64_t min, uint64_t max,
+            uint64_t *out)
+{
+    char *end;
+    if (text == NULL || text[0] < '0' || text[0] > '9') {
+        fprintf(stderr, "%s: %s: '%s' is not a non-negative integer\n", prog, flag,
+                text ? text : "");
+        return -1;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end != '\0') {
+        fprintf(stderr, "%s: %s: '%s' is not a non-negative integer\n", prog, flag, text);
+        return -1;
+    }
+    if (errno == ERANGE || v < min || v > max) {
+        fprintf(stderr, "%s: %s: %s is out of range [%llu, %llu]\n", prog, flag, text,
+                (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_endpoint(const char *prog, const char *flag, const char *text, char *host, size_t host_len,
+                 int *port, int allow_zero)
+{
+    const char *colon = strrchr(text, ':');
+    const char *h = text;
+    size_t hl = colon ? (size_t)(colon - text) : 0;
+    if (colon == NULL || hl == 0) {
+        fprintf(stderr, "%s: %s: '%s' is not HOST:PORT\n", prog, flag, text);
+        return -1;
+    }
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= host_len) {
+        fprintf(stderr, "%s: %s: host too long\n", prog, flag);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    if (uv_ip4_addr(host, 0, &a4) != 0 && uv_ip6_addr(host, 0, &a6) != 0) {
+        fprintf(stderr, "%s: %s: '%s' is not an IP address\n", prog, flag, host);
+        return -1;
+    }
+    uint64_t p;
+    if (cli_u64(prog, flag, colon + 1, allow_zero ? 0 : 1, 65535, &p) != 0)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+uint64_t cli_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
+const char *cli_value(const char *prog, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value (see --help)\n", prog, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}

@@ -1,0 +1,147 @@
+/* The red-envelope server runtime: SET groups on worker loops, the reference's business (login,
+ * shake, send-envelope, claim) made correct, chat, envelope generators, counters and control
+ * endpoints. The example hb-server is a thin consumer of this API; your own service can be too. */
+#ifndef HONGBAO_SERVER_H
+#define HONGBAO_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+#include "hongbao/counters.h"
+#include "hongbao/http.h"
+#include "hongbao/proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Threading model. The server runs `threads` worker threads, each with its own libuv loop hosting
+ * sets / threads SETs, and does its control work (envelope generators, HTTP endpoints you mount,
+ * monitor reports) on the loop you pass to hb_server_init, in your thread. A SET owns its
+ * connections, its envelope bucket, its book of send-envelopes and a receive queue that any thread
+ * may post to. Callbacks run in the thread noted at each one. */
+
+typedef struct hb_server_options {
+    const char *listen_host;    /* default "127.0.0.1" */
+    int listen_port;            /* default 1025; 0 picks a free port (see hb_server_t.port) */
+    unsigned threads;           /* worker threads; 0 = one per core */
+    unsigned sets;              /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
+    uint64_t max_qps;           /* shake requests a second past which replies are 17; 0 = 65,000 */
+    uint64_t seed;              /* seeds every random draw (amounts, recipients); 0 = time-based */
+    uint32_t bucket_capacity;   /* envelopes per SET bucket; 0 = 65,536 */
+    uint32_t queue_capacity;    /* messages per SET receive queue; 0 = 16,384 */
+    uint32_t max_connections;   /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
+    uint32_t max_output;        /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
+    uint32_t send_expiry_s;     /* unclaimed send-envelopes expire after this; 0 = 24 h */
+} hb_server_options_t;
+
+/* Fill *o with the defaults above. */
+HB_EXTERN void hb_server_options_default(hb_server_options_t *o);
+
+typedef struct hb_server hb_server_t;
+typedef struct hb_conn hb_conn_t;
+
+/* Runs on the control loop once every worker has stopped and every handle is closed: only then may
+ * the hb_server_t's memory be freed. */
+typedef void (*hb_server_close_cb)(hb_server_t *server);
+
+/* A handler for an application command (HB_CMD_APP_FIRST..HB_CMD_APP_LAST), or one of our
+ * extensions (0x0100..0x01FF: the built-in chat handler of HB_CMD_CHAT can be replaced), called on the
+ * connection's worker thread for each such frame from a logged-in connection. frame->payload is
+ * valid only during the call. Return 0, or a negative error to close the connection. */
+typedef int (*hb_frame_handler_cb)(hb_conn_t *conn, const hb_frame_t *frame, void *arg);
+
+struct hb_server {
+    /* public */
+    void *data;
+    /* read-only */
+    uv_loop_t *loop;   /* the control loop given to hb_server_init */
+    int port;          /* the bound port, after hb_server_start */
+    unsigned nthreads;
+    unsigned nsets;
+    uint32_t max_connections;
+    /* private */
+    struct hb_server_impl *impl;
+};
+
+/* Prepare a server on the control loop. Allocates its state; nothing listens yet. opts may be NULL
+ * (defaults). Returns 0, UV_EINVAL for bad options (the reason goes to hb_server_last_error),
+ * UV_ENOMEM. On error nothing needs closing. */
+HB_EXTERN int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options_t *opts);
+
+/* Register (or replace) the handler for cmd before hb_server_start. Up to 16 handlers, the built-in
+ * chat among them. Returns 0, UV_EINVAL (cmd outside 0x0100..0x01FF and the application range, or
+ * NULL cb), UV_ENOBUFS (table full), UV_EBUSY (already started). */
+HB_EXTERN int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb,
+                               void *arg);
+
+/* Bind the listening sockets (one SO_REUSEPORT socket per worker) and start the workers. Returns 0
+ * or a UV_E* error from bind/listen (e.g. UV_EADDRINUSE), after which the server must still be
+ * closed with hb_server_close. Control-loop thread. */
+HB_EXTERN int hb_server_start(hb_server_t *server);
+
+/* A human-readable reason for the calling thread's last failure of hb_server_init or
+ * hb_server_start (readable even after a failed init), or "". */
+HB_EXTERN const char *hb_server_last_error(const hb_server_t *server);
+
+/* Stop accepting, flush what is queued to every peer, close every connection, stop the workers and
+ * generators, then call cb on the control loop. Control-loop thread; call once. */
+HB_EXTERN void hb_server_close(hb_server_t *server, hb_server_close_cb cb);
+
+/* Generate sum shake envelopes at qps a second, paced evenly inside each second, fed round-robin
+ * into the SETs' buckets (10..309 cents each, like the reference). Replaces any generation in
+ * progress; qps 0 or sum 0 stops it. Returns 0 or UV_EINVAL. Control-loop thread. */
+HB_EXTERN int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t sum);
+
+/* Generate sum send-envelopes at qps a second, each with a total of 300..30,000 cents split by the
+ * double-mean rule among 3 distinct random users of [min_user, max_user] (both included); each
+ * online recipient is sent the notice at once. Returns 0, or UV_EINVAL (max_user - min_user < 2).
+ * Control-loop thread. */
+HB_EXTERN int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum,
+                                      uint32_t min_user, uint32_t max_user);
+
+/* Create one send-envelope now for the given distinct recipients and total (>= 3). Its id is
+ * stored in *id if not NULL. Returns 0, UV_EINVAL, HB_EFULL (the owning SET's queue is full).
+ * Control-loop thread. */
+HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3],
+                                      uint32_t total, uint32_t *id);
+
+/* Queue one frame (whole, encoded) to the online user's connection, from any thread. The bytes are
+ * copied. Returns 0, HB_EOFFLINE, HB_EFULL (that SET's queue is full), UV_EINVAL (len outside
+ * [HB_FRAME_HEADER, HB_FRAME_MAX]), UV_ENOMEM. Delivery can still fail silently if the user
+ * disconnects meanwhile. */
+HB_EXTERN int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame,
+                                     size_t len);
+
+/* The server's counters (read them with hb_counters_snapshot from any thread). */
+HB_EXTERN hb_counters_t *hb_server_counters(hb_server_t *server);
+
+/* Users online now, and connections open now (any thread; snapshots). */
+HB_EXTERN size_t hb_server_users_online(hb_server_t *server);
+HB_EXTERN size_t hb_server_connections(hb_server_t *server);
+
+/* Envelopes waiting in all buckets now, and in SET set's bucket (0 for a set out of range); any
+ * thread, snapshots. */
+HB_EXTERN size_t hb_server_envelopes_queued(hb_server_t *server);
+HB_EXTERN size_t hb_server_envelopes_queued_in(hb_server_t *server, unsigned set);
+
+/* Register the control routes on an HTTP server running on the control loop: GET /yaohongbao and
+ * /shake-envelopes (qps, sum), GET /fahongbao and /send-envelopes (qps, sum, min, max), GET
+ * /metrics (Prometheus text of the last whole second) and GET /stats (JSON). Parameters are
+ * validated: 400 with a message. Returns 0 or an hb_http_server_route error. */
+HB_EXTERN int hb_server_mount_http(hb_server_t *server, hb_http_server_t *http);
+
+/* On a connection, from within a frame handler (its worker thread). */
+HB_EXTERN uint32_t hb_conn_user(const hb_conn_t *conn);
+HB_EXTERN unsigned hb_conn_set(const hb_conn_t *conn);
+HB_EXTERN hb_server_t *hb_conn_server(const hb_conn_t *conn);
+/* Queue bytes (whole frames) to this connection; copied. Returns 0 or UV_ENOMEM; a peer whose
+ * queued output passes max_output is disconnected. */
+HB_EXTERN int hb_conn_send(hb_conn_t *conn, const void *frame, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_SERVER_H */

@@ -1,0 +1,720 @@
+/* Integration tests of the server runtime: a server on an ephemeral loopback port, its control
+ * loop in a thread of the test, and users as plain blocking sockets. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hongbao.h"
+
+/* ---- harness: a server whose control loop runs in its own thread ---------------------------------- */
+
+typedef struct harness {
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t call_async;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    void (*fn)(void *);
+    void *arg;
+    int done;
+    hb_server_t server;
+    int closed;
+} harness_t;
+
+static harness_t H;
+
+static void on_call(uv_async_t *a)
+{
+    (void)a;
+    uv_mutex_lock(&H.lock);
+    if (H.fn != NULL) {
+        H.fn(H.arg);
+        H.fn = NULL;
+        H.done = 1;
+        uv_cond_signal(&H.cond);
+    }
+    uv_mutex_unlock(&H.lock);
+}
+
+/* Run fn(arg) on the control loop's thread and wait for it. */
+static void on_loop(void (*fn)(void *), void *arg)
+{
+    uv_mutex_lock(&H.lock);
+    H.fn = fn;
+    H.arg = arg;
+    H.done = 0;
+    uv_async_send(&H.call_async);
+    while (!H.done)
+        uv_cond_wait(&H.cond, &H.lock);
+    uv_mutex_unlock(&H.lock);
+}
+
+static void loop_thread(void *arg)
+{
+    (void)arg;
+    uv_run(&H.loop, UV_RUN_DEFAULT);
+}
+
+static void start_server(const hb_server_options_t *extra)
+{
+    memset(&H, 0, sizeof H);
+    ck_assert_int_eq(uv_loop_init(&H.loop), 0);
+    ck_assert_int_eq(uv_mutex_init(&H.lock), 0);
+    ck_assert_int_eq(uv_cond_init(&H.cond), 0);
+    ck_assert_int_eq(uv_async_init(&H.loop, &H.call_async, on_call), 0);
+    hb_server_options_t o;
+    if (extra != NULL)
+        o = *extra;
+    else
+        hb_server_options_default(&o);
+    o.listen_port = 0;
+    if (o.threads == 0)
+        o.threads = 2;
+    if (o.sets == 0)
+        o.sets = 4;
+    o.seed = 42;
+    ck_assert_int_eq(hb_server_init(&H.loop, &H.server, &o), 0);
+    ck_assert_int_eq(hb_server_start(&H.server), 0);
+    ck_assert_int_gt(H.server.port, 0);
+    ck_assert_int_eq(uv_thread_create(&H.thread, loop_thread, NULL), 0);
+}
+
+static void on_closed(hb_server_t *s)
+{
+    (void)s;
+    H.closed = 1;
+    uv_close((uv_handle_t *)&H.call_async, NULL);
+}
+
+static void do_close(void *arg)
+{
+    (void)arg;
+    hb_server_close(&H.server, on_closed);
+}
+
+static void walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    ck_abort_msg("handle of type %s left open", uv_handle_type_name(h->type));
+}
+
+static void stop_server(void)
+{
+    on_loop(do_close, NULL);
+    uv_thread_join(&H.thread);
+    ck_assert_int_eq(H.closed, 1);
+    uv_walk(&H.loop, walk_cb, NULL);
+    ck_assert_int_eq(uv_loop_close(&H.loop), 0);
+    uv_mutex_destroy(&H.lock);
+    uv_cond_destroy(&H.cond);
+}
+
+/* ---- users: blocking sockets --------------------------------------------------------------------- */
+
+static int user_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)H.server.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ck_assert_int_gt(n, 0);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void send_msg(int fd, const hb_msg_t *m)
+{
+    uint8_t buf[HB_FRAME_MAX];
+    int n = hb_msg_encode(m, buf, sizeof buf);
+    ck_assert_int_gt(n, 0);
+    send_all(fd, buf, (size_t)n);
+}
+
+/* Read exactly len bytes within 5 s; returns 0, or -1 on EOF/error/timeout. */
+static int recv_exact(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) != 1)
+            return -1;
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Receive one whole frame and decode it. */
+static void recv_msg(int fd, hb_msg_t *m, uint8_t *raw)
+{
+    static uint8_t local[HB_FRAME_MAX];
+    uint8_t *buf = raw != NULL ? raw : local;
+    ck_assert_int_eq(recv_exact(fd, buf, 2), 0);
+    uint16_t len = hb_get_u16(buf);
+    ck_assert_uint_ge(len, HB_FRAME_HEADER);
+    ck_assert_uint_le(len, HB_FRAME_MAX);
+    ck_assert_int_eq(recv_exact(fd, buf + 2, len - 2u), 0);
+    hb_frame_t f;
+    ck_assert_int_eq(hb_frame_parse(buf, len, &f), (int)len);
+    ck_assert_int_eq(hb_msg_decode(&f, m), 0);
+}
+
+/* The peer closes: recv returns 0 (or a reset) within 5 s, with no frame in between. */
+static int closed_by_peer(int fd)
+{
+    uint8_t b[64];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) != 1)
+            return 0;
+        ssize_t n = recv(fd, b, sizeof b, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return 1;
+        if (n < 0)
+            return 0;
+    }
+}
+
+static int login(uint32_t user)
+{
+    int fd = user_connect();
+    hb_msg_t m = {.cmd = HB_CMD_LOGIN, .timestamp = (uint64_t)time(NULL)};
+    m.u.login.user_id = user;
+    send_msg(fd, &m);
+    hb_msg_t r;
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_LOGIN_REPLY);
+    ck_assert_uint_eq(r.u.login_reply.user_id, user);
+    ck_assert_uint_eq(r.u.login_reply.result, 0);
+    return fd;
+}
+
+static hb_msg_t shake(int fd, uint32_t user)
+{
+    hb_msg_t m = {.cmd = HB_CMD_SHAKE, .timestamp = (uint64_t)time(NULL)};
+    m.u.shake.user_id = user;
+    send_msg(fd, &m);
+    hb_msg_t r;
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_SHAKE_REPLY);
+    return r;
+}
+
+static hb_msg_t claim(int fd, uint32_t payload_user, uint32_t envelope)
+{
+    hb_msg_t m = {.cmd = HB_CMD_CLAIM, .timestamp = (uint64_t)time(NULL)};
+    m.u.claim.user_id = payload_user;
+    m.u.claim.envelope_id = envelope;
+    send_msg(fd, &m);
+    hb_msg_t r;
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_CLAIM_REPLY);
+    ck_assert_uint_eq(r.u.claim_reply.envelope_id, envelope);
+    return r;
+}
+
+/* Sum of a counter slot over the last few seconds' cumulative totals. */
+static uint64_t counter(unsigned slot)
+{
+    hb_report_t rep;
+    hb_counters_snapshot(hb_server_counters(&H.server), (uint64_t)time(NULL), &rep);
+    return rep.cumulative[slot];
+}
+
+/* Wait (bounded) for a condition the server reaches asynchronously. */
+#define WAIT_FOR(cond)                                                                             \
+    do {                                                                                           \
+        for (int wait_i_ = 0; wait_i_ < 5000 && !(cond); wait_i_++)                                \
+            usleep(1000);                                                                          \
+        ck_assert(cond);                                                                           \
+    } while (0)
+
+/* ---- tests ---------------------------------------------------------------------------------------- */
+
+START_TEST(test_login_reply_bytes)
+{
+    start_server(NULL);
+    int fd = user_connect();
+    static const uint8_t login_frame[] = {0x00, 0x10, 0x00, 0x00, 0, 0, 0, 0,
+                                          0x65, 0x5f, 0x1c, 0x00, 0, 0, 0, 7};
+    send_all(fd, login_frame, sizeof login_frame);
+    uint8_t raw[HB_FRAME_MAX];
+    hb_msg_t r;
+    recv_msg(fd, &r, raw);
+    /* length 20, cmd 1, then user 7, result 0 */
+    static const uint8_t want_head[] = {0x00, 0x14, 0x00, 0x01};
+    static const uint8_t want_payload[] = {0, 0, 0, 7, 0, 0, 0, 0};
+    ck_assert_mem_eq(raw, want_head, 4);
+    ck_assert_mem_eq(raw + 12, want_payload, 8);
+    WAIT_FOR(hb_server_users_online(&H.server) == 1);
+    close(fd);
+    WAIT_FOR(hb_server_users_online(&H.server) == 0);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_first_frame_must_be_login)
+{
+    start_server(NULL);
+    int fd = user_connect();
+    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
+    m.u.shake.user_id = 5;
+    send_msg(fd, &m);
+    ck_assert(closed_by_peer(fd));
+    close(fd);
+    WAIT_FOR(counter(41) == 1);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_newer_login_wins)
+{
+    start_server(NULL);
+    int old = login(9);
+    int newer = login(9);
+    ck_assert(closed_by_peer(old));
+    close(old);
+    hb_msg_t r = shake(newer, 9);
+    ck_assert_uint_eq(r.u.shake_reply.result, HB_SHAKE_NONE);
+    ck_assert_uint_eq(hb_server_users_online(&H.server), 1);
+    close(newer);
+    stop_server();
+}
+END_TEST
+
+typedef struct gen_args {
+    uint64_t qps, sum;
+    int result;
+} gen_args_t;
+
+static void do_generate(void *arg)
+{
+    gen_args_t *g = arg;
+    g->result = hb_server_generate_shake(&H.server, g->qps, g->sum);
+}
+
+START_TEST(test_shake_none_then_got)
+{
+    start_server(NULL);
+    int fd = login(3);
+    hb_msg_t r = shake(fd, 3);
+    ck_assert_uint_eq(r.u.shake_reply.result, HB_SHAKE_NONE);
+    ck_assert_uint_eq(r.u.shake_reply.user_id, 3);
+    /* Enough envelopes that every SET's bucket holds some. */
+    gen_args_t g = {100000, 40, 0};
+    on_loop(do_generate, &g);
+    ck_assert_int_eq(g.result, 0);
+    WAIT_FOR(hb_server_envelopes_queued(&H.server) == 40);
+    r = shake(fd, 3);
+    ck_assert_uint_eq(r.u.shake_reply.result, HB_SHAKE_GOT);
+    ck_assert_uint_eq(r.u.shake_reply.user_id, 0);
+    ck_assert_uint_ge(r.u.shake_reply.envelope_id, HB_SHAKE_ENVELOPE_ID_BASE);
+    ck_assert_uint_ge(r.u.shake_reply.amount, 10);
+    ck_assert_uint_le(r.u.shake_reply.amount, 309);
+    ck_assert_uint_eq(hb_server_envelopes_queued(&H.server), 39);
+    close(fd);
+    stop_server();
+}
+END_TEST
+
+
+START_TEST(test_overload_replies_past_the_cap)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.max_qps = 5;
+    start_server(&o);
+    int fd = login(4);
+    /* 20 shakes in one write: at most two seconds are touched, so at most 10 pass the cap. */
+    uint8_t buf[20 * 16];
+    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
+    m.u.shake.user_id = 4;
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(hb_msg_encode(&m, buf + 16 * i, 16), 16);
+    send_all(fd, buf, sizeof buf);
+    int overload = 0, none = 0;
+    for (int i = 0; i < 20; i++) {
+        hb_msg_t r;
+        recv_msg(fd, &r, NULL);
+        ck_assert_uint_eq(r.cmd, HB_CMD_SHAKE_REPLY);
+        overload += r.u.shake_reply.result == HB_SHAKE_OVERLOAD;
+        none += r.u.shake_reply.result == HB_SHAKE_NONE;
+    }
+    ck_assert_int_eq(overload + none, 20);
+    ck_assert_int_ge(none, 5);
+    ck_assert_int_le(none, 10);
+    ck_assert_uint_eq(counter(HB_CTR_SHAKE_OVERLOAD), (uint64_t)overload);
+    close(fd);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_generator_feeds_sets_round_robin)
+{
+    start_server(NULL);
+    gen_args_t g = {1000000, 400, 0};
+    on_loop(do_generate, &g);
+    ck_assert_int_eq(g.result, 0);
+    WAIT_FOR(hb_server_envelopes_queued(&H.server) == 400);
+    for (unsigned i = 0; i < H.server.nsets; i++)
+        ck_assert_uint_eq(hb_server_envelopes_queued_in(&H.server, i), 100);
+    ck_assert_uint_eq(counter(HB_CTR_SHAKE_ENVELOPES), 400);
+    /* Amounts are 10..309 each. */
+    uint64_t issued = counter(HB_CTR_SHAKE_AMOUNT_ISSUED);
+    ck_assert_uint_ge(issued, 400 * 10);
+    ck_assert_uint_le(issued, 400 * 309);
+    /* Every envelope handed out once: shake them all out through users spread over the SETs. */
+    int fds[8];
+    uint64_t got = 0, amount = 0;
+    for (int u = 0; u < 8; u++)
+        fds[u] = login(300 + (uint32_t)u);
+    for (int round = 0; round < 60; round++) {
+        for (int u = 0; u < 8; u++) {
+            hb_msg_t r = shake(fds[u], 300 + (uint32_t)u);
+            if (r.u.shake_reply.result == HB_SHAKE_GOT) {
+                got++;
+                amount += r.u.shake_reply.amount;
+            }
+        }
+    }
+    ck_assert_uint_eq(got, 400);
+    ck_assert_uint_eq(amount, issued);
+    ck_assert_uint_eq(counter(HB_CTR_SHAKE_HANDED_OUT), 400);
+    for (int u = 0; u < 8; u++)
+        close(fds[u]);
+    stop_server();
+}
+END_TEST
+
+typedef struct send_args {
+    uint32_t recipients[3];
+    uint32_t total;
+    uint32_t id;
+    int result;
+} send_args_t;
+
+static void do_send(void *arg)
+{
+    send_args_t *a = arg;
+    a->result = hb_server_send_envelope(&H.server, a->recipients, a->total, &a->id);
+}
+
+START_TEST(test_send_envelope_claims_exactly_once)
+{
+    start_server(NULL);
+    int fd[4];
+    for (int i = 0; i < 4; i++)
+        fd[i] = login(100 + (uint32_t)i);
+    send_args_t a = {{100, 101, 102}, 1000, 0, -1};
+    on_loop(do_send, &a);
+    ck_assert_int_eq(a.result, 0);
+    ck_assert_uint_ge(a.id, HB_SEND_ENVELOPE_ID_BASE);
+    /* Each recipient is told at once. */
+    for (int i = 0; i < 3; i++) {
+        uint8_t raw[HB_FRAME_MAX];
+        hb_msg_t n;
+        recv_msg(fd[i], &n, raw);
+        ck_assert_uint_eq(n.cmd, HB_CMD_NOTICE);
+        ck_assert_uint_eq(hb_get_u16(raw), 36);
+        ck_assert_uint_eq(n.u.notice.envelope_id, a.id);
+        ck_assert_uint_eq(n.u.notice.total_amount, 1000);
+        ck_assert_uint_eq(n.u.notice.recipient_count, 3);
+        ck_assert_uint_eq(n.u.notice.user_ids[0], 100);
+        ck_assert_uint_eq(n.u.notice.user_ids[1], 101);
+        ck_assert_uint_eq(n.u.notice.user_ids[2], 102);
+    }
+    /* A non-recipient gets nothing, even naming a recipient in the payload. */
+    ck_assert_uint_eq(claim(fd[3], 100, a.id).u.claim_reply.amount, 0);
+    /* A recipient is known by its login, whatever the payload says (the reference sends 0). */
+    uint32_t first = claim(fd[0], 0, a.id).u.claim_reply.amount;
+    ck_assert_uint_ge(first, 1);
+    ck_assert_uint_eq(claim(fd[0], 0, a.id).u.claim_reply.amount, 0);
+    uint32_t second = claim(fd[1], 101, a.id).u.claim_reply.amount;
+    uint32_t third = claim(fd[2], 7, a.id).u.claim_reply.amount;
+    ck_assert_uint_ge(second, 1);
+    ck_assert_uint_ge(third, 1);
+    ck_assert_uint_eq(first + second + third, 1000);
+    /* Fully claimed: nothing more for anyone; an unknown envelope grants nothing either. */
+    ck_assert_uint_eq(claim(fd[2], 0, a.id).u.claim_reply.amount, 0);
+    ck_assert_uint_eq(claim(fd[1], 0, 0x123456).u.claim_reply.amount, 0);
+    ck_assert_uint_eq(counter(HB_CTR_CLAIMS_GRANTED), 3);
+    ck_assert_uint_eq(counter(HB_CTR_SEND_AMOUNT_CLAIMED), 1000);
+    ck_assert_uint_eq(counter(HB_CTR_SEND_CREATED), 1);
+    ck_assert_uint_eq(counter(HB_CTR_SEND_AMOUNT_ISSUED), 1000);
+    /* Recipients must be distinct. */
+    send_args_t bad = {{5, 5, 6}, 1000, 0, 0};
+    on_loop(do_send, &bad);
+    ck_assert_int_eq(bad.result, UV_EINVAL);
+    for (int i = 0; i < 4; i++)
+        close(fd[i]);
+    stop_server();
+}
+END_TEST
+
+static void send_chat(int fd, uint32_t to, const char *text)
+{
+    hb_msg_t m = {.cmd = HB_CMD_CHAT};
+    m.u.chat.user_id = to;
+    m.u.chat.text = (const uint8_t *)text;
+    m.u.chat.text_len = (uint16_t)strlen(text);
+    send_msg(fd, &m);
+}
+
+START_TEST(test_chat_across_sets)
+{
+    start_server(NULL);
+    int a = login(200), b = login(201);
+    char text[HB_CHAT_MAX + 1];
+    memset(text, 'x', HB_CHAT_MAX);
+    text[HB_CHAT_MAX] = '\0';
+    memcpy(text, "hello", 5);
+    send_chat(a, 201, text);
+    hb_msg_t r;
+    recv_msg(a, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_CHAT_REPLY);
+    ck_assert_uint_eq(r.u.chat_reply.user_id, 201);
+    ck_assert_uint_eq(r.u.chat_reply.result, HB_CHAT_DELIVERED);
+    recv_msg(b, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_CHAT_DELIVER);
+    ck_assert_uint_eq(r.u.chat.user_id, 200);
+    ck_assert_uint_eq(r.u.chat.text_len, HB_CHAT_MAX);
+    ck_assert_mem_eq(r.u.chat.text, text, HB_CHAT_MAX);
+    send_chat(a, 999, "anyone?");
+    recv_msg(a, &r, NULL);
+    ck_assert_uint_eq(r.u.chat_reply.result, HB_CHAT_OFFLINE);
+    close(a);
+    close(b);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_split_and_coalesced_frames)
+{
+    start_server(NULL);
+    int fd = user_connect();
+    uint8_t buf[64];
+    hb_msg_t m = {.cmd = HB_CMD_LOGIN};
+    m.u.login.user_id = 11;
+    size_t n = (size_t)hb_msg_encode(&m, buf, sizeof buf);
+    m.cmd = HB_CMD_SHAKE;
+    m.u.shake.user_id = 11;
+    n += (size_t)hb_msg_encode(&m, buf + n, sizeof buf - n);
+    n += (size_t)hb_msg_encode(&m, buf + n, sizeof buf - n);
+    send_all(fd, buf, n); /* login and two shakes in one write */
+    hb_msg_t r;
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_LOGIN_REPLY);
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_SHAKE_REPLY);
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_SHAKE_REPLY);
+    /* One shake a byte at a time. */
+    n = (size_t)hb_msg_encode(&m, buf, sizeof buf);
+    for (size_t i = 0; i < n; i++)
+        send_all(fd, buf + i, 1);
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_SHAKE_REPLY);
+    ck_assert_uint_eq(r.u.shake_reply.user_id, 11);
+    close(fd);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_bad_input_closes_only_the_offender)
+{
+    start_server(NULL);
+    int good = login(50);
+    static const uint8_t too_short[] = {0x00, 0x05, 0x00, 0x02, 1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t unknown_cmd[] = {0x00, 0x10, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t wrong_size[] = {0x00, 0x11, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2};
+    static const uint8_t garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const uint8_t reply_from_client[] = {0x00, 0x14, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                0,    0,    0,    1,    0, 0, 0, 0};
+    const struct {
+        const uint8_t *bytes;
+        size_t len;
+        int login_first;
+    } bad[] = {
+        {too_short, sizeof too_short, 1},     {unknown_cmd, sizeof unknown_cmd, 1},
+        {wrong_size, sizeof wrong_size, 1},   {garbage, sizeof garbage - 1, 0},
+        {reply_from_client, sizeof reply_from_client, 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int fd = bad[i].login_first ? login(60 + (uint32_t)i) : user_connect();
+        send_all(fd, bad[i].bytes, bad[i].len);
+        ck_assert_msg(closed_by_peer(fd), "bad input %zu did not close the connection", i);
+        close(fd);
+        ck_assert_uint_eq(shake(good, 50).u.shake_reply.result, HB_SHAKE_NONE);
+    }
+    WAIT_FOR(counter(41) == sizeof bad / sizeof bad[0]);
+    /* A peer that leaves mid-frame is just a closed connection. */
+    int fd = login(70);
+    send_all(fd, unknown_cmd, 7);
+    close(fd);
+    WAIT_FOR(hb_server_users_online(&H.server) == 1);
+    ck_assert_uint_eq(shake(good, 50).u.shake_reply.result, HB_SHAKE_NONE);
+    close(good);
+    WAIT_FOR(hb_server_connections(&H.server) == 0);
+    ck_assert_uint_eq(counter(HB_CTR_CONN_OPENED), counter(HB_CTR_CONN_CLOSED));
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_max_connections_refused_and_counted)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.max_connections = 2;
+    start_server(&o);
+    int a = login(1), b = login(2);
+    int c = user_connect();
+    ck_assert(closed_by_peer(c));
+    close(c);
+    WAIT_FOR(counter(43) == 1);
+    ck_assert_uint_eq(shake(a, 1).u.shake_reply.result, HB_SHAKE_NONE);
+    ck_assert_uint_eq(shake(b, 2).u.shake_reply.result, HB_SHAKE_NONE);
+    close(a);
+    close(b);
+    stop_server();
+}
+END_TEST
+
+/* An application command: echo the payload back, and forward it to user 0x4242 if online. */
+static int echo_handler(hb_conn_t *conn, const hb_frame_t *frame, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    uint8_t buf[HB_FRAME_MAX];
+    memcpy(buf, frame->payload - HB_FRAME_HEADER, frame->length);
+    hb_conn_send(conn, buf, frame->length);
+    hb_server_send_to_user(hb_conn_server(conn), 0x4242, buf, frame->length);
+    return 0;
+}
+
+START_TEST(test_application_handler)
+{
+    memset(&H, 0, sizeof H);
+    static int calls;
+    calls = 0;
+    /* start_server initialises and starts at once: register the handler in between by hand. */
+    ck_assert_int_eq(uv_loop_init(&H.loop), 0);
+    ck_assert_int_eq(uv_mutex_init(&H.lock), 0);
+    ck_assert_int_eq(uv_cond_init(&H.cond), 0);
+    ck_assert_int_eq(uv_async_init(&H.loop, &H.call_async, on_call), 0);
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.listen_port = 0;
+    o.threads = 2;
+    o.sets = 2;
+    ck_assert_int_eq(hb_server_init(&H.loop, &H.server, &o), 0);
+    ck_assert_int_eq(hb_server_handle(&H.server, 0x4001, echo_handler, &calls), 0);
+    ck_assert_int_eq(hb_server_handle(&H.server, 0x0002, echo_handler, &calls), UV_EINVAL);
+    ck_assert_int_eq(hb_server_start(&H.server), 0);
+    ck_assert_int_eq(hb_server_handle(&H.server, 0x4002, echo_handler, &calls), UV_EBUSY);
+    ck_assert_int_eq(uv_thread_create(&H.thread, loop_thread, NULL), 0);
+
+    int other = login(0x4242);
+    int fd = login(5);
+    static const uint8_t app[] = {0x00, 0x0f, 0x40, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 'h', 'i', '!'};
+    send_all(fd, app, sizeof app);
+    uint8_t back[sizeof app];
+    ck_assert_int_eq(recv_exact(fd, back, sizeof back), 0);
+    ck_assert_mem_eq(back, app, sizeof app);
+    ck_assert_int_eq(recv_exact(other, back, sizeof back), 0);
+    ck_assert_mem_eq(back, app, sizeof app);
+    ck_assert_int_eq(calls, 1);
+    /* An application command before login is refused like any other. */
+    int anon = user_connect();
+    send_all(anon, app, sizeof app);
+    ck_assert(closed_by_peer(anon));
+    close(anon);
+    close(fd);
+    close(other);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_counters_and_report_bytes)
+{
+    start_server(NULL);
+    int fd = login(77);
+    shake(fd, 77);
+    shake(fd, 77);
+    close(fd);
+    WAIT_FOR(counter(HB_CTR_CONN_CLOSED) == 1);
+    ck_assert_uint_eq(counter(HB_CTR_FRAME_LOGIN), 1);
+    ck_assert_uint_eq(counter(HB_CTR_FRAME_LOGIN_REPLY), 1);
+    ck_assert_uint_eq(counter(HB_CTR_FRAME_SHAKE), 2);
+    ck_assert_uint_eq(counter(HB_CTR_FRAME_SHAKE_REPLY), 2);
+    ck_assert_uint_eq(counter(HB_CTR_REQUESTS), 2);
+    ck_assert_uint_eq(counter(HB_CTR_RESPONSES), 2);
+    ck_assert_uint_eq(counter(HB_CTR_SHAKE_NONE), 2);
+    ck_assert_uint_eq(counter(HB_CTR_CONN_OPENED), 1);
+    hb_report_t rep, back;
+    hb_counters_snapshot(hb_server_counters(&H.server), (uint64_t)time(NULL), &rep);
+    ck_assert_uint_eq(rep.type, HB_REPORTER_SERVER);
+    uint8_t wire[HB_REPORT_SIZE];
+    hb_report_encode(&rep, wire);
+    ck_assert_uint_eq(hb_get_u64(wire + 8), 1);
+    ck_assert_uint_eq(hb_get_u64(wire + 496 + 8 * HB_CTR_FRAME_SHAKE), 2);
+    ck_assert_int_eq(hb_report_decode(wire, sizeof wire, &back), 0);
+    ck_assert_mem_eq(&back, &rep, sizeof rep);
+    stop_server();
+}
+END_TEST
+
+static Suite *server_suite(void)
+{
+    Suite *s = suite_create("server");
+    TCase *tc = tcase_create("protocol");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_login_reply_bytes);
+    tcase_add_test(tc, test_first_frame_must_be_login);
+    tcase_add_test(tc, test_newer_login_wins);
+    tcase_add_test(tc, test_shake_none_then_got);
+    tcase_add_test(tc, test_overload_replies_past_the_cap);
+    tcase_add_test(tc, test_generator_feeds_sets_round_robin);
+    tcase_add_test(tc, test_send_envelope_claims_exactly_once);
+    tcase_add_test(tc, test_chat_across_sets);
+    tcase_add_test(tc, test_split_and_coalesced_frames);
+    tcase_add_test(tc, test_bad_input_closes_only_the_offender);
+    tcase_add_test(tc, test_max_connections_refused_and_counted);
+    tcase_add_test(tc, test_application_handler);
+    tcase_add_test(tc, test_counters_and_report_bytes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(server_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
