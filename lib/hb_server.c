@@ -659,6 +659,34 @@ size_t hb_server_envelopes_queued(hb_server_t *server)
     return n;
 }
 
+/* ---- counter names ---------------------------------------------------------------------------------- */
+
+static const struct {
+    unsigned slot;
+    const char *name, *help;
+} server_slots[] = {
+    {HB_CTR_X_ENVQ_FULL, "envq_full", "Generator ticks that found every bucket full"},
+    {HB_CTR_X_BAD_FRAME, "bad_frames", "Connections closed for a malformed or unexpected frame"},
+    {HB_CTR_X_SLOW_PEER, "slow_peers", "Connections closed for not draining their output"},
+    {HB_CTR_X_CONN_REJECTED, "conn_rejected", "Connections refused past the maximum"},
+    {HB_CTR_X_CLAIM_REFUSED, "claims_refused", "Claims that granted nothing"},
+    {HB_CTR_X_CHAT, "chat_delivered", "Chat messages handed to the recipient's SET"},
+    {HB_CTR_X_CHAT_FAILED, "chat_failed", "Chat messages to an offline user or a full queue"},
+    {HB_CTR_X_KICKED, "conn_kicked", "Connections closed by a newer login of the same user"},
+    {HB_CTR_X_SEND_EXPIRED, "send_expired", "Send-envelopes expired with shares unclaimed"},
+    {HB_CTR_X_NOTICE_OFFLINE, "notice_offline", "Notices not sent: recipient offline"},
+};
+
+#define SERVER_SLOTS (sizeof server_slots / sizeof server_slots[0])
+
+const char *hb_server_counter_name(unsigned idx)
+{
+    for (size_t i = 0; i < SERVER_SLOTS; i++)
+        if (server_slots[i].slot == idx)
+            return server_slots[i].name;
+    return hb_counter_name(idx);
+}
+
 /* ---- control routes ------------------------------------------------------------------------------------ */
 
 #define HB_METRICS_BUF 32768
@@ -731,6 +759,18 @@ static void route_metrics(const hb_http_request_t *req, hb_http_response_t *res,
     hb_report_t rep;
     hb_counters_snapshot(&server->impl->counters, hb__now_s() - 1, &rep);
     int n = hb_report_format_prometheus(&rep, "hongbao", buf, HB_METRICS_BUF);
+    for (size_t i = 0; i < SERVER_SLOTS && n >= 0; i++) {
+        unsigned k = server_slots[i].slot;
+        int m = snprintf(buf + n, HB_METRICS_BUF - (size_t)n,
+                         "# HELP hongbao_%s_total %s, cumulative.\n# TYPE hongbao_%s_total counter\n"
+                         "hongbao_%s_total %llu\n# HELP hongbao_%s_per_second %s, in the report "
+                         "second.\n# TYPE hongbao_%s_per_second gauge\nhongbao_%s_per_second %llu\n",
+                         server_slots[i].name, server_slots[i].help, server_slots[i].name,
+                         server_slots[i].name, (unsigned long long)rep.cumulative[k],
+                         server_slots[i].name, server_slots[i].help, server_slots[i].name,
+                         server_slots[i].name, (unsigned long long)rep.per_second[k]);
+        n = (m > 0 && (size_t)m < HB_METRICS_BUF - (size_t)n) ? n + m : -1;
+    }
     if (n >= 0) {
         int m = snprintf(buf + n, HB_METRICS_BUF - (size_t)n,
                          "# HELP hongbao_users_online Users logged in now.\n"
@@ -763,10 +803,17 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     hb_counters_snapshot(&server->impl->counters, hb__now_s() - 1, &rep);
     int n = snprintf(buf, HB_METRICS_BUF,
                      "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
-                     "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,\"report\":",
+                     "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,",
                      hb_server_users_online(server), hb_server_connections(server),
                      hb_server_envelopes_queued(server), server->nthreads, server->nsets,
                      server->max_connections);
+    for (size_t i = 0; i < SERVER_SLOTS; i++) {
+        unsigned k = server_slots[i].slot;
+        n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "%s\"%s\":[%llu,%llu]",
+                      i == 0 ? "\"server_counters\":{" : ",", server_slots[i].name,
+                      (unsigned long long)rep.per_second[k], (unsigned long long)rep.cumulative[k]);
+    }
+    n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "},\"report\":");
     int m = hb_report_format_json(&rep, buf + n, HB_METRICS_BUF - (size_t)n - 2);
     if (m < 0) {
         reply_text(res, 500, "stats do not fit the buffer\n");

@@ -20,20 +20,6 @@
 #define HB_MAX_HANDLERS  16
 #define HB_LISTEN_BACKLOG 4096
 
-/* Extension counter slots (free in the reference's table). */
-enum {
-    HB_CTR_X_ENVQ_FULL = 40,       /* generator found every bucket full */
-    HB_CTR_X_BAD_FRAME = 41,       /* connections closed for a malformed frame */
-    HB_CTR_X_SLOW_PEER = 42,       /* connections closed for not draining output */
-    HB_CTR_X_CONN_REJECTED = 43,   /* connections refused past max_connections */
-    HB_CTR_X_CLAIM_REFUSED = 44,   /* claims that granted nothing */
-    HB_CTR_X_CHAT = 45,            /* chat messages delivered to a SET */
-    HB_CTR_X_CHAT_FAILED = 46,     /* chat to an offline user or a full queue */
-    HB_CTR_X_KICKED = 47,          /* older connections closed by a newer login */
-    HB_CTR_X_SEND_EXPIRED = 48,    /* send-envelopes expired unclaimed */
-    HB_CTR_X_NOTICE_OFFLINE = 49   /* notices not sent: recipient offline */
-};
-
 typedef enum {
     HB_MSG_FRAME,        /* bytes to user (gen 0: whatever connection the user has) */
     HB_MSG_FRAME_HEAP,   /* the same, bytes on the heap, freed by the receiver */

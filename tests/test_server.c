@@ -376,7 +376,12 @@ END_TEST
 
 START_TEST(test_generator_feeds_sets_round_robin)
 {
-    start_server(NULL);
+    /* One worker deals connections to its SETs in turn, so 8 users are 2 per SET. */
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.threads = 1;
+    o.sets = 4;
+    start_server(&o);
     gen_args_t g = {1000000, 400, 0};
     on_loop(do_generate, &g);
     ck_assert_int_eq(g.result, 0);

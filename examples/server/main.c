@@ -165,6 +165,11 @@ int main(int argc, char **argv)
         uv_loop_close(app.loop);
         return 1;
     }
+    uv_signal_init(app.loop, &app.sigint);
+    uv_signal_init(app.loop, &app.sigterm);
+    app.sigint.data = app.sigterm.data = &app;
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     printf("%s: listening on %s:%d with %u threads and %u SETs; open-file limit %llu, so up to "
            "%u connections in this process\n",
            prog, listen_host, app.server.port, app.server.nthreads, app.server.nsets,
@@ -208,11 +213,6 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
 
-    uv_signal_init(app.loop, &app.sigint);
-    uv_signal_init(app.loop, &app.sigterm);
-    app.sigint.data = app.sigterm.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     r = uv_loop_close(app.loop);

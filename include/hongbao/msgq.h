@@ -26,21 +26,33 @@ typedef struct hb_msgq {
     struct hb_msgq_ring *ring;
 } hb_msgq_t;
 
-/* Set up a queue of at least capacity messages (rounded up to a power of two) of elem_size bytes.
- * Returns 0, UV_EINVAL (capacity 0 or above 2^24, elem_size 0 or above 4096), UV_ENOMEM. */
+/* Set up a queue of at least capacity messages of elem_size bytes: capacity is rounded up to a
+ * power of two, and to 2 at least (the ring's sequence numbers need two cells); q->capacity
+ * holds the result. Allocates one block, freed by hb_msgq_close.
+ * Returns 0, UV_EINVAL (q NULL, capacity 0 or above 2^24, elem_size 0 or above 4096), UV_ENOMEM.
+ * On error q is left unchanged. */
 HB_EXTERN int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size);
 
-/* Free the ring; messages still queued are dropped. No push or pop may run concurrently. */
+/* Free the ring; messages still queued are dropped. No push, pop or size may run concurrently
+ * or afterwards (until the next init). Closing a closed queue does nothing. */
 HB_EXTERN void hb_msgq_close(hb_msgq_t *q);
 
 /* Copy elem_size bytes from msg into the queue. Any thread. Returns 0, or HB_EFULL when the queue
- * holds capacity messages (nothing was queued). Wait-free when not contended, lock-free always. */
+ * holds capacity messages (nothing was queued; a message a consumer is copying out at that moment
+ * still counts), or UV_EINVAL (q, its ring or msg NULL). Wait-free when not contended, lock-free
+ * always; never allocates. The message is visible to pop once push returns, so push before the
+ * uv_async_send that wakes the consumer. */
 HB_EXTERN int hb_msgq_push(hb_msgq_t *q, const void *msg);
 
-/* Copy the oldest message into msg. Returns 0 or HB_EEMPTY. */
+/* Copy the oldest message into msg (elem_size bytes). Any thread. Returns 0, HB_EEMPTY, or
+ * UV_EINVAL (q, its ring or msg NULL). Messages leave in the order their pushes claimed their
+ * places, so one producer's messages stay in order. HB_EEMPTY also when the oldest place was
+ * claimed by a push that has not finished copying; that push's own wake-up brings the consumer
+ * back, so draining until HB_EEMPTY on each wake-up loses nothing. */
 HB_EXTERN int hb_msgq_pop(hb_msgq_t *q, void *msg);
 
-/* Messages queued now (a snapshot). Any thread. */
+/* Messages queued now (a snapshot, 0..capacity, counting pushes and pops in progress). Any
+ * thread. 0 for a closed queue. */
 HB_EXTERN size_t hb_msgq_size(const hb_msgq_t *q);
 
 #ifdef __cplusplus

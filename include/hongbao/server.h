@@ -22,6 +22,25 @@ extern "C" {
  * connections, its envelope bucket, its book of send-envelopes and a receive queue that any thread
  * may post to. Callbacks run in the thread noted at each one. */
 
+/* Counter slots the server uses beyond the reference's (free in its table); their names are
+ * given by hb_server_counter_name and shown in /metrics and /stats. */
+enum {
+    HB_CTR_X_ENVQ_FULL = 40,      /* generator found every bucket full (retried next tick) */
+    HB_CTR_X_BAD_FRAME = 41,      /* connections closed for a malformed or unexpected frame */
+    HB_CTR_X_SLOW_PEER = 42,      /* connections closed for not draining their output */
+    HB_CTR_X_CONN_REJECTED = 43,  /* connections refused past max_connections */
+    HB_CTR_X_CLAIM_REFUSED = 44,  /* claims that granted nothing */
+    HB_CTR_X_CHAT = 45,           /* chat messages handed to the recipient's SET */
+    HB_CTR_X_CHAT_FAILED = 46,    /* chat to an offline user or a full queue */
+    HB_CTR_X_KICKED = 47,         /* older connections closed by a newer login of the user */
+    HB_CTR_X_SEND_EXPIRED = 48,   /* send-envelopes expired with shares unclaimed */
+    HB_CTR_X_NOTICE_OFFLINE = 49  /* notices not sent: the recipient was offline */
+};
+
+/* The name of a slot: the reference's (hb_counter_name) or one of the server's own above; NULL for
+ * a slot nobody uses. */
+HB_EXTERN const char *hb_server_counter_name(unsigned idx);
+
 typedef struct hb_server_options {
     const char *listen_host;    /* default "127.0.0.1" */
     int listen_port;            /* default 1025; 0 picks a free port (see hb_server_t.port) */
