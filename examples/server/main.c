@@ -63,13 +63,17 @@ static void on_reporter_closed(hb_reporter_t *r)
     hb_server_close(&app->server, on_server_closed);
 }
 
-static void on_http_closed(hb_http_server_t *h)
+static void after_http(app_t *app)
 {
-    app_t *app = h->data;
     if (app->have_reporter)
         hb_reporter_close(&app->reporter, on_reporter_closed);
     else
         hb_server_close(&app->server, on_server_closed);
+}
+
+static void on_http_closed(hb_http_server_t *h)
+{
+    after_http(h->data);
 }
 
 static void stop(app_t *app)
@@ -80,7 +84,7 @@ static void stop(app_t *app)
     if (app->have_http)
         hb_http_server_close(&app->http, on_http_closed);
     else
-        on_http_closed(&app->http);
+        after_http(app);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
