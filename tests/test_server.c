@@ -693,6 +693,125 @@ START_TEST(test_counters_and_report_bytes)
 }
 END_TEST
 
+START_TEST(test_generator_keeps_its_pace)
+{
+    start_server(NULL);
+    /* 50 envelopes at 100/s take about half a second: at no moment may more exist than the pace
+     * allows (qps x elapsed, plus the first one at once). */
+    uint64_t t0 = uv_hrtime();
+    gen_args_t g = {100, 50, 0};
+    on_loop(do_generate, &g);
+    ck_assert_int_eq(g.result, 0);
+    size_t seen = 0;
+    while (seen < 50) {
+        seen = hb_server_envelopes_queued(&H.server);
+        uint64_t elapsed_ms = (uv_hrtime() - t0) / 1000000;
+        ck_assert_uint_le(seen, 100 * elapsed_ms / 1000 + 2);
+        ck_assert_uint_lt(elapsed_ms, 10000);
+        usleep(2000);
+    }
+    ck_assert_uint_eq(counter(HB_CTR_SHAKE_ENVELOPES), 50);
+    stop_server();
+}
+END_TEST
+
+/* ---- the control routes, over HTTP --------------------------------------------------------------- */
+
+static hb_http_server_t http;
+static int http_port;
+
+static void do_mount(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(hb_http_server_init(&H.loop, &http, NULL), 0);
+    ck_assert_int_eq(hb_http_server_listen(&http, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(hb_server_mount_http(&H.server, &http), 0);
+    http_port = hb_http_server_port(&http);
+}
+
+static void do_unmount(void *arg)
+{
+    (void)arg;
+    hb_http_server_close(&http, NULL);
+}
+
+/* One GET on a fresh connection; returns the status and copies the body (NUL-terminated). */
+static int http_get(const char *target, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)http_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     target);
+    send_all(fd, req, (size_t)n);
+    static char resp[65536];
+    size_t got = 0;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        ck_assert_int_eq(poll(&p, 1, 5000), 1);
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    int status = 0;
+    ck_assert_int_eq(sscanf(resp, "HTTP/1.1 %d", &status), 1);
+    const char *b = strstr(resp, "\r\n\r\n");
+    ck_assert_ptr_nonnull(b);
+    snprintf(body, cap, "%s", b + 4);
+    return status;
+}
+
+START_TEST(test_control_routes)
+{
+    start_server(NULL);
+    on_loop(do_mount, NULL);
+    char body[65536];
+    ck_assert_int_eq(http_get("/yaohongbao?qps=abc&sum=10", body, sizeof body), 400);
+    ck_assert_str_eq(body, "parameter 'qps': not a non-negative integer\n");
+    ck_assert_int_eq(http_get("/yaohongbao?qps=10", body, sizeof body), 400);
+    ck_assert_str_eq(body, "parameter 'sum': missing\n");
+    ck_assert_int_eq(http_get("/fahongbao?qps=1&sum=1&min=9&max=10", body, sizeof body), 400);
+    ck_assert_int_eq(http_get("/fahongbao?qps=1&sum=1&min=1&max=99999999999", body, sizeof body),
+                     400);
+    ck_assert_int_eq(http_get("/shake-envelopes?qps=100000&sum=8", body, sizeof body), 200);
+    WAIT_FOR(hb_server_envelopes_queued(&H.server) == 8);
+    ck_assert_int_eq(http_get("/yaohongbao?qps=100000&sum=4", body, sizeof body), 200);
+    WAIT_FOR(hb_server_envelopes_queued(&H.server) == 12);
+    ck_assert_int_eq(http_get("/metrics", body, sizeof body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\nhongbao_shake_envelopes_total 12\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\nhongbao_envelopes_queued 12\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\nhongbao_bad_frames_total 0\n"));
+    ck_assert_int_eq(http_get("/stats", body, sizeof body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"envelopes_queued\":12,"));
+    ck_assert_ptr_nonnull(strstr(body, "\"type\":\"server\""));
+    /* Send-envelopes to users online: each gets the notice. */
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = login(500 + (uint32_t)i);
+    ck_assert_int_eq(http_get("/send-envelopes?qps=1000&sum=2&min=500&max=502", body, sizeof body),
+                     200);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 3; i++) {
+            hb_msg_t n;
+            recv_msg(fds[i], &n, NULL);
+            ck_assert_uint_eq(n.cmd, HB_CMD_NOTICE);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    on_loop(do_unmount, NULL);
+    stop_server();
+}
+END_TEST
+
 static Suite *server_suite(void)
 {
     Suite *s = suite_create("server");
@@ -711,6 +830,8 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_max_connections_refused_and_counted);
     tcase_add_test(tc, test_application_handler);
     tcase_add_test(tc, test_counters_and_report_bytes);
+    tcase_add_test(tc, test_generator_keeps_its_pace);
+    tcase_add_test(tc, test_control_routes);
     suite_add_tcase(s, tc);
     return s;
 }
