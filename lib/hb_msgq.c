@@ -104,8 +104,9 @@ int hb_msgq_push(hb_msgq_t *q, const void *msg)
         intptr_t dif = (intptr_t)(s - pos);
         if (dif == 0) {
             /* The cell is free for pos: claim pos, or learn the new position on failure. */
-            atomic_store_explicit(&ring->enq_pos, pos + 1, memory_order_relaxed);
-            break;
+            if (atomic_compare_exchange_weak_explicit(&ring->enq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
         } else if (dif < 0) {
             /* The cell still holds the message of pos - capacity: the ring is full. */
             return HB_EFULL;
