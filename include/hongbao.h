@@ -10,11 +10,14 @@
 #include "hongbao/envelope.h"
 #include "hongbao/envq.h"
 #include "hongbao/counters.h"
+#include "hongbao/hist.h"
 #include "hongbao/http.h"
 #include "hongbao/msgq.h"
 #include "hongbao/registry.h"
 #include "hongbao/book.h"
 #include "hongbao/reporter.h"
 #include "hongbao/server.h"
+#include "hongbao/client.h"
+#include "hongbao/monitor.h"
 
 #endif /* HONGBAO_H */

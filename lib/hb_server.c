@@ -13,16 +13,16 @@
 #include "hongbao/envelope.h"
 #include "hb_server_int.h"
 
-#define HB_DEFAULT_PORT        1025
-#define HB_DEFAULT_MAX_QPS     65000
-#define HB_MAX_QPS_LIMIT       16000000 /* the overload counter holds 24 bits */
-#define HB_GENERATOR_TICK_MS   2
-#define HB_SHAKE_AMOUNT_MIN    10
-#define HB_SHAKE_AMOUNT_MAX    309
-#define HB_SEND_TOTAL_MIN      300
-#define HB_SEND_TOTAL_MAX      30000
-#define HB_GENERATE_QPS_MAX    10000000
-#define HB_RLIMIT_RESERVE      64
+#define HB_DEFAULT_PORT      1025
+#define HB_DEFAULT_MAX_QPS   65000
+#define HB_MAX_QPS_LIMIT     16000000 /* the overload counter holds 24 bits */
+#define HB_GENERATOR_TICK_MS 2
+#define HB_SHAKE_AMOUNT_MIN  10
+#define HB_SHAKE_AMOUNT_MAX  309
+#define HB_SEND_TOTAL_MIN    300
+#define HB_SEND_TOTAL_MAX    30000
+#define HB_GENERATE_QPS_MAX  10000000
+#define HB_RLIMIT_RESERVE    64
 
 void hb_server_options_default(hb_server_options_t *o)
 {
@@ -202,7 +202,8 @@ int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb, 
     return 0;
 }
 
-/* ---- listening sockets ---------------------------------------------------------------------------- */
+/* ---- listening sockets
+ * ---------------------------------------------------------------------------- */
 
 static int open_listener(struct hb_server_impl *impl, int *port, int *fd_out)
 {
@@ -219,8 +220,8 @@ static int open_listener(struct hb_server_impl *impl, int *port, int *fd_out)
     if (fd < 0)
         return fail(impl, -errno, "socket: %s", strerror(errno));
     int one = 1;
-    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, HB_LISTEN_BACKLOG) != 0) {
@@ -239,7 +240,8 @@ static int open_listener(struct hb_server_impl *impl, int *port, int *fd_out)
     return 0;
 }
 
-/* ---- workers ---------------------------------------------------------------------------------------- */
+/* ---- workers
+ * ---------------------------------------------------------------------------------------- */
 
 static void on_worker_handle_closed(uv_handle_t *h)
 {
@@ -341,7 +343,8 @@ int hb_server_start(hb_server_t *server)
     return 0;
 }
 
-/* ---- shutdown ---------------------------------------------------------------------------------------- */
+/* ---- shutdown
+ * ---------------------------------------------------------------------------------------- */
 
 static void free_everything(struct hb_server_impl *impl)
 {
@@ -439,7 +442,8 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
     /* else on_done_async finishes once the last worker has ended */
 }
 
-/* ---- envelopes ---------------------------------------------------------------------------------------- */
+/* ---- envelopes
+ * ---------------------------------------------------------------------------------------- */
 
 static void count_control(struct hb_server_impl *impl, unsigned slot, uint64_t delta)
 {
@@ -460,9 +464,9 @@ static void on_shake_tick(uv_timer_t *t)
     hb_generator_t *g = &impl->shake_gen;
     uint64_t due = generator_due(g, uv_now(t->loop));
     while (g->done < due) {
-        hb_envelope_t e = {impl->next_shake_id,
-                           (uint32_t)hb_rand_range(&impl->rng, HB_SHAKE_AMOUNT_MIN,
-                                                   HB_SHAKE_AMOUNT_MAX)};
+        hb_envelope_t e = {
+            impl->next_shake_id,
+            (uint32_t)hb_rand_range(&impl->rng, HB_SHAKE_AMOUNT_MIN, HB_SHAKE_AMOUNT_MAX)};
         if (hb_envq_push(&impl->envq, e, NULL) != 0) {
             /* Every bucket is full: count it, keep the envelope for the next tick. */
             count_control(impl, HB_CTR_X_ENVQ_FULL, 1);
@@ -579,8 +583,7 @@ static void on_send_tick(uv_timer_t *t)
                     fresh &= who[j] != who[i];
             } while (!fresh);
         }
-        uint32_t total =
-            (uint32_t)hb_rand_range(&impl->rng, HB_SEND_TOTAL_MIN, HB_SEND_TOTAL_MAX);
+        uint32_t total = (uint32_t)hb_rand_range(&impl->rng, HB_SEND_TOTAL_MIN, HB_SEND_TOTAL_MAX);
         if (create_send_envelope(impl, who, total, NULL) != 0)
             break;
         g->done++;
@@ -604,7 +607,8 @@ int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum, uin
     return 0;
 }
 
-/* ---- reaching users ------------------------------------------------------------------------------------ */
+/* ---- reaching users
+ * ------------------------------------------------------------------------------------ */
 
 int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame, size_t len)
 {
@@ -659,7 +663,8 @@ size_t hb_server_envelopes_queued(hb_server_t *server)
     return n;
 }
 
-/* ---- counter names ---------------------------------------------------------------------------------- */
+/* ---- counter names
+ * ---------------------------------------------------------------------------------- */
 
 static const struct {
     unsigned slot;
@@ -687,7 +692,8 @@ const char *hb_server_counter_name(unsigned idx)
     return hb_counter_name(idx);
 }
 
-/* ---- control routes ------------------------------------------------------------------------------------ */
+/* ---- control routes
+ * ------------------------------------------------------------------------------------ */
 
 #define HB_METRICS_BUF 32768
 
@@ -732,8 +738,9 @@ static void route_send(const hb_http_request_t *req, hb_http_response_t *res, vo
         want_u64(req, res, "max", 0, UINT32_MAX, &max) != 0)
         return;
     if (max < min || max - min < 2) {
-        reply_text(res, 400, "parameters 'min' and 'max': need max >= min + 2 (three distinct "
-                             "recipients)\n");
+        reply_text(res, 400,
+                   "parameters 'min' and 'max': need max >= min + 2 (three distinct "
+                   "recipients)\n");
         return;
     }
     if (hb_server_generate_send(server, qps, sum, (uint32_t)min, (uint32_t)max) != 0) {
@@ -761,14 +768,14 @@ static void route_metrics(const hb_http_request_t *req, hb_http_response_t *res,
     int n = hb_report_format_prometheus(&rep, "hongbao", buf, HB_METRICS_BUF);
     for (size_t i = 0; i < SERVER_SLOTS && n >= 0; i++) {
         unsigned k = server_slots[i].slot;
-        int m = snprintf(buf + n, HB_METRICS_BUF - (size_t)n,
-                         "# HELP hongbao_%s_total %s, cumulative.\n# TYPE hongbao_%s_total counter\n"
-                         "hongbao_%s_total %llu\n# HELP hongbao_%s_per_second %s, in the report "
-                         "second.\n# TYPE hongbao_%s_per_second gauge\nhongbao_%s_per_second %llu\n",
-                         server_slots[i].name, server_slots[i].help, server_slots[i].name,
-                         server_slots[i].name, (unsigned long long)rep.cumulative[k],
-                         server_slots[i].name, server_slots[i].help, server_slots[i].name,
-                         server_slots[i].name, (unsigned long long)rep.per_second[k]);
+        int m = snprintf(
+            buf + n, HB_METRICS_BUF - (size_t)n,
+            "# HELP hongbao_%s_total %s, cumulative.\n# TYPE hongbao_%s_total counter\n"
+            "hongbao_%s_total %llu\n# HELP hongbao_%s_per_second %s, in the report "
+            "second.\n# TYPE hongbao_%s_per_second gauge\nhongbao_%s_per_second %llu\n",
+            server_slots[i].name, server_slots[i].help, server_slots[i].name, server_slots[i].name,
+            (unsigned long long)rep.cumulative[k], server_slots[i].name, server_slots[i].help,
+            server_slots[i].name, server_slots[i].name, (unsigned long long)rep.per_second[k]);
         n = (m > 0 && (size_t)m < HB_METRICS_BUF - (size_t)n) ? n + m : -1;
     }
     if (n >= 0) {
@@ -832,9 +839,9 @@ int hb_server_mount_http(hb_server_t *server, hb_http_server_t *http)
         const char *path;
         hb_http_handler_cb cb;
     } routes[] = {
-        {"/yaohongbao", route_shake},   {"/shake-envelopes", route_shake},
-        {"/fahongbao", route_send},     {"/send-envelopes", route_send},
-        {"/metrics", route_metrics},    {"/stats", route_stats},
+        {"/yaohongbao", route_shake}, {"/shake-envelopes", route_shake},
+        {"/fahongbao", route_send},   {"/send-envelopes", route_send},
+        {"/metrics", route_metrics},  {"/stats", route_stats},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         int r = hb_http_server_route(http, "GET", routes[i].path, routes[i].cb, server);

@@ -14,10 +14,10 @@
 #include "hongbao/registry.h"
 #include "hongbao/server.h"
 
-#define HB_SET_READ_BUF  65536 /* one read buffer per worker loop */
-#define HB_SET_OUT_BUF   16384 /* replies gathered per connection before one write */
-#define HB_MSG_INLINE    40    /* frames up to this size travel inside a queue message */
-#define HB_MAX_HANDLERS  16
+#define HB_SET_READ_BUF   65536 /* one read buffer per worker loop */
+#define HB_SET_OUT_BUF    16384 /* replies gathered per connection before one write */
+#define HB_MSG_INLINE     40    /* frames up to this size travel inside a queue message */
+#define HB_MAX_HANDLERS   16
 #define HB_LISTEN_BACKLOG 4096
 
 typedef enum {

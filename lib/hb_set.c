@@ -89,7 +89,8 @@ static void map_remove(hb_conn_map_t *m, uint32_t user, const hb_conn_t *c)
     m->slots[i].conn = NULL;
 }
 
-/* ---- helpers ------------------------------------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------------------------------
+ */
 
 uint64_t hb__now_s(void)
 {
@@ -106,7 +107,8 @@ static void count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
     hb_counters_add(&set->worker->impl->counters, set->worker->index, slot, now_s, delta);
 }
 
-/* ---- output --------------------------------------------------------------------------------------- */
+/* ---- output
+ * --------------------------------------------------------------------------------------- */
 
 typedef struct out_req {
     uv_write_t req;
@@ -228,7 +230,8 @@ hb_server_t *hb_conn_server(const hb_conn_t *conn)
     return conn->set->worker->impl->pub;
 }
 
-/* ---- connection life ------------------------------------------------------------------------------ */
+/* ---- connection life
+ * ------------------------------------------------------------------------------ */
 
 static void on_conn_closed(uv_handle_t *h)
 {
@@ -275,7 +278,8 @@ static void kick(hb_set_t *set, uint32_t user, uint64_t gen)
     }
 }
 
-/* ---- the business of one frame ---------------------------------------------------------------------- */
+/* ---- the business of one frame
+ * ---------------------------------------------------------------------- */
 
 static int over_cap(struct hb_server_impl *impl, uint64_t now_s)
 {
@@ -432,7 +436,7 @@ int hb__chat_handler(hb_conn_t *c, const hb_frame_t *f, void *arg)
     r = hb_server_send_to_user(hb_conn_server(c), to, buf, (size_t)n);
     hb_msg_t reply = {.cmd = HB_CMD_CHAT_REPLY, .timestamp = now_s};
     reply.u.chat_reply.user_id = to;
-    reply.u.chat_reply.result = r == 0              ? HB_CHAT_DELIVERED
+    reply.u.chat_reply.result = r == 0             ? HB_CHAT_DELIVERED
                                 : r == HB_EOFFLINE ? HB_CHAT_OFFLINE
                                                    : HB_CHAT_REJECTED;
     count(c->set, r == 0 ? HB_CTR_X_CHAT : HB_CTR_X_CHAT_FAILED, now_s, 1);
@@ -542,7 +546,8 @@ void hb__worker_on_connection(uv_stream_t *listener, int status)
         conn_close(c);
 }
 
-/* ---- the receive queue ---------------------------------------------------------------------------- */
+/* ---- the receive queue
+ * ---------------------------------------------------------------------------- */
 
 int hb__set_post(hb_set_t *set, const hb_set_msg_t *msg, int overflow)
 {
@@ -648,7 +653,8 @@ static void on_expiry_timer(uv_timer_t *t)
         hb_book_expire(&set->book, now_s - ttl, on_expired, set);
 }
 
-/* ---- SET set-up and tear-down -------------------------------------------------------------------- */
+/* ---- SET set-up and tear-down
+ * -------------------------------------------------------------------- */
 
 int hb__set_init(struct hb_server_impl *impl, hb_set_t *set, hb_worker_t *w, unsigned index)
 {

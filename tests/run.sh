@@ -62,7 +62,7 @@ for src in "$root"/tests/fuzz/fuzz_*.c; do
 done
 
 step "clang-format"
-files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find include lib examples tests -name '*.[ch]')
+files=$(git ls-files '*.c' '*.h' 2>/dev/null || find include lib examples tests -name '*.[ch]')
 # shellcheck disable=SC2086
 clang-format --dry-run -Werror $files
 

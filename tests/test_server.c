@@ -14,7 +14,8 @@
 
 #include "hongbao.h"
 
-/* ---- harness: a server whose control loop runs in its own thread ---------------------------------- */
+/* ---- harness: a server whose control loop runs in its own thread
+ * ---------------------------------- */
 
 typedef struct harness {
     uv_loop_t loop;
@@ -117,7 +118,8 @@ static void stop_server(void)
     uv_cond_destroy(&H.cond);
 }
 
-/* ---- users: blocking sockets --------------------------------------------------------------------- */
+/* ---- users: blocking sockets
+ * --------------------------------------------------------------------- */
 
 static int user_connect(void)
 {
@@ -254,7 +256,8 @@ static uint64_t counter(unsigned slot)
         ck_assert(cond);                                                                           \
     } while (0)
 
-/* ---- tests ---------------------------------------------------------------------------------------- */
+/* ---- tests
+ * ---------------------------------------------------------------------------------------- */
 
 START_TEST(test_login_reply_bytes)
 {
@@ -341,7 +344,6 @@ START_TEST(test_shake_none_then_got)
     stop_server();
 }
 END_TEST
-
 
 START_TEST(test_overload_replies_past_the_cap)
 {
@@ -555,18 +557,22 @@ START_TEST(test_bad_input_closes_only_the_offender)
     start_server(NULL);
     int good = login(50);
     static const uint8_t too_short[] = {0x00, 0x05, 0x00, 0x02, 1, 2, 3, 4, 5, 6, 7, 8};
-    static const uint8_t unknown_cmd[] = {0x00, 0x10, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    static const uint8_t wrong_size[] = {0x00, 0x11, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2};
+    static const uint8_t unknown_cmd[] = {0x00, 0x10, 0x00, 0x09, 0, 0, 0, 0,
+                                          0,    0,    0,    0,    0, 0, 0, 1};
+    static const uint8_t wrong_size[] = {0x00, 0x11, 0x00, 0x02, 0, 0, 0, 0, 0,
+                                         0,    0,    0,    0,    0, 0, 1, 2};
     static const uint8_t garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    static const uint8_t reply_from_client[] = {0x00, 0x14, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                0,    0,    0,    1,    0, 0, 0, 0};
+    static const uint8_t reply_from_client[] = {0x00, 0x14, 0x00, 0x01, 0, 0, 0, 0, 0, 0,
+                                                0,    0,    0,    0,    0, 1, 0, 0, 0, 0};
     const struct {
         const uint8_t *bytes;
         size_t len;
         int login_first;
     } bad[] = {
-        {too_short, sizeof too_short, 1},     {unknown_cmd, sizeof unknown_cmd, 1},
-        {wrong_size, sizeof wrong_size, 1},   {garbage, sizeof garbage - 1, 0},
+        {too_short, sizeof too_short, 1},
+        {unknown_cmd, sizeof unknown_cmd, 1},
+        {wrong_size, sizeof wrong_size, 1},
+        {garbage, sizeof garbage - 1, 0},
         {reply_from_client, sizeof reply_from_client, 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -715,7 +721,8 @@ START_TEST(test_generator_keeps_its_pace)
 }
 END_TEST
 
-/* ---- the control routes, over HTTP --------------------------------------------------------------- */
+/* ---- the control routes, over HTTP
+ * --------------------------------------------------------------- */
 
 static hb_http_server_t http;
 static int http_port;

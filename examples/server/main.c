@@ -22,26 +22,27 @@ typedef struct app {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: hb-server [options]\n"
-            "\n"
-            "The example red-envelope server (libhongbao %s). Users connect over TCP and speak the\n"
-            "reference protocol: login, shake for an envelope, claim a send-envelope, chat.\n"
-            "\n"
-            "  --listen HOST:PORT    where users connect (default 127.0.0.1:1025; port 0: any free)\n"
-            "  --control HOST:PORT   HTTP control endpoint (default 127.0.0.1:8989; 'off' for none):\n"
-            "                          GET /yaohongbao?qps=Q&sum=S         shake envelopes\n"
-            "                          GET /fahongbao?qps=Q&sum=S&min=A&max=B  send-envelopes\n"
-            "                          GET /metrics (Prometheus), GET /stats (JSON)\n"
-            "  --monitor HOST:PORT   send a counter report every second to this monitor\n"
-            "  --threads N           worker threads (default: one per core)\n"
-            "  --sets N              SETs in all (default: one per thread)\n"
-            "  --max-qps N           shake requests a second before overload replies (default 65000)\n"
-            "  --seed N              seed for every random draw (default: from the clock)\n"
-            "  --help, --version\n"
-            "\n"
-            "SIGINT or SIGTERM stops it cleanly: replies flushed, final counters sent, exit 0.\n",
-            hb_version_string());
+    fprintf(
+        out,
+        "usage: hb-server [options]\n"
+        "\n"
+        "The example red-envelope server (libhongbao %s). Users connect over TCP and speak the\n"
+        "reference protocol: login, shake for an envelope, claim a send-envelope, chat.\n"
+        "\n"
+        "  --listen HOST:PORT    where users connect (default 127.0.0.1:1025; port 0: any free)\n"
+        "  --control HOST:PORT   HTTP control endpoint (default 127.0.0.1:8989; 'off' for none):\n"
+        "                          GET /yaohongbao?qps=Q&sum=S         shake envelopes\n"
+        "                          GET /fahongbao?qps=Q&sum=S&min=A&max=B  send-envelopes\n"
+        "                          GET /metrics (Prometheus), GET /stats (JSON)\n"
+        "  --monitor HOST:PORT   send a counter report every second to this monitor\n"
+        "  --threads N           worker threads (default: one per core)\n"
+        "  --sets N              SETs in all (default: one per thread)\n"
+        "  --max-qps N           shake requests a second before overload replies (default 65000)\n"
+        "  --seed N              seed for every random draw (default: from the clock)\n"
+        "  --help, --version\n"
+        "\n"
+        "SIGINT or SIGTERM stops it cleanly: replies flushed, final counters sent, exit 0.\n",
+        hb_version_string());
 }
 
 static void log_line(void *arg, const char *line)
@@ -115,8 +116,8 @@ int main(int argc, char **argv)
         if ((val = cli_value(prog, argc, argv, &i)) == NULL)
             return 2;
         if (strcmp(a, "--listen") == 0) {
-            if (cli_endpoint(prog, a, val, listen_host, sizeof listen_host, &opts.listen_port,
-                             1) != 0)
+            if (cli_endpoint(prog, a, val, listen_host, sizeof listen_host, &opts.listen_port, 1) !=
+                0)
                 return 2;
         } else if (strcmp(a, "--control") == 0) {
             if (strcmp(val, "off") == 0)
@@ -216,7 +217,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: --monitor: %s (going on without it)\n", prog, hb_strerror(r));
     }
     fflush(stdout);
-
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     r = uv_loop_close(app.loop);

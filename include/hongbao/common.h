@@ -23,18 +23,18 @@ extern "C" {
  * the range -30000..-30999 that neither errno nor libuv uses. As in libuv: when a function
  * that takes a callback returns an error, the callback is never called. */
 #define HB_ERRNO_MAP(XX)                                                                           \
-    XX(EFRAMESHORT, -30001, "frame length is below the 12-byte header")                           \
-    XX(EFRAMELONG, -30002, "frame length is above the maximum frame size")                        \
+    XX(EFRAMESHORT, -30001, "frame length is below the 12-byte header")                            \
+    XX(EFRAMELONG, -30002, "frame length is above the maximum frame size")                         \
     XX(EBADCMD, -30003, "unknown command id")                                                      \
-    XX(EBADSIZE, -30004, "payload size does not match the command")                               \
+    XX(EBADSIZE, -30004, "payload size does not match the command")                                \
     XX(EFULL, -30005, "queue is full")                                                             \
     XX(EEMPTY, -30006, "queue is empty")                                                           \
-    XX(EAMOUNT, -30007, "amount is too small to give every recipient at least 1")                \
+    XX(EAMOUNT, -30007, "amount is too small to give every recipient at least 1")                  \
     XX(EREPORT, -30008, "malformed counter report")                                                \
-    XX(EIDLE, -30009, "nothing is scheduled: the rate is 0")                                      \
-    XX(ENOENVELOPE, -30010, "no such envelope (unknown, expired or fully claimed)")               \
+    XX(EIDLE, -30009, "nothing is scheduled: the rate is 0")                                       \
+    XX(ENOENVELOPE, -30010, "no such envelope (unknown, expired or fully claimed)")                \
     XX(ENOTRECIPIENT, -30011, "the user is not a recipient of this envelope")                      \
-    XX(ECLAIMED, -30012, "the user has already claimed this envelope")                            \
+    XX(ECLAIMED, -30012, "the user has already claimed this envelope")                             \
     XX(ENOTLOGGEDIN, -30013, "the connection has not logged in")                                   \
     XX(EOFFLINE, -30014, "the user is not online")
 

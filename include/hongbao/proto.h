@@ -40,8 +40,8 @@ typedef enum {
 /* Application commands: a consumer of the server runtime may define its own commands in this range
  * (hb_server_handle). The parser accepts any payload of 0..HB_FRAME_MAX - HB_FRAME_HEADER bytes
  * for them; hb_msg_t carries the payload as raw bytes (u.app). */
-#define HB_CMD_APP_FIRST 0x4000
-#define HB_CMD_APP_LAST  0x7FFF
+#define HB_CMD_APP_FIRST   0x4000
+#define HB_CMD_APP_LAST    0x7FFF
 #define HB_CMD_IS_APP(cmd) ((cmd) >= HB_CMD_APP_FIRST && (cmd) <= HB_CMD_APP_LAST)
 
 /* Shake reply results, as the reference sends them. */
@@ -138,7 +138,7 @@ typedef struct hb_msg {
         struct {
             uint16_t len;
             const uint8_t *payload; /* may be NULL when len is 0 */
-        } app; /* HB_CMD_APP_FIRST..HB_CMD_APP_LAST */
+        } app;                      /* HB_CMD_APP_FIRST..HB_CMD_APP_LAST */
         struct {
             uint32_t user_id;
             uint32_t result;

@@ -25,16 +25,16 @@ extern "C" {
 /* Counter slots the server uses beyond the reference's (free in its table); their names are
  * given by hb_server_counter_name and shown in /metrics and /stats. */
 enum {
-    HB_CTR_X_ENVQ_FULL = 40,      /* generator found every bucket full (retried next tick) */
-    HB_CTR_X_BAD_FRAME = 41,      /* connections closed for a malformed or unexpected frame */
-    HB_CTR_X_SLOW_PEER = 42,      /* connections closed for not draining their output */
-    HB_CTR_X_CONN_REJECTED = 43,  /* connections refused past max_connections */
-    HB_CTR_X_CLAIM_REFUSED = 44,  /* claims that granted nothing */
-    HB_CTR_X_CHAT = 45,           /* chat messages handed to the recipient's SET */
-    HB_CTR_X_CHAT_FAILED = 46,    /* chat to an offline user or a full queue */
-    HB_CTR_X_KICKED = 47,         /* older connections closed by a newer login of the user */
-    HB_CTR_X_SEND_EXPIRED = 48,   /* send-envelopes expired with shares unclaimed */
-    HB_CTR_X_NOTICE_OFFLINE = 49  /* notices not sent: the recipient was offline */
+    HB_CTR_X_ENVQ_FULL = 40,     /* generator found every bucket full (retried next tick) */
+    HB_CTR_X_BAD_FRAME = 41,     /* connections closed for a malformed or unexpected frame */
+    HB_CTR_X_SLOW_PEER = 42,     /* connections closed for not draining their output */
+    HB_CTR_X_CONN_REJECTED = 43, /* connections refused past max_connections */
+    HB_CTR_X_CLAIM_REFUSED = 44, /* claims that granted nothing */
+    HB_CTR_X_CHAT = 45,          /* chat messages handed to the recipient's SET */
+    HB_CTR_X_CHAT_FAILED = 46,   /* chat to an offline user or a full queue */
+    HB_CTR_X_KICKED = 47,        /* older connections closed by a newer login of the user */
+    HB_CTR_X_SEND_EXPIRED = 48,  /* send-envelopes expired with shares unclaimed */
+    HB_CTR_X_NOTICE_OFFLINE = 49 /* notices not sent: the recipient was offline */
 };
 
 /* The name of a slot: the reference's (hb_counter_name) or one of the server's own above; NULL for
@@ -42,17 +42,17 @@ enum {
 HB_EXTERN const char *hb_server_counter_name(unsigned idx);
 
 typedef struct hb_server_options {
-    const char *listen_host;    /* default "127.0.0.1" */
-    int listen_port;            /* default 1025; 0 picks a free port (see hb_server_t.port) */
-    unsigned threads;           /* worker threads; 0 = one per core */
-    unsigned sets;              /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
-    uint64_t max_qps;           /* shake requests a second past which replies are 17; 0 = 65,000 */
-    uint64_t seed;              /* seeds every random draw (amounts, recipients); 0 = time-based */
-    uint32_t bucket_capacity;   /* envelopes per SET bucket; 0 = 65,536 */
-    uint32_t queue_capacity;    /* messages per SET receive queue; 0 = 16,384 */
-    uint32_t max_connections;   /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
-    uint32_t max_output;        /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
-    uint32_t send_expiry_s;     /* unclaimed send-envelopes expire after this; 0 = 24 h */
+    const char *listen_host; /* default "127.0.0.1" */
+    int listen_port;         /* default 1025; 0 picks a free port (see hb_server_t.port) */
+    unsigned threads;        /* worker threads; 0 = one per core */
+    unsigned sets;    /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
+    uint64_t max_qps; /* shake requests a second past which replies are 17; 0 = 65,000 */
+    uint64_t seed;    /* seeds every random draw (amounts, recipients); 0 = time-based */
+    uint32_t bucket_capacity; /* envelopes per SET bucket; 0 = 65,536 */
+    uint32_t queue_capacity;  /* messages per SET receive queue; 0 = 16,384 */
+    uint32_t max_connections; /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
+    uint32_t max_output;      /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
+    uint32_t send_expiry_s;   /* unclaimed send-envelopes expire after this; 0 = 24 h */
 } hb_server_options_t;
 
 /* Fill *o with the defaults above. */
@@ -66,8 +66,8 @@ typedef struct hb_conn hb_conn_t;
 typedef void (*hb_server_close_cb)(hb_server_t *server);
 
 /* A handler for an application command (HB_CMD_APP_FIRST..HB_CMD_APP_LAST), or one of our
- * extensions (0x0100..0x01FF: the built-in chat handler of HB_CMD_CHAT can be replaced), called on the
- * connection's worker thread for each such frame from a logged-in connection. frame->payload is
+ * extensions (0x0100..0x01FF: the built-in chat handler of HB_CMD_CHAT can be replaced), called on
+ * the connection's worker thread for each such frame from a logged-in connection. frame->payload is
  * valid only during the call. Return 0, or a negative error to close the connection. */
 typedef int (*hb_frame_handler_cb)(hb_conn_t *conn, const hb_frame_t *frame, void *arg);
 
@@ -75,8 +75,8 @@ struct hb_server {
     /* public */
     void *data;
     /* read-only */
-    uv_loop_t *loop;   /* the control loop given to hb_server_init */
-    int port;          /* the bound port, after hb_server_start */
+    uv_loop_t *loop; /* the control loop given to hb_server_init */
+    int port;        /* the bound port, after hb_server_start */
     unsigned nthreads;
     unsigned nsets;
     uint32_t max_connections;
