@@ -1,0 +1,2 @@
+/* Placeholder: the monitor module is being written. */
+#include "hongbao/monitor.h"
