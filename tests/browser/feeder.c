@@ -1,0 +1,138 @@
+/* The browser test's reporter: connects to a monitor twice, as a server and as a client, and
+ * sends each one report a second for N consecutive seconds ending 5 s ago, all at once, with
+ * non-zero values in every slot the dashboard draws; then closes both connections.
+ * Usage: monitor_feeder PORT [SECONDS]   (SECONDS: default 30) */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <hongbao.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Fill the k-th second's server and client reports: a gentle wave around 1000 requests/s. */
+static void fill(uint64_t k, uint64_t second, hb_report_t *sv, hb_report_t *cl)
+{
+    static uint64_t sum_sv[HB_COUNTER_SLOTS], sum_cl[HB_COUNTER_SLOTS];
+    static const int wave[12] = {0, 50, 87, 100, 87, 50, 0, -50, -87, -100, -87, -50};
+    uint64_t q = (uint64_t)(1000 + 2 * wave[k % 12]);
+    uint64_t got = q / 4 + (k * 7) % 20;
+    memset(sv, 0, sizeof *sv);
+    memset(cl, 0, sizeof *cl);
+    sv->second = cl->second = second;
+    sv->type = HB_REPORTER_SERVER;
+    cl->type = HB_REPORTER_CLIENT;
+
+    uint64_t *s = sv->per_second, *c = cl->per_second;
+    s[HB_CTR_REQUESTS] = s[HB_CTR_RESPONSES] = q + 8;
+    s[HB_CTR_SHAKE_GOT] = got;
+    s[HB_CTR_SHAKE_NONE] = q - got;
+    s[HB_CTR_SHAKE_HANDED_OUT] = got;
+    s[HB_CTR_SHAKE_ENVELOPES] = got + 10;
+    s[HB_CTR_SHAKE_AMOUNT_ISSUED] = got * 160;
+    s[HB_CTR_SEND_CREATED] = 3;
+    s[HB_CTR_CLAIMS_GRANTED] = 8;
+    s[HB_CTR_SEND_AMOUNT_ISSUED] = 3 * 900;
+    s[HB_CTR_SEND_AMOUNT_CLAIMED] = 8 * 300;
+    s[HB_CTR_CONN_OPENED] = k < 10 ? 200 : 2;
+    s[HB_CTR_CONN_CLOSED] = 1;
+
+    c[HB_CTR_REQUESTS] = c[HB_CTR_RESPONSES] = q + 8;
+    c[HB_CTR_SHAKE_GOT] = got;
+    c[HB_CTR_SHAKE_NONE] = q - got;
+    c[HB_CTR_SHAKE_RECEIVED] = got;
+    c[HB_CTR_SHAKE_AMOUNT_RECEIVED] = got * 160;
+    c[HB_CTR_CLAIMS_GRANTED] = 8;
+    c[HB_CTR_SEND_AMOUNT_CLAIMED] = 8 * 300;
+    c[HB_CTR_CONN_OPENED] = s[HB_CTR_CONN_OPENED];
+    c[HB_CTR_CONN_CLOSED] = 1;
+    c[HB_MONITOR_MAX_SLOT_FIRST + 0] = 800 + 20 * (k % 7);      /* p50 */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 1] = 1600 + 40 * (k % 5);     /* p90 */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 2] = 3000 + (k * 97) % 900;   /* p99 */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 3] = 5000 + (k * 131) % 1500; /* p99.9 */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 4] = 7000 + (k * 211) % 3000; /* max */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 5] = 600 + (k * 13) % 100;    /* claim p50 */
+    c[HB_MONITOR_MAX_SLOT_FIRST + 6] = 2500 + (k * 53) % 400;   /* claim p99 */
+
+    for (int i = 0; i < HB_COUNTER_SLOTS; i++) {
+        sum_sv[i] += s[i];
+        sum_cl[i] += c[i];
+        sv->cumulative[i] = sum_sv[i];
+        cl->cumulative[i] = sum_cl[i];
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: monitor_feeder PORT [SECONDS]\n");
+        return 2;
+    }
+    int port = atoi(argv[1]);
+    uint64_t n = argc == 3 ? strtoull(argv[2], NULL, 10) : 30;
+    if (port <= 0 || port > 65535 || n == 0 || n > 3000) {
+        fprintf(stderr, "monitor_feeder: bad PORT or SECONDS\n");
+        return 2;
+    }
+    int fs = connect_to(port), fc = connect_to(port);
+    if (fs < 0 || fc < 0) {
+        fprintf(stderr, "monitor_feeder: cannot connect to 127.0.0.1:%d: %s\n", port,
+                strerror(errno));
+        return 1;
+    }
+    uint8_t *bs = malloc(n * HB_REPORT_SIZE), *bc = malloc(n * HB_REPORT_SIZE);
+    if (bs == NULL || bc == NULL)
+        return 1;
+    uint64_t first = (uint64_t)time(NULL) - 5 - (n - 1);
+    for (uint64_t k = 0; k < n; k++) {
+        hb_report_t sv, cl;
+        fill(k, first + k, &sv, &cl);
+        hb_report_encode(&sv, bs + k * HB_REPORT_SIZE);
+        hb_report_encode(&cl, bc + k * HB_REPORT_SIZE);
+    }
+    if (write_all(fs, bs, n * HB_REPORT_SIZE) != 0 || write_all(fc, bc, n * HB_REPORT_SIZE) != 0) {
+        fprintf(stderr, "monitor_feeder: write: %s\n", strerror(errno));
+        return 1;
+    }
+    close(fs);
+    close(fc);
+    free(bs);
+    free(bc);
+    printf("monitor_feeder: sent %llu seconds from %llu as a server and a client\n",
+           (unsigned long long)n, (unsigned long long)first);
+    return 0;
+}
