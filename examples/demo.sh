@@ -100,16 +100,18 @@ awk -v d="$duration" -v users="$users" -v target="$qps" \
     -v received="$(c envelopes)" -v issued="$(scum shake_amount_issued)" -v amount="$(c amount)" \
     -v screated="$(scum send_created)" -v sissued="$(scum send_amount_issued)" \
     -v granted="$(c granted)" -v claimed="$(c claimed)" -v sclaimed="$(scum send_amount_claimed)" \
+    -v offline="$(grep -o '"notice_offline":\[[0-9]*,[0-9]*' <<<"$stats" | cut -d, -f2)" \
     -v p50="$(c p50_us)" -v p99="$(c p99_us)" -v p999="$(c p999_us)" -v mx="$(c max_us)" 'BEGIN {
-    printf "\n%-44s %s\n", "figure", "value"
-    printf "%-44s %d of %d\n", "users connected", conn, users
-    printf "%-44s %.0f /s (target %d)\n", "client shakes sent", shakes / d, target
-    printf "%-44s %.0f /s\n", "server requests (shakes and claims)", srvreq / d
-    printf "%-44s %d / %d / %d\n", "shake envelopes created / handed out / received", created, handed, received
-    printf "%-44s %d = %d %s\n", "shake amount issued = received (cents)", issued, amount, (issued == amount ? "(balanced)" : "(NOT balanced)")
-    printf "%-44s %d, %d cents\n", "send-envelopes created, amount", screated, sissued
-    printf "%-44s %d, %d cents (server: %d)\n", "claims granted, amount", granted, claimed, sclaimed
-    printf "%-44s p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", "shake latency (ms, from intended send)", p50/1000, p99/1000, p999/1000, mx/1000
+    printf "\n%-48s %s\n", "figure", "value"
+    printf "%-48s %d of %d\n", "users connected", conn, users
+    printf "%-48s %.0f /s (target %d)\n", "client shakes sent", shakes / d, target
+    printf "%-48s %.0f /s\n", "server requests (shakes and claims)", srvreq / d
+    printf "%-48s %d / %d / %d\n", "shake envelopes created / handed out / received", created, handed, received
+    printf "%-48s %d = %d %s\n", "shake amount issued = received (cents)", issued, amount, (issued == amount ? "(balanced)" : "(NOT balanced)")
+    printf "%-48s %d, %d cents\n", "send-envelopes created, amount", screated, sissued
+    printf "%-48s %d (%d shares not notified: recipient offline)\n", "notices sent", 3 * screated - offline, offline
+    printf "%-48s %d, %d cents (server: %d)\n", "claims granted, amount", granted, claimed, sclaimed
+    printf "%-48s p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", "shake latency (ms, from intended send)", p50/1000, p99/1000, p999/1000, mx/1000
 }'
 echo
 echo "monitor: $(grep -c . "$out/monitor.csv" 2>/dev/null || echo 0) CSV rows in $out/monitor.csv; plots in $out/plots"
