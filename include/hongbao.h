@@ -16,6 +16,7 @@
 #include "hongbao/registry.h"
 #include "hongbao/book.h"
 #include "hongbao/reporter.h"
+#include "hongbao/ledger.h"
 #include "hongbao/server.h"
 #include "hongbao/client.h"
 #include "hongbao/monitor.h"

@@ -36,7 +36,8 @@ extern "C" {
     XX(ENOTRECIPIENT, -30011, "the user is not a recipient of this envelope")                      \
     XX(ECLAIMED, -30012, "the user has already claimed this envelope")                             \
     XX(ENOTLOGGEDIN, -30013, "the connection has not logged in")                                   \
-    XX(EOFFLINE, -30014, "the user is not online")
+    XX(EOFFLINE, -30014, "the user is not online")                                                 \
+    XX(ECORRUPT, -30015, "journal record corrupt (CRC or framing) before the end of the journal")
 
 typedef enum {
 #define HB_ERRNO_ENUM_(name, value, text) HB_##name = (value),

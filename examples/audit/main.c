@@ -1,0 +1,5 @@
+/* Placeholder: hb-audit is being written. */
+int main(void)
+{
+    return 0;
+}

@@ -1,0 +1,5 @@
+/* Placeholder: the ledger module is being written. */
+#ifndef HONGBAO_LEDGER_H
+#define HONGBAO_LEDGER_H
+#include "hongbao/common.h"
+#endif

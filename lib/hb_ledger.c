@@ -1,0 +1,2 @@
+/* Placeholder: the ledger module is being written. */
+#include "hongbao/ledger.h"

@@ -1,0 +1,7 @@
+/* Placeholder test for the ledger module. */
+#include <check.h>
+#include <stdlib.h>
+int main(void)
+{
+    return EXIT_SUCCESS;
+}
