@@ -627,6 +627,41 @@ static bool request_build(hb_http_conn_t *c)
     return true;
 }
 
+/* Whether req carries the server's bearer token (compared in constant time). */
+static bool authorized(const hb_http_server_t *srv, const hb_http_request_t *req)
+{
+    if (srv->token_[0] == '\0') {
+        return true;
+    }
+    const char *h = hb_http_request_header(req, "authorization");
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
+        return false;
+    }
+    h += 7;
+    size_t want = strlen(srv->token_), got = strlen(h);
+    unsigned diff = (unsigned)(want ^ got);
+    for (size_t i = 0; i < want; i++) {
+        diff |= (unsigned char)srv->token_[i] ^ (unsigned char)(i < got ? h[i] : 0);
+    }
+    return diff == 0;
+}
+
+int hb_http_is_loopback(const char *host)
+{
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    if (host == NULL) {
+        return 0;
+    }
+    if (uv_ip4_addr(host, 0, &a4) == 0) {
+        return (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
+    }
+    if (uv_ip6_addr(host, 0, &a6) == 0) {
+        return IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr);
+    }
+    return 0;
+}
+
 static void conn_dispatch(hb_http_conn_t *c)
 {
     hb_http_server_t *srv = c->srv;
@@ -640,6 +675,13 @@ static void conn_dispatch(hb_http_conn_t *c)
         return;
     }
     const hb_http_request_t *req = &c->req;
+    if (!authorized(srv, req)) {
+        srv->stats.unauthorized++;
+        hb_http_response_header(res, "WWW-Authenticate", "Bearer");
+        respond_text(res, 401,
+                     "unauthorized: this endpoint needs 'Authorization: Bearer <token>'\n");
+        return;
+    }
     const struct hb_http_route *match = NULL;
     bool path_known = false;
     for (unsigned i = 0; i < srv->nroutes_ && match == NULL; i++) {
@@ -892,7 +934,15 @@ int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv, const hb_http_op
     if (o.idle_timeout_ms == 0) {
         o.idle_timeout_ms = HB_HTTP_DEFAULT_IDLE_TIMEOUT_MS;
     }
+    size_t token_len = o.bearer_token != NULL ? strlen(o.bearer_token) : 0;
+    if (token_len > HB_HTTP_TOKEN_MAX || (token_len > 0 && strpbrk(o.bearer_token, " \t\r\n"))) {
+        return UV_EINVAL;
+    }
     memset(srv, 0, sizeof *srv);
+    if (token_len > 0) {
+        memcpy(srv->token_, o.bearer_token, token_len + 1);
+    }
+    o.bearer_token = token_len > 0 ? srv->token_ : NULL;
     int r = uv_tcp_init(loop, &srv->tcp_);
     if (r != 0) {
         return r;

@@ -94,6 +94,12 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         o->max_output = 256 * 1024;
     if (o->send_expiry_s == 0)
         o->send_expiry_s = 24 * 3600;
+    if (o->max_user != 0 && o->max_user < o->min_user)
+        return fail(impl, UV_EINVAL, "max user below min user%s", "");
+    if (o->max_conn_qps == 0)
+        o->max_conn_qps = 1000;
+    if (o->login_timeout_ms == 0)
+        o->login_timeout_ms = 10000;
     struct rlimit rl;
     uint64_t fds = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -670,6 +676,9 @@ static const struct {
     unsigned slot;
     const char *name, *help;
 } server_slots[] = {
+    {HB_CTR_X_LOGIN_TIMEOUT, "login_timeouts", "Connections closed for not logging in in time"},
+    {HB_CTR_X_LOGIN_REFUSED, "login_refused", "Logins refused: user id outside the allowed range"},
+    {HB_CTR_X_RATE_LIMITED, "rate_limited", "Requests over a connection's rate limit"},
     {HB_CTR_X_ENVQ_FULL, "envq_full", "Generator ticks that found every bucket full"},
     {HB_CTR_X_BAD_FRAME, "bad_frames", "Connections closed for a malformed or unexpected frame"},
     {HB_CTR_X_SLOW_PEER, "slow_peers", "Connections closed for not draining their output"},

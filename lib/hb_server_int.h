@@ -86,6 +86,9 @@ struct hb_conn {
     uint64_t gen;
     uint32_t user;
     uint32_t out_pending; /* bytes handed to uv_write and not yet written */
+    uint32_t accepted_ms; /* uv_now at accept, truncated: for the login deadline */
+    uint32_t rate_s;      /* the second rate_n counts requests of */
+    uint32_t rate_n;
     uint8_t logged_in;
     uint8_t closing;
 };

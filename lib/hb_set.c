@@ -304,6 +304,14 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
     hb_set_t *set = c->set;
     struct hb_server_impl *impl = set->worker->impl;
     uint32_t user = m->u.login.user_id;
+    const hb_server_options_t *o = &impl->opts;
+    if (!c->logged_in && (user < o->min_user || (o->max_user != 0 && user > o->max_user))) {
+        hb_msg_t no = {.cmd = HB_CMD_LOGIN_REPLY, .timestamp = now_s};
+        no.u.login_reply.user_id = user;
+        no.u.login_reply.result = 1;
+        conn_out_msg(c, &no);
+        return UV_EPERM; /* refused: the reply goes out, then the connection closes */
+    }
     if (c->logged_in) {
         if (user != c->user)
             return HB_ENOTLOGGEDIN; /* one connection, one user */
@@ -337,7 +345,7 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
     return 0;
 }
 
-static void on_shake(hb_conn_t *c, uint64_t now_s)
+static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
 {
     hb_set_t *set = c->set;
     struct hb_server_impl *impl = set->worker->impl;
@@ -345,7 +353,7 @@ static void on_shake(hb_conn_t *c, uint64_t now_s)
     reply.u.shake_reply.user_id = c->user;
     count(set, HB_CTR_REQUESTS, now_s, 1);
     hb_envelope_t e;
-    if (over_cap(impl, now_s)) {
+    if (over_conn_limit || over_cap(impl, now_s)) {
         reply.u.shake_reply.result = HB_SHAKE_OVERLOAD;
         count(set, HB_CTR_SHAKE_OVERLOAD, now_s, 1);
     } else if (hb_envq_pop(&impl->envq, set->index, &e) == 0) {
@@ -464,9 +472,22 @@ static int on_frame(void *arg, const hb_frame_t *f)
         return UV_ECANCELED;
     if (!c->logged_in && f->cmd != HB_CMD_LOGIN)
         return HB_ENOTLOGGEDIN;
+    int over = 0;
+    if (c->logged_in && impl->opts.max_conn_qps != UINT32_MAX) {
+        if (c->rate_s != (uint32_t)now_s) {
+            c->rate_s = (uint32_t)now_s;
+            c->rate_n = 0;
+        }
+        if (++c->rate_n > impl->opts.max_conn_qps) {
+            if (c->rate_n > 2 * (uint64_t)impl->opts.max_conn_qps)
+                return UV_EMLINK; /* far over its limit: disconnect (an otherwise unused code) */
+            count(set, HB_CTR_X_RATE_LIMITED, now_s, 1);
+            over = 1;
+        }
+    }
     const hb_handler_t *h = find_handler(impl, f->cmd);
     if (h != NULL)
-        return h->cb(c, f, h->arg);
+        return over ? 0 : h->cb(c, f, h->arg);
     hb_msg_t m;
     int r = hb_msg_decode(f, &m);
     if (r != 0)
@@ -475,10 +496,13 @@ static int on_frame(void *arg, const hb_frame_t *f)
     case HB_CMD_LOGIN:
         return on_login(c, &m, now_s);
     case HB_CMD_SHAKE:
-        on_shake(c, now_s);
+        on_shake(c, now_s, over);
         return 0;
     case HB_CMD_CLAIM:
-        on_claim(c, &m, now_s);
+        if (over)
+            send_claim_reply(c, m.u.claim.envelope_id, 0);
+        else
+            on_claim(c, &m, now_s);
         return 0;
     default:
         return HB_EBADCMD; /* a server-to-client command sent by a client */
@@ -500,8 +524,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         int r = hb_framer_feed(&c->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
         worker_flush(c->set->worker);
         if (r != 0 && !c->closing) {
+            unsigned slot = r == UV_EPERM    ? HB_CTR_X_LOGIN_REFUSED
+                            : r == UV_EMLINK ? HB_CTR_X_RATE_LIMITED
+                                             : HB_CTR_X_BAD_FRAME;
             if (r != UV_ECANCELED)
-                count(c->set, HB_CTR_X_BAD_FRAME, hb__now_s(), 1);
+                count(c->set, slot, hb__now_s(), 1);
             conn_close(c);
         }
     } else if (nread < 0) {
@@ -541,6 +568,7 @@ void hb__worker_on_connection(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
+    c->accepted_ms = (uint32_t)uv_now(&w->loop);
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
@@ -644,9 +672,26 @@ static void on_expired(void *arg, const hb_sendenv_t *e)
     (void)e;
 }
 
+/* Close connections that have not logged in within the deadline (slow or silent peers). */
+static void enforce_login_deadline(hb_set_t *set)
+{
+    uint32_t now = (uint32_t)uv_now(&set->worker->loop);
+    uint32_t limit = set->worker->impl->opts.login_timeout_ms;
+    hb_conn_t *c = set->conns;
+    while (c != NULL) {
+        hb_conn_t *next = c->next;
+        if (!c->logged_in && !c->closing && (uint32_t)(now - c->accepted_ms) >= limit) {
+            count(set, HB_CTR_X_LOGIN_TIMEOUT, hb__now_s(), 1);
+            conn_close(c);
+        }
+        c = next;
+    }
+}
+
 static void on_expiry_timer(uv_timer_t *t)
 {
     hb_set_t *set = t->data;
+    enforce_login_deadline(set);
     uint64_t now_s = hb__now_s();
     uint64_t ttl = set->worker->impl->opts.send_expiry_s;
     if (now_s > ttl)

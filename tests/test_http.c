@@ -755,6 +755,53 @@ static void c_request_view(fixture_t *f)
     cl_close(c);
 }
 
+static void c_bearer_token(fixture_t *f)
+{
+    client_t *c = &f->cl[0];
+    if (cl_connect(c, f->port) != 0) {
+        return;
+    }
+    cl_sends(c, "GET /hello?name=a HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(f, c, false);
+    cl_sends(c, "GET /hello?name=b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\r\n");
+    expect_response(f, c, false);
+    cl_sends(c, "GET /hello?name=c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n");
+    expect_response(f, c, false);
+    cl_sends(c, "GET /hello?name=d HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret2\r\n\r\n");
+    expect_response(f, c, false);
+    cl_close(c);
+}
+
+START_TEST(test_bearer_token)
+{
+    hb_http_options_t o;
+    memset(&o, 0, sizeof o);
+    o.bearer_token = "s3cret";
+    fixture_t *f = fx_new(&o);
+    fx_run(f, c_bearer_token);
+    ck_assert_int_eq(f->resp[0].status, 401);
+    assert_header(f, 0, "WWW-Authenticate", "Bearer");
+    ck_assert_int_eq(f->resp[1].status, 401);
+    assert_resp(f, 2, 200, "GET /hello ?name=c");
+    ck_assert_int_eq(f->resp[3].status, 401);
+    ck_assert_uint_eq(f->srv.stats.unauthorized, 3);
+    fx_free(f);
+    /* Tokens with spaces or too long are refused at init. */
+    uv_loop_t loop;
+    hb_http_server_t srv;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    o.bearer_token = "a b";
+    ck_assert_int_eq(hb_http_server_init(&loop, &srv, &o), UV_EINVAL);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    ck_assert_int_eq(hb_http_is_loopback("127.0.0.1"), 1);
+    ck_assert_int_eq(hb_http_is_loopback("127.9.8.7"), 1);
+    ck_assert_int_eq(hb_http_is_loopback("::1"), 1);
+    ck_assert_int_eq(hb_http_is_loopback("0.0.0.0"), 0);
+    ck_assert_int_eq(hb_http_is_loopback("10.0.0.1"), 0);
+    ck_assert_int_eq(hb_http_is_loopback("localhost"), 0);
+}
+END_TEST
+
 START_TEST(test_request_view)
 {
     fixture_t *f = fx_new(NULL);
@@ -1457,6 +1504,7 @@ static Suite *http_suite(void)
     tcase_add_test(ts, test_listen_errors);
     tcase_add_test(ts, test_get_with_query);
     tcase_add_test(ts, test_request_view);
+    tcase_add_test(ts, test_bearer_token);
     tcase_add_test(ts, test_not_found);
     tcase_add_test(ts, test_method_not_allowed);
     tcase_add_test(ts, test_keep_alive);

@@ -819,6 +819,85 @@ START_TEST(test_control_routes)
 }
 END_TEST
 
+START_TEST(test_login_outside_the_user_range_is_refused)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.min_user = 10;
+    o.max_user = 19;
+    start_server(&o);
+    int ok = login(15);
+    int fd = user_connect();
+    hb_msg_t m = {.cmd = HB_CMD_LOGIN};
+    m.u.login.user_id = 20;
+    send_msg(fd, &m);
+    hb_msg_t r;
+    recv_msg(fd, &r, NULL);
+    ck_assert_uint_eq(r.cmd, HB_CMD_LOGIN_REPLY);
+    ck_assert_uint_eq(r.u.login_reply.result, 1);
+    ck_assert(closed_by_peer(fd));
+    close(fd);
+    WAIT_FOR(counter(HB_CTR_X_LOGIN_REFUSED) == 1);
+    ck_assert_uint_eq(hb_server_users_online(&H.server), 1);
+    close(ok);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_connection_rate_limit)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.max_conn_qps = 5;
+    start_server(&o);
+    int fd = login(8);
+    /* 10 shakes in one write: within one second (or two, if the second turns) 5 pass, the rest
+     * get 17; past twice the limit the connection is closed. */
+    uint8_t buf[10 * 16];
+    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
+    m.u.shake.user_id = 8;
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(hb_msg_encode(&m, buf + 16 * i, 16), 16);
+    send_all(fd, buf, sizeof buf);
+    int limited = 0;
+    for (int i = 0; i < 10; i++) {
+        hb_msg_t r;
+        recv_msg(fd, &r, NULL);
+        limited += r.u.shake_reply.result == HB_SHAKE_OVERLOAD;
+    }
+    ck_assert_int_ge(limited, 0);
+    ck_assert_int_le(limited, 5);
+    /* Now flood: 30 more in one write must end in a disconnect. */
+    uint8_t flood[30 * 16];
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(hb_msg_encode(&m, flood + 16 * i, 16), 16);
+    send_all(fd, flood, sizeof flood);
+    ck_assert(closed_by_peer(fd));
+    close(fd);
+    WAIT_FOR(counter(HB_CTR_X_RATE_LIMITED) >= 5);
+    stop_server();
+}
+END_TEST
+
+START_TEST(test_silent_connection_must_log_in_in_time)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.login_timeout_ms = 200;
+    start_server(&o);
+    int good = login(2);
+    int slow = user_connect();
+    static const uint8_t half_login[] = {0x00, 0x10, 0x00, 0x00, 0, 0};
+    send_all(slow, half_login, sizeof half_login); /* a slowloris: never finishes its login */
+    ck_assert(closed_by_peer(slow));
+    close(slow);
+    WAIT_FOR(counter(HB_CTR_X_LOGIN_TIMEOUT) == 1);
+    ck_assert_uint_eq(shake(good, 2).u.shake_reply.result, HB_SHAKE_NONE);
+    close(good);
+    stop_server();
+}
+END_TEST
+
 static Suite *server_suite(void)
 {
     Suite *s = suite_create("server");
@@ -839,6 +918,9 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_counters_and_report_bytes);
     tcase_add_test(tc, test_generator_keeps_its_pace);
     tcase_add_test(tc, test_control_routes);
+    tcase_add_test(tc, test_login_outside_the_user_range_is_refused);
+    tcase_add_test(tc, test_connection_rate_limit);
+    tcase_add_test(tc, test_silent_connection_must_log_in_in_time);
     suite_add_tcase(s, tc);
     return s;
 }

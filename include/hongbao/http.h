@@ -47,7 +47,13 @@ typedef struct hb_http_options {
     /* A connection with no bytes received for this long is closed (also one that leaves its
      * responses unread that long: reading stops while they queue). Default 30 s. */
     uint64_t idle_timeout_ms;
+    /* When set (1..HB_HTTP_TOKEN_MAX bytes), every request must carry the header
+     * "Authorization: Bearer <token>"; others are answered 401. Copied at init. NULL or "": none.
+     */
+    const char *bearer_token;
 } hb_http_options_t;
+
+#define HB_HTTP_TOKEN_MAX 127
 
 /* Counters of one server, updated on the loop thread. Read them on that thread. */
 typedef struct hb_http_stats {
@@ -64,6 +70,7 @@ typedef struct hb_http_stats {
     uint64_t connections_rejected; /* over max_connections: accepted and closed at once */
     uint64_t idle_timeouts;        /* connections closed for idleness */
     uint64_t connections_open;     /* connections open now */
+    uint64_t unauthorized;         /* requests answered 401: missing or wrong bearer token */
 } hb_http_stats_t;
 
 /* A handler: answer req through res with hb_http_respond before returning (a handler that does
@@ -118,11 +125,17 @@ struct hb_http_server {
     int listening_;
     int closing_;
     hb_http_close_cb close_cb_;
+    char token_[HB_HTTP_TOKEN_MAX + 1];
 };
+
+/* Whether host is a loopback address literal (127.0.0.0/8 or ::1): what may be served without a
+ * bearer token. */
+HB_EXTERN int hb_http_is_loopback(const char *host);
 
 /* Initialise srv on loop with opts (NULL: all defaults). Creates the listening handle, so once
  * this returned 0, hb_http_server_close must be called (even if listen is never called or
- * fails). Returns 0, or UV_EINVAL (NULL argument, max_request_bytes out of bounds) or an error of
+ * fails). Returns 0, or UV_EINVAL (NULL argument, max_request_bytes out of bounds, a bearer token
+ * longer than HB_HTTP_TOKEN_MAX or with CR, LF or spaces) or an error of
  * uv_tcp_init; on error nothing needs closing. */
 HB_EXTERN int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv,
                                   const hb_http_options_t *opts);

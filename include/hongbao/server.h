@@ -25,6 +25,9 @@ extern "C" {
 /* Counter slots the server uses beyond the reference's (free in its table); their names are
  * given by hb_server_counter_name and shown in /metrics and /stats. */
 enum {
+    HB_CTR_X_LOGIN_TIMEOUT = 36, /* connections closed for not logging in within the time */
+    HB_CTR_X_LOGIN_REFUSED = 38, /* logins refused: user id outside the configured range */
+    HB_CTR_X_RATE_LIMITED = 39,  /* requests over a connection's rate limit (17 / amount 0) */
     HB_CTR_X_ENVQ_FULL = 40,     /* generator found every bucket full (retried next tick) */
     HB_CTR_X_BAD_FRAME = 41,     /* connections closed for a malformed or unexpected frame */
     HB_CTR_X_SLOW_PEER = 42,     /* connections closed for not draining their output */
@@ -48,11 +51,17 @@ typedef struct hb_server_options {
     unsigned sets;    /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
     uint64_t max_qps; /* shake requests a second past which replies are 17; 0 = 65,000 */
     uint64_t seed;    /* seeds every random draw (amounts, recipients); 0 = time-based */
-    uint32_t bucket_capacity; /* envelopes per SET bucket; 0 = 65,536 */
-    uint32_t queue_capacity;  /* messages per SET receive queue; 0 = 16,384 */
-    uint32_t max_connections; /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
-    uint32_t max_output;      /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
-    uint32_t send_expiry_s;   /* unclaimed send-envelopes expire after this; 0 = 24 h */
+    uint32_t bucket_capacity;  /* envelopes per SET bucket; 0 = 65,536 */
+    uint32_t queue_capacity;   /* messages per SET receive queue; 0 = 16,384 */
+    uint32_t max_connections;  /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
+    uint32_t max_output;       /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
+    uint32_t send_expiry_s;    /* unclaimed send-envelopes expire after this; 0 = 24 h */
+    uint32_t min_user;         /* logins of users outside [min_user, max_user] are refused; */
+    uint32_t max_user;         /*   max_user 0 = no upper bound */
+    uint32_t max_conn_qps;     /* requests a second one connection may make; past it shakes get
+                                  17 and claims 0, past twice it the connection is closed;
+                                  0 = 1000, UINT32_MAX = no limit */
+    uint32_t login_timeout_ms; /* a connection must log in within this; 0 = 10 s */
 } hb_server_options_t;
 
 /* Fill *o with the defaults above. */
