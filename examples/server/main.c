@@ -100,6 +100,7 @@ int main(int argc, char **argv)
     hb_server_options_t opts;
     hb_server_options_default(&opts);
     char listen_host[64] = "127.0.0.1", control_host[64] = "127.0.0.1", monitor_host[64] = "";
+    const char *control_token = NULL;
     int control_port = 8989, monitor_port = 0, control_off = 0;
     uint64_t v;
 
@@ -141,6 +142,31 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, val, 1, 16000000, &v) != 0)
                 return 2;
             opts.max_qps = v;
+        } else if (strcmp(a, "--users") == 0) {
+            uint64_t lo, hi;
+            char text[64];
+            const char *dash = strchr(val, '-');
+            if (dash == NULL || (size_t)(dash - val) >= sizeof text) {
+                fprintf(stderr, "%s: --users: '%s' is not MIN-MAX\n", prog, val);
+                return 2;
+            }
+            memcpy(text, val, (size_t)(dash - val));
+            text[dash - val] = '\0';
+            if (cli_u64(prog, a, text, 0, UINT32_MAX, &lo) != 0 ||
+                cli_u64(prog, a, dash + 1, lo, UINT32_MAX, &hi) != 0)
+                return 2;
+            opts.min_user = (uint32_t)lo;
+            opts.max_user = (uint32_t)hi;
+        } else if (strcmp(a, "--max-conn-qps") == 0) {
+            if (cli_u64(prog, a, val, 0, UINT32_MAX - 1, &v) != 0)
+                return 2;
+            opts.max_conn_qps = v == 0 ? UINT32_MAX : (uint32_t)v;
+        } else if (strcmp(a, "--login-timeout") == 0) {
+            if (cli_u64(prog, a, val, 1, 3600000, &v) != 0)
+                return 2;
+            opts.login_timeout_ms = (uint32_t)v;
+        } else if (strcmp(a, "--control-token") == 0) {
+            control_token = val;
         } else if (strcmp(a, "--seed") == 0) {
             if (cli_u64(prog, a, val, 1, UINT64_MAX, &opts.seed) != 0)
                 return 2;
@@ -150,6 +176,13 @@ int main(int argc, char **argv)
         }
     }
     opts.listen_host = listen_host;
+    if (!control_off && !hb_http_is_loopback(control_host) && control_token == NULL) {
+        fprintf(stderr,
+                "%s: --control %s is not a loopback address: refusing to start without "
+                "--control-token (anyone who reaches it could create envelopes)\n",
+                prog, control_host);
+        return 2;
+    }
 
     uint64_t nofile = cli_raise_nofile();
     app_t app;
@@ -181,7 +214,10 @@ int main(int argc, char **argv)
            (unsigned long long)nofile, app.server.max_connections);
 
     if (!control_off) {
-        r = hb_http_server_init(app.loop, &app.http, NULL);
+        hb_http_options_t ho;
+        memset(&ho, 0, sizeof ho);
+        ho.bearer_token = control_token;
+        r = hb_http_server_init(app.loop, &app.http, &ho);
         if (r == 0) {
             app.have_http = 1;
             app.http.data = &app;
