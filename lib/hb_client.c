@@ -354,6 +354,9 @@ static int on_frame(void *arg, const hb_frame_t *f)
         u->claim_count--;
         record_latency(&impl->pub->claim_latency, &impl->sec_claim, sent, now_us);
         count(impl, HB_CTR_RESPONSES, now_s, 1);
+        if (impl->opts.on_claim_reply != NULL)
+            impl->opts.on_claim_reply(impl->opts.claim_arg, u->user, m.u.claim_reply.envelope_id,
+                                      m.u.claim_reply.amount);
         if (m.u.claim_reply.amount > 0) {
             st->claims_granted++;
             st->claimed_amount += m.u.claim_reply.amount;

@@ -28,7 +28,8 @@ typedef struct config {
     int monitor_port;
     char source_text[HB_CLIENT_MAX_SOURCES][64];
     unsigned procs;
-    uint64_t duration_s; /* 0: until a signal */
+    uint64_t duration_s;    /* 0: until a signal */
+    const char *claims_log; /* write every claim reply here (worker i: FILE.i) */
     uint64_t report_s;
 } config_t;
 
@@ -174,6 +175,8 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--connect-rate") == 0) {
             if ((r = cli_u64(prog, a, val, 1, 1000000, &v)) == 0)
                 cfg.copts.connect_rate = (uint32_t)v;
+        } else if (strcmp(a, "--claims-log") == 0) {
+            cfg.claims_log = val;
         } else if (strcmp(a, "--report-interval") == 0) {
             r = cli_u64(prog, a, val, 1, 3600, &cfg.report_s);
         } else {
@@ -290,6 +293,11 @@ static void on_worker_signal(uv_signal_t *s, int signum)
     worker_stop(s->data);
 }
 
+static void log_claim(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount)
+{
+    fprintf(arg, "%u %u %u\n", envelope_id, user, amount);
+}
+
 static int worker_main(unsigned index, uint32_t min, uint32_t max)
 {
     worker_t w;
@@ -299,6 +307,18 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
     hb_client_options_t o = cfg.copts;
     o.min_user = min;
     o.max_user = max;
+    FILE *claims = NULL;
+    if (cfg.claims_log != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%u", cfg.claims_log, index);
+        claims = fopen(path, "w");
+        if (claims == NULL) {
+            perror(path);
+            return 1;
+        }
+        o.on_claim_reply = log_claim;
+        o.claim_arg = claims;
+    }
     int r = hb_client_init(w.loop, &w.client, &o);
     if (r != 0) {
         fprintf(stderr, "%s: worker %u: %s\n", prog, index, hb_strerror(r));
@@ -327,6 +347,8 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
     hb_client_start(&w.client);
     uv_run(w.loop, UV_RUN_DEFAULT);
     publish(&w, 1);
+    if (claims != NULL)
+        fclose(claims);
     hb_client_free(&w.client);
     r = uv_loop_close(w.loop);
     return r == 0 ? 0 : 1;
