@@ -46,6 +46,10 @@ typedef struct hb_client_options {
     uint32_t connect_rate;     /* new connections a second at most; 0 = 20,000 */
     uint32_t connect_inflight; /* connects in progress at most; 0 = 512 */
     int no_claims;             /* do not claim send-envelopes */
+    /* Called on the loop for every claim reply (amount 0: nothing granted), e.g. to log what the
+     * server acknowledged. */
+    void (*on_claim_reply)(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount);
+    void *claim_arg;
 } hb_client_options_t;
 
 /* Fill *o with the defaults above (users 0..0, qps 0). */
