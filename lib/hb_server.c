@@ -114,6 +114,50 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
     return 0;
 }
 
+/* Replay: each outstanding send-envelope goes back into the book of the SET owning its id. */
+static void restore_envelope(void *arg, const hb_sendenv_t *e)
+{
+    struct hb_server_impl *impl = arg;
+    hb_book_add(&impl->sets[e->id % impl->pub->nsets].book, e);
+}
+
+/* On the ledger's writer thread: records up to seq are durable; wake the SETs holding replies. */
+static void on_ledger_durable(void *arg, uint64_t seq)
+{
+    struct hb_server_impl *impl = arg;
+    atomic_store_explicit(&impl->durable_seq, seq, memory_order_release);
+    hb_set_msg_t m = {.type = HB_MSG_DURABLE};
+    uv_mutex_lock(&impl->durable_lock);
+    for (unsigned i = 0; i < impl->pub->nsets && !impl->stopping_sets; i++)
+        if (atomic_load_explicit(&impl->sets[i].held_waiting, memory_order_acquire) > 0)
+            hb__set_post(&impl->sets[i], &m, 1);
+    uv_mutex_unlock(&impl->durable_lock);
+}
+
+static void ledger_log(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "hongbao ledger: %s\n", line);
+}
+
+static int open_ledger(struct hb_server_impl *impl)
+{
+    hb_ledger_options_t lo;
+    memset(&lo, 0, sizeof lo);
+    lo.dir = impl->opts.ledger_dir;
+    lo.fsync = impl->opts.fsync;
+    lo.log = ledger_log;
+    lo.on_durable = on_ledger_durable;
+    lo.durable_arg = impl;
+    int r = hb_ledger_open(&impl->ledger, &lo, restore_envelope, impl);
+    if (r != 0)
+        return fail(impl, r, "ledger: %s", hb_ledger_last_error());
+    impl->have_ledger = 1;
+    if (impl->ledger.max_envelope_id >= impl->next_send_id)
+        impl->next_send_id = impl->ledger.max_envelope_id + 1;
+    return 0;
+}
+
 int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options_t *opts)
 {
     if (loop == NULL || server == NULL)
@@ -126,6 +170,11 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     server->impl = impl;
     server->loop = loop;
     impl->pub = server;
+    if (uv_mutex_init(&impl->durable_lock) != 0) {
+        free(impl);
+        server->impl = NULL;
+        return UV_ENOMEM;
+    }
     int r = settle_options(impl, opts);
     if (r != 0)
         goto fail_impl;
@@ -167,6 +216,11 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
                 goto fail_sets;
         }
     }
+    if (impl->opts.ledger_dir != NULL) {
+        r = open_ledger(impl);
+        if (r != 0)
+            goto fail_sets;
+    }
     return 0;
 
 fail_sets:
@@ -181,6 +235,7 @@ fail_registry:
 fail_envq:
     hb_envq_close(&impl->envq);
 fail_impl:
+    uv_mutex_destroy(&impl->durable_lock);
     if (last_error[0] == '\0')
         fail(impl, r, "cannot set the server up: %s", uv_strerror(r));
     free(impl);
@@ -355,6 +410,9 @@ int hb_server_start(hb_server_t *server)
 static void free_everything(struct hb_server_impl *impl)
 {
     hb_server_t *server = impl->pub;
+    if (impl->have_ledger)
+        hb_ledger_close(&impl->ledger); /* flush and sync what the workers journaled */
+    uv_mutex_destroy(&impl->durable_lock);
     for (unsigned i = 0; i < server->nthreads; i++) {
         hb_worker_t *w = &impl->workers[i];
         if (w->listen_fd >= 0)
@@ -436,6 +494,11 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
     impl->closing = 1;
     impl->close_cb = cb;
     impl->shake_gen.active = impl->send_gen.active = 0;
+    /* From now on the ledger's writer no longer wakes the SETs (their handles are closing). The
+     * journal itself is flushed and closed once the workers have stopped. */
+    uv_mutex_lock(&impl->durable_lock);
+    impl->stopping_sets = 1;
+    uv_mutex_unlock(&impl->durable_lock);
     unsigned running = 0;
     for (unsigned i = 0; i < server->nthreads; i++) {
         if (impl->workers[i].thread_started) {
@@ -550,6 +613,9 @@ static int create_send_envelope(struct hb_server_impl *impl, const uint32_t reci
     e.total = total;
     e.created_s = hb__now_s();
     memcpy(e.recipients, recipients, sizeof e.recipients);
+    /* Journaled before anyone hears of it, so no claim can precede its envelope on disk. */
+    if (impl->have_ledger && (r = hb_ledger_append_envelope(&impl->ledger, &e, NULL)) != 0)
+        return r;
     hb_set_msg_t m = {.type = HB_MSG_ENVELOPE};
     m.u.env = e;
     /* The owner learns of the envelope before any recipient can claim it. */

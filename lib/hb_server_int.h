@@ -9,6 +9,7 @@
 #include "hongbao/book.h"
 #include "hongbao/counters.h"
 #include "hongbao/envq.h"
+#include "hongbao/ledger.h"
 #include "hongbao/msgq.h"
 #include "hongbao/rand.h"
 #include "hongbao/registry.h"
@@ -26,7 +27,8 @@ typedef enum {
     HB_MSG_KICK,         /* close user's connection of generation gen */
     HB_MSG_CLAIM,        /* judge a claim in this SET's book */
     HB_MSG_CLAIM_RESULT, /* send a claim reply to user */
-    HB_MSG_ENVELOPE      /* add a send-envelope to this SET's book */
+    HB_MSG_ENVELOPE,     /* add a send-envelope to this SET's book */
+    HB_MSG_DURABLE       /* journal records up to gen are on disk: release held claim replies */
 } hb_msg_type_t;
 
 typedef struct hb_set_msg {
@@ -64,6 +66,13 @@ typedef struct hb_conn_map {
     size_t count;
 } hb_conn_map_t;
 
+/* A granted claim's reply, held until its journal record is durable. */
+typedef struct hb_held_reply {
+    uint64_t seq;
+    uint32_t reply_set; /* the claimant's SET */
+    hb_set_msg_t msg;   /* the HB_MSG_CLAIM_RESULT to deliver */
+} hb_held_reply_t;
+
 typedef struct hb_set {
     hb_worker_t *worker;
     unsigned index;
@@ -76,6 +85,10 @@ typedef struct hb_set {
     hb_book_t book;
     hb_conn_map_t users;
     hb_conn_t *conns; /* all open connections, for shutdown */
+    /* claim replies waiting for the journal, in sequence order (a ring that grows) */
+    hb_held_reply_t *held;
+    size_t held_head, held_count, held_cap;
+    atomic_size_t held_waiting; /* read by the ledger's writer thread */
 } hb_set_t;
 
 struct hb_conn {
@@ -150,6 +163,11 @@ struct hb_server_impl {
     int started, closing;
     hb_server_close_cb close_cb;
     unsigned control_handles;
+    hb_ledger_t ledger;
+    int have_ledger;
+    atomic_uint_fast64_t durable_seq; /* the ledger's highest durable record */
+    uv_mutex_t durable_lock;          /* orders the writer's notices against shutdown */
+    int stopping_sets;                /* under durable_lock: no more notices */
 };
 
 /* hb_set.c */

@@ -382,29 +382,93 @@ static void send_claim_reply(hb_conn_t *c, uint32_t envelope_id, uint32_t amount
     conn_out_msg(c, &reply);
 }
 
-/* In the SET owning the envelope: judge the claim, then answer through the claimant's SET. */
+/* Deliver a claim result to the claimant, through its SET if it is elsewhere. */
+static void deliver_claim_result(hb_set_t *set, const hb_set_msg_t *r, hb_set_t *reply_set)
+{
+    if (reply_set == set) {
+        hb_conn_t *c = map_get(&set->users, r->user);
+        if (c != NULL && c->gen == r->gen)
+            send_claim_reply(c, r->u.result.envelope_id, r->u.result.amount);
+    } else {
+        hb__set_post(reply_set, r, 1);
+    }
+}
+
+/* Keep a granted claim's reply until its journal record is durable (sequence order). */
+static int hold_reply(hb_set_t *set, uint64_t seq, uint32_t reply_set, const hb_set_msg_t *r)
+{
+    if (set->held_count == set->held_cap) {
+        size_t cap = set->held_cap ? set->held_cap * 2 : 64;
+        hb_held_reply_t *n = malloc(cap * sizeof *n);
+        if (n == NULL)
+            return UV_ENOMEM;
+        for (size_t i = 0; i < set->held_count; i++)
+            n[i] = set->held[(set->held_head + i) % set->held_cap];
+        free(set->held);
+        set->held = n;
+        set->held_head = 0;
+        set->held_cap = cap;
+    }
+    hb_held_reply_t *h = &set->held[(set->held_head + set->held_count) % set->held_cap];
+    h->seq = seq;
+    h->reply_set = reply_set;
+    h->msg = *r;
+    set->held_count++;
+    return 0;
+}
+
+/* Send the held replies whose records are durable now. */
+static void release_held(hb_set_t *set)
+{
+    struct hb_server_impl *impl = set->worker->impl;
+    uint64_t durable = atomic_load_explicit(&impl->durable_seq, memory_order_acquire);
+    while (set->held_count > 0 && set->held[set->held_head].seq <= durable) {
+        hb_held_reply_t *h = &set->held[set->held_head];
+        deliver_claim_result(set, &h->msg, &impl->sets[h->reply_set]);
+        set->held_head = (set->held_head + 1) % set->held_cap;
+        set->held_count--;
+        atomic_fetch_sub_explicit(&set->held_waiting, 1, memory_order_release);
+    }
+}
+
+/* In the SET owning the envelope: judge the claim, journal a grant, then answer through the
+ * claimant's SET once the journal has it. */
 static void judge_claim(hb_set_t *set, const hb_set_msg_t *m)
 {
     struct hb_server_impl *impl = set->worker->impl;
     uint64_t now_s = hb__now_s();
     uint32_t amount = 0;
-    if (hb_book_claim(&set->book, m->u.claim.envelope_id, m->user, &amount) == 0) {
-        count(set, HB_CTR_CLAIMS_GRANTED, now_s, 1);
-        count(set, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
-    } else {
-        count(set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
-    }
+    int granted = hb_book_claim(&set->book, m->u.claim.envelope_id, m->user, &amount) == 0;
     hb_set_msg_t r = {.type = HB_MSG_CLAIM_RESULT, .user = m->user, .gen = m->gen};
     r.u.result.envelope_id = m->u.claim.envelope_id;
     r.u.result.amount = amount;
     hb_set_t *reply_set = &impl->sets[m->u.claim.reply_set];
-    if (reply_set == set) {
-        hb_conn_t *c = map_get(&set->users, m->user);
-        if (c != NULL && c->gen == m->gen)
-            send_claim_reply(c, r.u.result.envelope_id, amount);
-    } else {
-        hb__set_post(reply_set, &r, 1);
+    if (granted && impl->have_ledger) {
+        /* Counted as waiting before the append, so the writer's durable notice cannot miss it. */
+        atomic_fetch_add_explicit(&set->held_waiting, 1, memory_order_acq_rel);
+        uint64_t seq;
+        int e =
+            hb_ledger_append_claim(&impl->ledger, r.u.result.envelope_id, m->user, amount, &seq);
+        if (e == 0)
+            e = hold_reply(set, seq, m->u.claim.reply_set, &r);
+        if (e != 0) {
+            /* Not journaled: not acknowledged. The claimant hears 0. */
+            atomic_fetch_sub_explicit(&set->held_waiting, 1, memory_order_release);
+            granted = 0;
+            r.u.result.amount = 0;
+        }
     }
+    if (granted) {
+        count(set, HB_CTR_CLAIMS_GRANTED, now_s, 1);
+        count(set, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
+        if (impl->have_ledger) {
+            release_held(set); /* in case the record is durable already */
+            return;
+        }
+    } else {
+        count(set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
+    }
+    deliver_claim_result(set, &r, reply_set);
 }
 
 static void on_claim(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
@@ -637,6 +701,9 @@ static void handle_msg(hb_set_t *set, hb_set_msg_t *m)
     case HB_MSG_ENVELOPE:
         hb_book_add(&set->book, &m->u.env);
         break;
+    case HB_MSG_DURABLE:
+        release_held(set);
+        break;
     }
 }
 
@@ -668,8 +735,10 @@ static void on_async(uv_async_t *a)
 static void on_expired(void *arg, const hb_sendenv_t *e)
 {
     hb_set_t *set = arg;
+    struct hb_server_impl *impl = set->worker->impl;
     count(set, HB_CTR_X_SEND_EXPIRED, hb__now_s(), 1);
-    (void)e;
+    if (impl->have_ledger)
+        hb_ledger_append_expire(&impl->ledger, e->id, NULL);
 }
 
 /* Close connections that have not logged in within the deadline (slow or silent peers). */
@@ -801,6 +870,7 @@ void hb__set_free(hb_set_t *set)
     }
     hb_msgq_close(&set->queue);
     hb_book_close(&set->book);
+    free(set->held);
     free(set->users.slots);
     uv_mutex_destroy(&set->overflow_lock);
 }

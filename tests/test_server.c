@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "hongbao.h"
@@ -898,6 +900,91 @@ START_TEST(test_silent_connection_must_log_in_in_time)
 }
 END_TEST
 
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void recv_notice(int fd, uint32_t id)
+{
+    hb_msg_t n;
+    recv_msg(fd, &n, NULL);
+    ck_assert_uint_eq(n.cmd, HB_CMD_NOTICE);
+    ck_assert_uint_eq(n.u.notice.envelope_id, id);
+}
+
+START_TEST(test_claims_stay_exactly_once_across_restarts)
+{
+    char dir[] = "/tmp/hb-ledger-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.ledger_dir = dir;
+    o.fsync = HB_FSYNC_ALWAYS;
+
+    start_server(&o);
+    int a = login(100), b = login(101), c = login(102);
+    send_args_t env = {{100, 101, 102}, 900, 0, -1};
+    on_loop(do_send, &env);
+    ck_assert_int_eq(env.result, 0);
+    recv_notice(a, env.id);
+    recv_notice(b, env.id);
+    recv_notice(c, env.id);
+    uint32_t first = claim(a, 0, env.id).u.claim_reply.amount; /* sent once on disk */
+    ck_assert_uint_ge(first, 1);
+    close(a);
+    close(b);
+    close(c);
+    stop_server();
+
+    /* Restarted: the envelope is back with its claim; numbering goes on after its id. */
+    start_server(&o);
+    a = login(100);
+    b = login(101);
+    ck_assert_uint_eq(claim(a, 0, env.id).u.claim_reply.amount, 0);
+    uint32_t second = claim(b, 0, env.id).u.claim_reply.amount;
+    ck_assert_uint_ge(second, 1);
+    send_args_t env2 = {{1, 2, 3}, 30, 0, -1};
+    on_loop(do_send, &env2);
+    ck_assert_int_eq(env2.result, 0);
+    ck_assert_uint_gt(env2.id, env.id);
+    close(a);
+    close(b);
+    stop_server();
+
+    start_server(&o);
+    c = login(102);
+    uint32_t third = claim(c, 0, env.id).u.claim_reply.amount;
+    ck_assert_uint_eq(first + second + third, 900);
+    ck_assert_uint_eq(claim(c, 0, env.id).u.claim_reply.amount, 0);
+    close(c);
+    stop_server();
+
+    /* The books balance: 2 envelopes issued (930), 900 claimed, 30 outstanding. */
+    hb_ledger_audit_t au;
+    ck_assert_int_eq(hb_ledger_audit(dir, &au, NULL, NULL), 0);
+    ck_assert_uint_eq(au.outstanding, 1);
+    ck_assert_uint_eq(au.outstanding_amount, 30);
+    ck_assert_uint_eq(au.totals.envelopes, 2);
+    ck_assert_uint_eq(au.totals.issued, 930);
+    ck_assert_uint_eq(au.totals.claims, 3);
+    ck_assert_uint_eq(au.totals.claimed, 900);
+    remove_tree(dir);
+}
+END_TEST
+
 static Suite *server_suite(void)
 {
     Suite *s = suite_create("server");
@@ -921,6 +1008,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_login_outside_the_user_range_is_refused);
     tcase_add_test(tc, test_connection_rate_limit);
     tcase_add_test(tc, test_silent_connection_must_log_in_in_time);
+    tcase_add_test(tc, test_claims_stay_exactly_once_across_restarts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 #include "hongbao/common.h"
 #include "hongbao/counters.h"
 #include "hongbao/http.h"
+#include "hongbao/ledger.h"
 #include "hongbao/proto.h"
 
 #ifdef __cplusplus
@@ -62,6 +63,12 @@ typedef struct hb_server_options {
                                   17 and claims 0, past twice it the connection is closed;
                                   0 = 1000, UINT32_MAX = no limit */
     uint32_t login_timeout_ms; /* a connection must log in within this; 0 = 10 s */
+    /* The claim journal (hongbao/ledger.h): when set, every send-envelope and every granted
+     * claim is journaled, a claim's reply leaves only once its record is durable per fsync, and
+     * hb_server_init replays the journal so claims stay exactly-once across restarts. NULL: none.
+     */
+    const char *ledger_dir;
+    hb_fsync_t fsync; /* 0 = HB_FSYNC_ALWAYS */
 } hb_server_options_t;
 
 /* Fill *o with the defaults above. */
