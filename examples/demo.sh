@@ -65,7 +65,7 @@ mon_port=$(free_port) dash_port=$(free_port) srv_port=$(free_port) ctl_port=$(fr
 pids+=($!)
 mon_pid=$!
 "$bin/hb-server" --listen "127.0.0.1:$srv_port" --control "127.0.0.1:$ctl_port" \
-    --monitor "127.0.0.1:$mon_port" >"$out/server.log" 2>&1 &
+    --monitor "127.0.0.1:$mon_port" --ledger "$out/ledger" >"$out/server.log" 2>&1 &
 pids+=($!)
 srv_pid=$!
 wait_for "$out/server.log" "control endpoint"
@@ -114,4 +114,9 @@ awk -v d="$duration" -v users="$users" -v target="$qps" \
     printf "%-48s p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", "shake latency (ms, from intended send)", p50/1000, p99/1000, p999/1000, mx/1000
 }'
 echo
+if "$bin/hb-audit" "$out/ledger" >"$out/audit.log" 2>&1; then
+    echo "claim journal audit: the books balance ($(grep -m1 -i 'claims' "$out/audit.log" | tr -s ' '))"
+else
+    echo "claim journal audit FAILED:"; cat "$out/audit.log"; exit 1
+fi
 echo "monitor: $(grep -c . "$out/monitor.csv" 2>/dev/null || echo 0) CSV rows in $out/monitor.csv; plots in $out/plots"

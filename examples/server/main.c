@@ -101,6 +101,7 @@ int main(int argc, char **argv)
     hb_server_options_default(&opts);
     char listen_host[64] = "127.0.0.1", control_host[64] = "127.0.0.1", monitor_host[64] = "";
     const char *control_token = NULL;
+    const char *ledger = "hb-ledger";
     int control_port = 8989, monitor_port = 0, control_off = 0;
     uint64_t v;
 
@@ -165,6 +166,13 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, val, 1, 3600000, &v) != 0)
                 return 2;
             opts.login_timeout_ms = (uint32_t)v;
+        } else if (strcmp(a, "--ledger") == 0) {
+            ledger = strcmp(val, "off") == 0 ? NULL : val;
+        } else if (strcmp(a, "--fsync") == 0) {
+            if (hb_fsync_parse(val, &opts.fsync) != 0) {
+                fprintf(stderr, "%s: --fsync: '%s' is not always, everysec or no\n", prog, val);
+                return 2;
+            }
         } else if (strcmp(a, "--control-token") == 0) {
             control_token = val;
         } else if (strcmp(a, "--seed") == 0) {
@@ -176,6 +184,7 @@ int main(int argc, char **argv)
         }
     }
     opts.listen_host = listen_host;
+    opts.ledger_dir = ledger;
     if (!control_off && !hb_http_is_loopback(control_host) && control_token == NULL) {
         fprintf(stderr,
                 "%s: --control %s is not a loopback address: refusing to start without "
@@ -212,6 +221,10 @@ int main(int argc, char **argv)
            "%u connections in this process\n",
            prog, listen_host, app.server.port, app.server.nthreads, app.server.nsets,
            (unsigned long long)nofile, app.server.max_connections);
+    if (ledger != NULL)
+        printf("%s: claim journal in %s/ (fsync %s)\n", prog, ledger, hb_fsync_name(opts.fsync));
+    else
+        printf("%s: no claim journal (--ledger off): claims are not durable\n", prog);
 
     if (!control_off) {
         hb_http_options_t ho;
