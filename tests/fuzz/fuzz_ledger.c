@@ -1,0 +1,85 @@
+/* libFuzzer target for the ledger's journal format: hb_ledger_scan on arbitrary bytes, checked
+ * against itself (the valid prefix rescans clean to the same records), against the encoder (every
+ * record decoded re-encodes to its bytes), and fed to the audit. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hongbao/ledger.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Abort (a crash libFuzzer reports) when an invariant breaks. */
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
+    } while (0)
+
+typedef struct seen {
+    const uint8_t *data;
+    size_t size;
+    size_t records;
+    size_t next; /* where the next record must start */
+} seen_t;
+
+/* Records come in order, back to back from the header on, and re-encode to their own bytes. */
+static int check_record(void *arg, const hb_ledger_record_t *r, size_t offset)
+{
+    seen_t *s = arg;
+    uint8_t again[HB_LEDGER_MAX_RECORD];
+    FUZZ_CHECK(offset == s->next);
+    FUZZ_CHECK(r->size >= HB_LEDGER_FRAME_SIZE && r->size <= HB_LEDGER_MAX_RECORD);
+    FUZZ_CHECK(offset + r->size <= s->size);
+    int n = hb_ledger_encode(r, again, sizeof again);
+    FUZZ_CHECK(n > 0 && (size_t)n == r->size);
+    FUZZ_CHECK(memcmp(again, s->data + offset, r->size) == 0);
+    s->records++;
+    s->next = offset + r->size;
+    return 0;
+}
+
+static void count_violation(void *arg, const char *msg, size_t offset)
+{
+    seen_t *s = arg;
+    FUZZ_CHECK(msg != NULL && msg[0] != '\0');
+    FUZZ_CHECK(offset <= s->size);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    seen_t first = {data, size, 0, HB_LEDGER_HEADER_SIZE};
+    size_t good_end = SIZE_MAX;
+    int rc = hb_ledger_scan(data, size, check_record, &first, &good_end);
+    FUZZ_CHECK(rc == 0 || rc == HB_LEDGER_TORN || rc == HB_ECORRUPT || rc == UV_ENOTSUP);
+    FUZZ_CHECK(good_end <= size);
+    if (rc == 0)
+        FUZZ_CHECK(good_end == size);
+    if (first.records > 0)
+        FUZZ_CHECK(good_end == first.next);
+    if (rc != 0)
+        FUZZ_CHECK(hb_ledger_last_error()[0] != '\0');
+
+    /* The valid prefix is a valid journal with the same records. */
+    seen_t second = {data, good_end, 0, HB_LEDGER_HEADER_SIZE};
+    size_t good_end2 = SIZE_MAX;
+    FUZZ_CHECK(hb_ledger_scan(data, good_end, check_record, &second, &good_end2) == 0);
+    FUZZ_CHECK(good_end2 == good_end);
+    FUZZ_CHECK(second.records == first.records);
+
+    /* The audit reads the same records and reports violations within the input. */
+    hb_ledger_audit_t t;
+    seen_t third = {data, size, 0, HB_LEDGER_HEADER_SIZE};
+    int arc = hb_ledger_audit_buf(data, size, &t, count_violation, &third);
+    if (arc >= 0) {
+        FUZZ_CHECK((uint64_t)arc == t.violations);
+        FUZZ_CHECK(t.records == first.records);
+        FUZZ_CHECK(t.torn == (rc == HB_LEDGER_TORN));
+        if (rc == HB_ECORRUPT)
+            FUZZ_CHECK(t.violations >= 1);
+    } else {
+        FUZZ_CHECK(arc == HB_ECORRUPT || arc == UV_ENOTSUP);
+        FUZZ_CHECK(arc == rc && good_end == 0);
+    }
+    return 0;
+}
