@@ -39,8 +39,7 @@
 #define WAIT_SLICE_NS (3600 * NS_PER_S)
 #define MSG_MAX       512
 
-/* ---- CRC32C ------------------------------------------------------------------------------------
- */
+/* ---- CRC32C ---- */
 
 /* crc32c_table[i]: the reflected CRC of byte i under polynomial 0x82F63B78. */
 static const uint32_t crc32c_table[256] = {
@@ -92,8 +91,7 @@ uint32_t hb_ledger_crc32c(const void *data, size_t len)
     return crc ^ 0xFFFFFFFFu;
 }
 
-/* ---- Errors ------------------------------------------------------------------------------------
- */
+/* ---- Errors ---- */
 
 static _Thread_local char last_error[MSG_MAX];
 
@@ -111,8 +109,7 @@ static void set_error(const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- Encoding ----------------------------------------------------------------------------------
- */
+/* ---- Encoding ---- */
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -282,8 +279,7 @@ static bool decode_payload(const uint8_t *p, uint32_t plen, hb_ledger_record_t *
     return true;
 }
 
-/* ---- Scanning ----------------------------------------------------------------------------------
- */
+/* ---- Scanning ---- */
 
 enum frame_status {
     FRAME_OK,
@@ -438,7 +434,7 @@ int hb_ledger_scan(const uint8_t *buf, size_t len,
     return 0;
 }
 
-/* ---- The envelope map: open addressing, linear probing, backward-shift deletion -------------- */
+/* ---- The envelope map: open addressing, linear probing, backward-shift deletion ---- */
 
 struct slot {
     hb_sendenv_t e;
@@ -533,7 +529,7 @@ static void map_free(envmap_t *m)
     memset(m, 0, sizeof *m);
 }
 
-/* ---- Envelope checks shared by append, replay and audit ------------------------------------- */
+/* ---- Envelope checks shared by append, replay and audit ---- */
 
 /* Why e's fixed fields are not a valid envelope, or NULL. */
 static const char *envelope_problem(const hb_sendenv_t *e)
@@ -598,7 +594,7 @@ static uint64_t unclaimed(const hb_sendenv_t *e)
     return e->claimed_sum >= e->total ? 0 : (uint64_t)e->total - e->claimed_sum;
 }
 
-/* ---- The books the ledger keeps: outstanding envelopes and lifetime totals ------------------- */
+/* ---- The books the ledger keeps: outstanding envelopes and lifetime totals ---- */
 
 /* Every record counts in the totals as journaled (so a claim that makes no sense still shows
  * as money granted, and compaction cannot hide it); the map holds only what makes sense. */
@@ -732,7 +728,7 @@ static int books_apply(books_t *b, const hb_ledger_record_t *r, uint64_t pos)
     return 0;
 }
 
-/* ---- The ledger's private state -------------------------------------------------------------- */
+/* ---- The ledger's private state ---- */
 
 typedef struct queue_buf {
     uint8_t *p;
@@ -918,8 +914,7 @@ static void set_sticky(struct hb_ledger_state *st, int err, const char *what)
                hb_err_name(err), hb_strerror(err));
 }
 
-/* ---- Compaction -------------------------------------------------------------------------------
- */
+/* ---- Compaction ---- */
 
 static uint64_t snapshot_size(size_t outstanding)
 {
@@ -1024,8 +1019,7 @@ failed:
     return 0;
 }
 
-/* ---- The writer thread ------------------------------------------------------------------------
- */
+/* ---- The writer thread ---- */
 
 /* Whether EVERYSEC's once-a-second fdatasync is due (dirty, and a second since the last). */
 static bool sync_due(const struct hb_ledger_state *st, uint64_t now)
@@ -1160,7 +1154,7 @@ static void writer_main(void *arg)
     }
 }
 
-/* ---- Open, replay, close -------------------------------------------------------------------- */
+/* ---- Open, replay, close ---- */
 
 int hb_fsync_parse(const char *text, hb_fsync_t *out)
 {
@@ -1415,8 +1409,7 @@ void hb_ledger_close(hb_ledger_t *l)
     state_free(st);
 }
 
-/* ---- Appending --------------------------------------------------------------------------------
- */
+/* ---- Appending ---- */
 
 static int append_record(hb_ledger_t *l, const hb_ledger_record_t *r, uint64_t *seq)
 {
@@ -1543,8 +1536,7 @@ int hb_ledger_wait_synced(hb_ledger_t *l, uint64_t seq, uint64_t timeout_ms)
     return wait_for(l, seq, true, timeout_ms);
 }
 
-/* ---- Audit ------------------------------------------------------------------------------------
- */
+/* ---- Audit ---- */
 
 typedef struct audit {
     envmap_t map; /* every envelope ever seen, with its SLOT_* status */

@@ -15,12 +15,12 @@
 
 #include "hongbao.h"
 
-/* ---- Fixture: a fresh directory per test ------------------------------------------------------
- */
+/* ---- Fixture: a fresh directory per test ---- */
 
-static char tmpdir[64];
-static char jdir[128];  /* the ledger's directory, created by the ledger itself */
-static char jpath[160]; /* its journal */
+static char basedir[64]; /* one per test case, made and removed by the parent process */
+static char tmpdir[128]; /* one per test, inside basedir */
+static char jdir[192];   /* the ledger's directory, created by the ledger itself */
+static char jpath[224];  /* its journal */
 
 static void remove_tree(const char *path)
 {
@@ -41,9 +41,22 @@ static void remove_tree(const char *path)
     }
 }
 
+/* Unchecked: runs in the parent, so the directory goes even when a test fails (Check skips a
+ * checked teardown after a failure). */
+static void setup_base(void)
+{
+    snprintf(basedir, sizeof basedir, "/tmp/hb-ledger-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(basedir));
+}
+
+static void teardown_base(void)
+{
+    remove_tree(basedir);
+}
+
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hb-ledger-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/test-XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     snprintf(jdir, sizeof jdir, "%s/books/a", tmpdir);
     snprintf(jpath, sizeof jpath, "%s/journal", jdir);
@@ -54,8 +67,7 @@ static void teardown(void)
     remove_tree(tmpdir);
 }
 
-/* ---- Helpers ----------------------------------------------------------------------------------
- */
+/* ---- Helpers ---- */
 
 /* Log lines, from whichever thread logs. */
 typedef struct logbook {
@@ -259,7 +271,7 @@ static void make_history_journal(void)
     ck_assert_uint_eq(l.stats.appended, 13);
 }
 
-/* ---- CRC, parsing of options, encoding ------------------------------------------------------- */
+/* ---- CRC, parsing of options, encoding ---- */
 
 START_TEST(test_crc32c_vectors)
 {
@@ -530,7 +542,7 @@ START_TEST(test_scan_torn_versus_corrupt)
 }
 END_TEST
 
-/* ---- Open, append, replay -------------------------------------------------------------------- */
+/* ---- Open, append, replay ---- */
 
 START_TEST(test_open_creates_and_validates)
 {
@@ -628,8 +640,7 @@ START_TEST(test_replay_outstanding)
 }
 END_TEST
 
-/* ---- Group commit ------------------------------------------------------------------------------
- */
+/* ---- Group commit ---- */
 
 #define GC_THREADS 4
 #define GC_PER     5000
@@ -747,8 +758,7 @@ START_TEST(test_group_commit_from_threads)
 }
 END_TEST
 
-/* ---- fsync policies ---------------------------------------------------------------------------
- */
+/* ---- fsync policies ---- */
 
 static void count_call(void *arg, uint64_t seq)
 {
@@ -827,7 +837,7 @@ START_TEST(test_fsync_no)
 }
 END_TEST
 
-/* ---- Torn tails and corruption ------------------------------------------------------------- */
+/* ---- Torn tails and corruption ---- */
 
 START_TEST(test_torn_tail_every_offset)
 {
@@ -948,8 +958,7 @@ START_TEST(test_corrupt_middle_fails_open)
 }
 END_TEST
 
-/* ---- Compaction ---------------------------------------------------------------------------------
- */
+/* ---- Compaction ---- */
 
 START_TEST(test_compaction)
 {
@@ -961,7 +970,7 @@ START_TEST(test_compaction)
     /* A leftover journal.new of a compaction cut short is removed at open. */
     ck_assert_int_eq(hb_ledger_open(&l, &o, NULL, NULL), 0);
     hb_ledger_close(&l);
-    char tmp[200];
+    char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/journal.new", jdir);
     write_all_file(tmp, (const uint8_t *)"junk", 4);
     ck_assert_int_eq(hb_ledger_open(&l, &o, NULL, NULL), 0);
@@ -1040,8 +1049,7 @@ START_TEST(test_no_compaction_below_minimum)
 }
 END_TEST
 
-/* ---- The sticky I/O error ----------------------------------------------------------------------
- */
+/* ---- The sticky I/O error ---- */
 
 /* A write past RLIMIT_FSIZE fails with EFBIG, as root too: the writer's I/O error without a test
  * hook. While the limit is low nothing but the journal may grow, so no ck_assert runs then (Check
@@ -1098,8 +1106,7 @@ START_TEST(test_sticky_io_error)
 }
 END_TEST
 
-/* ---- Audit --------------------------------------------------------------------------------------
- */
+/* ---- Audit ---- */
 
 typedef struct found {
     char msg[16][256];
@@ -1162,7 +1169,7 @@ START_TEST(test_audit_clean_books)
     free(full);
 
     /* No journal, or not a journal. */
-    char nowhere[200];
+    char nowhere[256];
     snprintf(nowhere, sizeof nowhere, "%s/none", tmpdir);
     ck_assert_int_eq(hb_ledger_audit(nowhere, &t, NULL, NULL), UV_ENOENT);
     write_all_file(jpath, (const uint8_t *)"hello, world", 12);
@@ -1271,6 +1278,7 @@ static Suite *ledger_suite(void)
     suite_add_tcase(s, format);
 
     TCase *journal = tcase_create("journal");
+    tcase_add_unchecked_fixture(journal, setup_base, teardown_base);
     tcase_add_checked_fixture(journal, setup, teardown);
     tcase_set_timeout(journal, 60);
     tcase_add_test(journal, test_open_creates_and_validates);

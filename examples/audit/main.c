@@ -1,5 +1,204 @@
-/* Placeholder: hb-audit is being written. */
-int main(void)
+/* hb-audit: check the books of a ledger journal, read-only, a thin consumer of hb_ledger_audit.
+ * Exit 0 when the books balance, 1 on any violation, 2 on a usage or I/O error. */
+#include <errno.h>
+#include <hongbao.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *prog = "hb-audit";
+
+static void usage(FILE *out)
 {
-    return 0;
+    fprintf(out,
+            "usage: hb-audit [--json] [--quiet] PATH\n"
+            "\n"
+            "Audit a ledger journal (libhongbao %s), read-only: PATH is a ledger directory\n"
+            "(its journal is PATH/journal) or a journal file.\n"
+            "\n"
+            "Checks that every claim is of an issued envelope, by a listed recipient, once,\n"
+            "for that recipient's share; that no envelope is over-claimed and a fully claimed\n"
+            "one is claimed in full; that expiry is only of known envelopes; and that\n"
+            "issued = claimed + expired + outstanding. Each violation is printed with the\n"
+            "offset of its record. A torn last record is a warning, not a violation.\n"
+            "\n"
+            "  --json    print the totals as one JSON object on stdout (violations to stderr)\n"
+            "  --quiet   print violations and warnings only\n"
+            "  --help, --version\n"
+            "\n"
+            "Exit status: 0 the books balance, 1 violations found, 2 usage or I/O error.\n",
+            hb_version_string());
+}
+
+typedef struct report {
+    FILE *out; /* where violations go */
+    uint64_t shown;
+} report_t;
+
+static void on_violation(void *arg, const char *msg, size_t offset)
+{
+    report_t *r = arg;
+    fprintf(r->out, "violation at offset %zu: %s\n", offset, msg);
+    r->shown++;
+}
+
+/* Read a whole file; NULL (errno set) when it cannot. */
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    uint8_t *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap == 0 ? 65536 : cap * 2;
+            uint8_t *p = realloc(buf, ncap);
+            if (p == NULL) {
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = p;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        errno = EIO;
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static void print_text(const char *journal, const hb_ledger_audit_t *t)
+{
+    const hb_ledger_totals_t *x = &t->totals;
+    printf("journal      %s: %zu bytes, %" PRIu64 " records\n", journal, t->size, t->records);
+    printf("envelopes    %" PRIu64 " issued, %" PRIu64 " expired, %" PRIu64 " outstanding; %" PRIu64
+           " claims; highest id %" PRIu32 "\n",
+           x->envelopes, x->expired, t->outstanding, x->claims, t->max_envelope_id);
+    printf("amounts      issued %" PRIu64 ", claimed %" PRIu64 ", expired %" PRIu64
+           ", outstanding %" PRIu64 "\n",
+           x->issued, x->claimed, x->expired_amount, t->outstanding_amount);
+    if (t->violations == 0)
+        printf("books        balance\n");
+    else
+        printf("books        %" PRIu64 " violation%s\n", t->violations,
+               t->violations == 1 ? "" : "s");
+}
+
+/* A JSON string: the journal path, escaped. */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void print_json(const char *journal, const hb_ledger_audit_t *t)
+{
+    const hb_ledger_totals_t *x = &t->totals;
+    printf("{\"journal\":");
+    print_json_string(journal);
+    printf(",\"bytes\":%zu,\"records\":%" PRIu64 ",\"envelopes\":%" PRIu64 ",\"claims\":%" PRIu64
+           ",\"expired\":%" PRIu64 ",\"outstanding\":%" PRIu64 ",\"issued\":%" PRIu64
+           ",\"claimed\":%" PRIu64 ",\"expired_amount\":%" PRIu64 ",\"outstanding_amount\":%" PRIu64
+           ",\"max_envelope_id\":%" PRIu32 ",\"torn\":%s",
+           t->size, t->records, x->envelopes, x->claims, x->expired, t->outstanding, x->issued,
+           x->claimed, x->expired_amount, t->outstanding_amount, t->max_envelope_id,
+           t->torn ? "true" : "false");
+    if (t->torn)
+        printf(",\"torn_offset\":%zu", t->torn_offset);
+    printf(",\"violations\":%" PRIu64 ",\"balanced\":%s}\n", t->violations,
+           t->violations == 0 ? "true" : "false");
+}
+
+int main(int argc, char **argv)
+{
+    int json = 0, quiet = 0;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("hb-audit (libhongbao) %s\n", hb_version_string());
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
+            return 2;
+        } else if (path != NULL) {
+            fprintf(stderr, "%s: one PATH only (see --help)\n", prog);
+            return 2;
+        } else {
+            path = a;
+        }
+    }
+    if (path == NULL) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+        return 2;
+    }
+    report_t rep = {json ? stderr : stdout, 0};
+    hb_ledger_audit_t t;
+    int rc;
+    char journal[4096];
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(journal, sizeof journal, "%s/%s", path, HB_LEDGER_JOURNAL_NAME);
+        rc = hb_ledger_audit(path, &t, on_violation, &rep);
+    } else {
+        snprintf(journal, sizeof journal, "%s", path);
+        size_t len = 0;
+        uint8_t *buf = read_file(path, &len);
+        if (buf == NULL) {
+            fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+            return 2;
+        }
+        rc = hb_ledger_audit_buf(buf, len, &t, on_violation, &rep);
+        free(buf);
+    }
+    if (rc < 0) {
+        const char *why = hb_ledger_last_error();
+        fprintf(stderr, "%s: %s: %s\n", prog, journal, why[0] != '\0' ? why : hb_strerror(rc));
+        return 2;
+    }
+    if (t.torn)
+        fprintf(stderr,
+                "%s: warning: %s ends in a torn record at offset %zu (%zu bytes): not audited; "
+                "the ledger truncates it at its next open\n",
+                prog, journal, t.torn_offset, t.size - t.torn_offset);
+    if (json)
+        print_json(journal, &t);
+    else if (!quiet)
+        print_text(journal, &t);
+    return t.violations == 0 ? 0 : 1;
 }

@@ -15,8 +15,9 @@
 extern "C" {
 #endif
 
-/* ---- On-disk format (all integers big-endian, like the wire protocol) -------------------------
+/* ---- On-disk format ----
  *
+ * All integers are big-endian, as on the wire.
  * The journal is the file "journal" in the ledger's directory. At offset 0 a 12-byte header:
  *   "HBLEDGER" (8 bytes), u32 version (HB_LEDGER_VERSION).
  * Then records, one after the other, each framed as
@@ -32,15 +33,17 @@ extern "C" {
  * the SNAPSHOT carries what compaction drops: the highest envelope id ever issued (so ids are
  * never reused) and the lifetime totals (so the books can still be balanced). Any other length
  * is impossible, and a record whose CRC matches but whose type or length does not is corrupt. */
-#define HB_LEDGER_MAGIC                     "HBLEDGER"
-#define HB_LEDGER_VERSION                   1u
-#define HB_LEDGER_HEADER_SIZE               12u
-#define HB_LEDGER_FRAME_SIZE                8u  /* length + CRC in front of every payload */
-#define HB_LEDGER_MAX_PAYLOAD               57u /* the longest payload (SNAPSHOT) */
-#define HB_LEDGER_MAX_RECORD                (HB_LEDGER_FRAME_SIZE + HB_LEDGER_MAX_PAYLOAD)
+#define HB_LEDGER_MAGIC       "HBLEDGER"
+#define HB_LEDGER_VERSION     1u
+#define HB_LEDGER_HEADER_SIZE 12u
+#define HB_LEDGER_FRAME_SIZE  8u  /* length + CRC in front of every payload */
+#define HB_LEDGER_MAX_PAYLOAD 57u /* the longest payload (SNAPSHOT) */
+#define HB_LEDGER_MAX_RECORD  (HB_LEDGER_FRAME_SIZE + HB_LEDGER_MAX_PAYLOAD)
+/* The files in the ledger's directory: the journal; compaction's scratch file, renamed over it;
+ * the lock file, flock()ed while a ledger has the directory open. */
 #define HB_LEDGER_JOURNAL_NAME              "journal"
-#define HB_LEDGER_COMPACT_NAME              "journal.new" /* compaction's scratch file, renamed over it */
-#define HB_LEDGER_LOCK_NAME                 "LOCK" /* flock()ed while a ledger has the directory open */
+#define HB_LEDGER_COMPACT_NAME              "journal.new"
+#define HB_LEDGER_LOCK_NAME                 "LOCK"
 #define HB_LEDGER_DEFAULT_COMPACT_MIN_BYTES ((uint64_t)1 << 20)
 
 /* hb_ledger_scan's result for a journal that ends in a torn record (a positive value, so it can
@@ -115,8 +118,7 @@ HB_EXTERN int hb_ledger_scan(const uint8_t *buf, size_t len,
  * the file and the byte offset. */
 HB_EXTERN const char *hb_ledger_last_error(void);
 
-/* ---- The journal writer -----------------------------------------------------------------------
- */
+/* ---- The journal writer ---- */
 
 /* When the writer calls fdatasync() (Redis's appendfsync):
  *   ALWAYS    after every group commit, before on_durable (the default: zero);
@@ -231,8 +233,7 @@ HB_EXTERN int hb_ledger_wait_synced(hb_ledger_t *l, uint64_t seq, uint64_t timeo
  * Harmless on a ledger not open (never opened needs l->state_ NULL: zero the struct). */
 HB_EXTERN void hb_ledger_close(hb_ledger_t *l);
 
-/* ---- Audit ------------------------------------------------------------------------------------
- */
+/* ---- Audit ---- */
 
 /* What an audit found. */
 typedef struct hb_ledger_audit {
