@@ -189,15 +189,22 @@ START_TEST(test_schedule_rate_within_one_percent)
     ck_assert(run_until(all_connected, 10000));
     rate_first_second = (uint64_t)time(NULL) + 1;
     ck_assert(run_until(ten_seconds_passed, 20000));
+    /* Over the 10 s the server counts the target within 1 %; each second within 5 % (a send
+     * due just before a second turns may be counted in the next one on a loaded machine). */
     hb_counters_t *c = hb_server_counters(&server);
+    uint64_t total = 0;
     for (uint64_t s = rate_first_second; s < rate_first_second + 10; s++) {
         hb_report_t r;
         hb_counters_snapshot(c, s, &r);
         uint64_t n = r.per_second[HB_CTR_FRAME_SHAKE];
-        ck_assert_msg(n >= qps * 99 / 100 && n <= qps * 101 / 100,
-                      "second %llu: %llu shakes at the server, target %llu", (unsigned long long)s,
-                      (unsigned long long)n, (unsigned long long)qps);
+        total += n;
+        ck_assert_msg(n >= qps * 95 / 100 && n <= qps * 105 / 100,
+                      "second %llu: %llu shakes at the server, target %llu",
+                      (unsigned long long)s, (unsigned long long)n, (unsigned long long)qps);
     }
+    ck_assert_msg(total >= 10 * qps * 99 / 100 && total <= 10 * qps * 101 / 100,
+                  "%llu shakes in 10 s at the server, target %llu", (unsigned long long)total,
+                  (unsigned long long)(10 * qps));
     ck_assert_uint_eq(client.stats.missed, 0);
     stop();
 }
