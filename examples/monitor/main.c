@@ -60,6 +60,9 @@ static void usage(FILE *out)
         "  --assets DIR        look for the chart library (chart.umd.js, chart.min.js or\n"
         "                      chart.js) in DIR instead of %s; DIR/dashboard.html,\n"
         "                      if present, replaces the built-in page\n"
+        "  --http-token T      require 'Authorization: Bearer T' on the HTTP port; needed to\n"
+        "                      bind it to a non-loopback address (a browser then needs a\n"
+        "                      proxy that adds the header)\n"
         "  --history S         seconds of history kept (default 3600)\n"
         "  --grace-ms MS       output a second at most this long after its first report\n"
         "                      even if a reporter is missing (default 2000)\n"
@@ -397,6 +400,7 @@ int main(int argc, char **argv)
 {
     char listen_host[64] = "127.0.0.1", http_host[64] = "127.0.0.1";
     int listen_port = HB_MONITOR_DEFAULT_PORT, http_port = 8080, http_off = 0;
+    const char *http_token = NULL;
     const char *assets = NULL;
     uint64_t duration = 0, v;
     hb_monitor_options_t mo;
@@ -424,6 +428,8 @@ int main(int argc, char **argv)
                 http_off = 1;
             else if (cli_endpoint(prog, a, val, http_host, sizeof http_host, &http_port, 1) != 0)
                 return 2;
+        } else if (strcmp(a, "--http-token") == 0) {
+            http_token = val;
         } else if (strcmp(a, "--csv") == 0) {
             app.csv_path = val;
         } else if (strcmp(a, "--plot") == 0) {
@@ -447,6 +453,13 @@ int main(int argc, char **argv)
         }
     }
 
+    if (!http_off && !hb_http_is_loopback(http_host) && http_token == NULL) {
+        fprintf(stderr,
+                "%s: --http %s is not a loopback address: refusing to start without "
+                "--http-token\n",
+                prog, http_host);
+        return 2;
+    }
     if (app.csv_path != NULL) {
         app.csv = fopen(app.csv_path, "w");
         if (app.csv == NULL) {
@@ -486,7 +499,10 @@ int main(int argc, char **argv)
     printf("%s: reports on %s:%d\n", prog, listen_host, hb_monitor_port(&app.mon));
 
     if (!http_off) {
-        r = hb_http_server_init(app.loop, &app.http, NULL);
+        hb_http_options_t ho;
+        memset(&ho, 0, sizeof ho);
+        ho.bearer_token = http_token;
+        r = hb_http_server_init(app.loop, &app.http, &ho);
         if (r == 0) {
             app.have_http = 1;
             app.http.data = &app;
