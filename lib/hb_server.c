@@ -829,17 +829,26 @@ static void route_send(const hb_http_request_t *req, hb_http_response_t *res, vo
     reply_text(res, 200, msg);
 }
 
+/* The buffer /metrics and /stats render into (freed by the caller) and the snapshot of the last
+ * whole second they show; NULL (after answering 500) when out of memory. */
+static char *render_start(hb_server_t *server, hb_http_response_t *res, hb_report_t *rep)
+{
+    char *buf = malloc(HB_METRICS_BUF);
+    if (buf == NULL)
+        reply_text(res, 500, "out of memory\n");
+    else
+        hb_counters_snapshot(&server->impl->counters, hb__now_s() - 1, rep);
+    return buf;
+}
+
 static void route_metrics(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
 {
     (void)req;
     hb_server_t *server = arg;
-    char *buf = malloc(HB_METRICS_BUF);
-    if (buf == NULL) {
-        reply_text(res, 500, "out of memory\n");
-        return;
-    }
     hb_report_t rep;
-    hb_counters_snapshot(&server->impl->counters, hb__now_s() - 1, &rep);
+    char *buf = render_start(server, res, &rep);
+    if (buf == NULL)
+        return;
     int n = hb_report_format_prometheus(&rep, "hongbao", buf, HB_METRICS_BUF);
     for (size_t i = 0; i < SERVER_SLOTS && n >= 0; i++) {
         unsigned k = server_slots[i].slot;
@@ -876,13 +885,10 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
 {
     (void)req;
     hb_server_t *server = arg;
-    char *buf = malloc(HB_METRICS_BUF);
-    if (buf == NULL) {
-        reply_text(res, 500, "out of memory\n");
-        return;
-    }
     hb_report_t rep;
-    hb_counters_snapshot(&server->impl->counters, hb__now_s() - 1, &rep);
+    char *buf = render_start(server, res, &rep);
+    if (buf == NULL)
+        return;
     int n = snprintf(buf, HB_METRICS_BUF,
                      "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
                      "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,",
