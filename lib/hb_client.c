@@ -34,7 +34,8 @@ typedef struct cuser {
     uint8_t claim_head, claim_count;
     uint8_t backoff;
     uint64_t retry_at_ms;
-    uint64_t shake_at_us[SHAKES_OUTSTANDING]; /* intended send times of outstanding shakes */
+    uint64_t shake_at_us[SHAKES_OUTSTANDING];   /* intended send times of outstanding shakes */
+    uint64_t shake_sent_us[SHAKES_OUTSTANDING]; /* and when they were actually written */
     uint64_t claim_at_us[CLAIMS_OUTSTANDING];
 } cuser_t;
 
@@ -65,6 +66,7 @@ struct hb_client_impl {
     uint64_t hist_second;
     hb_counters_t counters;
     int started, closing;
+    int closed_running; /* closed loop: every user has logged in once, shaking has begun */
     size_t open_handles;
     hb_client_close_cb close_cb;
 };
@@ -106,7 +108,8 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     client->loop = loop;
     if (opts->max_user < opts->min_user || opts->qps > ((uint64_t)1 << 32) ||
         opts->nsources > HB_CLIENT_MAX_SOURCES || opts->server_port <= 0 ||
-        opts->server_port > 65535)
+        opts->server_port > 65535 || opts->closed > HB_CLIENT_MAX_CLOSED ||
+        (opts->nservers > 1 && (uint64_t)opts->server_port + opts->nservers - 1 > 65535))
         return UV_EINVAL;
     uint64_t total = opts->total_users ? opts->total_users : (uint64_t)opts->max_user + 1;
     if (total <= opts->max_user)
@@ -155,6 +158,9 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     impl->pending_count = impl->nusers;
     hb_hist_init(&client->shake_latency);
     hb_hist_init(&client->claim_latency);
+    hb_hist_init(&client->service_latency);
+    for (unsigned i = 0; i < HB_CLIENT_PHASES; i++)
+        hb_hist_init(&client->phase_latency[i]);
     hb_hist_init(&impl->sec_shake);
     hb_hist_init(&impl->sec_claim);
     client->stats.users = impl->nusers;
@@ -165,6 +171,15 @@ fail:
     free(impl->pending);
     free(impl);
     return r;
+}
+
+void hb_client_reset_latency(hb_client_t *client)
+{
+    hb_hist_init(&client->shake_latency);
+    hb_hist_init(&client->claim_latency);
+    hb_hist_init(&client->service_latency);
+    for (unsigned i = 0; i < HB_CLIENT_PHASES; i++)
+        hb_hist_init(&client->phase_latency[i]);
 }
 
 hb_counters_t *hb_client_counters(hb_client_t *client)
@@ -281,6 +296,26 @@ static void user_close(cuser_t *u)
     uv_close((uv_handle_t *)&u->tcp, on_user_closed);
 }
 
+static void send_shake(struct hb_client_impl *impl, cuser_t *u, uint64_t at_ms, uint64_t now_s);
+
+/* The closed loop starts once every user of this process has logged in (so that connecting is
+ * not slowed by the load of those already in, and the measured loop is the steady state); a user
+ * who reconnects afterwards starts again at once. */
+static void closed_kick(struct hb_client_impl *impl, cuser_t *u, uint64_t now_s)
+{
+    if (impl->closed_running) {
+        for (uint32_t i = 0; i < impl->opts.closed && u->state == U_READY; i++)
+            send_shake(impl, u, 0, now_s);
+        return;
+    }
+    if (impl->pub->stats.connected < impl->nusers)
+        return;
+    impl->closed_running = 1;
+    for (uint32_t k = 0; k < impl->nusers; k++)
+        for (uint32_t i = 0; i < impl->opts.closed && impl->users[k].state == U_READY; i++)
+            send_shake(impl, &impl->users[k], 0, now_s);
+}
+
 static void record_latency(hb_hist_t *all, hb_hist_t *sec, uint64_t sent_us, uint64_t now_us)
 {
     uint64_t lat = now_us > sent_us ? now_us - sent_us : 0;
@@ -310,14 +345,20 @@ static int on_frame(void *arg, const hb_frame_t *f)
             st->connected_peak = st->connected;
         st->connects++;
         count(impl, HB_CTR_CONN_OPENED, now_s, 1);
+        if (impl->opts.closed > 0)
+            closed_kick(impl, u, now_s);
         return 0;
     case HB_CMD_SHAKE_REPLY: {
         if (u->shake_count == 0)
             return HB_EBADCMD;
         uint64_t sent = u->shake_at_us[u->shake_head];
+        uint64_t written = u->shake_sent_us[u->shake_head];
         u->shake_head = (uint8_t)((u->shake_head + 1) % SHAKES_OUTSTANDING);
         u->shake_count--;
         record_latency(&impl->pub->shake_latency, &impl->sec_shake, sent, now_us);
+        hb_hist_record(&impl->pub->service_latency, now_us > written ? now_us - written : 0);
+        hb_hist_record(&impl->pub->phase_latency[(sent / 100000) % HB_CLIENT_PHASES],
+                       now_us > sent ? now_us - sent : 0);
         count(impl, HB_CTR_RESPONSES, now_s, 1);
         uint32_t res = m.u.shake_reply.result;
         if (res >= HB_SHAKE_GOT && res <= HB_SHAKE_OVERLOAD) {
@@ -330,6 +371,8 @@ static int on_frame(void *arg, const hb_frame_t *f)
             count(impl, HB_CTR_SHAKE_RECEIVED, now_s, 1);
             count(impl, HB_CTR_SHAKE_AMOUNT_RECEIVED, now_s, m.u.shake_reply.amount);
         }
+        if (impl->opts.closed > 0 && !impl->closing && u->state == U_READY)
+            send_shake(impl, u, 0, now_s);
         return 0;
     }
     case HB_CMD_NOTICE: {
@@ -440,9 +483,16 @@ static void start_connect(struct hb_client_impl *impl, cuser_t *u)
         r = uv_tcp_bind(&u->tcp, src, 0);
     }
     if (r == 0) {
+        struct sockaddr_storage to = impl->server_addr;
+        if (impl->opts.nservers > 1) {
+            uint16_t port = (uint16_t)(impl->opts.server_port + u->user % impl->opts.nservers);
+            if (to.ss_family == AF_INET)
+                ((struct sockaddr_in *)&to)->sin_port = htons(port);
+            else
+                ((struct sockaddr_in6 *)&to)->sin6_port = htons(port);
+        }
         u->connect_req.data = u;
-        r = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&impl->server_addr,
-                           on_connect);
+        r = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&to, on_connect);
     }
     if (r != 0) {
         user_close(u);
@@ -481,7 +531,11 @@ static void send_shake(struct hb_client_impl *impl, cuser_t *u, uint64_t at_ms, 
         count(impl, HB_CTR_C_SEND_MISSED, now_s, 1);
         return;
     }
-    u->shake_at_us[(u->shake_head + u->shake_count) % SHAKES_OUTSTANDING] = at_ms * 1000;
+    /* at_ms 0: the closed loop, which intends to send right now. */
+    unsigned slot = (u->shake_head + u->shake_count) % SHAKES_OUTSTANDING;
+    uint64_t now_us = wall_us();
+    u->shake_at_us[slot] = at_ms ? at_ms * 1000 : now_us;
+    u->shake_sent_us[slot] = now_us;
     u->shake_count++;
     st->shakes++;
     count(impl, HB_CTR_REQUESTS, now_s, 1);
@@ -549,7 +603,8 @@ static void on_tick(uv_timer_t *t)
     uint64_t now_ms = wall_us() / 1000;
     close_second(impl, now_ms / 1000);
     connect_some(impl, uv_now(t->loop));
-    run_schedule(impl, now_ms);
+    if (impl->opts.closed == 0)
+        run_schedule(impl, now_ms);
 }
 
 int hb_client_start(hb_client_t *client)

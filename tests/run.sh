@@ -32,6 +32,9 @@ step "gcc build and tests"
 build_and_test "$root/_build/gcc" HB_TEST=1 -- -DCMAKE_C_COMPILER=gcc
 [ $quick -eq 1 ] && exit 0
 
+step "benchmarks, quick (figures only, nothing asserted)"
+"$root/bench/run" --quick
+
 step "clang build and tests"
 build_and_test "$root/_build/clang" HB_TEST=1 -- -DCMAKE_C_COMPILER=clang
 

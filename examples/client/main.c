@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,12 +40,15 @@ typedef struct published {
     hb_client_stats_t stats;
     hb_hist_t shake;
     hb_hist_t claim;
+    hb_hist_t service;
+    hb_hist_t phase[HB_CLIENT_PHASES];
     int finished;
 } published_t;
 
 typedef struct shared {
     atomic_uint_fast64_t qps;
-    atomic_uint_fast64_t qps_gen; /* bumped by the parent on /qps */
+    atomic_uint_fast64_t qps_gen;   /* bumped by the parent on /qps */
+    atomic_uint_fast64_t reset_gen; /* bumped by the parent on /reset-latency */
     published_t child[];
 } shared_t;
 
@@ -66,8 +70,9 @@ static void usage(FILE *out)
         "  --total T              users in the whole fleet (default B + 1)\n"
         "  --qps Q                the whole fleet's shake rate (default 0)\n"
         "  --monitor HOST:PORT    send counter reports every second to this monitor\n"
-        "  --control HOST:PORT    HTTP control: GET /qps?qps=N, GET /stats (default\n"
-        "                         127.0.0.1:9090; port 0 picks a free one; 'off' for none)\n"
+        "  --control HOST:PORT    HTTP control: GET /qps?qps=N, GET /stats, GET /reset-latency\n"
+        "                         (default 127.0.0.1:9090; port 0 picks a free one; 'off' for\n"
+        "                         none)\n"
         "  --duration S           stop after S seconds (default: at SIGINT/SIGTERM)\n"
         "  --source A-B           connect from loopback source addresses A..B in turn,\n"
         "                         e.g. 127.0.0.2-127.0.0.40 (more connections per server port)\n"
@@ -76,6 +81,9 @@ static void usage(FILE *out)
         "  --connect-rate N       new connections a second per process (default 20000)\n"
         "  --report-interval S    print latency percentiles every S seconds (default 10)\n"
         "  --no-claims            do not claim send-envelopes\n"
+        "  --closed K             closed loop: every user keeps K shakes (1..8) outstanding,\n"
+        "                         sending the next as each reply comes; --qps is unused\n"
+        "  --servers HOST:P1-PN   servers on ports P1..PN: user u connects to P1 + u mod N\n"
         "  --help, --version\n",
         hb_version_string());
 }
@@ -112,6 +120,28 @@ static int parse_sources(const char *text)
 bad:
     fprintf(stderr, "%s: --source: '%s' is not ADDRESS or ADDRESS-ADDRESS (IPv4)\n", prog, text);
     return -1;
+}
+
+/* HOST:P1-PN: N servers on consecutive ports. */
+static int parse_servers(const char *flag, const char *text)
+{
+    char first[96];
+    const char *dash = strrchr(text, '-');
+    size_t len = dash ? (size_t)(dash - text) : strlen(text);
+    if (len >= sizeof first) {
+        fprintf(stderr, "%s: %s: '%s' is not HOST:P1-PN\n", prog, flag, text);
+        return -1;
+    }
+    memcpy(first, text, len);
+    first[len] = '\0';
+    if (cli_endpoint(prog, flag, first, cfg.server_host, sizeof cfg.server_host,
+                     &cfg.copts.server_port, 0) != 0)
+        return -1;
+    uint64_t last = (uint64_t)cfg.copts.server_port;
+    if (dash && cli_u64(prog, flag, dash + 1, (uint64_t)cfg.copts.server_port, 65535, &last) != 0)
+        return -1;
+    cfg.copts.nservers = (uint32_t)(last - (uint64_t)cfg.copts.server_port + 1);
+    return 0;
 }
 
 static int parse_args(int argc, char **argv)
@@ -175,6 +205,11 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--connect-rate") == 0) {
             if ((r = cli_u64(prog, a, val, 1, 1000000, &v)) == 0)
                 cfg.copts.connect_rate = (uint32_t)v;
+        } else if (strcmp(a, "--closed") == 0) {
+            if ((r = cli_u64(prog, a, val, 1, HB_CLIENT_MAX_CLOSED, &v)) == 0)
+                cfg.copts.closed = (uint32_t)v;
+        } else if (strcmp(a, "--servers") == 0) {
+            r = parse_servers(a, val);
         } else if (strcmp(a, "--claims-log") == 0) {
             cfg.claims_log = val;
         } else if (strcmp(a, "--report-interval") == 0) {
@@ -238,6 +273,7 @@ typedef struct worker {
     uv_signal_t sigterm, sigint;
     published_t *out;
     uint64_t qps_gen;
+    uint64_t reset_gen;
     int stopping;
 } worker_t;
 
@@ -248,6 +284,8 @@ static void publish(worker_t *w, int finished)
     p->stats = w->client.stats;
     p->shake = w->client.shake_latency;
     p->claim = w->client.claim_latency;
+    p->service = w->client.service_latency;
+    memcpy(p->phase, w->client.phase_latency, sizeof p->phase);
     p->finished = finished;
     atomic_fetch_add(&p->seq, 1);
 }
@@ -259,6 +297,11 @@ static void on_publish(uv_timer_t *t)
     if (gen != w->qps_gen) {
         w->qps_gen = gen;
         hb_client_set_rate(&w->client, atomic_load(&shm->qps));
+    }
+    gen = atomic_load(&shm->reset_gen);
+    if (gen != w->reset_gen) {
+        w->reset_gen = gen;
+        hb_client_reset_latency(&w->client);
     }
     publish(w, 0);
 }
@@ -344,6 +387,7 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
     w.publish.data = &w;
     uv_timer_start(&w.publish, on_publish, 100, 100);
     w.qps_gen = atomic_load(&shm->qps_gen);
+    w.reset_gen = atomic_load(&shm->reset_gen);
     hb_client_start(&w.client);
     uv_run(w.loop, UV_RUN_DEFAULT);
     publish(&w, 1);
@@ -370,9 +414,18 @@ typedef struct parent {
     int tty;
 } parent_t;
 
+/* Service and phase latency of every worker, summed, for the summary (NULL: not wanted). */
+static hb_hist_t g_service, g_phase[HB_CLIENT_PHASES];
+static int g_want_all;
+
 /* A consistent copy of every worker's published state, summed. */
 static void gather(hb_client_stats_t *st, hb_hist_t *shake, hb_hist_t *claim)
 {
+    if (g_want_all) {
+        hb_hist_init(&g_service);
+        for (unsigned k = 0; k < HB_CLIENT_PHASES; k++)
+            hb_hist_init(&g_phase[k]);
+    }
     memset(st, 0, sizeof *st);
     hb_hist_init(shake);
     hb_hist_init(claim);
@@ -386,6 +439,10 @@ static void gather(hb_client_stats_t *st, hb_hist_t *shake, hb_hist_t *claim)
             copy.stats = p->stats;
             copy.shake = p->shake;
             copy.claim = p->claim;
+            if (g_want_all) {
+                copy.service = p->service;
+                memcpy(copy.phase, p->phase, sizeof copy.phase);
+            }
             if (atomic_load(&p->seq) == s0)
                 break;
         }
@@ -395,6 +452,11 @@ static void gather(hb_client_stats_t *st, hb_hist_t *shake, hb_hist_t *claim)
             dst[k] += src[k];
         hb_hist_merge(shake, &copy.shake);
         hb_hist_merge(claim, &copy.claim);
+        if (g_want_all) {
+            hb_hist_merge(&g_service, &copy.service);
+            for (unsigned k = 0; k < HB_CLIENT_PHASES; k++)
+                hb_hist_merge(&g_phase[k], &copy.phase[k]);
+        }
     }
 }
 
@@ -513,6 +575,17 @@ static void route_qps(const hb_http_request_t *req, hb_http_response_t *res, voi
     hb_http_respond(res, 200, "text/plain; charset=utf-8", msg, (size_t)n);
 }
 
+/* GET /reset-latency: every worker empties its latency histograms within 100 ms (at its next
+ * publish), so that the summary describes what follows (a benchmark's measurement window). */
+static void route_reset_latency(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
+{
+    (void)req;
+    (void)arg;
+    atomic_fetch_add(&shm->reset_gen, 1);
+    static const char msg[] = "latency histograms reset within 100 ms\n";
+    hb_http_respond(res, 200, "text/plain; charset=utf-8", msg, sizeof msg - 1);
+}
+
 static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
 {
     (void)req;
@@ -540,7 +613,25 @@ static void print_summary(void)
 {
     hb_client_stats_t st;
     static hb_hist_t shake, claim;
+    g_want_all = 1;
     gather(&st, &shake, &claim);
+    g_want_all = 0;
+    /* CPU of this process and of every worker (all reaped by now). */
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    double cpu_us = (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec +
+                             kids.ru_stime.tv_sec) *
+                        1e6 +
+                    (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec + kids.ru_utime.tv_usec +
+                             kids.ru_stime.tv_usec);
+    uint64_t requests = st.shakes + st.claims;
+    double cpu_per_req = requests ? cpu_us / (double)requests : 0;
+    char phases[HB_CLIENT_PHASES * 24] = "";
+    size_t plen = 0;
+    for (unsigned k = 0; k < HB_CLIENT_PHASES; k++)
+        plen += (size_t)snprintf(phases + plen, sizeof phases - plen, "%s%llu", k ? "," : "",
+                                 (unsigned long long)hb_hist_percentile(&g_phase[k], 50));
     printf("\n%s summary (%u process%s)\n", prog, cfg.procs, cfg.procs == 1 ? "" : "es");
     printf("  users             %llu (connected: %llu at most; logins %llu, connect failures "
            "%llu, disconnects %llu)\n",
@@ -559,10 +650,16 @@ static void print_summary(void)
            (unsigned long long)st.claims_granted, (unsigned long long)st.claimed_amount);
     print_latency(stdout, "shake latency", &shake);
     print_latency(stdout, "claim latency", &claim);
+    print_latency(stdout, "shake service", &g_service);
+    printf("  shake p50 by 100 ms phase of the second (us): %s\n", phases);
+    printf("  cpu               %.3f s (this process and its workers), %.2f us per request\n",
+           cpu_us / 1e6, cpu_per_req);
     /* One line for scripts. */
     printf("summary: users=%llu connected=%llu shakes=%llu got=%llu none=%llu overload=%llu "
            "envelopes=%llu amount=%llu claims=%llu granted=%llu claimed=%llu p50_us=%llu "
-           "p99_us=%llu p999_us=%llu max_us=%llu\n",
+           "p99_us=%llu p999_us=%llu max_us=%llu p90_us=%llu svc_p50_us=%llu svc_p99_us=%llu "
+           "claim_p50_us=%llu claim_p99_us=%llu missed=%llu notices=%llu cpu_s=%.3f "
+           "cpu_us_per_req=%.2f phase_p50_us=%s\n",
            (unsigned long long)st.users, (unsigned long long)st.connected_peak,
            (unsigned long long)st.shakes, (unsigned long long)st.replies[0],
            (unsigned long long)st.replies[1], (unsigned long long)st.replies[3],
@@ -571,7 +668,13 @@ static void print_summary(void)
            (unsigned long long)st.claimed_amount,
            (unsigned long long)hb_hist_percentile(&shake, 50),
            (unsigned long long)hb_hist_percentile(&shake, 99),
-           (unsigned long long)hb_hist_percentile(&shake, 99.9), (unsigned long long)shake.max);
+           (unsigned long long)hb_hist_percentile(&shake, 99.9), (unsigned long long)shake.max,
+           (unsigned long long)hb_hist_percentile(&shake, 90),
+           (unsigned long long)hb_hist_percentile(&g_service, 50),
+           (unsigned long long)hb_hist_percentile(&g_service, 99),
+           (unsigned long long)hb_hist_percentile(&claim, 50),
+           (unsigned long long)hb_hist_percentile(&claim, 99), (unsigned long long)st.missed,
+           (unsigned long long)st.notices, cpu_us / 1e6, cpu_per_req, phases);
 }
 
 /* Fail early, before forking, when the control port is taken: bind a plain socket and let go. */
@@ -600,6 +703,8 @@ static int start_control(parent_t *p)
         r = hb_http_server_route(&p->http, "GET", "/qps", route_qps, NULL);
     if (r == 0)
         r = hb_http_server_route(&p->http, "GET", "/stats", route_stats, NULL);
+    if (r == 0)
+        r = hb_http_server_route(&p->http, "GET", "/reset-latency", route_reset_latency, NULL);
     if (r != 0) {
         fprintf(stderr,
                 "%s: --control %s:%d: %s (another hb-client? use --control 0 for a free port, "

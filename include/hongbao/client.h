@@ -32,6 +32,8 @@ enum {
 };
 
 #define HB_CLIENT_MAX_SOURCES 64
+#define HB_CLIENT_PHASES      10 /* 100 ms phases of a second (phase_latency) */
+#define HB_CLIENT_MAX_CLOSED  8  /* most shakes outstanding per user in the closed loop */
 
 typedef struct hb_client_options {
     const char *server_host; /* an IP literal; default "127.0.0.1" */
@@ -50,6 +52,15 @@ typedef struct hb_client_options {
      * server acknowledged. */
     void (*on_claim_reply)(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount);
     void *claim_arg;
+    /* Closed loop: when 1..8, each user keeps `closed` shakes outstanding, sending the next as
+     * each reply arrives, as fast as the server answers; qps and the schedule are then unused and
+     * latency is timed from the actual send. The loop starts once every user of this client has
+     * logged in (a user who reconnects later restarts at once). 0 (the default): the scheduled
+     * open loop. */
+    uint32_t closed;
+    /* Servers on consecutive ports server_port .. server_port + nservers - 1 of server_host: user u
+     * connects to server_port + u % nservers. 0 or 1: the one server. */
+    uint32_t nservers;
 } hb_client_options_t;
 
 /* Fill *o with the defaults above (users 0..0, qps 0). */
@@ -86,12 +97,20 @@ struct hb_client {
     hb_client_stats_t stats;
     hb_hist_t shake_latency; /* microseconds from intended send time to reply, since start */
     hb_hist_t claim_latency; /* microseconds from the notice to the claim reply */
+    /* microseconds from the moment a shake was actually written to its reply (the server's and
+     * the network's share, without the client's own lateness in sending) */
+    hb_hist_t service_latency;
+    /* shake_latency split by the 100 ms phase of the second of the intended send time
+     * (phase_latency[i]: sends due in milliseconds 100 i .. 100 i + 99 of a second), to see
+     * whether some part of every second is served worse than the rest */
+    hb_hist_t phase_latency[HB_CLIENT_PHASES];
     /* private */
     struct hb_client_impl *impl;
 };
 
 /* Prepare a client on loop. opts is copied (source strings too). Returns 0, UV_EINVAL (bad
- * addresses, max_user < min_user, total_users <= max_user, qps above 2^32), UV_ENOMEM. */
+ * addresses, max_user < min_user, total_users <= max_user, qps above 2^32, closed above
+ * HB_CLIENT_MAX_CLOSED, server ports past 65535), UV_ENOMEM. */
 HB_EXTERN int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts);
 
 /* Start connecting the users (at the bounded rate) and sending on the schedule. Loop thread. */
@@ -102,6 +121,10 @@ HB_EXTERN int hb_client_set_rate(hb_client_t *client, uint64_t qps);
 
 /* The current target rate of the fleet. */
 HB_EXTERN uint64_t hb_client_rate(const hb_client_t *client);
+
+/* Empty the latency histograms (shake, claim, service and phase), e.g. at the start of a
+ * measurement window so that they describe that window alone. Loop thread. Cannot fail. */
+HB_EXTERN void hb_client_reset_latency(hb_client_t *client);
 
 /* The client's counters, in the reference's slots plus HB_CTR_LAT_* (reporter type client). */
 HB_EXTERN hb_counters_t *hb_client_counters(hb_client_t *client);
