@@ -98,6 +98,9 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         return fail(impl, UV_EINVAL, "max user below min user%s", "");
     if (o->max_conn_qps == 0)
         o->max_conn_qps = 1000;
+    if (o->max_conn_qps > 30000 && o->max_conn_qps != UINT32_MAX)
+        return fail(impl, UV_EINVAL, "max_conn_qps above 30,000: use UINT32_MAX for no limit%s",
+                    "");
     if (o->login_timeout_ms == 0)
         o->login_timeout_ms = 10000;
     struct rlimit rl;

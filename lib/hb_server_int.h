@@ -84,27 +84,30 @@ typedef struct hb_set {
     atomic_uint overflow_count;
     hb_book_t book;
     hb_conn_map_t users;
-    hb_conn_t *conns; /* all open connections, for shutdown */
     /* claim replies waiting for the journal, in sequence order (a ring that grows) */
     hb_held_reply_t *held;
     size_t held_head, held_count, held_cap;
     atomic_size_t held_waiting; /* read by the ledger's writer thread */
 } hb_set_t;
 
+/* One user's connection: kept small, since a server holds tens of thousands (0.4 kB each with
+ * its map and registry slots). Its SET is tcp.data. */
 struct hb_conn {
-    uv_tcp_t tcp; /* first: the handle's address is the connection's */
-    hb_set_t *set;
-    hb_conn_t *prev, *next;
+    uv_tcp_t tcp; /* first: the handle's address is the connection's; data: its hb_set_t */
     hb_framer_t framer;
     uint64_t gen;
     uint32_t user;
     uint32_t out_pending; /* bytes handed to uv_write and not yet written */
-    uint32_t accepted_ms; /* uv_now at accept, truncated: for the login deadline */
-    uint32_t rate_s;      /* the second rate_n counts requests of */
-    uint32_t rate_n;
+    union {
+        uint32_t accepted_ms; /* before login: uv_now at accept, truncated (login deadline) */
+        uint32_t rate_s;      /* after login: the second rate_n counts requests of */
+    } stamp;
+    uint16_t rate_n; /* requests in that second, saturating */
     uint8_t logged_in;
     uint8_t closing;
 };
+
+#define HB_CONN_SET(c) ((hb_set_t *)(c)->tcp.data)
 
 struct hb_worker {
     struct hb_server_impl *impl;

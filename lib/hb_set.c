@@ -149,9 +149,9 @@ static void conn_write(hb_conn_t *c, const uint8_t *data, size_t len)
             len -= (size_t)n;
         }
     }
-    struct hb_server_impl *impl = c->set->worker->impl;
+    struct hb_server_impl *impl = HB_CONN_SET(c)->worker->impl;
     if ((uint64_t)c->out_pending + len > impl->opts.max_output) {
-        count(c->set, HB_CTR_X_SLOW_PEER, hb__now_s(), 1);
+        count(HB_CONN_SET(c), HB_CTR_X_SLOW_PEER, hb__now_s(), 1);
         conn_close(c);
         return;
     }
@@ -183,7 +183,7 @@ static void worker_flush(hb_worker_t *w)
 /* Gather bytes for c; they go out in one write at the end of the current batch. */
 static void conn_out(hb_conn_t *c, const uint8_t *data, size_t len)
 {
-    hb_worker_t *w = c->set->worker;
+    hb_worker_t *w = HB_CONN_SET(c)->worker;
     if (c->closing)
         return;
     if (w->out_conn != c || w->out_len + len > sizeof w->out) {
@@ -205,7 +205,7 @@ static void conn_out_msg(hb_conn_t *c, const hb_msg_t *m)
     if (n > 0) {
         conn_out(c, buf, (size_t)n);
         if (m->cmd <= HB_CMD_CLAIM_REPLY)
-            count(c->set, m->cmd, m->timestamp, 1);
+            count(HB_CONN_SET(c), m->cmd, m->timestamp, 1);
     }
 }
 
@@ -222,12 +222,12 @@ uint32_t hb_conn_user(const hb_conn_t *conn)
 
 unsigned hb_conn_set(const hb_conn_t *conn)
 {
-    return conn->set->index;
+    return HB_CONN_SET(conn)->index;
 }
 
 hb_server_t *hb_conn_server(const hb_conn_t *conn)
 {
-    return conn->set->worker->impl->pub;
+    return HB_CONN_SET(conn)->worker->impl->pub;
 }
 
 /* ---- connection life
@@ -236,7 +236,7 @@ hb_server_t *hb_conn_server(const hb_conn_t *conn)
 static void on_conn_closed(uv_handle_t *h)
 {
     hb_conn_t *c = (hb_conn_t *)h;
-    hb_worker_t *w = c->set->worker;
+    hb_worker_t *w = HB_CONN_SET(c)->worker;
     hb_framer_reset(&c->framer);
     free(c);
     w->open_handles--;
@@ -246,7 +246,7 @@ static void conn_close(hb_conn_t *c)
 {
     if (c->closing)
         return;
-    hb_set_t *set = c->set;
+    hb_set_t *set = HB_CONN_SET(c);
     hb_worker_t *w = set->worker;
     struct hb_server_impl *impl = w->impl;
     if (w->out_conn == c) {
@@ -258,12 +258,6 @@ static void conn_close(hb_conn_t *c)
         map_remove(&set->users, c->user, c);
         hb_registry_remove(&impl->registry, c->user, c->gen);
     }
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        set->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
     atomic_fetch_sub_explicit(&impl->nconns, 1, memory_order_relaxed);
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -301,7 +295,7 @@ static int over_cap(struct hb_server_impl *impl, uint64_t now_s)
 
 static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
 {
-    hb_set_t *set = c->set;
+    hb_set_t *set = HB_CONN_SET(c);
     struct hb_server_impl *impl = set->worker->impl;
     uint32_t user = m->u.login.user_id;
     const hb_server_options_t *o = &impl->opts;
@@ -347,7 +341,7 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
 
 static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
 {
-    hb_set_t *set = c->set;
+    hb_set_t *set = HB_CONN_SET(c);
     struct hb_server_impl *impl = set->worker->impl;
     hb_msg_t reply = {.cmd = HB_CMD_SHAKE_REPLY, .timestamp = now_s};
     reply.u.shake_reply.user_id = c->user;
@@ -378,7 +372,7 @@ static void send_claim_reply(hb_conn_t *c, uint32_t envelope_id, uint32_t amount
     hb_msg_t reply = {.cmd = HB_CMD_CLAIM_REPLY, .timestamp = now_s};
     reply.u.claim_reply.envelope_id = envelope_id;
     reply.u.claim_reply.amount = amount;
-    count(c->set, HB_CTR_RESPONSES, now_s, 1);
+    count(HB_CONN_SET(c), HB_CTR_RESPONSES, now_s, 1);
     conn_out_msg(c, &reply);
 }
 
@@ -473,7 +467,7 @@ static void judge_claim(hb_set_t *set, const hb_set_msg_t *m)
 
 static void on_claim(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
 {
-    hb_set_t *set = c->set;
+    hb_set_t *set = HB_CONN_SET(c);
     struct hb_server_impl *impl = set->worker->impl;
     count(set, HB_CTR_REQUESTS, now_s, 1);
     /* The claimant is whoever logged in on this connection, whatever the payload says. */
@@ -511,7 +505,7 @@ int hb__chat_handler(hb_conn_t *c, const hb_frame_t *f, void *arg)
     reply.u.chat_reply.result = r == 0             ? HB_CHAT_DELIVERED
                                 : r == HB_EOFFLINE ? HB_CHAT_OFFLINE
                                                    : HB_CHAT_REJECTED;
-    count(c->set, r == 0 ? HB_CTR_X_CHAT : HB_CTR_X_CHAT_FAILED, now_s, 1);
+    count(HB_CONN_SET(c), r == 0 ? HB_CTR_X_CHAT : HB_CTR_X_CHAT_FAILED, now_s, 1);
     conn_out_msg(c, &reply);
     return 0;
 }
@@ -527,7 +521,7 @@ static const hb_handler_t *find_handler(const struct hb_server_impl *impl, uint1
 static int on_frame(void *arg, const hb_frame_t *f)
 {
     hb_conn_t *c = arg;
-    hb_set_t *set = c->set;
+    hb_set_t *set = HB_CONN_SET(c);
     struct hb_server_impl *impl = set->worker->impl;
     uint64_t now_s = hb__now_s();
     if (f->cmd <= HB_CMD_CLAIM_REPLY)
@@ -538,11 +532,13 @@ static int on_frame(void *arg, const hb_frame_t *f)
         return HB_ENOTLOGGEDIN;
     int over = 0;
     if (c->logged_in && impl->opts.max_conn_qps != UINT32_MAX) {
-        if (c->rate_s != (uint32_t)now_s) {
-            c->rate_s = (uint32_t)now_s;
+        if (c->stamp.rate_s != (uint32_t)now_s) {
+            c->stamp.rate_s = (uint32_t)now_s;
             c->rate_n = 0;
         }
-        if (++c->rate_n > impl->opts.max_conn_qps) {
+        if (c->rate_n < UINT16_MAX)
+            c->rate_n++;
+        if (c->rate_n > impl->opts.max_conn_qps) {
             if (c->rate_n > 2 * (uint64_t)impl->opts.max_conn_qps)
                 return UV_EMLINK; /* far over its limit: disconnect (an otherwise unused code) */
             count(set, HB_CTR_X_RATE_LIMITED, now_s, 1);
@@ -578,7 +574,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     hb_conn_t *c = (hb_conn_t *)h;
     /* One buffer per loop: libuv calls the read callback right after this one. */
-    *buf = uv_buf_init((char *)c->set->worker->readbuf, HB_SET_READ_BUF);
+    *buf = uv_buf_init((char *)HB_CONN_SET(c)->worker->readbuf, HB_SET_READ_BUF);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -586,13 +582,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     hb_conn_t *c = (hb_conn_t *)stream;
     if (nread > 0) {
         int r = hb_framer_feed(&c->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
-        worker_flush(c->set->worker);
+        worker_flush(HB_CONN_SET(c)->worker);
         if (r != 0 && !c->closing) {
             unsigned slot = r == UV_EPERM    ? HB_CTR_X_LOGIN_REFUSED
                             : r == UV_EMLINK ? HB_CTR_X_RATE_LIMITED
                                              : HB_CTR_X_BAD_FRAME;
             if (r != UV_ECANCELED)
-                count(c->set, slot, hb__now_s(), 1);
+                count(HB_CONN_SET(c), slot, hb__now_s(), 1);
             conn_close(c);
         }
     } else if (nread < 0) {
@@ -611,9 +607,9 @@ void hb__worker_on_connection(uv_stream_t *listener, int status)
     hb_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return;
-    c->set = set;
     hb_framer_init(&c->framer);
     uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = set;
     w->open_handles++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = 1;
@@ -622,17 +618,13 @@ void hb__worker_on_connection(uv_stream_t *listener, int status)
     }
     uint64_t now_s = hb__now_s();
     size_t n = atomic_fetch_add_explicit(&impl->nconns, 1, memory_order_relaxed) + 1;
-    c->next = set->conns;
-    if (set->conns != NULL)
-        set->conns->prev = c;
-    set->conns = c;
     count(set, HB_CTR_CONN_OPENED, now_s, 1);
     if (n > impl->opts.max_connections) {
         count(set, HB_CTR_X_CONN_REJECTED, now_s, 1);
         conn_close(c);
         return;
     }
-    c->accepted_ms = (uint32_t)uv_now(&w->loop);
+    c->stamp.accepted_ms = (uint32_t)uv_now(&w->loop);
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
@@ -741,20 +733,30 @@ static void on_expired(void *arg, const hb_sendenv_t *e)
         hb_ledger_append_expire(&impl->ledger, e->id, NULL);
 }
 
+/* The SET's connections are the loop's TCP handles whose data is that SET (the listener's is its
+ * worker): no list of their own, which keeps a connection small. */
+static hb_conn_t *conn_of_set(uv_handle_t *h, const hb_set_t *set)
+{
+    return h->type == UV_TCP && h->data == set ? (hb_conn_t *)h : NULL;
+}
+
+static void close_if_late(uv_handle_t *h, void *arg)
+{
+    hb_set_t *set = arg;
+    hb_conn_t *c = conn_of_set(h, set);
+    if (c == NULL || c->logged_in || c->closing)
+        return;
+    uint32_t now = (uint32_t)uv_now(&set->worker->loop);
+    if ((uint32_t)(now - c->stamp.accepted_ms) >= set->worker->impl->opts.login_timeout_ms) {
+        count(set, HB_CTR_X_LOGIN_TIMEOUT, hb__now_s(), 1);
+        conn_close(c);
+    }
+}
+
 /* Close connections that have not logged in within the deadline (slow or silent peers). */
 static void enforce_login_deadline(hb_set_t *set)
 {
-    uint32_t now = (uint32_t)uv_now(&set->worker->loop);
-    uint32_t limit = set->worker->impl->opts.login_timeout_ms;
-    hb_conn_t *c = set->conns;
-    while (c != NULL) {
-        hb_conn_t *next = c->next;
-        if (!c->logged_in && !c->closing && (uint32_t)(now - c->accepted_ms) >= limit) {
-            count(set, HB_CTR_X_LOGIN_TIMEOUT, hb__now_s(), 1);
-            conn_close(c);
-        }
-        c = next;
-    }
+    uv_walk(&set->worker->loop, close_if_late, set);
 }
 
 static void on_expiry_timer(uv_timer_t *t)
@@ -832,26 +834,30 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     conn_close(c);
 }
 
+/* One connection of the SET: shut it down after its queued writes (or close it now). */
+static void shutdown_conn(uv_handle_t *h, void *arg)
+{
+    hb_conn_t *c = conn_of_set(h, arg);
+    if (c == NULL || c->closing)
+        return;
+    uv_shutdown_t *req = c->out_pending > 0 ? malloc(sizeof *req) : NULL;
+    if (req != NULL) {
+        req->data = c;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+            free(req);
+            conn_close(c);
+        }
+    } else {
+        conn_close(c);
+    }
+}
+
 /* Flush and close every connection: a shutdown waits for queued writes, then the close. */
 void hb__set_shutdown_conns(hb_set_t *set)
 {
     worker_flush(set->worker);
-    hb_conn_t *c = set->conns;
-    while (c != NULL) {
-        hb_conn_t *next = c->next;
-        uv_shutdown_t *req = c->out_pending > 0 ? malloc(sizeof *req) : NULL;
-        if (req != NULL) {
-            req->data = c;
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-                free(req);
-                conn_close(c);
-            }
-        } else {
-            conn_close(c);
-        }
-        c = next;
-    }
+    uv_walk(&set->worker->loop, shutdown_conn, set);
 }
 
 void hb__set_free(hb_set_t *set)

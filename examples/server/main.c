@@ -169,7 +169,7 @@ int main(int argc, char **argv)
             opts.min_user = (uint32_t)lo;
             opts.max_user = (uint32_t)hi;
         } else if (strcmp(a, "--max-conn-qps") == 0) {
-            if (cli_u64(prog, a, val, 0, UINT32_MAX - 1, &v) != 0)
+            if (cli_u64(prog, a, val, 0, 30000, &v) != 0)
                 return 2;
             opts.max_conn_qps = v == 0 ? UINT32_MAX : (uint32_t)v;
         } else if (strcmp(a, "--login-timeout") == 0) {

@@ -61,7 +61,7 @@ typedef struct hb_server_options {
     uint32_t max_user;         /*   max_user 0 = no upper bound */
     uint32_t max_conn_qps;     /* requests a second one connection may make; past it shakes get
                                   17 and claims 0, past twice it the connection is closed;
-                                  0 = 1000, UINT32_MAX = no limit */
+                                  0 = 1000, at most 30,000, UINT32_MAX = no limit */
     uint32_t login_timeout_ms; /* a connection must log in within this; 0 = 10 s */
     /* The claim journal (hongbao/ledger.h): when set, every send-envelope and every granted
      * claim is journaled, a claim's reply leaves only once its record is durable per fsync, and
