@@ -29,8 +29,9 @@ typedef struct config {
     int monitor_port;
     char source_text[HB_CLIENT_MAX_SOURCES][64];
     unsigned procs;
-    uint64_t duration_s;    /* 0: until a signal */
-    const char *claims_log; /* write every claim reply here (worker i: FILE.i) */
+    uint64_t duration_s;       /* 0: until a signal */
+    const char *claims_log;    /* write every claim reply here (worker i: FILE.i) */
+    const char *control_token; /* bearer token required on the control port */
     uint64_t report_s;
 } config_t;
 
@@ -73,6 +74,8 @@ static void usage(FILE *out)
         "  --control HOST:PORT    HTTP control: GET /qps?qps=N, GET /stats, GET /reset-latency\n"
         "                         (default 127.0.0.1:9090; port 0 picks a free one; 'off' for\n"
         "                         none)\n"
+        "  --control-token T      require 'Authorization: Bearer T' there; needed to bind the\n"
+        "                         control port to a non-loopback address\n"
         "  --duration S           stop after S seconds (default: at SIGINT/SIGTERM)\n"
         "  --source A-B           connect from loopback source addresses A..B in turn,\n"
         "                         e.g. 127.0.0.2-127.0.0.40 (more connections per server port)\n"
@@ -185,6 +188,8 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--monitor") == 0) {
             r = cli_endpoint(prog, a, val, cfg.monitor_host, sizeof cfg.monitor_host,
                              &cfg.monitor_port, 0);
+        } else if (strcmp(a, "--control-token") == 0) {
+            cfg.control_token = val;
         } else if (strcmp(a, "--control") == 0) {
             if (strcmp(val, "off") == 0)
                 cfg.control_port = -1;
@@ -694,7 +699,10 @@ static int control_port_free(void)
 
 static int start_control(parent_t *p)
 {
-    int r = hb_http_server_init(p->loop, &p->http, NULL);
+    hb_http_options_t ho;
+    memset(&ho, 0, sizeof ho);
+    ho.bearer_token = cfg.control_token;
+    int r = hb_http_server_init(p->loop, &p->http, &ho);
     if (r == 0) {
         p->have_http = 1;
         r = hb_http_server_listen(&p->http, cfg.control_host, cfg.control_port);
@@ -721,6 +729,14 @@ int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) != 0)
         return 2;
+    if (cfg.control_port >= 0 && !hb_http_is_loopback(cfg.control_host) &&
+        cfg.control_token == NULL) {
+        fprintf(stderr,
+                "%s: --control %s is not a loopback address: refusing to start without "
+                "--control-token\n",
+                prog, cfg.control_host);
+        return 2;
+    }
     if (!control_port_free()) {
         fprintf(stderr,
                 "%s: --control %s:%d: address already in use (another hb-client? use --control 0 "
