@@ -199,8 +199,8 @@ START_TEST(test_schedule_rate_within_one_percent)
         uint64_t n = r.per_second[HB_CTR_FRAME_SHAKE];
         total += n;
         ck_assert_msg(n >= qps * 95 / 100 && n <= qps * 105 / 100,
-                      "second %llu: %llu shakes at the server, target %llu",
-                      (unsigned long long)s, (unsigned long long)n, (unsigned long long)qps);
+                      "second %llu: %llu shakes at the server, target %llu", (unsigned long long)s,
+                      (unsigned long long)n, (unsigned long long)qps);
     }
     ck_assert_msg(total >= 10 * qps * 99 / 100 && total <= 10 * qps * 101 / 100,
                   "%llu shakes in 10 s at the server, target %llu", (unsigned long long)total,
