@@ -6,25 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "hongbao/book.h"
 
 #define ID0 HB_SEND_ENVELOPE_ID_BASE
-
-/* Typed checks for loops of millions: Check records a location at every passing ck_assert (a
- * write to the parent process), which would dominate the run time; these call into Check only
- * when they fail, and then print both expressions and their values. */
-#define EXPECT_OP_(kind, type, fmt, a, op, b)                                                      \
-    do {                                                                                           \
-        type a_ = (type)(a);                                                                       \
-        type b_ = (type)(b);                                                                       \
-        if (!(a_ op b_))                                                                           \
-            ck_abort_msg(kind " check '%s " #op " %s' failed: %" fmt " vs %" fmt, #a, #b, a_, b_); \
-    } while (0)
-#define EXPECT_INT_EQ(a, b)  EXPECT_OP_("int", intmax_t, "jd", a, ==, b)
-#define EXPECT_UINT_EQ(a, b) EXPECT_OP_("uint", uintmax_t, "ju", a, ==, b)
-#define EXPECT_UINT_LE(a, b) EXPECT_OP_("uint", uintmax_t, "ju", a, <=, b)
-#define EXPECT_NULL(p)       EXPECT_OP_("ptr", const void *, "p", p, ==, NULL)
-#define EXPECT_NONNULL(p)    EXPECT_OP_("ptr", const void *, "p", p, !=, NULL)
 
 /* A small seeded generator (splitmix64), so every run sees the same sequence. */
 typedef struct test_rng {
@@ -70,16 +55,16 @@ static void random_shares(test_rng_t *r, uint32_t total, uint32_t shares[3])
 
 static void assert_env_eq(const hb_sendenv_t *got, const hb_sendenv_t *want)
 {
-    EXPECT_NONNULL(got);
-    EXPECT_UINT_EQ(got->id, want->id);
-    EXPECT_UINT_EQ(got->total, want->total);
+    EXPECT_PTR(got, !=, NULL);
+    EXPECT_UINT(got->id, ==, want->id);
+    EXPECT_UINT(got->total, ==, want->total);
     for (unsigned i = 0; i < 3; i++) {
-        EXPECT_UINT_EQ(got->recipients[i], want->recipients[i]);
-        EXPECT_UINT_EQ(got->shares[i], want->shares[i]);
+        EXPECT_UINT(got->recipients[i], ==, want->recipients[i]);
+        EXPECT_UINT(got->shares[i], ==, want->shares[i]);
     }
-    EXPECT_UINT_EQ(got->claimed_sum, want->claimed_sum);
-    EXPECT_UINT_EQ(got->claimed, want->claimed);
-    EXPECT_UINT_EQ(got->created_s, want->created_s);
+    EXPECT_UINT(got->claimed_sum, ==, want->claimed_sum);
+    EXPECT_UINT(got->claimed, ==, want->claimed);
+    EXPECT_UINT(got->created_s, ==, want->created_s);
 }
 
 /* The table's invariants: power-of-two capacity, counts matching the slots' states (checked via
@@ -87,9 +72,9 @@ static void assert_env_eq(const hb_sendenv_t *got, const hb_sendenv_t *want)
 static void assert_load_ok(const hb_book_t *b)
 {
     size_t capacity = b->mask + 1;
-    EXPECT_NONNULL(b->slots);
-    EXPECT_UINT_EQ(capacity & b->mask, 0);
-    EXPECT_UINT_LE((b->count + b->tombstones) * 10, capacity * 7);
+    EXPECT_PTR(b->slots, !=, NULL);
+    EXPECT_UINT(capacity & b->mask, ==, 0);
+    EXPECT_UINT((b->count + b->tombstones) * 10, <=, capacity * 7);
 }
 
 static const uint32_t users_abc[3] = {1001, 1002, 1003};
@@ -399,11 +384,11 @@ START_TEST(test_growth_to_a_million_then_claim_all)
         /* Users k, k + 1M, k + 2M: distinct, and each user is in exactly one envelope. */
         const uint32_t users[3] = {k, k + MILLION, k + 2 * MILLION};
         hb_sendenv_t e = make_env(ID0 + k, users, &shares[3 * k], k / 1000);
-        EXPECT_UINT_EQ(e.total, total);
-        EXPECT_INT_EQ(hb_book_add(&b, &e), 0);
+        EXPECT_UINT(e.total, ==, total);
+        EXPECT_INT(hb_book_add(&b, &e), ==, 0);
         total_sum += total;
     }
-    EXPECT_UINT_EQ(b.count, MILLION);
+    EXPECT_UINT(b.count, ==, MILLION);
     ck_assert_uint_gt(b.mask + 1, initial_capacity);
     assert_load_ok(&b);
     for (uint32_t k = 0; k < MILLION; k += 9973) {
@@ -465,14 +450,14 @@ static void churn(uint32_t stride, uint64_t seed)
         const uint32_t users[3] = {id, id + 1, id + 2};
         hb_sendenv_t e = make_env(id, users, (const uint32_t[3]){1, 2, 3}, 0);
         size_t tombstones_before = b.tombstones;
-        EXPECT_INT_EQ(hb_book_add(&b, &e), 0);
+        EXPECT_INT(hb_book_add(&b, &e), ==, 0);
         /* An add reuses at most one tombstone: more gone means the table was rebuilt. */
         if (b.tombstones + 1 < tombstones_before) {
-            EXPECT_UINT_EQ(b.tombstones, 0);
+            EXPECT_UINT(b.tombstones, ==, 0);
             purges++;
         }
         live[nlive++] = id;
-        EXPECT_UINT_EQ(b.mask + 1, capacity);
+        EXPECT_UINT(b.mask + 1, ==, capacity);
         assert_load_ok(&b);
         if (b.tombstones > max_tombstones)
             max_tombstones = b.tombstones;
@@ -485,17 +470,17 @@ static void churn(uint32_t stride, uint64_t seed)
             for (unsigned k = 0; k < 3; k++) {
                 uint32_t amount = 0;
                 uint32_t r = (first + k) % 3;
-                EXPECT_INT_EQ(hb_book_claim(&b, vid, vid + r, &amount), 0);
-                EXPECT_UINT_EQ(amount, r + 1);
+                EXPECT_INT(hb_book_claim(&b, vid, vid + r, &amount), ==, 0);
+                EXPECT_UINT(amount, ==, r + 1);
             }
-            EXPECT_NULL(hb_book_find(&b, vid));
+            EXPECT_PTR(hb_book_find(&b, vid), ==, NULL);
             live[victim] = live[--nlive];
-            EXPECT_UINT_EQ(b.count, nlive);
+            EXPECT_UINT(b.count, ==, nlive);
             assert_load_ok(&b);
         }
         /* Lookups of absent ids end. */
-        EXPECT_NULL(hb_book_find(&b, id + stride));
-        EXPECT_INT_EQ(hb_book_claim(&b, id + stride, 0, NULL), HB_ENOENVELOPE);
+        EXPECT_PTR(hb_book_find(&b, id + stride), ==, NULL);
+        EXPECT_INT(hb_book_claim(&b, id + stride, 0, NULL), ==, HB_ENOENVELOPE);
     }
     for (unsigned i = 0; i < nlive; i++)
         ck_assert_ptr_nonnull(hb_book_find(&b, live[i]));
@@ -607,16 +592,16 @@ struct model {
 
 static void model_check_all(const struct model *m, const hb_book_t *b)
 {
-    EXPECT_UINT_EQ(b->count, m->count);
-    EXPECT_UINT_EQ(b->granted, m->granted);
-    EXPECT_UINT_EQ(b->granted_sum, m->granted_sum);
+    EXPECT_UINT(b->count, ==, m->count);
+    EXPECT_UINT(b->granted, ==, m->granted);
+    EXPECT_UINT(b->granted_sum, ==, m->granted_sum);
     assert_load_ok(b);
     for (uint32_t k = 0; k < MODEL_IDS; k++) {
         const hb_sendenv_t *e = hb_book_find(b, ID0 + k);
         if (m->present[k])
             assert_env_eq(e, &m->env[k]);
         else
-            EXPECT_NULL(e);
+            EXPECT_PTR(e, ==, NULL);
     }
 }
 
@@ -677,7 +662,7 @@ START_TEST(test_random_operations_match_model)
             bool valid;
             hb_sendenv_t e = model_random_env(&rng, k, now, &valid);
             int want = !valid ? UV_EINVAL : m.present[k] ? UV_EEXIST : 0;
-            EXPECT_INT_EQ(hb_book_add(&b, &e), want);
+            EXPECT_INT(hb_book_add(&b, &e), ==, want);
             if (want == 0) {
                 m.present[k] = true;
                 m.env[k] = e;
@@ -713,15 +698,15 @@ START_TEST(test_random_operations_match_model)
                 }
             }
             uint32_t amount = 0xdeadbeef;
-            EXPECT_INT_EQ(hb_book_claim(&b, ID0 + k, user, &amount), want);
-            EXPECT_UINT_EQ(amount, want_amount);
+            EXPECT_INT(hb_book_claim(&b, ID0 + k, user, &amount), ==, want);
+            EXPECT_UINT(amount, ==, want_amount);
             outcomes[want == 0 ? 0 : (unsigned)(HB_ENOENVELOPE - want) + 1]++;
         } else if (dice < 99) {
             const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
             if (m.present[k])
                 assert_env_eq(e, &m.env[k]);
             else
-                EXPECT_NULL(e);
+                EXPECT_PTR(e, ==, NULL);
         } else {
             uint64_t before = now - rng_below(&rng, 20);
             struct expire_tally t = {0}, want = {0};
@@ -732,10 +717,10 @@ START_TEST(test_random_operations_match_model)
                     m.count--;
                 }
             }
-            EXPECT_UINT_EQ(hb_book_expire(&b, before, tally_expired, &t), want.calls);
-            EXPECT_UINT_EQ(t.calls, want.calls);
-            EXPECT_UINT_EQ(t.totals, want.totals);
-            EXPECT_UINT_EQ(t.claimed, want.claimed);
+            EXPECT_UINT(hb_book_expire(&b, before, tally_expired, &t), ==, want.calls);
+            EXPECT_UINT(t.calls, ==, want.calls);
+            EXPECT_UINT(t.totals, ==, want.totals);
+            EXPECT_UINT(t.claimed, ==, want.claimed);
             outcomes[4] += want.calls;
         }
         if (op % 1000 == 999)

@@ -3,24 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "hongbao/envelope.h"
-
-/* For assertions inside loops of millions: Check's ck_assert_* records every passing check
- * with a write to its pipe, so check in plain C and call into Check only on failure. */
-#define EXPECT_UINT(X, OP, Y)                                                                      \
-    do {                                                                                           \
-        uintmax_t expect_x_ = (X), expect_y_ = (Y);                                                \
-        if (!(expect_x_ OP expect_y_))                                                             \
-            ck_abort_msg("Assertion '%s %s %s' failed: %ju vs %ju", #X, #OP, #Y, expect_x_,        \
-                         expect_y_);                                                               \
-    } while (0)
-#define EXPECT_INT(X, OP, Y)                                                                       \
-    do {                                                                                           \
-        intmax_t expect_x_ = (X), expect_y_ = (Y);                                                 \
-        if (!(expect_x_ OP expect_y_))                                                             \
-            ck_abort_msg("Assertion '%s %s %s' failed: %jd vs %jd", #X, #OP, #Y, expect_x_,        \
-                         expect_y_);                                                               \
-    } while (0)
 
 /* The cap of the next share by the double-mean rule, recomputed independently of the library:
  * min(2 * remaining / left, remaining - (left - 1)), in 64 bits. */

@@ -8,22 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "hongbao/msgq.h"
-
-/* For loops of many checks: Check records every passing ck_assert (a write to the parent process
- * when forking), so these reach Check only when the values differ. */
-#define HOT_ASSERT_INT_EQ(x, y)                                                                    \
-    do {                                                                                           \
-        intmax_t hot_x_ = (x), hot_y_ = (y);                                                       \
-        if (hot_x_ != hot_y_)                                                                      \
-            ck_abort_msg("Assertion '%s == %s' failed: %jd != %jd", #x, #y, hot_x_, hot_y_);       \
-    } while (0)
-#define HOT_ASSERT_UINT_EQ(x, y)                                                                   \
-    do {                                                                                           \
-        uintmax_t hot_x_ = (x), hot_y_ = (y);                                                      \
-        if (hot_x_ != hot_y_)                                                                      \
-            ck_abort_msg("Assertion '%s == %s' failed: %ju != %ju", #x, #y, hot_x_, hot_y_);       \
-    } while (0)
 
 START_TEST(test_init_rejects_bad_arguments)
 {
@@ -129,27 +115,27 @@ END_TEST
 START_TEST(test_wraps_around_many_times)
 {
     hb_msgq_t q;
-    HOT_ASSERT_INT_EQ(hb_msgq_init(&q, 8, sizeof(uint32_t)), 0);
+    EXPECT_INT(hb_msgq_init(&q, 8, sizeof(uint32_t)), ==, 0);
     uint32_t next_in = 0, next_out = 0;
     /* Batches of varying length, so the head and tail meet every cell many times. */
     for (uint32_t round = 0; round < 20000; round++) {
         uint32_t batch = 1 + round % 8;
         for (uint32_t k = 0; k < batch; k++) {
-            HOT_ASSERT_INT_EQ(hb_msgq_push(&q, &next_in), 0);
+            EXPECT_INT(hb_msgq_push(&q, &next_in), ==, 0);
             next_in++;
         }
         if (batch == 8)
-            HOT_ASSERT_INT_EQ(hb_msgq_push(&q, &next_in), HB_EFULL);
+            EXPECT_INT(hb_msgq_push(&q, &next_in), ==, HB_EFULL);
         for (uint32_t k = 0; k < batch; k++) {
             uint32_t v;
-            HOT_ASSERT_INT_EQ(hb_msgq_pop(&q, &v), 0);
-            HOT_ASSERT_UINT_EQ(v, next_out);
+            EXPECT_INT(hb_msgq_pop(&q, &v), ==, 0);
+            EXPECT_UINT(v, ==, next_out);
             next_out++;
         }
         uint32_t v;
-        HOT_ASSERT_INT_EQ(hb_msgq_pop(&q, &v), HB_EEMPTY);
+        EXPECT_INT(hb_msgq_pop(&q, &v), ==, HB_EEMPTY);
     }
-    HOT_ASSERT_UINT_EQ(next_out, next_in);
+    EXPECT_UINT(next_out, ==, next_in);
     ck_assert_uint_gt(next_in / 8, 10000);
     hb_msgq_close(&q);
 }
@@ -339,7 +325,7 @@ static void run_stress(int nconsumers)
     /* Exactly once: every message seen, none twice. */
     for (int p = 0; p < STRESS_PRODUCERS; p++)
         for (int s = 0; s < STRESS_PER_PRODUCER; s++)
-            HOT_ASSERT_UINT_EQ(st->seen[p][s], 1);
+            EXPECT_UINT(st->seen[p][s], ==, 1);
     if (nconsumers == 1) {
         /* One consumer sees each producer's whole sequence, in order, to the end. */
         for (int p = 0; p < STRESS_PRODUCERS; p++)
@@ -459,7 +445,7 @@ START_TEST(test_race_fill_then_drain)
     }
     ck_assert_uint_eq(total, RACE_TOTAL);
     for (uint32_t i = 0; i < RACE_TOTAL; i++)
-        HOT_ASSERT_UINT_EQ(rc->seen[i], 1);
+        EXPECT_UINT(rc->seen[i], ==, 1);
     ck_assert_uint_eq(hb_msgq_size(&rc->q), 0);
 
     uv_barrier_destroy(&rc->start);

@@ -4,17 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "hongbao/rand.h"
-
-/* For assertions inside long loops: Check's ck_assert_* records every passing check with a
- * write to its pipe, so check in plain C and call into Check only on failure. */
-#define EXPECT_UINT(X, OP, Y)                                                                      \
-    do {                                                                                           \
-        uintmax_t expect_x_ = (X), expect_y_ = (Y);                                                \
-        if (!(expect_x_ OP expect_y_))                                                             \
-            ck_abort_msg("Assertion '%s %s %s' failed: %ju vs %ju", #X, #OP, #Y, expect_x_,        \
-                         expect_y_);                                                               \
-    } while (0)
 
 /* The published xoshiro256** reference state {1, 2, 3, 4}: result = rotl(s[1] * 5, 7) * 9. */
 START_TEST(test_rand_xoshiro_known_answers)

@@ -6,22 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "hongbao/registry.h"
-
-/* For loops of a million checks: Check records every passing ck_assert (a write to the parent
- * process when forking), so these reach Check only when the values differ. */
-#define HOT_ASSERT_INT_EQ(x, y)                                                                    \
-    do {                                                                                           \
-        intmax_t hot_x_ = (x), hot_y_ = (y);                                                       \
-        if (hot_x_ != hot_y_)                                                                      \
-            ck_abort_msg("Assertion '%s == %s' failed: %jd != %jd", #x, #y, hot_x_, hot_y_);       \
-    } while (0)
-#define HOT_ASSERT_UINT_EQ(x, y)                                                                   \
-    do {                                                                                           \
-        uintmax_t hot_x_ = (x), hot_y_ = (y);                                                      \
-        if (hot_x_ != hot_y_)                                                                      \
-            ck_abort_msg("Assertion '%s == %s' failed: %ju != %ju", #x, #y, hot_x_, hot_y_);       \
-    } while (0)
 
 static hb_registry_entry_t entry(uint32_t set, uint64_t gen)
 {
@@ -182,47 +168,47 @@ START_TEST(test_grows_to_a_million_users)
 {
     hb_registry_t r;
     /* Tiny tables, so each shard doubles many times. */
-    HOT_ASSERT_INT_EQ(hb_registry_init(&r, 8, 1), 0);
+    EXPECT_INT(hb_registry_init(&r, 8, 1), ==, 0);
     for (uint32_t i = 0; i < MILLION; i++)
-        HOT_ASSERT_INT_EQ(hb_registry_put(&r, million_user(i), entry(i % 64, million_gen(i)), NULL),
-                          0);
-    HOT_ASSERT_UINT_EQ(hb_registry_count(&r), MILLION);
+        EXPECT_INT(hb_registry_put(&r, million_user(i), entry(i % 64, million_gen(i)), NULL), ==,
+                   0);
+    EXPECT_UINT(hb_registry_count(&r), ==, MILLION);
 
     hb_registry_entry_t got;
     for (uint32_t i = 0; i < MILLION; i++) {
-        HOT_ASSERT_INT_EQ(hb_registry_get(&r, million_user(i), &got), 0);
-        HOT_ASSERT_UINT_EQ(got.set, i % 64);
-        HOT_ASSERT_UINT_EQ(got.gen, million_gen(i));
+        EXPECT_INT(hb_registry_get(&r, million_user(i), &got), ==, 0);
+        EXPECT_UINT(got.set, ==, i % 64);
+        EXPECT_UINT(got.gen, ==, million_gen(i));
     }
 
     /* Remove every third user, then check who is left. */
     for (uint32_t i = 0; i < MILLION; i += 3)
-        HOT_ASSERT_INT_EQ(hb_registry_remove(&r, million_user(i), million_gen(i)), 0);
+        EXPECT_INT(hb_registry_remove(&r, million_user(i), million_gen(i)), ==, 0);
     size_t left = MILLION - (MILLION + 2) / 3;
-    HOT_ASSERT_UINT_EQ(hb_registry_count(&r), left);
+    EXPECT_UINT(hb_registry_count(&r), ==, left);
     for (uint32_t i = 0; i < MILLION; i++) {
         if (i % 3 == 0) {
-            HOT_ASSERT_INT_EQ(hb_registry_get(&r, million_user(i), &got), UV_ENOENT);
+            EXPECT_INT(hb_registry_get(&r, million_user(i), &got), ==, UV_ENOENT);
         } else {
-            HOT_ASSERT_INT_EQ(hb_registry_get(&r, million_user(i), &got), 0);
-            HOT_ASSERT_UINT_EQ(got.gen, million_gen(i));
+            EXPECT_INT(hb_registry_get(&r, million_user(i), &got), ==, 0);
+            EXPECT_UINT(got.gen, ==, million_gen(i));
         }
     }
 
     /* Of those left, the even half leave, in the other order. */
     for (uint32_t i = MILLION; i-- > 0;) {
         if (i % 3 != 0 && i % 2 == 0)
-            HOT_ASSERT_INT_EQ(hb_registry_remove(&r, million_user(i), million_gen(i)), 0);
+            EXPECT_INT(hb_registry_remove(&r, million_user(i), million_gen(i)), ==, 0);
     }
     size_t odd_left = 0;
     for (uint32_t i = 0; i < MILLION; i++) {
         int want_present = i % 3 != 0 && i % 2 == 1;
         odd_left += (size_t)want_present;
-        HOT_ASSERT_INT_EQ(hb_registry_get(&r, million_user(i), &got), want_present ? 0 : UV_ENOENT);
+        EXPECT_INT(hb_registry_get(&r, million_user(i), &got), ==, want_present ? 0 : UV_ENOENT);
         if (want_present)
-            HOT_ASSERT_UINT_EQ(got.gen, million_gen(i));
+            EXPECT_UINT(got.gen, ==, million_gen(i));
     }
-    HOT_ASSERT_UINT_EQ(hb_registry_count(&r), odd_left);
+    EXPECT_UINT(hb_registry_count(&r), ==, odd_left);
     hb_registry_close(&r);
 }
 END_TEST
@@ -242,7 +228,7 @@ START_TEST(test_matches_a_model_under_random_churn)
      * shift) is checked against a plain array. */
     enum { USERS = 2048, OPS = 300000 };
     hb_registry_t r;
-    HOT_ASSERT_INT_EQ(hb_registry_init(&r, 1, 1), 0);
+    EXPECT_INT(hb_registry_init(&r, 1, 1), ==, 0);
     uint64_t *model = calloc(USERS, sizeof *model); /* gen + 1, or 0 when absent */
     ck_assert_ptr_nonnull(model);
     size_t present = 0;
@@ -258,9 +244,9 @@ START_TEST(test_matches_a_model_under_random_churn)
         case 1: {
             hb_registry_entry_t old;
             int rc = hb_registry_put(&r, user, entry(u, gen), &old);
-            HOT_ASSERT_INT_EQ(rc, model[u] != 0 ? 1 : 0);
+            EXPECT_INT(rc, ==, model[u] != 0 ? 1 : 0);
             if (rc == 1)
-                HOT_ASSERT_UINT_EQ(old.gen + 1, model[u]);
+                EXPECT_UINT(old.gen + 1, ==, model[u]);
             else
                 present++;
             model[u] = gen + 1;
@@ -269,29 +255,29 @@ START_TEST(test_matches_a_model_under_random_churn)
         case 2:
             /* Remove with the right generation when present. */
             if (model[u] != 0) {
-                HOT_ASSERT_INT_EQ(hb_registry_remove(&r, user, model[u] - 1), 0);
+                EXPECT_INT(hb_registry_remove(&r, user, model[u] - 1), ==, 0);
                 model[u] = 0;
                 present--;
             } else {
-                HOT_ASSERT_INT_EQ(hb_registry_remove(&r, user, gen), UV_ENOENT);
+                EXPECT_INT(hb_registry_remove(&r, user, gen), ==, UV_ENOENT);
             }
             break;
         default:
             /* A stale generation never removes. */
-            HOT_ASSERT_INT_EQ(hb_registry_remove(&r, user, model[u] + 1000000000u), UV_ENOENT);
+            EXPECT_INT(hb_registry_remove(&r, user, model[u] + 1000000000u), ==, UV_ENOENT);
             break;
         }
         if (op % 10000 == 0 || op == OPS - 1) {
-            HOT_ASSERT_UINT_EQ(hb_registry_count(&r), present);
+            EXPECT_UINT(hb_registry_count(&r), ==, present);
             for (uint32_t v = 0; v < USERS; v++) {
                 hb_registry_entry_t got;
                 int rc = hb_registry_get(&r, v * 1024u, &got);
                 if (model[v] == 0) {
-                    HOT_ASSERT_INT_EQ(rc, UV_ENOENT);
+                    EXPECT_INT(rc, ==, UV_ENOENT);
                 } else {
-                    HOT_ASSERT_INT_EQ(rc, 0);
-                    HOT_ASSERT_UINT_EQ(got.gen + 1, model[v]);
-                    HOT_ASSERT_UINT_EQ(got.set, v);
+                    EXPECT_INT(rc, ==, 0);
+                    EXPECT_UINT(got.gen + 1, ==, model[v]);
+                    EXPECT_UINT(got.set, ==, v);
                 }
             }
         }
