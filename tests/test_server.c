@@ -229,6 +229,18 @@ static hb_msg_t shake(int fd, uint32_t user)
     return r;
 }
 
+/* n shakes of user in one write. */
+static void send_shakes(int fd, uint32_t user, int n)
+{
+    uint8_t buf[64 * 16];
+    ck_assert_int_le(n, 64);
+    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
+    m.u.shake.user_id = user;
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(hb_msg_encode(&m, buf + 16 * i, 16), 16);
+    send_all(fd, buf, 16 * (size_t)n);
+}
+
 static hb_msg_t claim(int fd, uint32_t payload_user, uint32_t envelope)
 {
     hb_msg_t m = {.cmd = HB_CMD_CLAIM, .timestamp = (uint64_t)time(NULL)};
@@ -355,12 +367,7 @@ START_TEST(test_overload_replies_past_the_cap)
     start_server(&o);
     int fd = login(4);
     /* 20 shakes in one write: at most two seconds are touched, so at most 10 pass the cap. */
-    uint8_t buf[20 * 16];
-    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
-    m.u.shake.user_id = 4;
-    for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(hb_msg_encode(&m, buf + 16 * i, 16), 16);
-    send_all(fd, buf, sizeof buf);
+    send_shakes(fd, 4, 20);
     int overload = 0, none = 0;
     for (int i = 0; i < 20; i++) {
         hb_msg_t r;
@@ -855,12 +862,7 @@ START_TEST(test_connection_rate_limit)
     int fd = login(8);
     /* 10 shakes in one write: within one second (or two, if the second turns) 5 pass, the rest
      * get 17; past twice the limit the connection is closed. */
-    uint8_t buf[10 * 16];
-    hb_msg_t m = {.cmd = HB_CMD_SHAKE};
-    m.u.shake.user_id = 8;
-    for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(hb_msg_encode(&m, buf + 16 * i, 16), 16);
-    send_all(fd, buf, sizeof buf);
+    send_shakes(fd, 8, 10);
     int limited = 0;
     for (int i = 0; i < 10; i++) {
         hb_msg_t r;
@@ -870,10 +872,7 @@ START_TEST(test_connection_rate_limit)
     ck_assert_int_ge(limited, 0);
     ck_assert_int_le(limited, 5);
     /* Now flood: 30 more in one write must end in a disconnect. */
-    uint8_t flood[30 * 16];
-    for (int i = 0; i < 30; i++)
-        ck_assert_int_eq(hb_msg_encode(&m, flood + 16 * i, 16), 16);
-    send_all(fd, flood, sizeof flood);
+    send_shakes(fd, 8, 30);
     ck_assert(closed_by_peer(fd));
     close(fd);
     WAIT_FOR(counter(HB_CTR_X_RATE_LIMITED) >= 5);
