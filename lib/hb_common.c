@@ -1,6 +1,10 @@
 /* Error messages and version queries shared by every module. */
 #include "hongbao/common.h"
 
+#include <stdio.h>
+
+#include "hb_internal.h"
+
 const char *hb_strerror(int err)
 {
     switch (err) {
@@ -46,4 +50,13 @@ unsigned int hb_version(void)
 const char *hb_version_string(void)
 {
     return HB_VERSION_STRING;
+}
+
+void hb__vlogf(hb_log_cb log, void *arg, const char *fmt, va_list ap)
+{
+    if (log == NULL)
+        return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    log(arg, line);
 }

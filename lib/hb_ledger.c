@@ -1,5 +1,6 @@
 /* The ledger: the claim journal's format (CRC32C framing, scanner, encoder), its writer thread
  * with group commit and compaction, replay at open, and the offline audit of the books. */
+#include "hb_internal.h"
 #include "hongbao/ledger.h"
 
 #include <errno.h>
@@ -14,12 +15,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#if defined(__GNUC__)
-#define HB_LEDGER_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define HB_LEDGER_PRINTF(f, a)
-#endif
 
 /* Payload lengths of the record types. */
 #define PAYLOAD_ENVELOPE 41u
@@ -100,7 +95,7 @@ const char *hb_ledger_last_error(void)
     return last_error;
 }
 
-static void set_error(const char *fmt, ...) HB_LEDGER_PRINTF(1, 2);
+static void set_error(const char *fmt, ...) HB_PRINTF(1, 2);
 static void set_error(const char *fmt, ...)
 {
     va_list ap;
@@ -610,7 +605,7 @@ typedef struct books {
     bool replaying; /* positions are file offsets (else sequence numbers) */
 } books_t;
 
-static void books_anomaly(books_t *b, uint64_t pos, const char *fmt, ...) HB_LEDGER_PRINTF(3, 4);
+static void books_anomaly(books_t *b, uint64_t pos, const char *fmt, ...) HB_PRINTF(3, 4);
 static void books_anomaly(books_t *b, uint64_t pos, const char *fmt, ...)
 {
     b->anomalies++;
@@ -771,17 +766,13 @@ struct hb_ledger_state {
     uint64_t compact_floor; /* no compaction attempt until bytes exceeds this */
 };
 
-static void st_log(struct hb_ledger_state *st, const char *fmt, ...) HB_LEDGER_PRINTF(2, 3);
+static void st_log(struct hb_ledger_state *st, const char *fmt, ...) HB_PRINTF(2, 3);
 static void st_log(struct hb_ledger_state *st, const char *fmt, ...)
 {
-    if (st->log == NULL)
-        return;
-    char line[MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    hb__vlogf(st->log, st->log_arg, fmt, ap);
     va_end(ap);
-    st->log(st->log_arg, line);
 }
 
 static void books_log(void *ctx, const char *line)
@@ -1552,7 +1543,7 @@ typedef struct audit {
     bool in_snapshot;
 } audit_t;
 
-static void violation(audit_t *a, size_t offset, const char *fmt, ...) HB_LEDGER_PRINTF(3, 4);
+static void violation(audit_t *a, size_t offset, const char *fmt, ...) HB_PRINTF(3, 4);
 static void violation(audit_t *a, size_t offset, const char *fmt, ...)
 {
     a->t->violations++;

@@ -1,5 +1,6 @@
 /* The monitor: reporter connections on a libuv loop, per-(second, type) aggregation in a bounded
  * ring, the completeness rule, and the renderers (line, CSV, Prometheus, JSON series). */
+#include "hb_internal.h"
 #include "hongbao/monitor.h"
 
 #include <inttypes.h>
@@ -15,12 +16,6 @@
 /* /api/series starts rendering into this much and doubles up to the cap. */
 #define HB_MON_SERIES_START (64u * 1024)
 #define HB_MON_SERIES_CAP   (256u * 1024 * 1024)
-
-#if defined(__GNUC__)
-#define HB_MON_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define HB_MON_PRINTF(f, a)
-#endif
 
 /* One (second, type) of the history. */
 struct hb_mon_entry {
@@ -130,16 +125,12 @@ static uint64_t hb_mon_now(const hb_monitor_t *m)
     return m->opts.now_ms(m->opts.now_arg);
 }
 
-static HB_MON_PRINTF(2, 3) void hb_mon_logf(hb_monitor_t *m, const char *fmt, ...)
+static HB_PRINTF(2, 3) void hb_mon_logf(hb_monitor_t *m, const char *fmt, ...)
 {
-    if (m->opts.log == NULL)
-        return;
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    hb__vlogf(m->opts.log, m->opts.log_arg, fmt, ap);
     va_end(ap);
-    m->opts.log(m->opts.log_arg, line);
 }
 
 /* The oldest second the ring may hold, given its newest. */
@@ -713,7 +704,7 @@ static void hb_mon_u64(struct hb_mon_out *o, uint64_t v)
     hb_mon_put(o, tmp + sizeof tmp - n, (size_t)n);
 }
 
-static HB_MON_PRINTF(2, 3) void hb_mon_fmt(struct hb_mon_out *o, const char *fmt, ...)
+static HB_PRINTF(2, 3) void hb_mon_fmt(struct hb_mon_out *o, const char *fmt, ...)
 {
     if (o->overflow)
         return;

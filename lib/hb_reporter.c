@@ -1,5 +1,6 @@
 /* Monitor reporting: a once-a-second tick that snapshots, encodes and writes the counter reports
  * due, over one TCP connection that reconnects with back-off and never holds the loop up. */
+#include "hb_internal.h"
 #include "hongbao/reporter.h"
 
 #include <stdarg.h>
@@ -25,12 +26,6 @@ struct hb_reporter_batch {
     uint8_t bytes[];
 };
 
-#if defined(__GNUC__)
-#define HB_REPORTER_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define HB_REPORTER_PRINTF(f, a)
-#endif
-
 static void hb_reporter_connect(hb_reporter_t *r);
 static void hb_reporter_close_handles(hb_reporter_t *r);
 static void hb_reporter_on_timer(uv_timer_t *t);
@@ -42,16 +37,12 @@ static uint64_t hb_reporter_wall_clock(void *arg)
     return t < 0 ? 0 : (uint64_t)t;
 }
 
-static HB_REPORTER_PRINTF(2, 3) void hb_reporter_logf(hb_reporter_t *r, const char *fmt, ...)
+static HB_PRINTF(2, 3) void hb_reporter_logf(hb_reporter_t *r, const char *fmt, ...)
 {
-    if (r->opts.log == NULL)
-        return;
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    hb__vlogf(r->opts.log, r->opts.log_arg, fmt, ap);
     va_end(ap);
-    r->opts.log(r->opts.log_arg, line);
 }
 
 /* Log that the monitor is gone, once per outage, and never while closing. */
