@@ -133,7 +133,7 @@ static void remove_at(hb_book_t *b, size_t i)
 }
 
 /* Whether *e may enter the book: distinct recipients, every share >= 1, shares summing to total,
- * and a claimed state consistent with claimed_sum that leaves at least one share to claim. */
+ * and a claimed state consistent with claimed_sum. */
 static bool valid_envelope(const hb_sendenv_t *e)
 {
     uint64_t sum = 0;
@@ -151,7 +151,7 @@ static bool valid_envelope(const hb_sendenv_t *e)
     }
     if (sum != e->total)
         return false;
-    if ((e->claimed & ~HB_BOOK_ALL_CLAIMED) != 0 || e->claimed == HB_BOOK_ALL_CLAIMED)
+    if ((e->claimed & ~HB_BOOK_ALL_CLAIMED) != 0)
         return false;
     return claimed_sum == e->claimed_sum;
 }
@@ -237,6 +237,20 @@ int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
     return 0;
 }
 
+/* The index of user among e's recipients, or HB_NOTICE_RECIPIENTS. */
+static unsigned recipient_index(const hb_sendenv_t *e, uint32_t user)
+{
+    unsigned r = 0;
+    while (r < HB_NOTICE_RECIPIENTS && e->recipients[r] != user)
+        r++;
+    return r;
+}
+
+int hb_sendenv_fully_claimed(const hb_sendenv_t *e)
+{
+    return e->claimed == HB_BOOK_ALL_CLAIMED;
+}
+
 int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount)
 {
     if (amount != NULL)
@@ -245,25 +259,49 @@ int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount)
     if (i == SIZE_MAX)
         return HB_ENOENVELOPE;
     hb_sendenv_t *e = &b->slots[i].env;
-
-    unsigned r = 0;
-    while (r < HB_NOTICE_RECIPIENTS && e->recipients[r] != user)
-        r++;
+    unsigned r = recipient_index(e, user);
     if (r == HB_NOTICE_RECIPIENTS)
         return HB_ENOTRECIPIENT;
     uint8_t bit = (uint8_t)(1u << r);
-    if (e->claimed & bit)
-        return HB_ECLAIMED;
-
     uint32_t share = e->shares[r];
+    if (amount != NULL)
+        *amount = share;
+    if (e->claimed & bit)
+        return HB_BOOK_REPEAT;
     e->claimed |= bit;
     e->claimed_sum += share;
     b->granted++;
     b->granted_sum += share;
-    if (amount != NULL)
-        *amount = share;
-    if (e->claimed == HB_BOOK_ALL_CLAIMED)
-        remove_at(b, i);
+    return 0;
+}
+
+int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user)
+{
+    size_t i = locate(b, id);
+    if (i == SIZE_MAX)
+        return HB_ENOENVELOPE;
+    hb_sendenv_t *e = &b->slots[i].env;
+    unsigned r = recipient_index(e, user);
+    if (r == HB_NOTICE_RECIPIENTS)
+        return HB_ENOTRECIPIENT;
+    uint8_t bit = (uint8_t)(1u << r);
+    if (!(e->claimed & bit))
+        return UV_EINVAL;
+    e->claimed &= (uint8_t)~bit;
+    e->claimed_sum -= e->shares[r];
+    b->granted--;
+    b->granted_sum -= e->shares[r];
+    return 0;
+}
+
+int hb_book_remove(hb_book_t *b, uint32_t id, hb_sendenv_t *out)
+{
+    size_t i = locate(b, id);
+    if (i == SIZE_MAX)
+        return HB_ENOENVELOPE;
+    if (out != NULL)
+        *out = b->slots[i].env;
+    remove_at(b, i);
     return 0;
 }
 

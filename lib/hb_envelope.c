@@ -32,3 +32,42 @@ int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint32_t *shar
     }
     return 0;
 }
+
+/* The spaces as ranges of ids, in order: shake ids take two ranges around the send range. */
+static const struct {
+    uint32_t first, last;
+    hb_envelope_kind_t kind;
+} id_ranges[] = {
+    {HB_SHAKE_ENVELOPE_ID_BASE, HB_SEND_ENVELOPE_ID_BASE - 1, HB_ENVELOPE_SHAKE},
+    {HB_SEND_ENVELOPE_ID_BASE, UINT32_C(0x7FFFFFFF), HB_ENVELOPE_SEND},
+    {UINT32_C(0x80000000), UINT32_MAX, HB_ENVELOPE_SHAKE},
+};
+
+#define ID_RANGES (sizeof id_ranges / sizeof id_ranges[0])
+
+int hb_envelope_id_kind(uint32_t id)
+{
+    for (size_t i = 0; i < ID_RANGES; i++)
+        if (id >= id_ranges[i].first && id <= id_ranges[i].last)
+            return (int)id_ranges[i].kind;
+    return 0;
+}
+
+uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n)
+{
+    int k = hb_envelope_id_kind(id);
+    if (k != 0 && k != (int)kind)
+        return 0;
+    /* Walk the kind's ranges from the one holding id (or the first after it). */
+    for (size_t i = 0; i < ID_RANGES; i++) {
+        if (id_ranges[i].kind != kind || id > id_ranges[i].last)
+            continue;
+        uint64_t at = id < id_ranges[i].first ? (uint64_t)id_ranges[i].first - 1 : id;
+        uint64_t room = (uint64_t)id_ranges[i].last - at;
+        if (n <= room)
+            return (uint32_t)(at + n);
+        n -= room;
+        id = id_ranges[i].last;
+    }
+    return 0;
+}

@@ -24,7 +24,11 @@ int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max)
     case HB_CMD_CLAIM:
     case HB_CMD_CLAIM_REPLY:
     case HB_CMD_CHAT_REPLY:
+    case HB_CMD_CLAIM_EX:
         lo = hi = 8;
+        break;
+    case HB_CMD_CLAIM_EX_REPLY:
+        lo = hi = 12;
         break;
     case HB_CMD_SHAKE_REPLY:
         lo = hi = 16;
@@ -74,6 +78,10 @@ const char *hb_cmd_name(uint16_t cmd)
         return "chat-deliver";
     case HB_CMD_CHAT_REPLY:
         return "chat-reply";
+    case HB_CMD_CLAIM_EX:
+        return "claim-ex";
+    case HB_CMD_CLAIM_EX_REPLY:
+        return "claim-ex-reply";
     default:
         return HB_CMD_IS_APP(cmd) ? "application" : NULL;
     }
@@ -169,8 +177,14 @@ int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out)
             out->u.notice.user_ids[i] = hb_get_u32(p + 12 + 4 * i);
         break;
     case HB_CMD_CLAIM:
+    case HB_CMD_CLAIM_EX:
         out->u.claim.user_id = hb_get_u32(p);
         out->u.claim.envelope_id = hb_get_u32(p + 4);
+        break;
+    case HB_CMD_CLAIM_EX_REPLY:
+        out->u.claim_ex_reply.envelope_id = hb_get_u32(p);
+        out->u.claim_ex_reply.amount = hb_get_u32(p + 4);
+        out->u.claim_ex_reply.result = hb_get_u32(p + 8);
         break;
     case HB_CMD_CLAIM_REPLY:
         out->u.claim_reply.envelope_id = hb_get_u32(p);
@@ -258,8 +272,14 @@ int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap)
             hb_put_u32(p + 12 + 4 * i, msg->u.notice.user_ids[i]);
         break;
     case HB_CMD_CLAIM:
+    case HB_CMD_CLAIM_EX:
         hb_put_u32(p, msg->u.claim.user_id);
         hb_put_u32(p + 4, msg->u.claim.envelope_id);
+        break;
+    case HB_CMD_CLAIM_EX_REPLY:
+        hb_put_u32(p, msg->u.claim_ex_reply.envelope_id);
+        hb_put_u32(p + 4, msg->u.claim_ex_reply.amount);
+        hb_put_u32(p + 8, msg->u.claim_ex_reply.result);
         break;
     case HB_CMD_CLAIM_REPLY:
         hb_put_u32(p, msg->u.claim_reply.envelope_id);

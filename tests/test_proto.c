@@ -86,6 +86,10 @@ static const uint8_t v_chat_deliver[] = {0x00, 0x15, 0x01, 0x01, TS_BYTES, 0x01,
                                          0x03, 0x04, 'h',  'e',  'l',      'l',  'o'};
 static const uint8_t v_chat_reply[] = {0x00, 0x14, 0x01, 0x02, TS_BYTES, 0x00, 0x00,
                                        0x00, 0x09, 0x00, 0x00, 0x00,     0x01};
+static const uint8_t v_claim_ex[] = {0x00, 0x14, 0x01, 0x03, TS_BYTES, 0x00, 0x00,
+                                     0x00, 0x00, 0x00, 0x20, 0x00,     0x02};
+static const uint8_t v_claim_ex_reply[] = {0x00, 0x18, 0x01, 0x04, TS_BYTES, 0x00, 0x20, 0x00, 0x02,
+                                           0x00, 0x00, 0x01, 0x55, 0x00,     0x00, 0x00, 0x01};
 
 typedef struct vector {
     const char *name;
@@ -127,6 +131,12 @@ static const vector_t vectors[] = {
          .u.chat = {0x01020304, 5, (const uint8_t *)"hello"}}),
     VEC("chat-reply", v_chat_reply,
         {.cmd = HB_CMD_CHAT_REPLY, .timestamp = TS, .u.chat_reply = {9, HB_CHAT_OFFLINE}}),
+    VEC("claim-ex", v_claim_ex,
+        {.cmd = HB_CMD_CLAIM_EX, .timestamp = TS, .u.claim = {0, HB_SEND_ENVELOPE_ID_BASE + 2}}),
+    VEC("claim-ex-reply", v_claim_ex_reply,
+        {.cmd = HB_CMD_CLAIM_EX_REPLY,
+         .timestamp = TS,
+         .u.claim_ex_reply = {HB_SEND_ENVELOPE_ID_BASE + 2, 341, HB_CLAIM_REPEAT}}),
 };
 #define NVECTORS (sizeof vectors / sizeof vectors[0])
 
@@ -160,8 +170,14 @@ static void assert_msg_eq(const hb_msg_t *a, const hb_msg_t *b)
             ck_assert_uint_eq(a->u.notice.user_ids[i], b->u.notice.user_ids[i]);
         break;
     case HB_CMD_CLAIM:
+    case HB_CMD_CLAIM_EX:
         ck_assert_uint_eq(a->u.claim.user_id, b->u.claim.user_id);
         ck_assert_uint_eq(a->u.claim.envelope_id, b->u.claim.envelope_id);
+        break;
+    case HB_CMD_CLAIM_EX_REPLY:
+        ck_assert_uint_eq(a->u.claim_ex_reply.envelope_id, b->u.claim_ex_reply.envelope_id);
+        ck_assert_uint_eq(a->u.claim_ex_reply.amount, b->u.claim_ex_reply.amount);
+        ck_assert_uint_eq(a->u.claim_ex_reply.result, b->u.claim_ex_reply.result);
         break;
     case HB_CMD_CLAIM_REPLY:
         ck_assert_uint_eq(a->u.claim_reply.envelope_id, b->u.claim_reply.envelope_id);
@@ -184,7 +200,8 @@ static void assert_msg_eq(const hb_msg_t *a, const hb_msg_t *b)
 
 static const uint16_t all_cmds[] = {
     HB_CMD_LOGIN, HB_CMD_LOGIN_REPLY, HB_CMD_SHAKE, HB_CMD_SHAKE_REPLY,  HB_CMD_NOTICE,
-    HB_CMD_CLAIM, HB_CMD_CLAIM_REPLY, HB_CMD_CHAT,  HB_CMD_CHAT_DELIVER, HB_CMD_CHAT_REPLY};
+    HB_CMD_CLAIM, HB_CMD_CLAIM_REPLY, HB_CMD_CHAT,  HB_CMD_CHAT_DELIVER, HB_CMD_CHAT_REPLY,
+    HB_CMD_CLAIM_EX, HB_CMD_CLAIM_EX_REPLY};
 #define NCMDS (sizeof all_cmds / sizeof all_cmds[0])
 
 /* A message of a random command with random fields; chat text from text_pool[0..HB_CHAT_MAX). */
@@ -322,6 +339,8 @@ START_TEST(test_payload_ranges_and_names)
         {HB_CMD_CHAT, 5, 4 + HB_CHAT_MAX, "chat"},
         {HB_CMD_CHAT_DELIVER, 5, 4 + HB_CHAT_MAX, "chat-deliver"},
         {HB_CMD_CHAT_REPLY, 8, 8, "chat-reply"},
+        {HB_CMD_CLAIM_EX, 8, 8, "claim-ex"},
+        {HB_CMD_CLAIM_EX_REPLY, 12, 12, "claim-ex-reply"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         size_t min = 0, max = 0;
@@ -333,7 +352,7 @@ START_TEST(test_payload_ranges_and_names)
     }
     ck_assert_int_eq(hb_cmd_payload_range(HB_CMD_CHAT, NULL, NULL), 0);
 
-    static const uint16_t unknown[] = {0x0007, 0x0008, 0x00ff, 0x0103, 0x1000, 0xffff};
+    static const uint16_t unknown[] = {0x0007, 0x0008, 0x00ff, 0x0105, 0x1000, 0xffff};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         size_t min = 77, max = 77;
         ck_assert_int_eq(hb_cmd_payload_range(unknown[i], &min, &max), HB_EBADCMD);
@@ -368,7 +387,7 @@ static const bad_input_t bad_inputs[] = {
     {{0xff, 0xff, 0x00, 0x00}, 4, 2, HB_EFRAMELONG},
     /* unknown cmds, with a plausible length */
     {{0x00, 0x10, 0x00, 0x07}, 4, 4, HB_EBADCMD},
-    {{0x00, 0x10, 0x01, 0x03}, 4, 4, HB_EBADCMD},
+    {{0x00, 0x10, 0x01, 0x05}, 4, 4, HB_EBADCMD},
     {{0x00, 0x10, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 16, 4, HB_EBADCMD},
     /* payload sizes the cmd does not allow */
     {{0x00, 0x11, 0x00, 0x00}, 4, 4, HB_EBADSIZE}, /* login with 5 */

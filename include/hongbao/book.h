@@ -1,5 +1,7 @@
-/* The send-envelope book: outstanding send-envelopes and who has claimed them, enforcing that only
- * a listed recipient claims, each at most once, and that the shares add up to the total. */
+/* The send-envelope book: the send-envelopes of their lifetime and who has claimed them, enforcing
+ * that only a listed recipient claims, each at most once, that a repeated claim learns the share
+ * already granted, and that the shares add up to the total. The one claim rule: the live server,
+ * the journal's replay and the audit all judge claims through it. */
 #ifndef HONGBAO_BOOK_H
 #define HONGBAO_BOOK_H
 
@@ -24,6 +26,10 @@ typedef struct hb_sendenv {
     uint8_t claimed;
     uint64_t created_s; /* Unix second of creation, for expiry */
 } hb_sendenv_t;
+
+/* hb_book_claim's result for a repeated claim: the user was granted its share before; *amount is
+ * that share (a positive value, so it is never mistaken for an error code). */
+#define HB_BOOK_REPEAT 1
 
 /* An open-addressing hash map envelope id -> hb_sendenv_t. Not thread-safe: one book is owned by
  * one thread (the runtime routes every claim of an envelope to the SET owning its id). Caller-owned
@@ -50,28 +56,44 @@ HB_EXTERN int hb_book_init(hb_book_t *b, size_t expected);
  * it twice is harmless. */
 HB_EXTERN void hb_book_close(hb_book_t *b);
 
-/* Copy *e into the book (its claimed state as given, normally 0). Returns 0; UV_EEXIST for an id
- * already held; UV_EINVAL when e is NULL, the recipients are not distinct, a share is 0, the
- * shares do not add up to total, or the claimed state is inconsistent (a bit above the three
- * recipients, every bit set, or claimed_sum not the sum of the claimed shares); UV_ENOMEM
+/* Copy *e into the book (its claimed state as given, normally 0; every share claimed is allowed: a
+ * fully claimed envelope stays in the book until it expires, so repeats are answered). Returns 0;
+ * UV_EEXIST for an id already held; UV_EINVAL when e is NULL, the recipients are not distinct, a
+ * share is 0, the shares do not add up to total, or the claimed state is inconsistent (a bit above
+ * the three recipients, or claimed_sum not the sum of the claimed shares); UV_ENOMEM
  * (nothing changed). Any user id, 0 included, may be a recipient. The only call that allocates:
  * it may rebuild the table (growing it, or dropping tombstones left by removals), which moves
  * every envelope and so invalidates pointers from hb_book_find. */
 HB_EXTERN int hb_book_add(hb_book_t *b, const hb_sendenv_t *e);
 
-/* Claim user's share of envelope id. On success returns 0, stores the amount granted in *amount,
- * and adds one to granted and the amount to granted_sum; an envelope whose every share is claimed
- * is then removed (count drops by one). Errors (nothing granted, nothing changed, *amount set to
- * 0): HB_ENOENVELOPE (unknown, expired or already fully claimed), HB_ENOTRECIPIENT, HB_ECLAIMED
- * (this user already claimed it). amount may be NULL. Never allocates. User 0 is an ordinary
- * user id here: taking the claimant from the connection's login is the caller's job. */
+/* Claim user's share of envelope id. A first claim returns 0, stores the share in *amount, and
+ * adds one to granted and the share to granted_sum. A repeated claim by a recipient who was
+ * granted before returns HB_BOOK_REPEAT with the same share in *amount and changes nothing, so a
+ * claimant whose reply was lost learns its share by asking again. Errors (nothing granted,
+ * nothing changed, *amount set to 0): HB_ENOENVELOPE (unknown or expired), HB_ENOTRECIPIENT.
+ * The envelope stays in the book when its last share is claimed (until hb_book_expire or
+ * hb_book_remove). amount may be NULL. Never allocates. User 0 is an ordinary user id here:
+ * taking the claimant from the connection's login is the caller's job. */
 HB_EXTERN int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount);
 
-/* The envelope with this id, or NULL. The pointer is valid until the next add, claim or expire. */
+/* Undo user's grant of envelope id (a grant that could not be made durable): clears the claimed
+ * bit, takes the share off claimed_sum, granted and granted_sum. Returns 0; HB_ENOENVELOPE;
+ * HB_ENOTRECIPIENT; UV_EINVAL (the user holds no grant of it). Never allocates. */
+HB_EXTERN int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user);
+
+/* Whether every share of e has been claimed. */
+HB_EXTERN int hb_sendenv_fully_claimed(const hb_sendenv_t *e);
+
+/* Remove envelope id (one that could not be made durable), copying it into *out if not NULL.
+ * Returns 0 or HB_ENOENVELOPE. Never allocates. */
+HB_EXTERN int hb_book_remove(hb_book_t *b, uint32_t id, hb_sendenv_t *out);
+
+/* The envelope with this id, or NULL. The pointer is valid until the next add, remove or expire. */
 HB_EXTERN const hb_sendenv_t *hb_book_find(const hb_book_t *b, uint32_t id);
 
-/* Remove every envelope created before second before_s (created_s < before_s), calling cb (if not
- * NULL) with each before it goes (to account for unclaimed amounts: e->total - e->claimed_sum).
+/* Remove every envelope created before second before_s (created_s < before_s), fully claimed or
+ * not, calling cb (if not NULL) with each before it goes (to account for unclaimed amounts:
+ * e->total - e->claimed_sum).
  * cb must not call into this book. Scans the whole table; never allocates. Returns how many were
  * removed. */
 HB_EXTERN size_t hb_book_expire(hb_book_t *b, uint64_t before_s,

@@ -37,7 +37,9 @@ extern "C" {
     XX(ECLAIMED, -30012, "the user has already claimed this envelope")                             \
     XX(ENOTLOGGEDIN, -30013, "the connection has not logged in")                                   \
     XX(EOFFLINE, -30014, "the user is not online")                                                 \
-    XX(ECORRUPT, -30015, "journal record corrupt (CRC or framing) before the end of the journal")
+    XX(ECORRUPT, -30015, "journal record corrupt (CRC or framing) before the end of the journal")  \
+    XX(EIDSPACE, -30016, "the envelope id space is used up: no more envelopes of that kind")       \
+    XX(ESTORE, -30017, "the money store cannot make anything durable now: try again later")
 
 typedef enum {
 #define HB_ERRNO_ENUM_(name, value, text) HB_##name = (value),

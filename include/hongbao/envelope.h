@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "hongbao/common.h"
+#include "hongbao/proto.h"
 #include "hongbao/rand.h"
 
 #ifdef __cplusplus
@@ -32,6 +33,20 @@ HB_EXTERN int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint
  * used (and must be non-NULL) only when left >= 2 and remaining >= left; then the result lies in
  * [1, remaining - (left - 1)], so every later share can still get at least 1. */
 HB_EXTERN uint32_t hb_envelope_draw(uint32_t remaining, uint32_t left, hb_rand_t *rng);
+
+/* Envelope id spaces. Shake envelope ids are HB_SHAKE_ENVELOPE_ID_BASE (0x100000) .. 0x1FFFFF,
+ * then 0x80000000 .. 0xFFFFFFFF; send-envelope ids are HB_SEND_ENVELOPE_ID_BASE (0x200000) ..
+ * 0x7FFFFFFF. The reference starts the two where we do; the spaces never overlap and never wrap:
+ * when one is used up, no more envelopes of that kind can be made (HB_EIDSPACE). */
+typedef enum { HB_ENVELOPE_SHAKE = 1, HB_ENVELOPE_SEND = 2 } hb_envelope_kind_t;
+
+/* The kind whose space holds id, or 0 for an id in neither (below 0x100000). */
+HB_EXTERN int hb_envelope_id_kind(uint32_t id);
+
+/* The id n places after id in kind's space (n = 1: the next id). An id below the space's first
+ * counts as one before it, so hb_envelope_id_add(kind, 0, 1) is the first id. Returns 0 when that
+ * would pass the end of the space, or for an unknown kind or an id of the other space. */
+HB_EXTERN uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,9 @@ typedef enum {
     HB_CMD_CLAIM_REPLY = 0x0006,  /* server->client: envelope_id, amount (0 = nothing granted) */
     HB_CMD_CHAT = 0x0100,         /* client->server: to_user_id, text */
     HB_CMD_CHAT_DELIVER = 0x0101, /* server->client: from_user_id, text */
-    HB_CMD_CHAT_REPLY = 0x0102    /* server->client: to_user_id, result (HB_CHAT_*) */
+    HB_CMD_CHAT_REPLY = 0x0102,   /* server->client: to_user_id, result (HB_CHAT_*) */
+    HB_CMD_CLAIM_EX = 0x0103,     /* client->server: user_id (ignored), envelope_id */
+    HB_CMD_CLAIM_EX_REPLY = 0x0104 /* server->client: envelope_id, amount, result (HB_CLAIM_*) */
 } hb_cmd_t;
 
 /* Application commands: a consumer of the server runtime may define its own commands in this range
@@ -50,6 +52,19 @@ enum {
     HB_SHAKE_NONE = 15,      /* no envelope now */
     HB_SHAKE_ALL_TAKEN = 16, /* defined by the reference, unused by it */
     HB_SHAKE_OVERLOAD = 17   /* server over its request cap this second */
+};
+
+/* Claim results: the extended claim (HB_CMD_CLAIM_EX, our extension) is answered with one of
+ * these in HB_CMD_CLAIM_EX_REPLY. The reference's claim (HB_CMD_CLAIM) is answered with the amount
+ * alone: the share for GRANTED and REPEAT, 0 for every other result. */
+enum {
+    HB_CLAIM_GRANTED = 0,       /* the share is yours now: amount */
+    HB_CLAIM_REPEAT = 1,        /* granted to you before (a reply was lost): the same amount */
+    HB_CLAIM_NOT_RECIPIENT = 2, /* the envelope is not addressed to you: amount 0 */
+    HB_CLAIM_NO_ENVELOPE = 3,   /* no such envelope (unknown or expired): amount 0 */
+    HB_CLAIM_TRY_AGAIN = 4,     /* nothing decided: the server could not make a grant durable now
+                                   (journal or store unavailable) or you are over your rate
+                                   limit; ask again later, and the answer will be the right one */
 };
 
 /* Chat reply results (our extension). */
@@ -90,8 +105,8 @@ HB_EXTERN int hb_frame_parse(const uint8_t *buf, size_t len, hb_frame_t *out);
 HB_EXTERN int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max);
 
 /* A short lowercase static name of cmd ("login", "login-reply", "shake", "shake-reply",
- * "notice", "claim", "claim-reply", "chat", "chat-deliver", "chat-reply"), or NULL when
- * unknown. */
+ * "notice", "claim", "claim-reply", "chat", "chat-deliver", "chat-reply", "claim-ex",
+ * "claim-ex-reply", "application"), or NULL when unknown. */
 HB_EXTERN const char *hb_cmd_name(uint16_t cmd);
 
 /* A decoded message. Which member of u is valid depends on cmd. Text fields point into the
@@ -143,6 +158,11 @@ typedef struct hb_msg {
             uint32_t user_id;
             uint32_t result;
         } chat_reply;
+        struct {
+            uint32_t envelope_id;
+            uint32_t amount;
+            uint32_t result; /* HB_CLAIM_* */
+        } claim_ex_reply;
     } u;
 } hb_msg_t;
 
