@@ -1,9 +1,11 @@
 /* The SET receive queue: a bounded lock-free MPMC ring of fixed-size messages, each cell
- * guarded by its own sequence number (Dmitry Vyukov's bounded queue design). */
+ * guarded by its own sequence number (Dmitry Vyukov's bounded queue design), and an ordered
+ * overflow list past it for a single consumer. */
 #include "hongbao/msgq.h"
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,11 @@ struct hb_msgq_ring {
     alignas(HB_MSGQ_CACHELINE) atomic_size_t enq_pos;
     /* The next position to dequeue, on its own cache line. */
     alignas(HB_MSGQ_CACHELINE) atomic_size_t deq_pos;
+    /* The overflow: messages posted while the ring was full or while earlier ones waited here,
+     * oldest first, under a spin lock; ovf_count > 0 tells posters to queue behind them. */
+    alignas(HB_MSGQ_CACHELINE) atomic_flag ovf_lock;
+    atomic_size_t ovf_count;
+    struct hb_msgq_ovf *ovf_head, *ovf_tail;
     /* Keeps the cells, which follow the struct, off the dequeue position's line. */
     alignas(HB_MSGQ_CACHELINE) unsigned char end_[1];
 };
@@ -74,21 +81,54 @@ int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size)
     ring->cells = (unsigned char *)ring + header;
     atomic_init(&ring->enq_pos, 0);
     atomic_init(&ring->deq_pos, 0);
+    atomic_flag_clear(&ring->ovf_lock);
+    atomic_init(&ring->ovf_count, 0);
+    ring->ovf_head = ring->ovf_tail = NULL;
     for (size_t i = 0; i < cap; i++)
         atomic_init(hb_msgq_cell_seq(ring, i), i);
 
     q->capacity = cap;
     q->elem_size = elem_size;
     q->ring = ring;
+    q->ovf_taken = NULL;
     return 0;
+}
+
+/* One overflowed message. */
+struct hb_msgq_ovf {
+    struct hb_msgq_ovf *next;
+    alignas(8) unsigned char data[];
+};
+
+static void free_chain(struct hb_msgq_ovf *o)
+{
+    while (o != NULL) {
+        struct hb_msgq_ovf *next = o->next;
+        free(o);
+        o = next;
+    }
 }
 
 void hb_msgq_close(hb_msgq_t *q)
 {
-    if (q == NULL)
+    if (q == NULL || q->ring == NULL)
         return;
+    free_chain(q->ovf_taken);
+    free_chain(q->ring->ovf_head);
+    q->ovf_taken = NULL;
     free(q->ring);
     q->ring = NULL;
+}
+
+static void ovf_lock(struct hb_msgq_ring *ring)
+{
+    while (atomic_flag_test_and_set_explicit(&ring->ovf_lock, memory_order_acquire))
+        ;
+}
+
+static void ovf_unlock(struct hb_msgq_ring *ring)
+{
+    atomic_flag_clear_explicit(&ring->ovf_lock, memory_order_release);
 }
 
 int hb_msgq_push(hb_msgq_t *q, const void *msg)
@@ -161,4 +201,82 @@ size_t hb_msgq_size(const hb_msgq_t *q)
     intptr_t dif = (intptr_t)(enq - deq);
     size_t n = dif < 0 ? 0 : (size_t)dif;
     return n > (size_t)q->capacity ? (size_t)q->capacity : n;
+}
+
+/* Why hb_msgq_post keeps order. A poster takes the ring only while the overflow is empty (checked
+ * without the lock first, then under it); once one message waits in the overflow, every later
+ * post joins it there. The consumer detaches the overflow only under the lock and only when no
+ * ring position is claimed (enq_pos == deq_pos): every ring message whose push finished before
+ * the detach has then been taken, and a push still to claim a position began before the
+ * overflowed messages were posted or after the detach, so it is concurrent with them or newer.
+ * The detached list is taken before the ring again. */
+int hb_msgq_post(hb_msgq_t *q, const void *msg)
+{
+    if (q == NULL || q->ring == NULL || msg == NULL)
+        return UV_EINVAL;
+    struct hb_msgq_ring *ring = q->ring;
+    if (atomic_load_explicit(&ring->ovf_count, memory_order_acquire) == 0 &&
+        hb_msgq_push(q, msg) == 0)
+        return 0;
+    struct hb_msgq_ovf *o = malloc(sizeof *o + ring->elem_size);
+    if (o == NULL)
+        return UV_ENOMEM;
+    o->next = NULL;
+    memcpy(o->data, msg, ring->elem_size);
+    ovf_lock(ring);
+    if (atomic_load_explicit(&ring->ovf_count, memory_order_relaxed) == 0 &&
+        hb_msgq_push(q, msg) == 0) {
+        ovf_unlock(ring);
+        free(o);
+        return 0;
+    }
+    if (ring->ovf_tail != NULL)
+        ring->ovf_tail->next = o;
+    else
+        ring->ovf_head = o;
+    ring->ovf_tail = o;
+    atomic_fetch_add_explicit(&ring->ovf_count, 1, memory_order_release);
+    ovf_unlock(ring);
+    return 0;
+}
+
+int hb_msgq_take(hb_msgq_t *q, void *msg)
+{
+    if (q == NULL || q->ring == NULL || msg == NULL)
+        return UV_EINVAL;
+    struct hb_msgq_ring *ring = q->ring;
+    for (;;) {
+        struct hb_msgq_ovf *o = q->ovf_taken;
+        if (o != NULL) {
+            q->ovf_taken = o->next;
+            memcpy(msg, o->data, ring->elem_size);
+            free(o);
+            return 0;
+        }
+        if (hb_msgq_pop(q, msg) == 0)
+            return 0;
+        if (atomic_load_explicit(&ring->ovf_count, memory_order_acquire) == 0)
+            return HB_EEMPTY;
+        ovf_lock(ring);
+        bool ring_empty = atomic_load_explicit(&ring->enq_pos, memory_order_acquire) ==
+                          atomic_load_explicit(&ring->deq_pos, memory_order_relaxed);
+        if (!ring_empty) {
+            /* A push is finishing, or messages arrived: take those first. */
+            ovf_unlock(ring);
+            if (hb_msgq_pop(q, msg) == 0)
+                return 0;
+            return HB_EEMPTY; /* its poster's wake-up brings us back */
+        }
+        q->ovf_taken = ring->ovf_head;
+        ring->ovf_head = ring->ovf_tail = NULL;
+        atomic_store_explicit(&ring->ovf_count, 0, memory_order_release);
+        ovf_unlock(ring);
+    }
+}
+
+size_t hb_msgq_overflow(const hb_msgq_t *q)
+{
+    if (q == NULL || q->ring == NULL)
+        return 0;
+    return atomic_load_explicit(&q->ring->ovf_count, memory_order_relaxed);
 }

@@ -454,6 +454,130 @@ START_TEST(test_race_fill_then_drain)
 }
 END_TEST
 
+
+/* hb_msgq_post past a full ring keeps order, also when the ring has room again while earlier
+ * messages still wait in the overflow. */
+START_TEST(test_post_keeps_order_past_the_ring)
+{
+    hb_msgq_t q;
+    ck_assert_int_eq(hb_msgq_init(&q, 2, sizeof(uint32_t)), 0);
+    uint32_t next_in = 0, next_out = 0, v;
+    for (int round = 0; round < 200; round++) {
+        /* Post 1..5, take 1..4: the ring (2 cells) overflows, drains, refills. */
+        int posts = 1 + round % 5, takes = 1 + (round * 7) % 4;
+        for (int i = 0; i < posts; i++, next_in++)
+            ck_assert_int_eq(hb_msgq_post(&q, &next_in), 0);
+        for (int i = 0; i < takes && hb_msgq_take(&q, &v) == 0; i++, next_out++)
+            ck_assert_uint_eq(v, next_out);
+    }
+    ck_assert_uint_gt(hb_msgq_overflow(&q), 0);
+    while (hb_msgq_take(&q, &v) == 0)
+        ck_assert_uint_eq(v, next_out++);
+    ck_assert_uint_eq(next_out, next_in);
+    ck_assert_uint_eq(hb_msgq_overflow(&q), 0);
+    ck_assert_int_eq(hb_msgq_take(&q, &v), HB_EEMPTY);
+    /* Messages left at close are freed with it (ASan checks). */
+    for (uint32_t i = 0; i < 10; i++)
+        ck_assert_int_eq(hb_msgq_post(&q, &i), 0);
+    ck_assert_int_eq(hb_msgq_take(&q, &v), 0);
+    hb_msgq_close(&q);
+}
+END_TEST
+
+/* Causal order across threads through a tiny ring: the "envelope" poster posts E(i) then
+ * publishes i; the "claim" poster waits to see i, then posts C(i); noise posters keep the ring
+ * full. The consumer must take every E(i) before C(i): a claim never overtakes its envelope. */
+enum { CAUSAL_N = 100000, CAUSAL_NOISE = 2, CAUSAL_NOISE_N = 100000 };
+
+typedef struct causal {
+    hb_msgq_t q;
+    atomic_uint published;
+    uv_barrier_t start;
+} causal_t;
+
+typedef struct causal_msg {
+    uint32_t kind; /* 0 envelope, 1 claim, 2 noise */
+    uint32_t i;
+} causal_msg_t;
+
+static void causal_post(causal_t *c, uint32_t kind, uint32_t i)
+{
+    causal_msg_t m = {kind, i};
+    while (hb_msgq_post(&c->q, &m) != 0)
+        ;
+}
+
+static void causal_envelopes(void *arg)
+{
+    causal_t *c = arg;
+    uv_barrier_wait(&c->start);
+    for (uint32_t i = 0; i < CAUSAL_N; i++) {
+        causal_post(c, 0, i);
+        atomic_store_explicit(&c->published, i + 1, memory_order_release);
+    }
+}
+
+static void causal_claims(void *arg)
+{
+    causal_t *c = arg;
+    uv_barrier_wait(&c->start);
+    for (uint32_t i = 0; i < CAUSAL_N; i++) {
+        while (atomic_load_explicit(&c->published, memory_order_acquire) <= i)
+            ;
+        causal_post(c, 1, i);
+    }
+}
+
+static void causal_noise(void *arg)
+{
+    causal_t *c = arg;
+    uv_barrier_wait(&c->start);
+    for (uint32_t i = 0; i < CAUSAL_NOISE_N; i++)
+        causal_post(c, 2, i);
+}
+
+START_TEST(test_post_causal_order_across_threads)
+{
+    causal_t *c = calloc(1, sizeof *c);
+    ck_assert_int_eq(hb_msgq_init(&c->q, 4, sizeof(causal_msg_t)), 0);
+    atomic_init(&c->published, 0);
+    uv_barrier_init(&c->start, 3 + CAUSAL_NOISE);
+    uv_thread_t t[2 + CAUSAL_NOISE];
+    uv_thread_create(&t[0], causal_envelopes, c);
+    uv_thread_create(&t[1], causal_claims, c);
+    for (int k = 0; k < CAUSAL_NOISE; k++)
+        uv_thread_create(&t[2 + k], causal_noise, c);
+    uint8_t *seen = calloc(CAUSAL_N, 1);
+    uint32_t next_env = 0, next_claim = 0, noise = 0, violations = 0;
+    uv_barrier_wait(&c->start);
+    while (next_claim < CAUSAL_N || noise < CAUSAL_NOISE * CAUSAL_NOISE_N) {
+        causal_msg_t m;
+        if (hb_msgq_take(&c->q, &m) != 0)
+            continue;
+        if (m.kind == 0) {
+            violations += m.i != next_env;
+            next_env++;
+            seen[m.i] = 1;
+        } else if (m.kind == 1) {
+            violations += m.i != next_claim || !seen[m.i];
+            next_claim++;
+        } else {
+            noise++;
+        }
+    }
+    for (int k = 0; k < 2 + CAUSAL_NOISE; k++)
+        uv_thread_join(&t[k]);
+    ck_assert_uint_eq(violations, 0);
+    ck_assert_uint_eq(next_env, CAUSAL_N);
+    causal_msg_t m;
+    ck_assert_int_eq(hb_msgq_take(&c->q, &m), HB_EEMPTY);
+    free(seen);
+    uv_barrier_destroy(&c->start);
+    hb_msgq_close(&c->q);
+    free(c);
+}
+END_TEST
+
 static Suite *msgq_suite(void)
 {
     Suite *s = suite_create("msgq");
@@ -464,6 +588,7 @@ static Suite *msgq_suite(void)
     tcase_add_test(tc, test_fifo_full_and_empty);
     tcase_add_test(tc, test_wraps_around_many_times);
     tcase_add_test(tc, test_odd_element_size_copies_exactly);
+    tcase_add_test(tc, test_post_keeps_order_past_the_ring);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
@@ -471,6 +596,7 @@ static Suite *msgq_suite(void)
     tcase_add_test(stress, test_stress_producers_one_consumer);
     tcase_add_test(stress, test_stress_producers_two_consumers);
     tcase_add_test(stress, test_race_fill_then_drain);
+    tcase_add_test(stress, test_post_causal_order_across_threads);
     tcase_set_timeout(stress, 60);
     suite_add_tcase(s, stress);
     return s;

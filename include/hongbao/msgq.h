@@ -1,5 +1,7 @@
-/* A bounded multi-producer queue of fixed-size messages: the receive queue of a SET, into which
- * any thread pushes and the SET's own thread pops, with no lock. */
+/* A multi-producer queue of fixed-size messages: the receive queue of a SET, into which any thread
+ * pushes and the SET's own thread pops. A bounded lock-free ring, and for a single consumer an
+ * ordered overflow past it (hb_msgq_post / hb_msgq_take), so that a message is never refused and
+ * never overtakes one that was posted before it. */
 #ifndef HONGBAO_MSGQ_H
 #define HONGBAO_MSGQ_H
 
@@ -24,6 +26,7 @@ typedef struct hb_msgq {
     size_t elem_size;
     /* private */
     struct hb_msgq_ring *ring;
+    struct hb_msgq_ovf *ovf_taken; /* the consumer's detached overflow, oldest first */
 } hb_msgq_t;
 
 /* Set up a queue of at least capacity messages of elem_size bytes: capacity is rounded up to a
@@ -33,7 +36,8 @@ typedef struct hb_msgq {
  * On error q is left unchanged. */
 HB_EXTERN int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size);
 
-/* Free the ring; messages still queued are dropped. No push, pop or size may run concurrently
+/* Free the ring and the overflow; messages still queued are dropped (call hb_msgq_take until
+ * HB_EEMPTY first to see them, e.g. to free what they point to). No push, pop or size may run concurrently
  * or afterwards (until the next init). Closing a closed queue does nothing. */
 HB_EXTERN void hb_msgq_close(hb_msgq_t *q);
 
@@ -51,7 +55,25 @@ HB_EXTERN int hb_msgq_push(hb_msgq_t *q, const void *msg);
  * back, so draining until HB_EEMPTY on each wake-up loses nothing. */
 HB_EXTERN int hb_msgq_pop(hb_msgq_t *q, void *msg);
 
-/* Messages queued now (a snapshot, 0..capacity, counting pushes and pops in progress). Any
+/* Post a message for the queue's single consumer (hb_msgq_take), from any thread, in order: when
+ * the ring is full, or while earlier messages wait past it, the message is copied into an
+ * overflow list (one allocation, taken under a short spin lock), so posting never fails for
+ * lack of room. Order: a message whose post finished before another post began is taken first,
+ * whichever threads posted them, ring or overflow; so a message posted after seeing the effect
+ * of an earlier one (a claim sent after the notice of the envelope it names) cannot overtake it.
+ * Returns 0, UV_ENOMEM (nothing queued), UV_EINVAL (q, its ring or msg NULL). Do not mix with
+ * hb_msgq_push on the same queue. */
+HB_EXTERN int hb_msgq_post(hb_msgq_t *q, const void *msg);
+
+/* The single consumer's side of hb_msgq_post: copy the oldest message into msg. Returns 0,
+ * HB_EEMPTY (nothing to take now; as for hb_msgq_pop, a post in progress brings its own wake-up),
+ * UV_EINVAL. Only one thread may take; do not mix with hb_msgq_pop. */
+HB_EXTERN int hb_msgq_take(hb_msgq_t *q, void *msg);
+
+/* Messages waiting past the ring in the overflow (a snapshot; any thread). */
+HB_EXTERN size_t hb_msgq_overflow(const hb_msgq_t *q);
+
+/* Messages queued now in the ring (a snapshot, 0..capacity, counting pushes and pops in progress). Any
  * thread. 0 for a closed queue. */
 HB_EXTERN size_t hb_msgq_size(const hb_msgq_t *q);
 
