@@ -2,27 +2,28 @@
  * envelope generators and the control routes. Runs on the caller's (control) loop except the
  * worker thread bodies. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
-#include "hongbao/envelope.h"
+#include "hb_internal.h"
 #include "hb_server_int.h"
 
-#define HB_DEFAULT_PORT      1025
-#define HB_DEFAULT_MAX_QPS   65000
-#define HB_MAX_QPS_LIMIT     16000000 /* the overload counter holds 24 bits */
-#define HB_GENERATOR_TICK_MS 2
-#define HB_SHAKE_AMOUNT_MIN  10
-#define HB_SHAKE_AMOUNT_MAX  309
-#define HB_SEND_TOTAL_MIN    300
-#define HB_SEND_TOTAL_MAX    30000
-#define HB_GENERATE_QPS_MAX  10000000
-#define HB_RLIMIT_RESERVE    64
+#define HB_DEFAULT_PORT          1025
+#define HB_DEFAULT_MAX_QPS       65000
+#define HB_MAX_QPS_LIMIT         16000000 /* the overload counter holds 24 bits */
+#define HB_GENERATOR_TICK_MS     2
+#define HB_SHAKE_AMOUNT_MIN      10
+#define HB_SHAKE_AMOUNT_MAX      309
+#define HB_SEND_TOTAL_MIN        300
+#define HB_SEND_TOTAL_MAX        30000
+#define HB_GENERATE_QPS_MAX      10000000
+#define HB_RLIMIT_RESERVE        64
+#define HB_DEFAULT_CLOSE_TIMEOUT 5000
+#define HB_WORKER_TICK_MS        1000
 
 void hb_server_options_default(hb_server_options_t *o)
 {
@@ -45,6 +46,26 @@ const char *hb_server_last_error(const hb_server_t *server)
 {
     (void)server;
     return last_error;
+}
+
+static void log_to_stderr(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "hongbao server: %s\n", line);
+}
+
+void hb__server_log(struct hb_server_impl *impl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    hb__vlogf(impl->opts.log != NULL ? impl->opts.log : log_to_stderr, impl->opts.log_arg, fmt,
+              ap);
+    va_end(ap);
+}
+
+void hb__control_count(struct hb_server_impl *impl, unsigned slot, uint64_t delta)
+{
+    hb_counters_add(&impl->counters, hb__control_shard(impl), slot, hb__now_s(), delta);
 }
 
 static unsigned cores(void)
@@ -94,7 +115,7 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         o->max_output = 256 * 1024;
     if (o->send_expiry_s == 0)
         o->send_expiry_s = 24 * 3600;
-    if (o->max_user != 0 && o->max_user < o->min_user)
+    if (o->limit_users && o->max_user < o->min_user)
         return fail(impl, UV_EINVAL, "max user below min user%s", "");
     if (o->max_conn_qps == 0)
         o->max_conn_qps = 1000;
@@ -103,6 +124,8 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
                     "");
     if (o->login_timeout_ms == 0)
         o->login_timeout_ms = 10000;
+    if (o->close_timeout_ms == 0)
+        o->close_timeout_ms = HB_DEFAULT_CLOSE_TIMEOUT;
     struct rlimit rl;
     uint64_t fds = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -114,50 +137,6 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         o->max_connections = (uint32_t)(room > UINT32_MAX ? UINT32_MAX : room);
     if (o->seed == 0)
         o->seed = uv_hrtime();
-    return 0;
-}
-
-/* Replay: each outstanding send-envelope goes back into the book of the SET owning its id. */
-static void restore_envelope(void *arg, const hb_sendenv_t *e)
-{
-    struct hb_server_impl *impl = arg;
-    hb_book_add(&impl->sets[e->id % impl->pub->nsets].book, e);
-}
-
-/* On the ledger's writer thread: records up to seq are durable; wake the SETs holding replies. */
-static void on_ledger_durable(void *arg, uint64_t seq)
-{
-    struct hb_server_impl *impl = arg;
-    atomic_store_explicit(&impl->durable_seq, seq, memory_order_release);
-    hb_set_msg_t m = {.type = HB_MSG_DURABLE};
-    uv_mutex_lock(&impl->durable_lock);
-    for (unsigned i = 0; i < impl->pub->nsets && !impl->stopping_sets; i++)
-        if (atomic_load_explicit(&impl->sets[i].held_waiting, memory_order_acquire) > 0)
-            hb__set_post(&impl->sets[i], &m, 1);
-    uv_mutex_unlock(&impl->durable_lock);
-}
-
-static void ledger_log(void *arg, const char *line)
-{
-    (void)arg;
-    fprintf(stderr, "hongbao ledger: %s\n", line);
-}
-
-static int open_ledger(struct hb_server_impl *impl)
-{
-    hb_ledger_options_t lo;
-    memset(&lo, 0, sizeof lo);
-    lo.dir = impl->opts.ledger_dir;
-    lo.fsync = impl->opts.fsync;
-    lo.log = ledger_log;
-    lo.on_durable = on_ledger_durable;
-    lo.durable_arg = impl;
-    int r = hb_ledger_open(&impl->ledger, &lo, restore_envelope, impl);
-    if (r != 0)
-        return fail(impl, r, "ledger: %s", hb_ledger_last_error());
-    impl->have_ledger = 1;
-    if (impl->ledger.max_envelope_id >= impl->next_send_id)
-        impl->next_send_id = impl->ledger.max_envelope_id + 1;
     return 0;
 }
 
@@ -173,7 +152,8 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     server->impl = impl;
     server->loop = loop;
     impl->pub = server;
-    if (uv_mutex_init(&impl->durable_lock) != 0) {
+    impl->listen_fd = -1;
+    if (uv_mutex_init(&impl->post_lock) != 0) {
         free(impl);
         server->impl = NULL;
         return UV_ENOMEM;
@@ -181,32 +161,30 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     int r = settle_options(impl, opts);
     if (r != 0)
         goto fail_impl;
-    server->nthreads = impl->opts.threads;
-    server->nsets = impl->opts.sets;
+    impl->nthreads = server->nthreads = impl->opts.threads;
+    impl->nsets = server->nsets = impl->opts.sets;
     server->max_connections = impl->opts.max_connections;
     hb_rand_seed(&impl->rng, impl->opts.seed);
     hb_server_handle(server, HB_CMD_CHAT, hb__chat_handler, NULL);
-    impl->next_shake_id = HB_SHAKE_ENVELOPE_ID_BASE;
-    impl->next_send_id = HB_SEND_ENVELOPE_ID_BASE;
 
-    r = hb_envq_init(&impl->envq, server->nsets, impl->opts.bucket_capacity);
+    r = hb_envq_init(&impl->envq, impl->nsets, impl->opts.bucket_capacity);
     if (r != 0)
         goto fail_impl;
     r = hb_registry_init(&impl->registry, 64, 16384);
     if (r != 0)
         goto fail_envq;
-    r = hb_counters_init(&impl->counters, server->nthreads + 1, HB_REPORTER_SERVER);
+    r = hb_counters_init(&impl->counters, impl->nthreads + 1, HB_REPORTER_SERVER);
     if (r != 0)
         goto fail_registry;
-    impl->workers = calloc(server->nthreads, sizeof *impl->workers);
-    impl->sets = calloc(server->nsets, sizeof *impl->sets);
+    impl->workers = calloc(impl->nthreads, sizeof *impl->workers);
+    impl->sets = calloc(impl->nsets, sizeof *impl->sets);
     if (impl->workers == NULL || impl->sets == NULL) {
         r = UV_ENOMEM;
         goto fail_arrays;
     }
-    unsigned per = server->nsets / server->nthreads;
+    unsigned per = impl->nsets / impl->nthreads;
     unsigned made = 0;
-    for (unsigned i = 0; i < server->nthreads; i++) {
+    for (unsigned i = 0; i < impl->nthreads; i++) {
         hb_worker_t *w = &impl->workers[i];
         w->impl = impl;
         w->index = i;
@@ -219,10 +197,11 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
                 goto fail_sets;
         }
     }
-    if (impl->opts.ledger_dir != NULL) {
-        r = open_ledger(impl);
-        if (r != 0)
-            goto fail_sets;
+    r = hb__store_open(impl);
+    if (r != 0) {
+        fail(impl, r, "ledger: %s", hb_ledger_last_error()[0] ? hb_ledger_last_error()
+                                                               : hb_strerror(r));
+        goto fail_sets;
     }
     return 0;
 
@@ -238,7 +217,7 @@ fail_registry:
 fail_envq:
     hb_envq_close(&impl->envq);
 fail_impl:
-    uv_mutex_destroy(&impl->durable_lock);
+    uv_mutex_destroy(&impl->post_lock);
     if (last_error[0] == '\0')
         fail(impl, r, "cannot set the server up: %s", uv_strerror(r));
     free(impl);
@@ -266,107 +245,52 @@ int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb, 
     return 0;
 }
 
-/* ---- listening sockets
- * ---------------------------------------------------------------------------- */
-
-static int open_listener(struct hb_server_impl *impl, int *port, int *fd_out)
-{
-    struct sockaddr_storage ss;
-    int r;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(impl->host, ':') != NULL)
-        r = uv_ip6_addr(impl->host, *port, (struct sockaddr_in6 *)&ss);
-    else
-        r = uv_ip4_addr(impl->host, *port, (struct sockaddr_in *)&ss);
-    if (r != 0)
-        return fail(impl, UV_EINVAL, "listen host '%s' is not an IP address", impl->host);
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return fail(impl, -errno, "socket: %s", strerror(errno));
-    int one = 1;
-    socklen_t len =
-        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, HB_LISTEN_BACKLOG) != 0) {
-        r = -errno;
-        close(fd);
-        char what[96];
-        snprintf(what, sizeof what, "%s:%d: %s", impl->host, *port, strerror(-r));
-        return fail(impl, r, "cannot listen on %s", what);
-    }
-    if (*port == 0) {
-        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-            *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-/* ---- workers
- * ---------------------------------------------------------------------------------------- */
-
-static void on_worker_handle_closed(uv_handle_t *h)
-{
-    hb_worker_t *w = h->data;
-    w->open_handles--;
-}
-
-static void on_stop(uv_async_t *a)
-{
-    hb_worker_t *w = a->data;
-    if (w->stopping)
-        return;
-    w->stopping = 1;
-    uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
-    for (unsigned i = 0; i < w->nsets; i++) {
-        hb_set_t *set = &w->impl->sets[w->first_set + i];
-        hb__set_shutdown_conns(set);
-        hb__set_close_handles(set);
-    }
-    uv_close((uv_handle_t *)&w->stop_async, on_worker_handle_closed);
-}
+/* ---- workers ---------------------------------------------------------------------------------- */
 
 static void worker_main(void *arg)
 {
     hb_worker_t *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     atomic_fetch_add_explicit(&w->impl->workers_done, 1, memory_order_release);
-    uv_async_send(&w->impl->done_async);
+    uv_async_send(&w->impl->control_async);
 }
 
-static int worker_prepare(hb_worker_t *w)
+static int worker_prepare(hb_worker_t *w, int shared_fd)
 {
+    struct hb_server_impl *impl = w->impl;
     int r = uv_loop_init(&w->loop);
     if (r != 0)
         return r;
     w->loop_ready = 1;
+    w->loop.data = w;
     w->readbuf = malloc(HB_SET_READ_BUF);
     if (w->readbuf == NULL)
         return UV_ENOMEM;
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    w->open_handles++;
-    r = uv_tcp_open(&w->listener, w->listen_fd);
-    if (r == 0) {
-        w->listen_fd = -1; /* the handle owns it now */
-        r = uv_listen((uv_stream_t *)&w->listener, HB_LISTEN_BACKLOG, hb__worker_on_connection);
+    int fd = shared_fd;
+    if (fd < 0) {
+        fd = w->listen_fd; /* its own SO_REUSEPORT socket, owned by the listener from now on */
+        w->listen_fd = -1;
     }
+    w->listener.poll.data = w;
+    r = hb__listener_start(&w->loop, &w->listener, fd, shared_fd < 0, hb__worker_on_accept);
+    w->listener_open = 1;
     if (r != 0)
         return r;
-    uv_async_init(&w->loop, &w->stop_async, on_stop);
-    w->stop_async.data = w;
-    w->open_handles++;
+    r = uv_timer_init(&w->loop, &w->tick);
+    if (r != 0)
+        return r;
+    w->tick.data = w;
+    w->tick_open = 1;
+    uv_timer_start(&w->tick, hb__worker_tick, HB_WORKER_TICK_MS, HB_WORKER_TICK_MS);
     for (unsigned i = 0; i < w->nsets; i++) {
-        r = hb__set_start(&w->impl->sets[w->first_set + i]);
+        r = hb__set_start(&impl->sets[w->first_set + i]);
         if (r != 0)
             return r;
     }
     return 0;
 }
 
-static void on_done_async(uv_async_t *a);
+static void on_control_async(uv_async_t *a);
 
 int hb_server_start(hb_server_t *server)
 {
@@ -374,10 +298,11 @@ int hb_server_start(hb_server_t *server)
     if (impl->started)
         return UV_EBUSY;
     impl->started = 1;
-    int r = uv_async_init(server->loop, &impl->done_async, on_done_async);
+    int r = uv_async_init(server->loop, &impl->control_async, on_control_async);
     if (r != 0)
         return r;
-    impl->done_async.data = impl;
+    impl->control_async.data = impl;
+    impl->control_open = 1;
     impl->control_handles++;
     uv_timer_init(server->loop, &impl->shake_gen.timer);
     uv_timer_init(server->loop, &impl->send_gen.timer);
@@ -386,18 +311,28 @@ int hb_server_start(hb_server_t *server)
     impl->control_handles += 2;
 
     int port = impl->opts.listen_port;
-    for (unsigned i = 0; i < server->nthreads; i++) {
-        r = open_listener(impl, &port, &impl->workers[i].listen_fd);
-        if (r != 0)
-            return r;
+    char what[96];
+    if (impl->opts.reuse_port) {
+        for (unsigned i = 0; i < impl->nthreads && r == 0; i++)
+            r = hb__sock_listen_fd(impl->host, port, HB_LISTEN_BACKLOG, 1,
+                                   &impl->workers[i].listen_fd, &port);
+    } else {
+        r = hb__sock_listen_fd(impl->host, port, HB_LISTEN_BACKLOG, 0, &impl->listen_fd, &port);
+    }
+    if (r != 0) {
+        if (r == UV_EINVAL)
+            return fail(impl, r, "listen host '%s' is not an IP address", impl->host);
+        snprintf(what, sizeof what, "%s:%d: %s", impl->host, impl->opts.listen_port,
+                 uv_strerror(r));
+        return fail(impl, r, "cannot listen on %s", what);
     }
     server->port = port;
-    for (unsigned i = 0; i < server->nthreads; i++) {
-        r = worker_prepare(&impl->workers[i]);
+    for (unsigned i = 0; i < impl->nthreads; i++) {
+        r = worker_prepare(&impl->workers[i], impl->listen_fd);
         if (r != 0)
             return fail(impl, r, "worker set-up failed: %s", uv_strerror(r));
     }
-    for (unsigned i = 0; i < server->nthreads; i++) {
+    for (unsigned i = 0; i < impl->nthreads; i++) {
         hb_worker_t *w = &impl->workers[i];
         r = uv_thread_create(&w->thread, worker_main, w);
         if (r != 0)
@@ -407,42 +342,28 @@ int hb_server_start(hb_server_t *server)
     return 0;
 }
 
-/* ---- shutdown
- * ---------------------------------------------------------------------------------------- */
+/* ---- shutdown ----------------------------------------------------------------------------------
+ * hb_server_close posts phase 1 to every SET; each later phase goes out once every SET has
+ * acknowledged the one before (hb_set.c says what each does). After phase 4 the workers' loops
+ * end; then the journal is closed, the callback runs, and the memory is freed. */
 
-static void free_everything(struct hb_server_impl *impl)
+void hb__phase_ack(struct hb_server_impl *impl)
 {
-    hb_server_t *server = impl->pub;
-    if (impl->have_ledger)
-        hb_ledger_close(&impl->ledger); /* flush and sync what the workers journaled */
-    uv_mutex_destroy(&impl->durable_lock);
-    for (unsigned i = 0; i < server->nthreads; i++) {
-        hb_worker_t *w = &impl->workers[i];
-        if (w->listen_fd >= 0)
-            close(w->listen_fd);
-        free(w->readbuf);
-    }
-    for (unsigned i = 0; i < server->nsets; i++)
-        hb__set_free(&impl->sets[i]);
-    free(impl->workers);
-    free(impl->sets);
-    hb_counters_close(&impl->counters);
-    hb_registry_close(&impl->registry);
-    hb_envq_close(&impl->envq);
+    atomic_fetch_add_explicit(&impl->phase_acks, 1, memory_order_acq_rel);
+    uv_async_send(&impl->control_async);
 }
 
-static void on_control_handle_closed(uv_handle_t *h)
+static void post_phase(struct hb_server_impl *impl, unsigned phase, uint64_t target)
 {
-    struct hb_server_impl *impl = h->data;
-    if (--impl->control_handles > 0)
-        return;
-    hb_server_t *server = impl->pub;
-    hb_server_close_cb cb = impl->close_cb;
-    free_everything(impl);
-    free(impl);
-    server->impl = NULL;
-    if (cb != NULL)
-        cb(server);
+    impl->phase = phase;
+    atomic_store_explicit(&impl->phase_acks, 0, memory_order_release);
+    hb_set_msg_t m = {.type = HB_MSG_PHASE, .user = phase, .gen = target};
+    uv_mutex_lock(&impl->post_lock);
+    if (phase == 4)
+        impl->posts_closed = 1; /* nothing from outside after this: the queues close */
+    for (unsigned i = 0; i < impl->nsets; i++)
+        hb__set_post(&impl->sets[i], &m);
+    uv_mutex_unlock(&impl->post_lock);
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -452,41 +373,99 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* Every worker loop has ended (or never ran): join, close their loops, then our own handles. */
+/* Everything the server allocated; the hb_server_t is not touched (the caller may have freed it in
+ * its close callback). */
+static void free_everything(struct hb_server_impl *impl)
+{
+    uv_mutex_destroy(&impl->post_lock);
+    for (unsigned i = 0; i < impl->nthreads; i++) {
+        hb_worker_t *w = &impl->workers[i];
+        if (w->listen_fd >= 0)
+            close(w->listen_fd);
+        free(w->readbuf);
+    }
+    if (impl->listen_fd >= 0)
+        close(impl->listen_fd);
+    for (unsigned i = 0; i < impl->nsets; i++)
+        hb__set_free(&impl->sets[i]);
+    free(impl->workers);
+    free(impl->sets);
+    hb_counters_close(&impl->counters);
+    hb_registry_close(&impl->registry);
+    hb_envq_close(&impl->envq);
+    free(impl);
+}
+
+static void on_control_handle_closed(uv_handle_t *h)
+{
+    struct hb_server_impl *impl = h->data;
+    if (--impl->control_handles > 0)
+        return;
+    /* The rule libuv's handles follow: everything stays readable in the callback; the memory is
+     * the caller's to free in or after it, and the library does not touch it again. */
+    hb_server_close_cb cb = impl->close_cb;
+    if (cb != NULL)
+        cb(impl->pub);
+    free_everything(impl);
+}
+
+/* Every worker loop has ended (or never ran): join, close their loops and the journal, then our
+ * own handles. */
 static void finish_close(struct hb_server_impl *impl)
 {
-    hb_server_t *server = impl->pub;
-    for (unsigned i = 0; i < server->nthreads; i++) {
+    for (unsigned i = 0; i < impl->nthreads; i++) {
         hb_worker_t *w = &impl->workers[i];
         if (w->thread_started) {
             uv_thread_join(&w->thread);
+            w->thread_started = 0;
         } else if (w->loop_ready) {
             /* Prepared but never run (start failed part way): close its handles here. */
+            if (w->listener_open)
+                hb__listener_close(&w->listener, NULL);
+            w->listener_open = 0;
             uv_walk(&w->loop, close_walk_cb, NULL);
             uv_run(&w->loop, UV_RUN_DEFAULT);
         }
         if (w->loop_ready)
             uv_loop_close(&w->loop);
+        w->loop_ready = 0;
     }
+    hb__store_close(impl);
     if (impl->control_handles == 0) {
         /* start was never called: nothing to close on the control loop */
         impl->control_handles = 1;
         on_control_handle_closed((uv_handle_t *)&(uv_handle_t){.data = impl});
         return;
     }
-    uv_close((uv_handle_t *)&impl->done_async, on_control_handle_closed);
+    uv_close((uv_handle_t *)&impl->control_async, on_control_handle_closed);
     uv_close((uv_handle_t *)&impl->shake_gen.timer, on_control_handle_closed);
     uv_close((uv_handle_t *)&impl->send_gen.timer, on_control_handle_closed);
 }
 
-static void on_done_async(uv_async_t *a)
+static unsigned workers_running(const struct hb_server_impl *impl)
+{
+    unsigned running = 0;
+    for (unsigned i = 0; i < impl->nthreads; i++)
+        running += impl->workers[i].thread_started;
+    return running;
+}
+
+static void on_control_async(uv_async_t *a)
 {
     struct hb_server_impl *impl = a->data;
-    unsigned running = 0;
-    for (unsigned i = 0; i < impl->pub->nthreads; i++)
-        running += impl->workers[i].thread_started;
-    if (impl->closing && atomic_load_explicit(&impl->workers_done, memory_order_acquire) == running)
+    if (!impl->closing)
+        return;
+    if (impl->phase >= 1 && impl->phase < 4 &&
+        atomic_load_explicit(&impl->phase_acks, memory_order_acquire) == impl->nsets) {
+        unsigned next = impl->phase + 1;
+        post_phase(impl, next, next == 3 ? hb__store_appended(impl) : 0);
+        return;
+    }
+    if (atomic_load_explicit(&impl->workers_done, memory_order_acquire) == workers_running(impl) &&
+        impl->control_open) {
+        impl->control_open = 0;
         finish_close(impl);
+    }
 }
 
 void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
@@ -497,30 +476,19 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
     impl->closing = 1;
     impl->close_cb = cb;
     impl->shake_gen.active = impl->send_gen.active = 0;
-    /* From now on the ledger's writer no longer wakes the SETs (their handles are closing). The
-     * journal itself is flushed and closed once the workers have stopped. */
-    uv_mutex_lock(&impl->durable_lock);
-    impl->stopping_sets = 1;
-    uv_mutex_unlock(&impl->durable_lock);
-    unsigned running = 0;
-    for (unsigned i = 0; i < server->nthreads; i++) {
-        if (impl->workers[i].thread_started) {
-            uv_async_send(&impl->workers[i].stop_async);
-            running++;
-        }
+    if (impl->started) {
+        uv_timer_stop(&impl->shake_gen.timer);
+        uv_timer_stop(&impl->send_gen.timer);
     }
-    if (running == 0)
+    if (workers_running(impl) == 0) {
+        impl->control_open = 0;
         finish_close(impl);
-    /* else on_done_async finishes once the last worker has ended */
+        return;
+    }
+    post_phase(impl, 1, 0);
 }
 
-/* ---- envelopes
- * ---------------------------------------------------------------------------------------- */
-
-static void count_control(struct hb_server_impl *impl, unsigned slot, uint64_t delta)
-{
-    hb_counters_add(&impl->counters, hb__control_shard(impl), slot, hb__now_s(), delta);
-}
+/* ---- envelopes -------------------------------------------------------------------------------- */
 
 /* How many of sum should exist by now at qps, paced by milliseconds since start. */
 static uint64_t generator_due(const hb_generator_t *g, uint64_t now_ms)
@@ -536,18 +504,25 @@ static void on_shake_tick(uv_timer_t *t)
     hb_generator_t *g = &impl->shake_gen;
     uint64_t due = generator_due(g, uv_now(t->loop));
     while (g->done < due) {
-        hb_envelope_t e = {
-            impl->next_shake_id,
-            (uint32_t)hb_rand_range(&impl->rng, HB_SHAKE_AMOUNT_MIN, HB_SHAKE_AMOUNT_MAX)};
-        if (hb_envq_push(&impl->envq, e, NULL) != 0) {
-            /* Every bucket is full: count it, keep the envelope for the next tick. */
-            count_control(impl, HB_CTR_X_ENVQ_FULL, 1);
+        uint32_t id = g->kept_id;
+        int r = id != 0 ? 0 : hb__store_shake_id(impl, &id);
+        if (r != 0) {
+            /* No durable id reservation yet, or no ids left: wait for the next tick. */
+            hb__control_count(impl, HB_CTR_X_IDS_WAIT, 1);
             break;
         }
-        impl->next_shake_id++;
+        hb_envelope_t e = {
+            id, (uint32_t)hb_rand_range(&impl->rng, HB_SHAKE_AMOUNT_MIN, HB_SHAKE_AMOUNT_MAX)};
+        if (hb_envq_push(&impl->envq, e, NULL) != 0) {
+            /* Every bucket is full: count it, keep the id for the next tick. */
+            g->kept_id = id;
+            hb__control_count(impl, HB_CTR_X_ENVQ_FULL, 1);
+            break;
+        }
+        g->kept_id = 0;
         g->done++;
-        count_control(impl, HB_CTR_SHAKE_ENVELOPES, 1);
-        count_control(impl, HB_CTR_SHAKE_AMOUNT_ISSUED, e.amount);
+        hb__control_count(impl, HB_CTR_SHAKE_ENVELOPES, 1);
+        hb__control_count(impl, HB_CTR_SHAKE_AMOUNT_ISSUED, e.amount);
     }
     if (g->done >= g->sum) {
         g->active = 0;
@@ -579,67 +554,12 @@ int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t sum)
     return 0;
 }
 
-static void notify(struct hb_server_impl *impl, const hb_sendenv_t *e)
-{
-    hb_msg_t n = {.cmd = HB_CMD_NOTICE, .timestamp = hb__now_s()};
-    n.u.notice.envelope_id = e->id;
-    n.u.notice.total_amount = e->total;
-    n.u.notice.recipient_count = HB_NOTICE_RECIPIENTS;
-    memcpy(n.u.notice.user_ids, e->recipients, sizeof e->recipients);
-    hb_set_msg_t m = {.type = HB_MSG_FRAME};
-    int len = hb_msg_encode(&n, m.u.bytes, sizeof m.u.bytes);
-    m.len = (uint16_t)len;
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
-        hb_registry_entry_t where;
-        if (hb_registry_get(&impl->registry, e->recipients[i], &where) != 0) {
-            count_control(impl, HB_CTR_X_NOTICE_OFFLINE, 1);
-            continue;
-        }
-        m.user = e->recipients[i];
-        m.gen = where.gen;
-        hb__set_post(&impl->sets[where.set], &m, 1);
-    }
-}
-
-static int create_send_envelope(struct hb_server_impl *impl, const uint32_t recipients[3],
-                                uint32_t total, uint32_t *id)
-{
-    hb_sendenv_t e;
-    memset(&e, 0, sizeof e);
-    if (recipients[0] == recipients[1] || recipients[0] == recipients[2] ||
-        recipients[1] == recipients[2])
-        return UV_EINVAL;
-    int r = hb_envelope_split(total, HB_NOTICE_RECIPIENTS, &impl->rng, e.shares);
-    if (r != 0)
-        return UV_EINVAL;
-    e.id = impl->next_send_id;
-    e.total = total;
-    e.created_s = hb__now_s();
-    memcpy(e.recipients, recipients, sizeof e.recipients);
-    /* Journaled before anyone hears of it, so no claim can precede its envelope on disk. */
-    if (impl->have_ledger && (r = hb_ledger_append_envelope(&impl->ledger, &e, NULL)) != 0)
-        return r;
-    hb_set_msg_t m = {.type = HB_MSG_ENVELOPE};
-    m.u.env = e;
-    /* The owner learns of the envelope before any recipient can claim it. */
-    r = hb__set_post(&impl->sets[e.id % impl->pub->nsets], &m, 1);
-    if (r != 0)
-        return r;
-    impl->next_send_id++;
-    count_control(impl, HB_CTR_SEND_CREATED, 1);
-    count_control(impl, HB_CTR_SEND_AMOUNT_ISSUED, total);
-    notify(impl, &e);
-    if (id != NULL)
-        *id = e.id;
-    return 0;
-}
-
 int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3], uint32_t total,
                             uint32_t *id)
 {
     if (!server->impl->started || server->impl->closing)
         return UV_EINVAL;
-    return create_send_envelope(server->impl, recipients, total, id);
+    return hb__store_create_send(server->impl, recipients, total, id);
 }
 
 static void on_send_tick(uv_timer_t *t)
@@ -659,8 +579,10 @@ static void on_send_tick(uv_timer_t *t)
             } while (!fresh);
         }
         uint32_t total = (uint32_t)hb_rand_range(&impl->rng, HB_SEND_TOTAL_MIN, HB_SEND_TOTAL_MAX);
-        if (create_send_envelope(impl, who, total, NULL) != 0)
+        if (hb__store_create_send(impl, who, total, NULL) != 0) {
+            hb__control_count(impl, HB_CTR_X_IDS_WAIT, 1);
             break;
+        }
         g->done++;
     }
     if (g->done >= g->sum) {
@@ -682,8 +604,7 @@ int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum, uin
     return 0;
 }
 
-/* ---- reaching users
- * ------------------------------------------------------------------------------------ */
+/* ---- reaching users --------------------------------------------------------------------------- */
 
 int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame, size_t len)
 {
@@ -704,7 +625,7 @@ int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame
             return UV_ENOMEM;
         memcpy(m.u.heap, frame, len);
     }
-    int r = hb__set_post(&impl->sets[where.set], &m, 0);
+    int r = hb__set_post_external(impl, &impl->sets[where.set], &m);
     if (r != 0 && m.type == HB_MSG_FRAME_HEAP)
         free(m.u.heap);
     return r;
@@ -738,6 +659,11 @@ size_t hb_server_envelopes_queued(hb_server_t *server)
     return n;
 }
 
+int hb_server_store_error(hb_server_t *server)
+{
+    return atomic_load_explicit(&server->impl->store_error, memory_order_acquire);
+}
+
 /* ---- counter names
  * ---------------------------------------------------------------------------------- */
 
@@ -745,6 +671,12 @@ static const struct {
     unsigned slot;
     const char *name, *help;
 } server_slots[] = {
+    {HB_CTR_X_ENVELOPE_DROPPED, "envelopes_dropped",
+     "Send-envelopes dropped unannounced: not made durable"},
+    {HB_CTR_X_IDS_WAIT, "ids_wait", "Generator ticks that waited for an id reservation"},
+    {HB_CTR_X_CLAIM_REPEAT, "claims_repeated", "Claims answered again with the share granted before"},
+    {HB_CTR_X_CLAIM_TRY_AGAIN, "claims_try_again", "Claims answered try-again: nothing decided"},
+    {HB_CTR_X_STORE_ERRORS, "store_errors", "Failures of the claim journal"},
     {HB_CTR_X_LOGIN_TIMEOUT, "login_timeouts", "Connections closed for not logging in in time"},
     {HB_CTR_X_LOGIN_REFUSED, "login_refused", "Logins refused: user id outside the allowed range"},
     {HB_CTR_X_RATE_LIMITED, "rate_limited", "Requests over a connection's rate limit"},
@@ -892,12 +824,16 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     char *buf = render_start(server, res, &rep);
     if (buf == NULL)
         return;
+    int store_err = hb_server_store_error(server);
     int n = snprintf(buf, HB_METRICS_BUF,
                      "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
-                     "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,",
+                     "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
+                     "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
                      hb_server_users_online(server), hb_server_connections(server),
                      hb_server_envelopes_queued(server), server->nthreads, server->nsets,
-                     server->max_connections);
+                     server->max_connections, server->impl->have_ledger ? "true" : "false",
+                     store_err == 0 ? "true" : "false",
+                     store_err == 0 ? "" : hb_err_name(store_err));
     for (size_t i = 0; i < SERVER_SLOTS; i++) {
         unsigned k = server_slots[i].slot;
         n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "%s\"%s\":[%llu,%llu]",

@@ -1,9 +1,13 @@
-/* SETs: the connections of one worker loop, their frames, and the receive queue through which
- * other threads reach them. Everything here runs on the SET's worker thread except
- * hb__set_post, which any thread may call. */
+/* SETs: the connections of one worker loop, their frames, the receive queue through which other
+ * threads reach them, and their part of an orderly shutdown. Everything here runs on the SET's
+ * worker thread except hb__set_post_external, which any thread may call. Money goes through the
+ * store (hb_store_local.c). */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hb_server_int.h"
 
@@ -89,8 +93,7 @@ static void map_remove(hb_conn_map_t *m, uint32_t user, const hb_conn_t *c)
     m->slots[i].conn = NULL;
 }
 
-/* ---- helpers ------------------------------------------------------------------------------------
- */
+/* ---- helpers ------------------------------------------------------------------------------- */
 
 uint64_t hb__now_s(void)
 {
@@ -99,85 +102,45 @@ uint64_t hb__now_s(void)
 
 unsigned hb__control_shard(const struct hb_server_impl *impl)
 {
-    return impl->pub->nthreads;
+    return impl->nthreads;
 }
 
-static void count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
+void hb__set_count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
 {
     hb_counters_add(&set->worker->impl->counters, set->worker->index, slot, now_s, delta);
 }
 
-/* ---- output
- * --------------------------------------------------------------------------------------- */
+static void count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
+{
+    hb__set_count(set, slot, now_s, delta);
+}
 
-typedef struct out_req {
-    uv_write_t req;
-    hb_conn_t *conn;
-    uint32_t len;
-    uint8_t data[];
-} out_req_t;
+/* ---- output --------------------------------------------------------------------------------- */
 
 static void conn_close(hb_conn_t *c);
 
-static void on_write(uv_write_t *req, int status)
-{
-    out_req_t *o = (out_req_t *)req;
-    hb_conn_t *c = o->conn;
-    c->out_pending -= o->len;
-    free(o);
-    if (status < 0 && status != UV_ECANCELED)
-        conn_close(c);
-}
-
-/* Write now what the kernel takes, queue the rest (copied); disconnect a peer that lets more than
- * max_output pile up. */
+/* Write now what the kernel takes, queue the rest; a peer that lets more than max_output pile up,
+ * or is gone, is disconnected. */
 static void conn_write(hb_conn_t *c, const uint8_t *data, size_t len)
 {
     if (c->closing || len == 0)
         return;
-    if (c->out_pending == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n == (int)len)
-            return;
-        if (n < 0 && n != UV_EAGAIN) {
-            conn_close(c);
-            return;
-        }
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        }
-    }
-    struct hb_server_impl *impl = HB_CONN_SET(c)->worker->impl;
-    if ((uint64_t)c->out_pending + len > impl->opts.max_output) {
+    int r = hb__sock_write(&c->sock, data, len);
+    if (r == 0)
+        return;
+    if (r == UV_ENOBUFS)
         count(HB_CONN_SET(c), HB_CTR_X_SLOW_PEER, hb__now_s(), 1);
-        conn_close(c);
-        return;
-    }
-    out_req_t *o = malloc(sizeof *o + len);
-    if (o == NULL) {
-        conn_close(c);
-        return;
-    }
-    o->conn = c;
-    o->len = (uint32_t)len;
-    memcpy(o->data, data, len);
-    uv_buf_t b = uv_buf_init((char *)o->data, (unsigned)len);
-    if (uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(o);
-        conn_close(c);
-        return;
-    }
-    c->out_pending += (uint32_t)len;
+    conn_close(c);
 }
 
 static void worker_flush(hb_worker_t *w)
 {
-    if (w->out_conn != NULL && w->out_len > 0)
-        conn_write(w->out_conn, w->out, w->out_len);
+    hb_conn_t *c = w->out_conn;
+    size_t len = w->out_len;
     w->out_conn = NULL;
     w->out_len = 0;
+    if (c != NULL && len > 0)
+        conn_write(c, w->out, len);
 }
 
 /* Gather bytes for c; they go out in one write at the end of the current batch. */
@@ -230,22 +193,23 @@ hb_server_t *hb_conn_server(const hb_conn_t *conn)
     return HB_CONN_SET(conn)->worker->impl->pub;
 }
 
-/* ---- connection life
- * ------------------------------------------------------------------------------ */
+/* ---- connection life ------------------------------------------------------------------------ */
 
-static void on_conn_closed(uv_handle_t *h)
+static void maybe_worker_done(hb_worker_t *w);
+
+static void on_conn_closed(hb_sock_t *s)
 {
-    hb_conn_t *c = (hb_conn_t *)h;
+    hb_conn_t *c = (hb_conn_t *)s;
     hb_worker_t *w = HB_CONN_SET(c)->worker;
     hb_framer_reset(&c->framer);
     free(c);
-    w->open_handles--;
+    w->conns--;
+    maybe_worker_done(w);
 }
 
-static void conn_close(hb_conn_t *c)
+/* Leave the books of the server: the user's entries, the open count. */
+static void conn_forget(hb_conn_t *c)
 {
-    if (c->closing)
-        return;
     hb_set_t *set = HB_CONN_SET(c);
     hb_worker_t *w = set->worker;
     struct hb_server_impl *impl = w->impl;
@@ -260,8 +224,46 @@ static void conn_close(hb_conn_t *c)
     }
     atomic_fetch_sub_explicit(&impl->nconns, 1, memory_order_relaxed);
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
+
+static void conn_close(hb_conn_t *c)
+{
+    if (c->closing)
+        return;
+    conn_forget(c);
+    hb__sock_close(&c->sock);
+}
+
+/* Close gracefully: what is queued goes out first (shutdown, then the peer's EOF or the deadline). */
+static void conn_end(hb_conn_t *c)
+{
+    if (c->closing)
+        return;
+    conn_forget(c);
+    hb__sock_end(&c->sock);
+}
+
+static void on_conn_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_conn_alloc(hb_sock_t *s, uv_buf_t *buf)
+{
+    hb_conn_t *c = (hb_conn_t *)s;
+    /* One buffer per loop: the read callback follows at once. */
+    *buf = uv_buf_init((char *)HB_CONN_SET(c)->worker->readbuf, HB_SET_READ_BUF);
+}
+
+static void on_conn_write_error(hb_sock_t *s, int err)
+{
+    (void)err;
+    conn_close((hb_conn_t *)s);
+}
+
+static const hb_sock_ops_t conn_ops = {
+    .alloc = on_conn_alloc,
+    .read = on_conn_read,
+    .write_error = on_conn_write_error,
+    .closed = on_conn_closed,
+};
 
 static void kick(hb_set_t *set, uint32_t user, uint64_t gen)
 {
@@ -272,24 +274,56 @@ static void kick(hb_set_t *set, uint32_t user, uint64_t gen)
     }
 }
 
-/* ---- the business of one frame
- * ---------------------------------------------------------------------- */
+/* ---- the business of one frame -------------------------------------------------------------- */
 
-static int over_cap(struct hb_server_impl *impl, uint64_t now_s)
+/* Whether a shake is over the server's cap. The cap counts shakes served in a second: past
+ * max_qps every shake gets 17; and once half of it is used, a connection past its fair share
+ * (max_qps divided by the connections that shook this second or the one before) gets 17 without
+ * using any of the cap, so one heavy user cannot take the budget from the others. */
+static int over_cap(struct hb_server_impl *impl, const hb_conn_t *c, uint64_t now_s)
 {
     const uint64_t sec = now_s & 0xFFFFFFFFFFull;
+    const uint64_t cap = impl->opts.max_qps;
     uint64_t v = atomic_load_explicit(&impl->rate, memory_order_relaxed);
+    uint64_t used = (v >> 24) == sec ? (v & 0xFFFFFF) : 0;
+    if (used * 2 >= cap) {
+        uint64_t a = atomic_load_explicit(&impl->active, memory_order_relaxed);
+        uint64_t now_active = (a >> 32) == (now_s & 0xFFFFFFFFull) ? (a & 0xFFFFFFFF) : 0;
+        uint64_t prev = atomic_load_explicit(&impl->active_prev, memory_order_relaxed);
+        uint64_t active = now_active > prev ? now_active : prev;
+        uint64_t share = cap / (active > 0 ? active : 1);
+        if (c->rate_n > (share > 0 ? share : 1))
+            return 1;
+    }
     for (;;) {
         uint64_t nv;
         if ((v >> 24) != sec)
             nv = (sec << 24) | 1;
-        else if ((v & 0xFFFFFF) == 0xFFFFFF)
+        else if ((v & 0xFFFFFF) >= cap)
             return 1;
         else
             nv = v + 1;
         if (atomic_compare_exchange_weak_explicit(&impl->rate, &v, nv, memory_order_relaxed,
                                                   memory_order_relaxed))
-            return (nv & 0xFFFFFF) > impl->opts.max_qps;
+            return 0;
+    }
+}
+
+/* Count c among the connections that shook this second (once a second per connection). */
+static void note_active(struct hb_server_impl *impl, uint64_t now_s)
+{
+    const uint64_t sec = now_s & 0xFFFFFFFFull;
+    uint64_t v = atomic_load_explicit(&impl->active, memory_order_relaxed);
+    for (;;) {
+        uint64_t nv = (v >> 32) == sec ? v + 1 : (sec << 32) | 1;
+        if (atomic_compare_exchange_weak_explicit(&impl->active, &v, nv, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            if ((v >> 32) != sec)
+                atomic_store_explicit(&impl->active_prev,
+                                      (v >> 32) + 1 == sec ? (unsigned)(v & 0xFFFFFFFF) : 0,
+                                      memory_order_relaxed);
+            return;
+        }
     }
 }
 
@@ -299,7 +333,7 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
     struct hb_server_impl *impl = set->worker->impl;
     uint32_t user = m->u.login.user_id;
     const hb_server_options_t *o = &impl->opts;
-    if (!c->logged_in && (user < o->min_user || (o->max_user != 0 && user > o->max_user))) {
+    if (!c->logged_in && o->limit_users && (user < o->min_user || user > o->max_user)) {
         hb_msg_t no = {.cmd = HB_CMD_LOGIN_REPLY, .timestamp = now_s};
         no.u.login_reply.user_id = user;
         no.u.login_reply.result = 1;
@@ -315,14 +349,17 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
         int r = hb_registry_put(&impl->registry, user, e, &old);
         if (r < 0)
             return r;
-        if (r == 1) {
-            /* The newer connection wins: close the older one, wherever it is. */
-            if (old.set == set->index) {
-                kick(set, user, old.gen);
-            } else {
-                hb_set_msg_t k = {.type = HB_MSG_KICK, .user = user, .gen = old.gen};
-                hb__set_post(&impl->sets[old.set], &k, 1);
-            }
+        if (r == 1 && old.set != set->index) {
+            /* The newer connection wins: close the older one in its SET. */
+            hb_set_msg_t k = {.type = HB_MSG_KICK, .user = user, .gen = old.gen};
+            hb__set_post(&impl->sets[old.set], &k);
+        }
+        /* Any connection of this user still in this SET is older: it goes now, whatever
+         * generation a kick on its way names (a burst of logins can overtake kicks). */
+        hb_conn_t *prev = map_get(&set->users, user);
+        if (prev != NULL && prev != c) {
+            count(set, HB_CTR_X_KICKED, now_s, 1);
+            conn_close(prev);
         }
         if (map_put(&set->users, user, c) != 0) {
             hb_registry_remove(&impl->registry, user, gen);
@@ -346,8 +383,12 @@ static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
     hb_msg_t reply = {.cmd = HB_CMD_SHAKE_REPLY, .timestamp = now_s};
     reply.u.shake_reply.user_id = c->user;
     count(set, HB_CTR_REQUESTS, now_s, 1);
+    if (!c->shook) {
+        c->shook = 1;
+        note_active(impl, now_s);
+    }
     hb_envelope_t e;
-    if (over_conn_limit || over_cap(impl, now_s)) {
+    if (over_conn_limit || over_cap(impl, c, now_s)) {
         reply.u.shake_reply.result = HB_SHAKE_OVERLOAD;
         count(set, HB_CTR_SHAKE_OVERLOAD, now_s, 1);
     } else if (hb_envq_pop(&impl->envq, set->index, &e) == 0) {
@@ -366,119 +407,44 @@ static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
     conn_out_msg(c, &reply);
 }
 
-static void send_claim_reply(hb_conn_t *c, uint32_t envelope_id, uint32_t amount)
+static void send_claim_answer(hb_conn_t *c, uint32_t envelope_id, uint32_t amount,
+                              uint32_t result, uint8_t ext)
 {
     uint64_t now_s = hb__now_s();
-    hb_msg_t reply = {.cmd = HB_CMD_CLAIM_REPLY, .timestamp = now_s};
-    reply.u.claim_reply.envelope_id = envelope_id;
-    reply.u.claim_reply.amount = amount;
+    hb_msg_t reply = {.timestamp = now_s};
+    if (ext) {
+        reply.cmd = HB_CMD_CLAIM_EX_REPLY;
+        reply.u.claim_ex_reply.envelope_id = envelope_id;
+        reply.u.claim_ex_reply.amount = amount;
+        reply.u.claim_ex_reply.result = result;
+    } else {
+        /* The reference's reply carries the amount alone: the share, or 0 for nothing. */
+        reply.cmd = HB_CMD_CLAIM_REPLY;
+        reply.u.claim_reply.envelope_id = envelope_id;
+        reply.u.claim_reply.amount =
+            result == HB_CLAIM_GRANTED || result == HB_CLAIM_REPEAT ? amount : 0;
+    }
     count(HB_CONN_SET(c), HB_CTR_RESPONSES, now_s, 1);
+    if (ext)
+        count(HB_CONN_SET(c), HB_CTR_FRAME_CLAIM_REPLY, now_s, 1); /* a claim reply too */
     conn_out_msg(c, &reply);
 }
 
-/* Deliver a claim result to the claimant, through its SET if it is elsewhere. */
-static void deliver_claim_result(hb_set_t *set, const hb_set_msg_t *r, hb_set_t *reply_set)
+void hb__set_answer_claim(hb_set_t *from, unsigned reply_set, uint32_t user, uint64_t gen,
+                          uint32_t envelope_id, uint32_t amount, uint32_t result, uint8_t ext)
 {
-    if (reply_set == set) {
-        hb_conn_t *c = map_get(&set->users, r->user);
-        if (c != NULL && c->gen == r->gen)
-            send_claim_reply(c, r->u.result.envelope_id, r->u.result.amount);
-    } else {
-        hb__set_post(reply_set, r, 1);
+    if (reply_set == from->index) {
+        /* Only the connection that asked hears the answer: a newer login retries. */
+        hb_conn_t *c = map_get(&from->users, user);
+        if (c != NULL && c->gen == gen)
+            send_claim_answer(c, envelope_id, amount, result, ext);
+        return;
     }
-}
-
-/* Keep a granted claim's reply until its journal record is durable (sequence order). */
-static int hold_reply(hb_set_t *set, uint64_t seq, uint32_t reply_set, const hb_set_msg_t *r)
-{
-    if (set->held_count == set->held_cap) {
-        size_t cap = set->held_cap ? set->held_cap * 2 : 64;
-        hb_held_reply_t *n = malloc(cap * sizeof *n);
-        if (n == NULL)
-            return UV_ENOMEM;
-        for (size_t i = 0; i < set->held_count; i++)
-            n[i] = set->held[(set->held_head + i) % set->held_cap];
-        free(set->held);
-        set->held = n;
-        set->held_head = 0;
-        set->held_cap = cap;
-    }
-    hb_held_reply_t *h = &set->held[(set->held_head + set->held_count) % set->held_cap];
-    h->seq = seq;
-    h->reply_set = reply_set;
-    h->msg = *r;
-    set->held_count++;
-    return 0;
-}
-
-/* Send the held replies whose records are durable now. */
-static void release_held(hb_set_t *set)
-{
-    struct hb_server_impl *impl = set->worker->impl;
-    uint64_t durable = atomic_load_explicit(&impl->durable_seq, memory_order_acquire);
-    while (set->held_count > 0 && set->held[set->held_head].seq <= durable) {
-        hb_held_reply_t *h = &set->held[set->held_head];
-        deliver_claim_result(set, &h->msg, &impl->sets[h->reply_set]);
-        set->held_head = (set->held_head + 1) % set->held_cap;
-        set->held_count--;
-        atomic_fetch_sub_explicit(&set->held_waiting, 1, memory_order_release);
-    }
-}
-
-/* In the SET owning the envelope: judge the claim, journal a grant, then answer through the
- * claimant's SET once the journal has it. */
-static void judge_claim(hb_set_t *set, const hb_set_msg_t *m)
-{
-    struct hb_server_impl *impl = set->worker->impl;
-    uint64_t now_s = hb__now_s();
-    uint32_t amount = 0;
-    int granted = hb_book_claim(&set->book, m->u.claim.envelope_id, m->user, &amount) == 0;
-    hb_set_msg_t r = {.type = HB_MSG_CLAIM_RESULT, .user = m->user, .gen = m->gen};
-    r.u.result.envelope_id = m->u.claim.envelope_id;
+    hb_set_msg_t r = {.type = HB_MSG_CLAIM_RESULT, .ext = ext, .user = user, .gen = gen};
+    r.u.result.envelope_id = envelope_id;
     r.u.result.amount = amount;
-    hb_set_t *reply_set = &impl->sets[m->u.claim.reply_set];
-    if (granted && impl->have_ledger) {
-        /* Counted as waiting before the append, so the writer's durable notice cannot miss it. */
-        atomic_fetch_add_explicit(&set->held_waiting, 1, memory_order_acq_rel);
-        uint64_t seq;
-        int e =
-            hb_ledger_append_claim(&impl->ledger, r.u.result.envelope_id, m->user, amount, &seq);
-        if (e == 0)
-            e = hold_reply(set, seq, m->u.claim.reply_set, &r);
-        if (e != 0) {
-            /* Not journaled: not acknowledged. The claimant hears 0. */
-            atomic_fetch_sub_explicit(&set->held_waiting, 1, memory_order_release);
-            granted = 0;
-            r.u.result.amount = 0;
-        }
-    }
-    if (granted) {
-        count(set, HB_CTR_CLAIMS_GRANTED, now_s, 1);
-        count(set, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
-        if (impl->have_ledger) {
-            release_held(set); /* in case the record is durable already */
-            return;
-        }
-    } else {
-        count(set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
-    }
-    deliver_claim_result(set, &r, reply_set);
-}
-
-static void on_claim(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
-{
-    hb_set_t *set = HB_CONN_SET(c);
-    struct hb_server_impl *impl = set->worker->impl;
-    count(set, HB_CTR_REQUESTS, now_s, 1);
-    /* The claimant is whoever logged in on this connection, whatever the payload says. */
-    hb_set_msg_t q = {.type = HB_MSG_CLAIM, .user = c->user, .gen = c->gen};
-    q.u.claim.envelope_id = m->u.claim.envelope_id;
-    q.u.claim.reply_set = set->index;
-    hb_set_t *owner = &impl->sets[m->u.claim.envelope_id % impl->pub->nsets];
-    if (owner == set)
-        judge_claim(set, &q);
-    else if (hb__set_post(owner, &q, 1) != 0)
-        send_claim_reply(c, m->u.claim.envelope_id, 0);
+    r.u.result.result = result;
+    hb__set_post(&from->worker->impl->sets[reply_set], &r);
 }
 
 /* The built-in chat: deliver the text through the recipient's SET, tell the sender the outcome. */
@@ -499,7 +465,7 @@ int hb__chat_handler(hb_conn_t *c, const hb_frame_t *f, void *arg)
     int n = hb_msg_encode(&d, buf, sizeof buf);
     if (n < 0)
         return n;
-    r = hb_server_send_to_user(hb_conn_server(c), to, buf, (size_t)n);
+    r = hb__set_send_to_user(HB_CONN_SET(c), to, buf, (size_t)n);
     hb_msg_t reply = {.cmd = HB_CMD_CHAT_REPLY, .timestamp = now_s};
     reply.u.chat_reply.user_id = to;
     reply.u.chat_reply.result = r == 0             ? HB_CHAT_DELIVERED
@@ -526,19 +492,22 @@ static int on_frame(void *arg, const hb_frame_t *f)
     uint64_t now_s = hb__now_s();
     if (f->cmd <= HB_CMD_CLAIM_REPLY)
         count(set, f->cmd, now_s, 1);
+    else if (f->cmd == HB_CMD_CLAIM_EX)
+        count(set, HB_CTR_FRAME_CLAIM, now_s, 1); /* claims of either form in one slot */
     if (c->closing)
         return UV_ECANCELED;
     if (!c->logged_in && f->cmd != HB_CMD_LOGIN)
         return HB_ENOTLOGGEDIN;
     int over = 0;
-    if (c->logged_in && impl->opts.max_conn_qps != UINT32_MAX) {
+    if (c->logged_in) {
         if (c->stamp.rate_s != (uint32_t)now_s) {
             c->stamp.rate_s = (uint32_t)now_s;
             c->rate_n = 0;
+            c->shook = 0;
         }
         if (c->rate_n < UINT16_MAX)
             c->rate_n++;
-        if (c->rate_n > impl->opts.max_conn_qps) {
+        if (impl->opts.max_conn_qps != UINT32_MAX && c->rate_n > impl->opts.max_conn_qps) {
             if (c->rate_n > 2 * (uint64_t)impl->opts.max_conn_qps)
                 return UV_EMLINK; /* far over its limit: disconnect (an otherwise unused code) */
             count(set, HB_CTR_X_RATE_LIMITED, now_s, 1);
@@ -559,27 +528,26 @@ static int on_frame(void *arg, const hb_frame_t *f)
         on_shake(c, now_s, over);
         return 0;
     case HB_CMD_CLAIM:
-        if (over)
-            send_claim_reply(c, m.u.claim.envelope_id, 0);
-        else
-            on_claim(c, &m, now_s);
+    case HB_CMD_CLAIM_EX: {
+        uint8_t ext = f->cmd == HB_CMD_CLAIM_EX;
+        count(set, HB_CTR_REQUESTS, now_s, 1);
+        if (over) {
+            count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
+            send_claim_answer(c, m.u.claim.envelope_id, 0, HB_CLAIM_TRY_AGAIN, ext);
+        } else {
+            /* The claimant is whoever logged in on this connection, whatever the payload says. */
+            hb__store_claim(set, c->user, c->gen, m.u.claim.envelope_id, ext);
+        }
         return 0;
+    }
     default:
         return HB_EBADCMD; /* a server-to-client command sent by a client */
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_conn_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)suggested;
-    hb_conn_t *c = (hb_conn_t *)h;
-    /* One buffer per loop: libuv calls the read callback right after this one. */
-    *buf = uv_buf_init((char *)HB_CONN_SET(c)->worker->readbuf, HB_SET_READ_BUF);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    hb_conn_t *c = (hb_conn_t *)stream;
+    hb_conn_t *c = (hb_conn_t *)s;
     if (nread > 0) {
         int r = hb_framer_feed(&c->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
         worker_flush(HB_CONN_SET(c)->worker);
@@ -589,33 +557,47 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                                              : HB_CTR_X_BAD_FRAME;
             if (r != UV_ECANCELED)
                 count(HB_CONN_SET(c), slot, hb__now_s(), 1);
-            conn_close(c);
+            /* A refused login's reply is on its way: end gracefully so it arrives. */
+            if (r == UV_EPERM)
+                conn_end(c);
+            else
+                conn_close(c);
         }
     } else if (nread < 0) {
         conn_close(c);
     }
 }
 
-void hb__worker_on_connection(uv_stream_t *listener, int status)
+void hb__worker_on_accept(hb_listener_t *l, int fd)
 {
-    hb_worker_t *w = listener->data;
+    hb_worker_t *w = l->poll.data;
     struct hb_server_impl *impl = w->impl;
-    if (status < 0 || w->stopping)
+    hb_set_t *first = &impl->sets[w->first_set];
+    if (fd < 0) {
+        /* Out of descriptors (the connection was taken and closed) or a listener error. */
+        count(first, HB_CTR_X_CONN_REJECTED, hb__now_s(), 1);
         return;
+    }
+    if (w->stopping) {
+        close(fd);
+        return;
+    }
     hb_set_t *set = &impl->sets[w->first_set + w->next_set];
     w->next_set = (w->next_set + 1) % w->nsets;
     hb_conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return;
-    hb_framer_init(&c->framer);
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = set;
-    w->open_handles++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        c->closing = 1;
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (c == NULL) {
+        close(fd);
+        count(set, HB_CTR_X_CONN_REJECTED, hb__now_s(), 1);
         return;
     }
+    hb_framer_init(&c->framer);
+    if (hb__sock_open(&w->loop, &c->sock, fd, &conn_ops, impl->opts.max_output, 1) != 0) {
+        free(c);
+        count(set, HB_CTR_X_CONN_REJECTED, hb__now_s(), 1);
+        return;
+    }
+    c->sock.poll.data = set;
+    w->conns++;
     uint64_t now_s = hb__now_s();
     size_t n = atomic_fetch_add_explicit(&impl->nconns, 1, memory_order_relaxed) + 1;
     count(set, HB_CTR_CONN_OPENED, now_s, 1);
@@ -625,35 +607,48 @@ void hb__worker_on_connection(uv_stream_t *listener, int status)
         return;
     }
     c->stamp.accepted_ms = (uint32_t)uv_now(&w->loop);
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    if (hb__sock_read_start(&c->sock) != 0)
         conn_close(c);
 }
 
-/* ---- the receive queue
- * ---------------------------------------------------------------------------- */
+/* ---- the receive queue ---------------------------------------------------------------------- */
 
-int hb__set_post(hb_set_t *set, const hb_set_msg_t *msg, int overflow)
+int hb__set_post(hb_set_t *set, const hb_set_msg_t *msg)
 {
-    int r = hb_msgq_push(&set->queue, msg);
-    if (r == HB_EFULL && overflow) {
-        hb_overflow_t *o = malloc(sizeof *o);
-        if (o == NULL)
-            return UV_ENOMEM;
-        o->next = NULL;
-        o->msg = *msg;
-        uv_mutex_lock(&set->overflow_lock);
-        if (set->overflow_tail != NULL)
-            set->overflow_tail->next = o;
-        else
-            set->overflow_head = o;
-        set->overflow_tail = o;
-        atomic_fetch_add_explicit(&set->overflow_count, 1, memory_order_release);
-        uv_mutex_unlock(&set->overflow_lock);
-        r = 0;
-    }
+    int r = hb_msgq_post(&set->queue, msg);
     if (r == 0)
         uv_async_send(&set->async);
+    return r;
+}
+
+int hb__set_post_external(struct hb_server_impl *impl, hb_set_t *set, const hb_set_msg_t *msg)
+{
+    uv_mutex_lock(&impl->post_lock);
+    int r = impl->posts_closed ? UV_ECANCELED : hb__set_post(set, msg);
+    uv_mutex_unlock(&impl->post_lock);
+    return r;
+}
+
+int hb__set_send_to_user(hb_set_t *from, uint32_t user, const uint8_t *frame, size_t len)
+{
+    struct hb_server_impl *impl = from->worker->impl;
+    hb_registry_entry_t where;
+    if (hb_registry_get(&impl->registry, user, &where) != 0)
+        return HB_EOFFLINE;
+    hb_set_msg_t m = {.user = user, .gen = where.gen, .len = (uint16_t)len};
+    if (len <= HB_MSG_INLINE) {
+        m.type = HB_MSG_FRAME;
+        memcpy(m.u.bytes, frame, len);
+    } else {
+        m.type = HB_MSG_FRAME_HEAP;
+        m.u.heap = malloc(len);
+        if (m.u.heap == NULL)
+            return UV_ENOMEM;
+        memcpy(m.u.heap, frame, len);
+    }
+    int r = hb__set_post(&impl->sets[where.set], &m);
+    if (r != 0 && m.type == HB_MSG_FRAME_HEAP)
+        free(m.u.heap);
     return r;
 }
 
@@ -668,6 +663,8 @@ static void deliver_frame(hb_set_t *set, const hb_set_msg_t *m, const uint8_t *b
     }
 }
 
+static void on_phase(hb_set_t *set, const hb_set_msg_t *m);
+
 static void handle_msg(hb_set_t *set, hb_set_msg_t *m)
 {
     switch (m->type) {
@@ -681,20 +678,18 @@ static void handle_msg(hb_set_t *set, hb_set_msg_t *m)
     case HB_MSG_KICK:
         kick(set, m->user, m->gen);
         break;
+    case HB_MSG_CLAIM_RESULT:
+        hb__set_answer_claim(set, set->index, m->user, m->gen, m->u.result.envelope_id,
+                             m->u.result.amount, m->u.result.result, m->ext);
+        break;
     case HB_MSG_CLAIM:
-        judge_claim(set, m);
-        break;
-    case HB_MSG_CLAIM_RESULT: {
-        hb_conn_t *c = map_get(&set->users, m->user);
-        if (c != NULL && c->gen == m->gen)
-            send_claim_reply(c, m->u.result.envelope_id, m->u.result.amount);
-        break;
-    }
     case HB_MSG_ENVELOPE:
-        hb_book_add(&set->book, &m->u.env);
-        break;
     case HB_MSG_DURABLE:
-        release_held(set);
+    case HB_MSG_STORE_FAILED:
+        hb__store_handle(set, m);
+        break;
+    case HB_MSG_PHASE:
+        on_phase(set, m);
         break;
     }
 }
@@ -704,40 +699,25 @@ static void on_async(uv_async_t *a)
     hb_set_t *set = a->data;
     hb_set_msg_t m;
     /* Drain in batches: what arrives meanwhile wakes us again. */
-    for (unsigned n = 0; n < 4096 && hb_msgq_pop(&set->queue, &m) == 0; n++)
+    unsigned n = 0;
+    while (n < 4096 && hb_msgq_take(&set->queue, &m) == 0) {
         handle_msg(set, &m);
-    if (atomic_load_explicit(&set->overflow_count, memory_order_acquire) > 0) {
-        uv_mutex_lock(&set->overflow_lock);
-        hb_overflow_t *o = set->overflow_head;
-        set->overflow_head = set->overflow_tail = NULL;
-        atomic_store_explicit(&set->overflow_count, 0, memory_order_relaxed);
-        uv_mutex_unlock(&set->overflow_lock);
-        while (o != NULL) {
-            hb_overflow_t *next = o->next;
-            handle_msg(set, &o->msg);
-            free(o);
-            o = next;
-        }
+        n++;
     }
     worker_flush(set->worker);
-    if (hb_msgq_size(&set->queue) > 0)
+    if (n == 4096 && set->async_open)
         uv_async_send(&set->async);
 }
 
-static void on_expired(void *arg, const hb_sendenv_t *e)
-{
-    hb_set_t *set = arg;
-    struct hb_server_impl *impl = set->worker->impl;
-    count(set, HB_CTR_X_SEND_EXPIRED, hb__now_s(), 1);
-    if (impl->have_ledger)
-        hb_ledger_append_expire(&impl->ledger, e->id, NULL);
-}
+/* ---- timers ---------------------------------------------------------------------------------- */
 
-/* The SET's connections are the loop's TCP handles whose data is that SET (the listener's is its
+/* The SET's connections are the loop's poll handles whose data is that SET (the listener's is its
  * worker): no list of their own, which keeps a connection small. */
 static hb_conn_t *conn_of_set(uv_handle_t *h, const hb_set_t *set)
 {
-    return h->type == UV_TCP && h->data == set ? (hb_conn_t *)h : NULL;
+    if (h->type != UV_POLL || h->data != set || uv_is_closing(h))
+        return NULL;
+    return (hb_conn_t *)h;
 }
 
 static void close_if_late(uv_handle_t *h, void *arg)
@@ -753,30 +733,135 @@ static void close_if_late(uv_handle_t *h, void *arg)
     }
 }
 
-/* Close connections that have not logged in within the deadline (slow or silent peers). */
-static void enforce_login_deadline(hb_set_t *set)
+static void close_any(uv_handle_t *h, void *arg)
 {
-    uv_walk(&set->worker->loop, close_if_late, set);
+    (void)arg;
+    if (h->type != UV_POLL || uv_is_closing(h))
+        return;
+    hb_worker_t *w = h->loop->data;
+    if (h->data == w)
+        return; /* the listener */
+    hb_conn_t *c = (hb_conn_t *)h;
+    if (!c->closing)
+        conn_forget(c);
+    hb__sock_close(&c->sock);
 }
 
-static void on_expiry_timer(uv_timer_t *t)
+void hb__worker_tick(uv_timer_t *t)
 {
-    hb_set_t *set = t->data;
-    enforce_login_deadline(set);
+    hb_worker_t *w = t->data;
+    struct hb_server_impl *impl = w->impl;
+    if (w->stopping) {
+        /* Shutting down: past the deadline, stop waiting for the journal and for peers. */
+        if (uv_now(&w->loop) < w->close_deadline_ms)
+            return;
+        for (unsigned i = 0; i < w->nsets; i++)
+            hb__store_give_up(&impl->sets[w->first_set + i]);
+        if (w->phase4_sets == w->nsets)
+            uv_walk(&w->loop, close_any, NULL);
+        return;
+    }
     uint64_t now_s = hb__now_s();
-    uint64_t ttl = set->worker->impl->opts.send_expiry_s;
-    if (now_s > ttl)
-        hb_book_expire(&set->book, now_s - ttl, on_expired, set);
+    for (unsigned i = 0; i < w->nsets; i++) {
+        hb_set_t *set = &impl->sets[w->first_set + i];
+        uv_walk(&w->loop, close_if_late, set); /* slow or silent peers that never log in */
+        hb__store_expire(set, now_s);
+    }
 }
 
-/* ---- SET set-up and tear-down
- * -------------------------------------------------------------------- */
+/* ---- shutdown ---------------------------------------------------------------------------------
+ * The control loop drives four phases through every SET's queue, each posted once every SET has
+ * acknowledged the one before, so that whatever a SET posted in one phase is handled before the
+ * next: 1 stop reading (and accepting); 2 drain (every claim read is judged and journaled);
+ * 3 release what waits once the journal is durable up to what was appended; 4 flush and close. */
+
+static void stop_reading(uv_handle_t *h, void *arg)
+{
+    hb_conn_t *c = conn_of_set(h, arg);
+    if (c != NULL && !c->closing)
+        hb__sock_read_stop(&c->sock);
+}
+
+static void end_conn(uv_handle_t *h, void *arg)
+{
+    hb_conn_t *c = conn_of_set(h, arg);
+    if (c != NULL)
+        conn_end(c);
+}
+
+static void on_set_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_listener_closed(hb_listener_t *l)
+{
+    (void)l;
+}
+
+/* When a worker's SETs have all passed phase 4 and its connections are gone, close the rest of its
+ * handles: its loop then ends. */
+static void maybe_worker_done(hb_worker_t *w)
+{
+    if (w->phase4_sets < w->nsets || w->conns > 0 || !w->tick_open)
+        return;
+    struct hb_server_impl *impl = w->impl;
+    for (unsigned i = 0; i < w->nsets; i++) {
+        hb_set_t *set = &impl->sets[w->first_set + i];
+        if (set->async_open) {
+            set->async_open = 0;
+            uv_close((uv_handle_t *)&set->async, on_set_handle_closed);
+        }
+    }
+    w->tick_open = 0;
+    uv_close((uv_handle_t *)&w->tick, on_tick_closed);
+}
+
+static void on_phase(hb_set_t *set, const hb_set_msg_t *m)
+{
+    hb_worker_t *w = set->worker;
+    switch (m->user) {
+    case 1:
+        if (!w->stopping) {
+            w->stopping = 1;
+            w->close_deadline_ms = uv_now(&w->loop) + w->impl->opts.close_timeout_ms;
+            if (w->listener_open) {
+                w->listener_open = 0;
+                hb__listener_close(&w->listener, on_listener_closed);
+            }
+        }
+        uv_walk(&w->loop, stop_reading, set);
+        hb__phase_ack(w->impl);
+        break;
+    case 2:
+        hb__phase_ack(w->impl);
+        break;
+    case 3:
+        hb__store_phase3(set, m->gen); /* acknowledges once released */
+        break;
+    case 4:
+        worker_flush(w);
+        uv_walk(&w->loop, end_conn, set);
+        w->phase4_sets++;
+        hb__phase_ack(w->impl);
+        maybe_worker_done(w);
+        break;
+    }
+}
+
+/* ---- SET set-up and tear-down ------------------------------------------------------------------ */
 
 int hb__set_init(struct hb_server_impl *impl, hb_set_t *set, hb_worker_t *w, unsigned index)
 {
     memset(set, 0, sizeof *set);
     set->worker = w;
     set->index = index;
+    atomic_init(&set->waiting, 0);
     int r = hb_msgq_init(&set->queue, impl->opts.queue_capacity, sizeof(hb_set_msg_t));
     if (r != 0)
         return r;
@@ -786,12 +871,7 @@ int hb__set_init(struct hb_server_impl *impl, hb_set_t *set, hb_worker_t *w, uns
     r = map_init(&set->users, 1024);
     if (r != 0)
         goto fail_book;
-    r = uv_mutex_init(&set->overflow_lock);
-    if (r != 0)
-        goto fail_map;
     return 0;
-fail_map:
-    free(set->users.slots);
 fail_book:
     hb_book_close(&set->book);
 fail_queue:
@@ -806,77 +886,18 @@ int hb__set_start(hb_set_t *set)
     if (r != 0)
         return r;
     set->async.data = set;
-    w->open_handles++;
-    uv_timer_init(&w->loop, &set->expiry_timer);
-    set->expiry_timer.data = set;
-    w->open_handles++;
-    uv_timer_start(&set->expiry_timer, on_expiry_timer, 1000, 1000);
+    set->async_open = 1;
     return 0;
-}
-
-static void on_set_handle_closed(uv_handle_t *h)
-{
-    hb_set_t *set = h->data;
-    set->worker->open_handles--;
-}
-
-void hb__set_close_handles(hb_set_t *set)
-{
-    uv_close((uv_handle_t *)&set->async, on_set_handle_closed);
-    uv_close((uv_handle_t *)&set->expiry_timer, on_set_handle_closed);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    hb_conn_t *c = req->data;
-    free(req);
-    conn_close(c);
-}
-
-/* One connection of the SET: shut it down after its queued writes (or close it now). */
-static void shutdown_conn(uv_handle_t *h, void *arg)
-{
-    hb_conn_t *c = conn_of_set(h, arg);
-    if (c == NULL || c->closing)
-        return;
-    uv_shutdown_t *req = c->out_pending > 0 ? malloc(sizeof *req) : NULL;
-    if (req != NULL) {
-        req->data = c;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-            free(req);
-            conn_close(c);
-        }
-    } else {
-        conn_close(c);
-    }
-}
-
-/* Flush and close every connection: a shutdown waits for queued writes, then the close. */
-void hb__set_shutdown_conns(hb_set_t *set)
-{
-    worker_flush(set->worker);
-    uv_walk(&set->worker->loop, shutdown_conn, set);
 }
 
 void hb__set_free(hb_set_t *set)
 {
     hb_set_msg_t m;
-    while (hb_msgq_pop(&set->queue, &m) == 0)
+    while (hb_msgq_take(&set->queue, &m) == 0)
         if (m.type == HB_MSG_FRAME_HEAP)
             free(m.u.heap);
-    hb_overflow_t *o = set->overflow_head;
-    while (o != NULL) {
-        hb_overflow_t *next = o->next;
-        if (o->msg.type == HB_MSG_FRAME_HEAP)
-            free(o->msg.u.heap);
-        free(o);
-        o = next;
-    }
     hb_msgq_close(&set->queue);
     hb_book_close(&set->book);
     free(set->held);
     free(set->users.slots);
-    uv_mutex_destroy(&set->overflow_lock);
 }

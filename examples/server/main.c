@@ -49,9 +49,13 @@ static void usage(FILE *out)
         "                        everysec (at most ~1 s at risk on a machine crash), or no\n"
         "  --control-token T     require 'Authorization: Bearer T' on the control endpoint;\n"
         "                        needed to bind it to a non-loopback address\n"
+        "  --reuse-port          let other processes bind the same port (SO_REUSEPORT) and take a\n"
+        "                        share of its users; only for deliberate multi-process setups\n"
         "  --help, --version\n"
         "\n"
-        "SIGINT or SIGTERM stops it cleanly: replies flushed, final counters sent, exit 0.\n",
+        "SIGINT or SIGTERM stops it cleanly: no more requests read, every claim already read\n"
+        "answered once its journal record is durable, replies flushed, final counters sent,\n"
+        "exit 0.\n",
         hb_version_string());
 }
 
@@ -125,6 +129,10 @@ int main(int argc, char **argv)
             printf("hb-server (libhongbao) %s\n", hb_version_string());
             return 0;
         }
+        if (strcmp(a, "--reuse-port") == 0) {
+            opts.reuse_port = 1;
+            continue;
+        }
         if ((val = cli_value(prog, argc, argv, &i)) == NULL)
             return 2;
         if (strcmp(a, "--listen") == 0) {
@@ -166,6 +174,7 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, text, 0, UINT32_MAX, &lo) != 0 ||
                 cli_u64(prog, a, dash + 1, lo, UINT32_MAX, &hi) != 0)
                 return 2;
+            opts.limit_users = 1;
             opts.min_user = (uint32_t)lo;
             opts.max_user = (uint32_t)hi;
         } else if (strcmp(a, "--max-conn-qps") == 0) {
@@ -195,6 +204,7 @@ int main(int argc, char **argv)
     }
     opts.listen_host = listen_host;
     opts.ledger_dir = ledger;
+    opts.log = log_line;
     if (!control_off && !hb_http_is_loopback(control_host) && control_token == NULL) {
         fprintf(stderr,
                 "%s: --control %s is not a loopback address: refusing to start without "

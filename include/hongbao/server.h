@@ -26,6 +26,14 @@ extern "C" {
 /* Counter slots the server uses beyond the reference's (free in its table); their names are
  * given by hb_server_counter_name and shown in /metrics and /stats. */
 enum {
+    HB_CTR_X_ENVELOPE_DROPPED = 26, /* send-envelopes dropped unannounced: the journal failed
+                                       before they were durable (or their book refused them) */
+    HB_CTR_X_IDS_WAIT = 27,         /* generator ticks that found no durable id reservation yet,
+                                       or the id space used up */
+    HB_CTR_X_CLAIM_REPEAT = 34,     /* claims answered again with the share granted before */
+    HB_CTR_X_CLAIM_TRY_AGAIN = 35,  /* claims answered "try again": nothing could be made
+                                       durable, or the connection was over its rate limit */
+    HB_CTR_X_STORE_ERRORS = 37,     /* the journal failed for good (once per failure) */
     HB_CTR_X_LOGIN_TIMEOUT = 36, /* connections closed for not logging in within the time */
     HB_CTR_X_LOGIN_REFUSED = 38, /* logins refused: user id outside the configured range */
     HB_CTR_X_RATE_LIMITED = 39,  /* requests over a connection's rate limit (17 / amount 0) */
@@ -57,8 +65,9 @@ typedef struct hb_server_options {
     uint32_t max_connections;  /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
     uint32_t max_output;       /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
     uint32_t send_expiry_s;    /* unclaimed send-envelopes expire after this; 0 = 24 h */
-    uint32_t min_user;         /* logins of users outside [min_user, max_user] are refused; */
-    uint32_t max_user;         /*   max_user 0 = no upper bound */
+    int limit_users;   /* nonzero: logins of users outside [min_user, max_user] are refused */
+    uint32_t min_user; /* (both included; only with limit_users) */
+    uint32_t max_user;
     uint32_t max_conn_qps;     /* requests a second one connection may make; past it shakes get
                                   17 and claims 0, past twice it the connection is closed;
                                   0 = 1000, at most 30,000, UINT32_MAX = no limit */
@@ -69,6 +78,19 @@ typedef struct hb_server_options {
      */
     const char *ledger_dir;
     hb_fsync_t fsync; /* 0 = HB_FSYNC_ALWAYS */
+    /* 0 (the default): one listening socket shared by the worker threads, so a second server on
+     * the same port fails with UV_EADDRINUSE. Nonzero: one SO_REUSEPORT socket per worker, which
+     * lets other processes of the same user bind the port too and take a share of its users: only
+     * for a deliberate multi-process deployment that shares nothing else. */
+    int reuse_port;
+    /* hb_server_close waits at most this long for the journal and for peers to take their last
+     * replies before it closes what is left; 0 = 5,000 ms. */
+    uint32_t close_timeout_ms;
+    /* Log lines (no trailing newline; valid during the call): the journal's failures and replay
+     * notes, an exhausted id space. Called from any of the server's threads, one line at a time.
+     * NULL: lines go to stderr, prefixed "hongbao server: ". */
+    void (*log)(void *arg, const char *line);
+    void *log_arg;
 } hb_server_options_t;
 
 /* Fill *o with the defaults above. */
@@ -160,6 +182,11 @@ HB_EXTERN size_t hb_server_connections(hb_server_t *server);
  * thread, snapshots. */
 HB_EXTERN size_t hb_server_envelopes_queued(hb_server_t *server);
 HB_EXTERN size_t hb_server_envelopes_queued_in(hb_server_t *server, unsigned set);
+
+/* The journal's sticky error (a failed write, fdatasync or rename), or 0 while it is healthy. After
+ * one, claims are answered HB_CLAIM_TRY_AGAIN and send-envelopes refused (HB_ESTORE) until a
+ * restart; shakes go on. Any thread. */
+HB_EXTERN int hb_server_store_error(hb_server_t *server);
 
 /* Register the control routes on an HTTP server running on the control loop: GET /yaohongbao and
  * /shake-envelopes (qps, sum), GET /fahongbao and /send-envelopes (qps, sum, min, max), GET

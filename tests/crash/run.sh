@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Crash test of the claim journal: SIGKILL hb-server again and again in the middle of a claim
-# storm, restart it on the same journal each time, then check the books. Every claim a client saw
-# acknowledged (amount > 0) must be in the journal, no (envelope, user) may be granted twice, and
-# hb-audit must find the books balanced. Loopback only, bounded, cleans up what it started.
-# Usage: tests/crash/run.sh BUILD_DIR [ROUNDS]      (default 5 rounds, about 30 s)
+# Crash test of the claim journal, three scenarios, each on a journal of its own:
+#  1. SIGKILL hb-server again and again in the middle of a claim storm (hb-client's users),
+#     restarting it on the same journal each time;
+#  2. a claim storm of careless claimants (tests/crash/claim_storm.c): after a claim, a third of
+#     them close at once or log in again elsewhere, and ask again on the new connection;
+#  3. the same storm, with SIGTERM in the middle of it and a restart.
+# Checks: every claim a client saw acknowledged is in the journal, no (envelope, user) is
+# granted twice, hb-audit finds the books balanced; and in 2 and 3, every grant in the journal
+# reached its owner at least once (at the first try or a retry). Loopback only, bounded, cleans
+# up what it started.
+# Usage: tests/crash/run.sh BUILD_DIR [ROUNDS]      (default 5 rounds, about 60 s in all)
 set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-5}
 bin="$build/examples"
 tool="$build/tests/journal_claims"
+storm="$build/tests/claim_storm"
 work=$(mktemp -d /tmp/hb-crash-XXXXXX)
 users=1000
 server_pid="" client_pid=""
 
 cleanup() {
     [ -n "$client_pid" ] && kill -TERM "$client_pid" 2>/dev/null || true
+    [ -n "${storm_pid:-}" ] && kill -TERM "$storm_pid" 2>/dev/null || true
     [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     [ -n "${HB_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
@@ -32,9 +40,10 @@ http_get() { # port path
 }
 port=$(free_port) ctl=$(free_port)
 
+ledger="$work/ledger"
 start_server() {
     "$bin/hb-server" --listen "127.0.0.1:$port" --control "127.0.0.1:$ctl" --threads 2 \
-        --ledger "$work/ledger" --fsync always >>"$work/server.log" 2>&1 &
+        --ledger "$ledger" --fsync always >>"$work/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
         http_get "$ctl" /stats >/dev/null 2>&1 && return 0
@@ -109,5 +118,66 @@ fail=0
 [ "$missing" -eq 0 ] || { echo "crash test: acknowledged claims missing from the journal:" >&2; comm -23 "$work/acked" "$work/journaled" | head >&2; fail=1; }
 [ "$dup_acked" -eq 0 ] && [ "$dup_journal" -eq 0 ] || { echo "crash test: a claim was granted twice" >&2; fail=1; }
 [ "$audit_rc" -eq 0 ] || { echo "crash test: hb-audit found violations" >&2; fail=1; }
+[ "$fail" -eq 0 ] && echo "crash scenario 1 passed"
+
+# ---- scenarios 2 and 3: careless claimants, then SIGTERM mid-storm ----
+
+# check_both_ways NAME LOG: the grants the claimants learned against the journal in $ledger.
+check_both_ways() {
+    local name=$1 log=$2
+    awk '{print $1, $2, $3}' "$log" | sort -u >"$work/$name.acked"
+    "$tool" "$ledger/journal" | sort >"$work/$name.journaled"
+    local acked journaled unacked missing dups arc=0
+    acked=$(wc -l <"$work/$name.acked")
+    journaled=$(wc -l <"$work/$name.journaled")
+    unacked=$(comm -13 "$work/$name.acked" "$work/$name.journaled" | wc -l)
+    missing=$(comm -23 "$work/$name.acked" "$work/$name.journaled" | wc -l)
+    dups=$(awk '{print $1, $2}' "$work/$name.journaled" | uniq -d | wc -l)
+    "$bin/hb-audit" "$ledger" >"$work/$name.audit" 2>&1 || arc=$?
+    printf '\n%-50s %s\n' "crash scenario: $name" "result"
+    printf '%-50s %d\n' "grants learned by their owners" "$acked"
+    printf '%-50s %d\n' "grants in the journal" "$journaled"
+    printf '%-50s %d\n' "journaled but never learned by the owner" "$unacked"
+    printf '%-50s %d\n' "learned but missing from the journal" "$missing"
+    printf '%-50s %d\n' "(envelope, user) granted twice" "$dups"
+    printf '%-50s %s\n' "hb-audit" "$([ $arc -eq 0 ] && echo 'books balance' || echo "FAILED ($arc)")"
+    [ "$journaled" -gt 0 ] || { echo "crash test: $name: no claim was granted" >&2; fail=1; }
+    [ "$unacked" -eq 0 ] || { echo "crash test: $name: journaled grants never learned:" >&2; comm -13 "$work/$name.acked" "$work/$name.journaled" | head >&2; fail=1; }
+    [ "$missing" -eq 0 ] || { echo "crash test: $name: learned grants not journaled" >&2; fail=1; }
+    [ "$dups" -eq 0 ] || { echo "crash test: $name: a share granted twice" >&2; fail=1; }
+    [ "$arc" -eq 0 ] || { echo "crash test: $name: hb-audit found violations" >&2; sed 's/^/    /' "$work/$name.audit" >&2; fail=1; }
+}
+
+storm_users=300
+for scenario in careless sigterm; do
+    ledger="$work/ledger-$scenario"
+    port=$(free_port) ctl=$(free_port)
+    start_server
+    "$storm" --port "$port" --users "0-$((storm_users - 1))" --seconds 8 --chaos 0.33 --ext \
+        --log "$work/$scenario.log" >"$work/$scenario.out" 2>&1 &
+    storm_pid=$!
+    for _ in $(seq 200); do
+        [ "$(online)" -ge $((storm_users * 8 / 10)) ] && break
+        sleep 0.05
+    done
+    http_get "$ctl" "/fahongbao?qps=500&sum=2500&min=0&max=$((storm_users - 1))" >/dev/null
+    if [ "$scenario" = sigterm ]; then
+        sleep "1.$((RANDOM % 9))"
+        kill -TERM "$server_pid"
+        wait "$server_pid" || { echo "crash test: hb-server did not stop cleanly on SIGTERM" >&2; fail=1; }
+        start_server
+        http_get "$ctl" "/fahongbao?qps=500&sum=500&min=0&max=$((storm_users - 1))" >/dev/null
+    fi
+    storm_rc=0
+    wait "$storm_pid" || storm_rc=$?
+    storm_pid=""
+    cat "$work/$scenario.out"
+    [ "$storm_rc" -eq 0 ] || { echo "crash test: $scenario: claims left unanswered" >&2; fail=1; }
+    kill -TERM "$server_pid"
+    wait "$server_pid" || { echo "crash test: hb-server did not stop cleanly" >&2; fail=1; }
+    server_pid=""
+    check_both_ways "$scenario" "$work/$scenario.log"
+done
+
 [ "$fail" -eq 0 ] && echo "crash test passed"
 exit "$fail"
