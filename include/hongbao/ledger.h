@@ -172,13 +172,14 @@ typedef struct hb_ledger_options {
      * under the ledger's lock: it may append or read stats. NULL: not called. */
     void (*on_durable)(void *arg, uint64_t seq);
     void *durable_arg;
-    /* Called once, on the writer thread, when the writer's sticky I/O error happens (a write(),
-     * fdatasync() or the rename or directory sync of a compaction failed; err is its UV_E* code),
-     * after it is logged and after every waiter has been woken with it. From then on every append
-     * and wait fails with err, and no record appended after the last seq passed to on_durable will
-     * ever become durable: the server rolls those claims back (hb_book_unclaim) and answers "try
-     * again" (HB_ESTORE). Not called under the ledger's lock: it may read stats. NULL: not called
-     * (the error is still logged and returned). */
+    /* Called once, on the writer thread, when the writer's sticky I/O error happens (a write() or
+     * fdatasync() of the journal failed, or the directory fsync() after a compaction's rename: err
+     * is its UV_E* code; a compaction failing before its rename is only logged), after it is
+     * logged and after every waiter has been woken with it. From then on every append and wait
+     * fails with err, and no record appended after the last seq passed to on_durable will ever
+     * become durable: the server rolls those claims back (hb_book_unclaim) and answers "try again"
+     * (HB_ESTORE). Not called under the ledger's lock: it may read stats. NULL: not called (the
+     * error is still logged and returned). */
     void (*on_error)(void *arg, int err);
     void *error_arg;
 } hb_ledger_options_t;
@@ -244,8 +245,9 @@ HB_EXTERN int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
  * increasing order (from one thread, or appending in the order it numbers them). Returns 0;
  * UV_EINVAL (NULL l or e, a ledger not open or closing, an id not a send id or not above the last,
  * shares that are 0 or do not add up to total, recipients not distinct, a claimed state);
- * UV_ENOMEM; or the writer's sticky I/O error: once a write, fdatasync or compaction rename fails,
- * every later append fails with it (the server must stop acknowledging claims; see on_error). */
+ * UV_ENOMEM; or the writer's sticky I/O error: once a write, an fdatasync or the directory sync of
+ * a compaction fails, every later append fails with it (the server must stop acknowledging claims;
+ * see on_error). */
 HB_EXTERN int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, uint64_t *seq);
 
 /* Append a claim of amount by user on envelope_id; as hb_ledger_append_envelope otherwise. The
