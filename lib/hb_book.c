@@ -8,7 +8,7 @@
 
 /* The table never holds fewer slots than this. */
 #define HB_BOOK_MIN_CAPACITY ((size_t)8)
-/* Every recipient has claimed: the envelope is done and leaves the book. */
+/* Every recipient has claimed. */
 #define HB_BOOK_ALL_CLAIMED ((uint8_t)((1u << HB_NOTICE_RECIPIENTS) - 1u))
 
 enum hb_book_slot_state {
@@ -132,28 +132,30 @@ static void remove_at(hb_book_t *b, size_t i)
     }
 }
 
-/* Whether *e may enter the book: distinct recipients, every share >= 1, shares summing to total,
- * and a claimed state consistent with claimed_sum. */
-static bool valid_envelope(const hb_sendenv_t *e)
+const char *hb_sendenv_check(const hb_sendenv_t *e)
 {
+    if (e == NULL)
+        return "no envelope";
     uint64_t sum = 0;
     uint64_t claimed_sum = 0;
     for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
         if (e->shares[i] == 0)
-            return false;
+            return "a share is 0";
         for (unsigned j = 0; j < i; j++) {
             if (e->recipients[j] == e->recipients[i])
-                return false;
+                return "recipients are not distinct";
         }
         sum += e->shares[i];
         if (e->claimed & (1u << i))
             claimed_sum += e->shares[i];
     }
     if (sum != e->total)
-        return false;
+        return "shares do not add up to the total";
     if ((e->claimed & ~HB_BOOK_ALL_CLAIMED) != 0)
-        return false;
-    return claimed_sum == e->claimed_sum;
+        return "claimed bits beyond the recipients";
+    if (claimed_sum != e->claimed_sum)
+        return "claimed_sum is not the sum of the claimed shares";
+    return NULL;
 }
 
 int hb_book_init(hb_book_t *b, size_t expected)
@@ -185,7 +187,7 @@ void hb_book_close(hb_book_t *b)
 
 int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
 {
-    if (e == NULL || !valid_envelope(e))
+    if (hb_sendenv_check(e) != NULL)
         return UV_EINVAL;
 
     /* One probe both detects a duplicate and finds where e goes: the first tombstone on the
@@ -326,4 +328,13 @@ size_t hb_book_expire(hb_book_t *b, uint64_t before_s, void (*cb)(void *arg, con
         removed++;
     }
     return removed;
+}
+
+void hb_book_foreach(const hb_book_t *b, void (*cb)(void *arg, const hb_sendenv_t *e), void *arg)
+{
+    size_t capacity = capacity_of(b);
+    for (size_t i = 0; i < capacity; i++) {
+        if (b->slots[i].state == HB_BOOK_SLOT_USED)
+            cb(arg, &b->slots[i].env);
+    }
 }

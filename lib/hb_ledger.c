@@ -22,10 +22,10 @@
 #define PAYLOAD_EXPIRE   5u
 #define PAYLOAD_STATE    46u
 #define PAYLOAD_SNAPSHOT 57u
+#define PAYLOAD_RESERVE  6u
 
-#define ALL_CLAIMED ((uint8_t)((1u << HB_NOTICE_RECIPIENTS) - 1u))
-#define NS_PER_S    UINT64_C(1000000000)
-#define NS_PER_MS   UINT64_C(1000000)
+#define NS_PER_S  UINT64_C(1000000000)
+#define NS_PER_MS UINT64_C(1000000)
 /* The append queue starts with this much room in each of its two buffers. */
 #define QUEUE_INITIAL_CAPACITY ((size_t)64 * 1024)
 /* At most this many records that make no sense in the books are logged per open ledger. */
@@ -130,8 +130,8 @@ static uint64_t get64(const uint8_t *p)
     return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
 
-/* The payload length of a record type, 0 for an unknown type. */
-static uint32_t payload_size(unsigned type)
+/* The payload length of a record type in a journal of this version, 0 for a type unknown there. */
+static uint32_t payload_size(unsigned type, uint32_t version)
 {
     switch (type) {
     case HB_LEDGER_ENVELOPE:
@@ -144,16 +144,19 @@ static uint32_t payload_size(unsigned type)
         return PAYLOAD_STATE;
     case HB_LEDGER_SNAPSHOT:
         return PAYLOAD_SNAPSHOT;
+    case HB_LEDGER_RESERVE:
+        return version >= 2 ? PAYLOAD_RESERVE : 0;
     default:
         return 0;
     }
 }
 
-/* Whether some record type has a payload of this length. */
-static bool possible_length(uint32_t len)
+/* Whether some record type of this version has a payload of this length. */
+static bool possible_length(uint32_t len, uint32_t version)
 {
     return len == PAYLOAD_ENVELOPE || len == PAYLOAD_CLAIM || len == PAYLOAD_EXPIRE ||
-           len == PAYLOAD_STATE || len == PAYLOAD_SNAPSHOT;
+           len == PAYLOAD_STATE || len == PAYLOAD_SNAPSHOT ||
+           (len == PAYLOAD_RESERVE && version >= 2);
 }
 
 static void header_bytes(uint8_t h[HB_LEDGER_HEADER_SIZE])
@@ -191,7 +194,7 @@ int hb_ledger_encode(const hb_ledger_record_t *r, uint8_t *buf, size_t len)
 {
     if (r == NULL || buf == NULL)
         return UV_EINVAL;
-    uint32_t plen = payload_size((unsigned)r->type);
+    uint32_t plen = payload_size((unsigned)r->type, HB_LEDGER_VERSION);
     if (plen == 0)
         return UV_EINVAL;
     if (len < HB_LEDGER_FRAME_SIZE + plen)
@@ -225,19 +228,23 @@ int hb_ledger_encode(const hb_ledger_record_t *r, uint8_t *buf, size_t len)
         put64(p + 41, r->totals.claimed);
         put64(p + 49, r->totals.expired_amount);
         break;
+    case HB_LEDGER_RESERVE:
+        p[1] = r->kind;
+        put32(p + 2, r->last);
+        break;
     }
     put32(buf, plen);
     put32(buf + 4, hb_ledger_crc32c(p, plen));
     return (int)(HB_LEDGER_FRAME_SIZE + plen);
 }
 
-/* Decode a payload whose CRC matched. False when its type is unknown or its length is not the
- * type's. */
-static bool decode_payload(const uint8_t *p, uint32_t plen, hb_ledger_record_t *r)
+/* Decode a payload whose CRC matched. False when its type is unknown in this version or its
+ * length is not the type's. */
+static bool decode_payload(const uint8_t *p, uint32_t plen, uint32_t version, hb_ledger_record_t *r)
 {
     memset(r, 0, sizeof *r);
     unsigned type = p[0];
-    if (payload_size(type) == 0 || payload_size(type) != plen)
+    if (payload_size(type, version) == 0 || payload_size(type, version) != plen)
         return false;
     r->type = (hb_ledger_type_t)type;
     switch (r->type) {
@@ -269,6 +276,10 @@ static bool decode_payload(const uint8_t *p, uint32_t plen, hb_ledger_record_t *
         r->totals.claimed = get64(p + 41);
         r->totals.expired_amount = get64(p + 49);
         break;
+    case HB_LEDGER_RESERVE:
+        r->kind = p[1];
+        r->last = get32(p + 2);
+        break;
     }
     r->size = HB_LEDGER_FRAME_SIZE + plen;
     return true;
@@ -285,35 +296,35 @@ enum frame_status {
     FRAME_BAD_TYPE /* the CRC matches, the type or its length does not */
 };
 
-/* Look at the frame at off (< len); on FRAME_OK *r is the decoded record. *plen gets the length
- * field when there is one. */
-static enum frame_status frame_at(const uint8_t *buf, size_t len, size_t off, hb_ledger_record_t *r,
-                                  uint32_t *plen)
+/* Look at the frame at off (< len) of a journal of this version; on FRAME_OK *r is the decoded
+ * record. *plen gets the length field when there is one. */
+static enum frame_status frame_at(const uint8_t *buf, size_t len, size_t off, uint32_t version,
+                                  hb_ledger_record_t *r, uint32_t *plen)
 {
     size_t rem = len - off;
     *plen = 0;
     if (rem < HB_LEDGER_FRAME_SIZE)
         return FRAME_SHORT;
     *plen = get32(buf + off);
-    if (!possible_length(*plen))
+    if (!possible_length(*plen, version))
         return FRAME_BAD_LEN;
     if (*plen > rem - HB_LEDGER_FRAME_SIZE)
         return FRAME_PAST_END;
     const uint8_t *payload = buf + off + HB_LEDGER_FRAME_SIZE;
     if (hb_ledger_crc32c(payload, *plen) != get32(buf + off + 4))
         return FRAME_BAD_CRC;
-    if (!decode_payload(payload, *plen, r))
+    if (!decode_payload(payload, *plen, version, r))
         return FRAME_BAD_TYPE;
     return FRAME_OK;
 }
 
 /* The offset of the first valid record starting at or after from, or len if none. */
-static size_t next_valid_record(const uint8_t *buf, size_t len, size_t from)
+static size_t next_valid_record(const uint8_t *buf, size_t len, size_t from, uint32_t version)
 {
     hb_ledger_record_t r;
     uint32_t plen;
     for (size_t p = from; p < len && len - p >= HB_LEDGER_FRAME_SIZE; p++) {
-        if (frame_at(buf, len, p, &r, &plen) == FRAME_OK)
+        if (frame_at(buf, len, p, version, &r, &plen) == FRAME_OK)
             return p;
     }
     return len;
@@ -328,13 +339,14 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-/* The header at the start of buf: 0 when valid, HB_LEDGER_TORN for a prefix of one, else
- * HB_ECORRUPT or UV_ENOTSUP (last_error set for all but 0). */
-static int check_header(const uint8_t *buf, size_t len)
+/* The header at the start of buf: 0 when valid (*version set), HB_LEDGER_TORN for a prefix of one,
+ * else HB_ECORRUPT or UV_ENOTSUP (last_error set for all but 0). */
+static int check_header(const uint8_t *buf, size_t len, uint32_t *version)
 {
     uint8_t h[HB_LEDGER_HEADER_SIZE];
     header_bytes(h);
     if (len < HB_LEDGER_HEADER_SIZE) {
+        /* Any prefix of 11 bytes or fewer is one of a version 1 header too. */
         if (memcmp(buf, h, len) == 0) {
             set_error("offset 0: file header cut short (%zu of %u bytes)", len,
                       HB_LEDGER_HEADER_SIZE);
@@ -347,10 +359,10 @@ static int check_header(const uint8_t *buf, size_t len)
         set_error("offset 0: not a ledger journal (no \"%s\" header)", HB_LEDGER_MAGIC);
         return HB_ECORRUPT;
     }
-    uint32_t version = get32(buf + 8);
-    if (version != HB_LEDGER_VERSION) {
-        set_error("offset 8: journal format version %" PRIu32 ", this library reads %u", version,
-                  HB_LEDGER_VERSION);
+    *version = get32(buf + 8);
+    if (*version < HB_LEDGER_VERSION_MIN || *version > HB_LEDGER_VERSION) {
+        set_error("offset 8: journal format version %" PRIu32 ", this library reads %u to %u",
+                  *version, HB_LEDGER_VERSION_MIN, HB_LEDGER_VERSION);
         return UV_ENOTSUP;
     }
     return 0;
@@ -368,7 +380,8 @@ int hb_ledger_scan(const uint8_t *buf, size_t len,
         return 0;
     if (buf == NULL)
         return UV_EINVAL;
-    int rc = check_header(buf, len);
+    uint32_t version = 0;
+    int rc = check_header(buf, len, &version);
     if (rc != 0)
         return rc;
 
@@ -378,7 +391,7 @@ int hb_ledger_scan(const uint8_t *buf, size_t len,
         hb_ledger_record_t r;
         uint32_t plen;
         size_t after, valid;
-        switch (frame_at(buf, len, off, &r, &plen)) {
+        switch (frame_at(buf, len, off, version, &r, &plen)) {
         case FRAME_OK:
             off += r.size;
             if (record_cb != NULL && (rc = record_cb(arg, &r, off - r.size)) != 0) {
@@ -408,7 +421,7 @@ int hb_ledger_scan(const uint8_t *buf, size_t len,
                       hb_ledger_crc32c(buf + off + HB_LEDGER_FRAME_SIZE, plen), len - after);
             return HB_ECORRUPT;
         case FRAME_BAD_LEN:
-            valid = next_valid_record(buf, len, off + 1);
+            valid = next_valid_record(buf, len, off + 1, version);
             if (valid == len) {
                 set_error("offset %zu: torn record: impossible length %" PRIu32
                           " and nothing valid after it",
@@ -429,150 +442,54 @@ int hb_ledger_scan(const uint8_t *buf, size_t len,
     return 0;
 }
 
-/* ---- The envelope map: open addressing, linear probing, backward-shift deletion ---- */
+/* ---- The books: one hb_book judging every record, and the lifetime totals ---- */
 
-struct slot {
-    hb_sendenv_t e;
-    uint8_t used;
-    uint8_t status; /* the audit's SLOT_* */
-};
+/* Replay, the writer and the audit all apply records through books_apply, so the book's one claim
+ * rule (hb_book) judges them all. Every record counts in the totals as journaled (so a claim that
+ * makes no sense still shows as money granted, and compaction cannot hide it); the book holds only
+ * what makes sense. A record that makes none is reported through problem() and changes nothing
+ * else. */
+typedef struct books {
+    hb_book_t book;     /* the envelopes not expired, fully claimed or not */
+    hb_book_t *retired; /* the audit's: envelopes expired, to name a claim after expiry */
+    uint64_t full;      /* fully claimed envelopes in the book */
+    hb_ledger_totals_t totals;
+    uint32_t max_id;      /* the highest send-envelope id seen */
+    uint32_t reserved[3]; /* the last id reserved, by hb_envelope_kind_t (0: none) */
+    /* The SNAPSHOT being read: */
+    size_t snapshot_offset;
+    uint64_t snapshot_left; /* its records (STATE, RESERVE) not yet seen */
+    uint64_t snapshot_seen;
+    /* Where a record that makes no sense is reported, with its position. */
+    void (*problem)(void *ctx, uint64_t pos, const char *msg);
+    void *problem_ctx;
+} books_t;
 
-typedef struct envmap {
-    struct slot *slots;
-    size_t mask; /* capacity - 1, capacity a power of two (0 when slots is NULL) */
-    unsigned bits;
-    size_t count;
-} envmap_t;
-
-enum { SLOT_OPEN = 0, SLOT_FULL = 1, SLOT_EXPIRED = 2 };
-
-static size_t map_home(const envmap_t *m, uint32_t id)
+static const char *kind_name(unsigned kind)
 {
-    return (size_t)(((uint64_t)id * UINT64_C(0x9E3779B97F4A7C15)) >> (64u - m->bits));
+    return kind == HB_ENVELOPE_SHAKE ? "shake" : kind == HB_ENVELOPE_SEND ? "send" : "unknown";
 }
 
-static struct slot *map_find(const envmap_t *m, uint32_t id)
+static void books_problem(books_t *b, uint64_t pos, const char *fmt, ...) HB_PRINTF(3, 4);
+static void books_problem(books_t *b, uint64_t pos, const char *fmt, ...)
 {
-    if (m->slots == NULL)
-        return NULL;
-    for (size_t i = map_home(m, id);; i = (i + 1) & m->mask) {
-        struct slot *s = &m->slots[i];
-        if (!s->used)
-            return NULL;
-        if (s->e.id == id)
-            return s;
-    }
+    char msg[MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    b->problem(b->problem_ctx, pos, msg);
 }
 
-/* Put e (whose id is not in m) into its place, in a table known to have room. */
-static struct slot *map_place(envmap_t *m, const hb_sendenv_t *e)
+static int books_init(books_t *b)
 {
-    size_t i = map_home(m, e->id);
-    while (m->slots[i].used)
-        i = (i + 1) & m->mask;
-    m->slots[i].e = *e;
-    m->slots[i].used = 1;
-    m->slots[i].status = SLOT_OPEN;
-    m->count++;
-    return &m->slots[i];
+    memset(b, 0, sizeof *b);
+    return hb_book_init(&b->book, 0);
 }
 
-/* Insert e, whose id must not be in m yet, growing the table to stay at most half full. Returns
- * the slot, or NULL when out of memory (nothing changed). */
-static struct slot *map_insert(envmap_t *m, const hb_sendenv_t *e)
+static void books_free(books_t *b)
 {
-    size_t capacity = m->slots == NULL ? 0 : m->mask + 1;
-    if ((m->count + 1) * 2 > capacity) {
-        size_t new_capacity = capacity == 0 ? 16 : capacity * 2;
-        unsigned bits = m->slots == NULL ? 4 : m->bits + 1;
-        if (new_capacity > SIZE_MAX / sizeof(struct slot))
-            return NULL;
-        struct slot *slots = calloc(new_capacity, sizeof *slots);
-        if (slots == NULL)
-            return NULL;
-        envmap_t bigger = {slots, new_capacity - 1, bits, 0};
-        for (size_t i = 0; i < capacity; i++) {
-            if (m->slots[i].used)
-                map_place(&bigger, &m->slots[i].e)->status = m->slots[i].status;
-        }
-        free(m->slots);
-        *m = bigger;
-    }
-    return map_place(m, e);
-}
-
-/* Remove the entry in slot s, shifting later entries of its probe chain back. */
-static void map_remove(envmap_t *m, struct slot *s)
-{
-    size_t hole = (size_t)(s - m->slots);
-    for (size_t j = (hole + 1) & m->mask; m->slots[j].used; j = (j + 1) & m->mask) {
-        size_t home = map_home(m, m->slots[j].e.id);
-        /* The entry at j may move to the hole unless its home lies cyclically in (hole, j]. */
-        bool stays = hole < j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (!stays) {
-            m->slots[hole] = m->slots[j];
-            hole = j;
-        }
-    }
-    m->slots[hole].used = 0;
-    m->count--;
-}
-
-static void map_free(envmap_t *m)
-{
-    free(m->slots);
-    memset(m, 0, sizeof *m);
-}
-
-/* ---- Envelope checks shared by append, replay and audit ---- */
-
-/* Why e's fixed fields are not a valid envelope, or NULL. */
-static const char *envelope_problem(const hb_sendenv_t *e)
-{
-    uint64_t sum = 0;
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
-        if (e->shares[i] == 0)
-            return "a share is 0";
-        for (unsigned j = 0; j < i; j++) {
-            if (e->recipients[j] == e->recipients[i])
-                return "recipients are not distinct";
-        }
-        sum += e->shares[i];
-    }
-    if (sum != e->total)
-        return "shares do not add up to the total";
-    return NULL;
-}
-
-/* Why e's claimed state (of a STATE record) is not one an outstanding envelope can have, or
- * NULL. */
-static const char *state_problem(const hb_sendenv_t *e)
-{
-    const char *why = envelope_problem(e);
-    if (why != NULL)
-        return why;
-    if ((e->claimed & ~ALL_CLAIMED) != 0)
-        return "claimed bits beyond the recipients";
-    if (e->claimed == ALL_CLAIMED)
-        return "every recipient has claimed";
-    uint64_t sum = 0;
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
-        if (e->claimed & (1u << i))
-            sum += e->shares[i];
-    }
-    if (sum != e->claimed_sum)
-        return "claimed_sum is not the sum of the claimed shares";
-    return NULL;
-}
-
-/* The index of user among e's recipients, or -1. */
-static int recipient_index(const hb_sendenv_t *e, uint32_t user)
-{
-    for (int i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
-        if (e->recipients[i] == user)
-            return i;
-    }
-    return -1;
+    hb_book_close(&b->book);
 }
 
 /* How many recipients the bitmask says have claimed. */
@@ -589,138 +506,220 @@ static uint64_t unclaimed(const hb_sendenv_t *e)
     return e->claimed_sum >= e->total ? 0 : (uint64_t)e->total - e->claimed_sum;
 }
 
-/* ---- The books the ledger keeps: outstanding envelopes and lifetime totals ---- */
-
-/* Every record counts in the totals as journaled (so a claim that makes no sense still shows
- * as money granted, and compaction cannot hide it); the map holds only what makes sense. */
-typedef struct books {
-    envmap_t map;
-    hb_ledger_totals_t totals;
-    uint32_t max_id;
-    uint64_t states_left; /* STATE records the last SNAPSHOT announced and not yet seen */
-    uint64_t anomalies;
-    /* Where an anomaly is logged, with the record's position. */
-    void (*log)(void *ctx, const char *line);
-    void *log_ctx;
-    bool replaying; /* positions are file offsets (else sequence numbers) */
-} books_t;
-
-static void books_anomaly(books_t *b, uint64_t pos, const char *fmt, ...) HB_PRINTF(3, 4);
-static void books_anomaly(books_t *b, uint64_t pos, const char *fmt, ...)
+/* Whether a record of this type may be one of a snapshot's. */
+static bool snapshot_type(hb_ledger_type_t type)
 {
-    b->anomalies++;
-    if (b->log == NULL || b->anomalies > ANOMALY_LOG_MAX + 1)
-        return;
-    char line[MSG_MAX];
-    if (b->anomalies == ANOMALY_LOG_MAX + 1) {
-        snprintf(line, sizeof line, "ledger: more records that make no sense: counted, not logged");
-    } else {
-        char what[MSG_MAX - 64];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof what, fmt, ap);
-        va_end(ap);
-        snprintf(line, sizeof line, "ledger: %s %" PRIu64 ": %s; skipped",
-                 b->replaying ? "journal offset" : "record seq", pos, what);
+    return type == HB_LEDGER_STATE || type == HB_LEDGER_RESERVE;
+}
+
+/* Add an envelope (of an ENVELOPE or STATE record) to the book. Returns 0, 1 (refused: reported),
+ * or UV_ENOMEM. */
+static int books_add(books_t *b, const hb_sendenv_t *e, uint64_t pos, const char *what)
+{
+    const char *why = hb_sendenv_check(e);
+    if (why != NULL) {
+        books_problem(b, pos, "%s of envelope %" PRIu32 " is malformed: %s", what, e->id, why);
+        return 1;
     }
-    b->log(b->log_ctx, line);
+    int rc = hb_book_add(&b->book, e);
+    if (rc == UV_EEXIST) {
+        books_problem(b, pos, "%s of envelope %" PRIu32 ": the id was issued before", what, e->id);
+        return 1;
+    }
+    if (rc != 0)
+        return rc;
+    if (hb_sendenv_fully_claimed(e))
+        b->full++;
+    return 0;
 }
 
-static void books_see_id(books_t *b, uint32_t id)
+static int books_envelope(books_t *b, const hb_sendenv_t *e, uint64_t pos)
 {
-    if (id > b->max_id)
-        b->max_id = id;
+    b->totals.envelopes++;
+    b->totals.issued += e->total;
+    if (hb_envelope_id_kind(e->id) != HB_ENVELOPE_SEND) {
+        books_problem(b, pos, "creation of envelope %" PRIu32 ": not a send-envelope id", e->id);
+        return 1;
+    }
+    if (e->id <= b->max_id) {
+        if (hb_book_find(&b->book, e->id) != NULL ||
+            (b->retired != NULL && hb_book_find(b->retired, e->id) != NULL))
+            books_problem(b, pos, "creation of envelope %" PRIu32 ": the id was issued before",
+                          e->id);
+        else
+            books_problem(b, pos,
+                          "creation of envelope %" PRIu32
+                          ": the id is not above the highest issued before (%" PRIu32 ")",
+                          e->id, b->max_id);
+        return 1;
+    }
+    b->max_id = e->id;
+    return books_add(b, e, pos, "creation");
 }
 
-/* Apply one record. Returns 0 or UV_ENOMEM. */
+static int books_claim(books_t *b, const hb_ledger_record_t *r, uint64_t pos)
+{
+    b->totals.claims++;
+    b->totals.claimed += r->amount;
+    uint32_t share = 0;
+    switch (hb_book_claim(&b->book, r->envelope_id, r->user, &share)) {
+    case 0:
+        if (share == r->amount) {
+            if (hb_sendenv_fully_claimed(hb_book_find(&b->book, r->envelope_id)))
+                b->full++;
+            return 0;
+        }
+        hb_book_unclaim(&b->book, r->envelope_id, r->user);
+        books_problem(b, pos,
+                      "claim of %" PRIu32 " on envelope %" PRIu32 " by user %" PRIu32
+                      ", whose share is %" PRIu32,
+                      r->amount, r->envelope_id, r->user, share);
+        return 1;
+    case HB_BOOK_REPEAT:
+        books_problem(b, pos,
+                      "second claim of envelope %" PRIu32 " by user %" PRIu32
+                      ": its share (%" PRIu32 ") granted twice",
+                      r->envelope_id, r->user, share);
+        return 1;
+    case HB_ENOTRECIPIENT:
+        books_problem(b, pos,
+                      "claim of %" PRIu32 " by user %" PRIu32
+                      ", not a recipient of envelope %" PRIu32,
+                      r->amount, r->user, r->envelope_id);
+        return 1;
+    default:
+        if (b->retired != NULL && hb_book_find(b->retired, r->envelope_id) != NULL)
+            books_problem(b, pos,
+                          "claim of %" PRIu32 " by user %" PRIu32 " of envelope %" PRIu32
+                          " after it expired",
+                          r->amount, r->user, r->envelope_id);
+        else if (hb_envelope_id_kind(r->envelope_id) == HB_ENVELOPE_SEND &&
+                 r->envelope_id <= b->max_id)
+            books_problem(b, pos,
+                          "claim of %" PRIu32 " by user %" PRIu32 " of envelope %" PRIu32
+                          ", which is not in the books (expired, refused, or never issued)",
+                          r->amount, r->user, r->envelope_id);
+        else
+            books_problem(b, pos,
+                          "claim of %" PRIu32 " by user %" PRIu32 " of envelope %" PRIu32
+                          ", which was never issued",
+                          r->amount, r->user, r->envelope_id);
+        return 1;
+    }
+}
+
+/* An expiry retires an envelope, fully claimed or not; only an unclaimed rest counts as expired. */
+static int books_expire(books_t *b, uint32_t id, uint64_t pos)
+{
+    hb_sendenv_t e;
+    if (hb_book_remove(&b->book, id, &e) != 0) {
+        if (b->retired != NULL && hb_book_find(b->retired, id) != NULL)
+            books_problem(b, pos, "expiry of envelope %" PRIu32 ", which is already expired", id);
+        else
+            books_problem(b, pos, "expiry of envelope %" PRIu32 ", which is not in the books", id);
+        return 1;
+    }
+    if (hb_sendenv_fully_claimed(&e)) {
+        b->full--;
+    } else {
+        b->totals.expired++;
+        b->totals.expired_amount += unclaimed(&e);
+    }
+    if (b->retired != NULL && hb_book_add(b->retired, &e) == UV_ENOMEM)
+        return UV_ENOMEM;
+    return 0;
+}
+
+static int books_state(books_t *b, const hb_sendenv_t *e, bool in_snapshot, uint64_t pos)
+{
+    if (!in_snapshot) {
+        /* A state outside a snapshot: its history is not in any totals yet. */
+        b->totals.envelopes++;
+        b->totals.issued += e->total;
+        b->totals.claims += claimed_count(e->claimed);
+        b->totals.claimed += e->claimed_sum;
+    }
+    if (hb_envelope_id_kind(e->id) != HB_ENVELOPE_SEND) {
+        books_problem(b, pos, "state of envelope %" PRIu32 ": not a send-envelope id", e->id);
+        return 1;
+    }
+    if (e->id > b->max_id)
+        b->max_id = e->id;
+    return books_add(b, e, pos, "state");
+}
+
+static int books_reserve(books_t *b, const hb_ledger_record_t *r, uint64_t pos)
+{
+    if (r->kind != HB_ENVELOPE_SHAKE && r->kind != HB_ENVELOPE_SEND) {
+        books_problem(b, pos, "reservation of ids of an unknown kind %u", r->kind);
+        return 1;
+    }
+    if (hb_envelope_id_kind(r->last) != r->kind) {
+        books_problem(b, pos, "reservation of %s ids up to %" PRIu32 ", not a %s id",
+                      kind_name(r->kind), r->last, kind_name(r->kind));
+        return 1;
+    }
+    if (r->last <= b->reserved[r->kind]) {
+        books_problem(b, pos,
+                      "reservation of %s ids up to %" PRIu32 " goes backwards (%" PRIu32
+                      " reserved before)",
+                      kind_name(r->kind), r->last, b->reserved[r->kind]);
+        return 1;
+    }
+    b->reserved[r->kind] = r->last;
+    return 0;
+}
+
+/* Apply one record at pos (a file offset, or a sequence number in the writer). The caller has
+ * checked that a snapshot's records are STATE or RESERVE. Returns 0 (applied), 1 (made no sense:
+ * reported, skipped) or UV_ENOMEM. */
 static int books_apply(books_t *b, const hb_ledger_record_t *r, uint64_t pos)
 {
-    struct slot *s;
-    const char *why;
-    int i;
-    if (r->type != HB_LEDGER_STATE)
-        b->states_left = 0;
+    bool in_snapshot = b->snapshot_left > 0 && snapshot_type(r->type);
+    if (in_snapshot) {
+        b->snapshot_left--;
+        b->snapshot_seen++;
+    }
     switch (r->type) {
     case HB_LEDGER_ENVELOPE:
-        b->totals.envelopes++;
-        b->totals.issued += r->envelope.total;
-        books_see_id(b, r->envelope.id);
-        if ((why = envelope_problem(&r->envelope)) != NULL) {
-            books_anomaly(b, pos, "envelope %" PRIu32 ": %s", r->envelope.id, why);
-        } else if (map_find(&b->map, r->envelope.id) != NULL) {
-            books_anomaly(b, pos, "envelope %" PRIu32 " created twice", r->envelope.id);
-        } else if (map_insert(&b->map, &r->envelope) == NULL) {
-            return UV_ENOMEM;
-        }
-        break;
+        return books_envelope(b, &r->envelope, pos);
     case HB_LEDGER_CLAIM:
-        b->totals.claims++;
-        b->totals.claimed += r->amount;
-        s = map_find(&b->map, r->envelope_id);
-        if (s == NULL) {
-            books_anomaly(b, pos,
-                          "claim by user %" PRIu32 " of envelope %" PRIu32
-                          ", which is not outstanding",
-                          r->user, r->envelope_id);
-            break;
-        }
-        i = recipient_index(&s->e, r->user);
-        if (i < 0) {
-            books_anomaly(b, pos,
-                          "claim of envelope %" PRIu32 " by user %" PRIu32 ", not a recipient",
-                          r->envelope_id, r->user);
-        } else if (s->e.claimed & (1u << i)) {
-            books_anomaly(b, pos, "second claim of envelope %" PRIu32 " by user %" PRIu32,
-                          r->envelope_id, r->user);
-        } else if (r->amount != s->e.shares[i]) {
-            books_anomaly(b, pos,
-                          "claim of %" PRIu32 " on envelope %" PRIu32 " by user %" PRIu32
-                          ", whose share is %" PRIu32,
-                          r->amount, r->envelope_id, r->user, s->e.shares[i]);
-        } else {
-            s->e.claimed |= (uint8_t)(1u << i);
-            s->e.claimed_sum += r->amount;
-            if (s->e.claimed == ALL_CLAIMED)
-                map_remove(&b->map, s);
-        }
-        break;
+        return books_claim(b, r, pos);
     case HB_LEDGER_EXPIRE:
-        s = map_find(&b->map, r->envelope_id);
-        if (s == NULL) {
-            books_anomaly(b, pos, "expiry of envelope %" PRIu32 ", which is not outstanding",
-                          r->envelope_id);
-            break;
-        }
-        b->totals.expired++;
-        b->totals.expired_amount += unclaimed(&s->e);
-        map_remove(&b->map, s);
-        break;
+        return books_expire(b, r->envelope_id, pos);
     case HB_LEDGER_STATE:
-        books_see_id(b, r->envelope.id);
-        if (b->states_left > 0) {
-            b->states_left--;
-        } else {
-            /* A state outside a snapshot: its history is not in any totals yet. */
-            b->totals.envelopes++;
-            b->totals.issued += r->envelope.total;
-            b->totals.claims += claimed_count(r->envelope.claimed);
-            b->totals.claimed += r->envelope.claimed_sum;
-        }
-        if ((why = state_problem(&r->envelope)) != NULL) {
-            books_anomaly(b, pos, "state of envelope %" PRIu32 ": %s", r->envelope.id, why);
-        } else if (map_find(&b->map, r->envelope.id) != NULL) {
-            books_anomaly(b, pos, "state of envelope %" PRIu32 " given twice", r->envelope.id);
-        } else if (map_insert(&b->map, &r->envelope) == NULL) {
-            return UV_ENOMEM;
-        }
-        break;
+        return books_state(b, &r->envelope, in_snapshot, pos);
     case HB_LEDGER_SNAPSHOT:
         b->totals = r->totals;
-        books_see_id(b, r->max_envelope_id);
-        b->states_left = r->outstanding;
-        break;
+        if (hb_envelope_id_kind(r->max_envelope_id) == HB_ENVELOPE_SEND &&
+            r->max_envelope_id > b->max_id)
+            b->max_id = r->max_envelope_id;
+        b->snapshot_offset = (size_t)pos;
+        b->snapshot_left = r->outstanding;
+        b->snapshot_seen = 0;
+        return 0;
+    case HB_LEDGER_RESERVE:
+        return books_reserve(b, r, pos);
     }
     return 0;
+}
+
+/* The reason (for last_error or a violation) why the snapshot at b->snapshot_offset is cut: its
+ * records stop at offset at, where the journal ends (at_end) or another record comes. */
+static void snapshot_cut_reason(const books_t *b, char *buf, size_t n, size_t at, bool at_end)
+{
+    snprintf(buf, n,
+             "the snapshot at offset %zu announces %" PRIu64 " records, only %" PRIu64
+             " follow it: %s at offset %zu",
+             b->snapshot_offset, b->snapshot_left + b->snapshot_seen, b->snapshot_seen,
+             at_end ? "the journal is cut" : "another record comes", at);
+}
+
+/* Whether the torn record at off (the end of the valid prefix) is a SNAPSHOT cut short: its length
+ * field, when there, is the SNAPSHOT's, which no appended record has. */
+static bool torn_snapshot(const uint8_t *buf, size_t len, size_t off)
+{
+    return off >= HB_LEDGER_HEADER_SIZE && len - off >= 4 && get32(buf + off) == PAYLOAD_SNAPSHOT;
 }
 
 /* ---- The ledger's private state ---- */
@@ -744,6 +743,8 @@ struct hb_ledger_state {
     void *log_arg;
     void (*on_durable)(void *arg, uint64_t seq);
     void *durable_arg;
+    void (*on_error)(void *arg, int err);
+    void *error_arg;
 
     uv_mutex_t mu;
     uv_cond_t wake; /* the writer waits here for work or close */
@@ -753,11 +754,15 @@ struct hb_ledger_state {
     /* Under mu: */
     queue_buf_t cur; /* appenders fill it */
     bool closing;
-    int error; /* sticky I/O error, 0 if none */
+    int error;                 /* sticky I/O error, 0 if none */
+    uint32_t last_envelope_id; /* the highest envelope id journaled or queued */
+    uint32_t last_reserved[3]; /* the last reservation journaled or queued, by kind */
 
     /* The writer's own (also open's, before the writer starts): */
     queue_buf_t spare; /* the batch being written */
     books_t books;
+    uint64_t anomalies;   /* records that made no sense in the books */
+    bool replaying;       /* anomaly positions are file offsets (else sequence numbers) */
     uint64_t bytes;       /* journal size */
     uint64_t records;     /* records in the journal */
     uint64_t written_seq; /* the last seq handed to write() successfully */
@@ -775,10 +780,16 @@ static void st_log(struct hb_ledger_state *st, const char *fmt, ...)
     va_end(ap);
 }
 
-static void books_log(void *ctx, const char *line)
+/* The books' problem reporter for replay and the writer: count, and log the first few. */
+static void log_anomaly(void *ctx, uint64_t pos, const char *msg)
 {
     struct hb_ledger_state *st = ctx;
-    st->log(st->log_arg, line);
+    st->anomalies++;
+    if (st->anomalies <= ANOMALY_LOG_MAX)
+        st_log(st, "ledger: %s %" PRIu64 ": %s; skipped",
+               st->replaying ? "journal offset" : "record seq", pos, msg);
+    else if (st->anomalies == ANOMALY_LOG_MAX + 1)
+        st_log(st, "ledger: more records that make no sense: counted, not logged");
 }
 
 static char *path_join(const char *dir, const char *name)
@@ -883,14 +894,15 @@ static void state_free(struct hb_ledger_state *st)
         close(st->lock_fd); /* releases the flock */
     free(st->cur.p);
     free(st->spare.p);
-    map_free(&st->books.map);
+    books_free(&st->books);
     free(st->dir);
     free(st->path);
     free(st->tmp_path);
     free(st);
 }
 
-/* Record the writer's first I/O error; every later append fails with it. Called without mu. */
+/* Record the writer's first I/O error; every later append fails with it. Called without mu, on
+ * the writer thread: the first time, it is logged and announced to on_error. */
 static void set_sticky(struct hb_ledger_state *st, int err, const char *what)
 {
     uv_mutex_lock(&st->mu);
@@ -900,49 +912,89 @@ static void set_sticky(struct hb_ledger_state *st, int err, const char *what)
     st->cur.len = 0; /* never to be acknowledged */
     uv_cond_broadcast(&st->done);
     uv_mutex_unlock(&st->mu);
-    if (first)
-        st_log(st, "ledger: %s %s failed: %s (%s); every later append fails", what, st->path,
-               hb_err_name(err), hb_strerror(err));
+    if (!first)
+        return;
+    st_log(st, "ledger: %s %s failed: %s (%s); every later append fails", what, st->path,
+           hb_err_name(err), hb_strerror(err));
+    if (st->on_error != NULL)
+        st->on_error(st->error_arg, err);
 }
 
 /* ---- Compaction ---- */
 
-static uint64_t snapshot_size(size_t outstanding)
+/* The kinds with a reservation, in the order a snapshot lists them. */
+static const hb_envelope_kind_t reserve_kinds[] = {HB_ENVELOPE_SHAKE, HB_ENVELOPE_SEND};
+
+/* How many RESERVE records a snapshot of b carries. */
+static unsigned snapshot_reserves(const books_t *b)
 {
-    return HB_LEDGER_HEADER_SIZE + HB_LEDGER_FRAME_SIZE + PAYLOAD_SNAPSHOT +
-           (uint64_t)outstanding * (HB_LEDGER_FRAME_SIZE + PAYLOAD_STATE);
+    unsigned n = 0;
+    for (size_t k = 0; k < sizeof reserve_kinds / sizeof reserve_kinds[0]; k++)
+        n += b->reserved[reserve_kinds[k]] != 0;
+    return n;
 }
 
-/* Build the snapshot image of st's books: header, SNAPSHOT, one STATE per outstanding envelope. */
+static uint64_t snapshot_size(const books_t *b)
+{
+    return HB_LEDGER_HEADER_SIZE + HB_LEDGER_FRAME_SIZE + PAYLOAD_SNAPSHOT +
+           (uint64_t)b->book.count * (HB_LEDGER_FRAME_SIZE + PAYLOAD_STATE) +
+           (uint64_t)snapshot_reserves(b) * (HB_LEDGER_FRAME_SIZE + PAYLOAD_RESERVE);
+}
+
+typedef struct image {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+} image_t;
+
+static void image_put(image_t *img, const hb_ledger_record_t *r)
+{
+    img->len += (size_t)hb_ledger_encode(r, img->p + img->len, img->cap - img->len);
+}
+
+static void image_put_state(void *arg, const hb_sendenv_t *e)
+{
+    hb_ledger_record_t r;
+    memset(&r, 0, sizeof r);
+    r.type = HB_LEDGER_STATE;
+    r.envelope = *e;
+    r.envelope_id = e->id;
+    image_put(arg, &r);
+}
+
+/* Build the snapshot image of the books: header, SNAPSHOT, one STATE per envelope in the book
+ * (fully claimed ones included), then one RESERVE per reserved id space; the SNAPSHOT's
+ * outstanding counts the STATE and RESERVE records. */
 static uint8_t *snapshot_image(const books_t *b, size_t *len)
 {
-    uint64_t size = snapshot_size(b->map.count);
-    if (size > SIZE_MAX || b->map.count > UINT32_MAX)
+    uint64_t size = snapshot_size(b);
+    uint64_t records = (uint64_t)b->book.count + snapshot_reserves(b);
+    if (size > SIZE_MAX || records > UINT32_MAX)
         return NULL;
-    uint8_t *img = malloc((size_t)size);
-    if (img == NULL)
+    image_t img = {malloc((size_t)size), 0, (size_t)size};
+    if (img.p == NULL)
         return NULL;
-    header_bytes(img);
-    size_t off = HB_LEDGER_HEADER_SIZE;
+    header_bytes(img.p);
+    img.len = HB_LEDGER_HEADER_SIZE;
     hb_ledger_record_t r;
     memset(&r, 0, sizeof r);
     r.type = HB_LEDGER_SNAPSHOT;
     r.max_envelope_id = b->max_id;
-    r.outstanding = (uint32_t)b->map.count;
+    r.outstanding = (uint32_t)records;
     r.totals = b->totals;
-    off += (size_t)hb_ledger_encode(&r, img + off, (size_t)size - off);
-    size_t capacity = b->map.slots == NULL ? 0 : b->map.mask + 1;
-    for (size_t i = 0; i < capacity; i++) {
-        if (!b->map.slots[i].used)
+    image_put(&img, &r);
+    hb_book_foreach(&b->book, image_put_state, &img);
+    for (size_t k = 0; k < sizeof reserve_kinds / sizeof reserve_kinds[0]; k++) {
+        if (b->reserved[reserve_kinds[k]] == 0)
             continue;
         memset(&r, 0, sizeof r);
-        r.type = HB_LEDGER_STATE;
-        r.envelope = b->map.slots[i].e;
-        r.envelope_id = r.envelope.id;
-        off += (size_t)hb_ledger_encode(&r, img + off, (size_t)size - off);
+        r.type = HB_LEDGER_RESERVE;
+        r.kind = (uint8_t)reserve_kinds[k];
+        r.last = b->reserved[reserve_kinds[k]];
+        image_put(&img, &r);
     }
-    *len = off;
-    return img;
+    *len = img.len;
+    return img.p;
 }
 
 /* Compact when the journal is over both thresholds. A failure before the rename leaves the old
@@ -950,7 +1002,7 @@ static uint8_t *snapshot_image(const books_t *b, size_t *len)
  * after it is returned (it becomes the sticky error). */
 static int maybe_compact(struct hb_ledger_state *st)
 {
-    uint64_t snap = snapshot_size(st->books.map.count);
+    uint64_t snap = snapshot_size(&st->books);
     if (st->bytes <= st->compact_min || st->bytes <= st->compact_floor || st->bytes / 2 < snap ||
         (st->bytes / 2 == snap && st->bytes % 2 == 0))
         return 0;
@@ -985,7 +1037,7 @@ static int maybe_compact(struct hb_ledger_state *st)
     st->fd = fd;
     uint64_t old = st->bytes;
     st->bytes = len;
-    st->records = 1 + st->books.map.count;
+    st->records = 1 + st->books.book.count + snapshot_reserves(&st->books);
     st->compact_floor = 0;
     rc = sync_dir(st->dir);
     uv_mutex_lock(&st->mu);
@@ -994,8 +1046,8 @@ static int maybe_compact(struct hb_ledger_state *st)
     st->l->stats.records = st->records;
     uv_mutex_unlock(&st->mu);
     if (rc == 0)
-        st_log(st, "ledger: compacted %s: %" PRIu64 " -> %zu bytes, %zu envelopes outstanding",
-               st->path, old, len, st->books.map.count);
+        st_log(st, "ledger: compacted %s: %" PRIu64 " -> %zu bytes, %zu envelopes in the books",
+               st->path, old, len, st->books.book.count);
     return rc;
 
 failed:
@@ -1026,10 +1078,10 @@ static int apply_batch(struct hb_ledger_state *st, const queue_buf_t *batch, uin
     while (off < batch->len) {
         hb_ledger_record_t r;
         uint32_t plen;
-        if (frame_at(batch->p, batch->len, off, &r, &plen) != FRAME_OK)
+        if (frame_at(batch->p, batch->len, off, HB_LEDGER_VERSION, &r, &plen) != FRAME_OK)
             return UV_EIO; /* cannot happen: the appenders encoded these */
         int rc = books_apply(&st->books, &r, seq++);
-        if (rc != 0)
+        if (rc < 0)
             return rc;
         off += r.size;
         st->records++;
@@ -1103,8 +1155,9 @@ static void writer_main(void *arg)
         l->stats.fsyncs += fsyncs;
         l->stats.bytes = st->bytes;
         l->stats.records = st->records;
-        l->stats.outstanding = st->books.map.count;
-        l->stats.anomalies = st->books.anomalies;
+        l->stats.outstanding = st->books.book.count - st->books.full;
+        l->stats.held = st->books.book.count;
+        l->stats.anomalies = st->anomalies;
         if (rc == 0) {
             if (!st->dirty)
                 l->stats.synced = st->written_seq;
@@ -1178,8 +1231,15 @@ const char *hb_fsync_name(hb_fsync_t policy)
 static int replay_record(void *arg, const hb_ledger_record_t *r, size_t offset)
 {
     struct hb_ledger_state *st = arg;
+    if (st->books.snapshot_left > 0 && !snapshot_type(r->type)) {
+        char why[MSG_MAX];
+        snapshot_cut_reason(&st->books, why, sizeof why, offset, false);
+        set_error("offset %zu: corrupt journal: %s", offset, why);
+        return HB_ECORRUPT;
+    }
     st->records++;
-    return books_apply(&st->books, r, offset);
+    int rc = books_apply(&st->books, r, offset);
+    return rc < 0 ? rc : 0;
 }
 
 /* Read the whole file open as fd into *buf (malloc'd, NULL when empty). */
@@ -1217,8 +1277,32 @@ static int read_file(int fd, uint8_t **buf, size_t *len)
     return 0;
 }
 
-/* Replay st->path into st->books, truncating a torn tail and writing the header of a new (or
- * header-torn) journal. */
+/* Rewrite the version in the header of a version 1 journal (replayed, nothing after its valid
+ * records) to the current one, and sync it, before anything is appended. Through a descriptor of
+ * its own: a pwrite() to the O_APPEND one would append. */
+static int upgrade_header(struct hb_ledger_state *st)
+{
+    uint8_t v[4];
+    put32(v, HB_LEDGER_VERSION);
+    int fd = open(st->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    ssize_t n;
+    while ((n = pwrite(fd, v, sizeof v, 8)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        rc = -errno;
+    else if (n != (ssize_t)sizeof v)
+        rc = UV_EIO;
+    if (rc == 0)
+        rc = sync_fd(fd);
+    close(fd);
+    return rc;
+}
+
+/* Replay st->path into st->books, truncating a torn tail, writing the header of a new (or
+ * header-torn) journal, and upgrading the header of a version 1 journal. */
 static int replay(struct hb_ledger_state *st)
 {
     uint8_t *buf;
@@ -1229,9 +1313,22 @@ static int replay(struct hb_ledger_state *st)
         return rc;
     }
     size_t good_end = 0;
-    st->books.replaying = true;
+    st->replaying = true;
     rc = hb_ledger_scan(buf, len, replay_record, st, &good_end);
-    st->books.replaying = false;
+    st->replaying = false;
+    uint32_t version = len >= HB_LEDGER_HEADER_SIZE ? get32(buf + 8) : HB_LEDGER_VERSION;
+    /* A snapshot is written whole and synced before it becomes the journal: no crash cuts it. */
+    if (rc == HB_LEDGER_TORN && torn_snapshot(buf, len, good_end)) {
+        set_error("offset %zu: corrupt journal: a snapshot record cut short (%zu of %u bytes)",
+                  good_end, len - good_end, HB_LEDGER_FRAME_SIZE + PAYLOAD_SNAPSHOT);
+        rc = HB_ECORRUPT;
+    } else if ((rc == 0 || rc == HB_LEDGER_TORN) && st->books.snapshot_left > 0) {
+        char why[MSG_MAX];
+        snapshot_cut_reason(&st->books, why, sizeof why, good_end, true);
+        set_error("offset %zu: corrupt journal: %s%s", good_end, why,
+                  rc == HB_LEDGER_TORN ? " (inside a torn record)" : "");
+        rc = HB_ECORRUPT;
+    }
     free(buf);
     if (rc == HB_ECORRUPT || rc == UV_ENOTSUP) {
         char why[MSG_MAX];
@@ -1262,6 +1359,16 @@ static int replay(struct hb_ledger_state *st)
             return rc;
         }
         len = sizeof h;
+        version = HB_LEDGER_VERSION;
+    }
+    if (version < HB_LEDGER_VERSION) {
+        if ((rc = upgrade_header(st)) != 0) {
+            set_error("%s: cannot rewrite the header to format version %u: %s", st->path,
+                      HB_LEDGER_VERSION, hb_strerror(rc));
+            return rc;
+        }
+        st_log(st, "ledger: %s: format version %" PRIu32 " rewritten as version %u", st->path,
+               version, HB_LEDGER_VERSION);
     }
     st->bytes = len;
     return 0;
@@ -1295,6 +1402,8 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
         return UV_EINVAL;
     l->state_ = NULL;
     l->max_envelope_id = 0;
+    l->reserved_shake = 0;
+    l->reserved_send = 0;
     memset(&l->stats, 0, sizeof l->stats);
     if (o == NULL || o->dir == NULL || o->dir[0] == '\0' ||
         (o->fsync != HB_FSYNC_ALWAYS && o->fsync != HB_FSYNC_EVERYSEC && o->fsync != HB_FSYNC_NO)) {
@@ -1315,15 +1424,18 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
     st->log_arg = o->log_arg;
     st->on_durable = o->on_durable;
     st->durable_arg = o->durable_arg;
-    st->books.log = o->log != NULL ? books_log : NULL;
-    st->books.log_ctx = st;
+    st->on_error = o->on_error;
+    st->error_arg = o->error_arg;
     st->dir = strdup(o->dir);
     st->path = path_join(o->dir, HB_LEDGER_JOURNAL_NAME);
     st->tmp_path = path_join(o->dir, HB_LEDGER_COMPACT_NAME);
     int rc = UV_ENOMEM;
-    if (st->dir == NULL || st->path == NULL || st->tmp_path == NULL ||
-        queue_reserve(&st->cur, 1) != 0 || queue_reserve(&st->spare, 1) != 0)
+    if (books_init(&st->books) != 0 || st->dir == NULL || st->path == NULL ||
+        st->tmp_path == NULL || queue_reserve(&st->cur, 1) != 0 ||
+        queue_reserve(&st->spare, 1) != 0)
         goto fail;
+    st->books.problem = log_anomaly;
+    st->books.problem_ctx = st;
     if ((rc = make_dirs(o->dir)) != 0) {
         set_error("%s: cannot create: %s", o->dir, hb_strerror(rc));
         goto fail;
@@ -1341,17 +1453,19 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
     if ((rc = replay(st)) != 0)
         goto fail;
 
-    size_t capacity = st->books.map.slots == NULL ? 0 : st->books.map.mask + 1;
-    for (size_t i = 0; i < capacity && outstanding != NULL; i++) {
-        if (st->books.map.slots[i].used)
-            outstanding(arg, &st->books.map.slots[i].e);
-    }
+    if (outstanding != NULL)
+        hb_book_foreach(&st->books.book, outstanding, arg);
     l->max_envelope_id = st->books.max_id;
+    l->reserved_shake = st->books.reserved[HB_ENVELOPE_SHAKE];
+    l->reserved_send = st->books.reserved[HB_ENVELOPE_SEND];
+    st->last_envelope_id = st->books.max_id;
+    memcpy(st->last_reserved, st->books.reserved, sizeof st->last_reserved);
     l->stats.records = st->records;
     l->stats.replayed = st->records;
     l->stats.bytes = st->bytes;
-    l->stats.outstanding = st->books.map.count;
-    l->stats.anomalies = st->books.anomalies;
+    l->stats.outstanding = st->books.book.count - st->books.full;
+    l->stats.held = st->books.book.count;
+    l->stats.anomalies = st->anomalies;
 
     if ((rc = uv_mutex_init(&st->mu)) != 0)
         goto fail;
@@ -1379,6 +1493,8 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
 fail:
     state_free(st);
     l->max_envelope_id = 0;
+    l->reserved_shake = 0;
+    l->reserved_send = 0;
     memset(&l->stats, 0, sizeof l->stats);
     return rc;
 }
@@ -1402,6 +1518,17 @@ void hb_ledger_close(hb_ledger_t *l)
 
 /* ---- Appending ---- */
 
+/* Under mu: whether r may follow what was journaled and queued before it (envelope ids and
+ * reservations only go up). */
+static bool in_order(const struct hb_ledger_state *st, const hb_ledger_record_t *r)
+{
+    if (r->type == HB_LEDGER_ENVELOPE)
+        return r->envelope.id > st->last_envelope_id;
+    if (r->type == HB_LEDGER_RESERVE)
+        return r->last > st->last_reserved[r->kind];
+    return true;
+}
+
 static int append_record(hb_ledger_t *l, const hb_ledger_record_t *r, uint64_t *seq)
 {
     uint8_t rec[HB_LEDGER_MAX_RECORD];
@@ -1415,9 +1542,15 @@ static int append_record(hb_ledger_t *l, const hb_ledger_record_t *r, uint64_t *
         rc = UV_EINVAL;
     else if (st->error != 0)
         rc = st->error;
+    else if (!in_order(st, r))
+        rc = UV_EINVAL;
     else
         rc = queue_reserve(&st->cur, (size_t)n);
     if (rc == 0) {
+        if (r->type == HB_LEDGER_ENVELOPE)
+            st->last_envelope_id = r->envelope.id;
+        else if (r->type == HB_LEDGER_RESERVE)
+            st->last_reserved[r->kind] = r->last;
         if (st->cur.len == 0)
             uv_cond_signal(&st->wake);
         memcpy(st->cur.p + st->cur.len, rec, (size_t)n);
@@ -1432,8 +1565,8 @@ static int append_record(hb_ledger_t *l, const hb_ledger_record_t *r, uint64_t *
 
 int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, uint64_t *seq)
 {
-    if (l == NULL || l->state_ == NULL || e == NULL || envelope_problem(e) != NULL ||
-        e->claimed != 0 || e->claimed_sum != 0)
+    if (l == NULL || l->state_ == NULL || e == NULL || e->claimed != 0 ||
+        hb_sendenv_check(e) != NULL || hb_envelope_id_kind(e->id) != HB_ENVELOPE_SEND)
         return UV_EINVAL;
     hb_ledger_record_t r;
     memset(&r, 0, sizeof r);
@@ -1465,6 +1598,19 @@ int hb_ledger_append_expire(hb_ledger_t *l, uint32_t envelope_id, uint64_t *seq)
     memset(&r, 0, sizeof r);
     r.type = HB_LEDGER_EXPIRE;
     r.envelope_id = envelope_id;
+    return append_record(l, &r, seq);
+}
+
+int hb_ledger_append_reserve(hb_ledger_t *l, hb_envelope_kind_t kind, uint32_t last, uint64_t *seq)
+{
+    if (l == NULL || l->state_ == NULL || (kind != HB_ENVELOPE_SHAKE && kind != HB_ENVELOPE_SEND) ||
+        hb_envelope_id_kind(last) != (int)kind)
+        return UV_EINVAL;
+    hb_ledger_record_t r;
+    memset(&r, 0, sizeof r);
+    r.type = HB_LEDGER_RESERVE;
+    r.kind = (uint8_t)kind;
+    r.last = last;
     return append_record(l, &r, seq);
 }
 
@@ -1529,15 +1675,15 @@ int hb_ledger_wait_synced(hb_ledger_t *l, uint64_t seq, uint64_t timeout_ms)
 
 /* ---- Audit ---- */
 
+/* The audit applies every record to books of its own through books_apply, as replay does (so a
+ * record replay would skip is a violation), and checks the structure around them. */
 typedef struct audit {
-    envmap_t map; /* every envelope ever seen, with its SLOT_* status */
+    books_t books;
+    hb_book_t retired; /* envelopes expired, to name a claim or expiry after it */
     hb_ledger_audit_t *t;
     void (*violation)(void *arg, const char *msg, size_t offset);
     void *arg;
     /* The snapshot being read: */
-    size_t snapshot_offset;
-    uint64_t states_left;
-    uint64_t snapshot_states;
     uint64_t snapshot_rest; /* the unclaimed rest of its STATE records */
     hb_ledger_totals_t snapshot_totals;
     bool in_snapshot;
@@ -1557,157 +1703,97 @@ static void violation(audit_t *a, size_t offset, const char *fmt, ...)
     a->violation(a->arg, msg, offset);
 }
 
-/* The snapshot's STATE records are all read (or the journal moved on): check them against it. */
-static void audit_end_snapshot(audit_t *a)
+/* The books' problem reporter for the audit: a violation at the record's offset. */
+static void audit_problem(void *ctx, uint64_t pos, const char *msg)
+{
+    violation(ctx, (size_t)pos, "%s", msg);
+}
+
+/* The snapshot's records are all read, or the journal moved on (at offset at) or ended there
+ * (at_end) without them: check them against it. */
+static void audit_end_snapshot(audit_t *a, size_t at, bool at_end)
 {
     if (!a->in_snapshot)
         return;
     a->in_snapshot = false;
+    books_t *b = &a->books;
+    if (b->snapshot_left > 0) {
+        char why[MSG_MAX];
+        snapshot_cut_reason(b, why, sizeof why, at, at_end);
+        violation(a, b->snapshot_offset, "%s", why);
+        b->snapshot_left = 0;
+    }
     const hb_ledger_totals_t *s = &a->snapshot_totals;
-    if (a->states_left > 0)
-        violation(a, a->snapshot_offset,
-                  "snapshot announces %" PRIu64 " envelope states, %" PRIu64 " follow it",
-                  a->snapshot_states + a->states_left, a->snapshot_states);
-    a->states_left = 0;
     uint64_t accounted = s->claimed + s->expired_amount + a->snapshot_rest;
     if (s->issued != accounted)
-        violation(a, a->snapshot_offset,
+        violation(a, b->snapshot_offset,
                   "snapshot does not balance: issued %" PRIu64 " != claimed %" PRIu64
                   " + expired %" PRIu64 " + outstanding %" PRIu64,
                   s->issued, s->claimed, s->expired_amount, a->snapshot_rest);
 }
 
-/* Add envelope e (from the record at offset) to the map; false when out of memory. */
-static bool audit_add(audit_t *a, const hb_sendenv_t *e, size_t offset, const char *what)
+/* A claim the books refused may still have taken money: flag one that takes more than the rest of
+ * its envelope. */
+static void audit_over_claim(audit_t *a, const hb_ledger_record_t *r, size_t offset)
 {
-    if (e->id > a->t->max_envelope_id)
-        a->t->max_envelope_id = e->id;
-    if (map_find(&a->map, e->id) != NULL) {
-        violation(a, offset, "%s of envelope %" PRIu32 ": the id was issued before", what, e->id);
-        return true;
-    }
-    return map_insert(&a->map, e) != NULL;
-}
-
-static void audit_claim(audit_t *a, const hb_ledger_record_t *r, size_t offset)
-{
-    a->t->totals.claims++;
-    a->t->totals.claimed += r->amount;
-    struct slot *s = map_find(&a->map, r->envelope_id);
-    if (s == NULL) {
-        violation(a, offset,
-                  "claim of %" PRIu32 " by user %" PRIu32 " of envelope %" PRIu32
-                  ", which was never issued",
-                  r->amount, r->user, r->envelope_id);
+    const hb_sendenv_t *e = hb_book_find(&a->books.book, r->envelope_id);
+    if (e == NULL)
         return;
-    }
-    if (s->status == SLOT_EXPIRED)
-        violation(a, offset,
-                  "claim of %" PRIu32 " by user %" PRIu32 " of envelope %" PRIu32
-                  " after it expired",
-                  r->amount, r->user, r->envelope_id);
-    int i = recipient_index(&s->e, r->user);
-    if (i < 0) {
-        violation(a, offset,
-                  "claim of %" PRIu32 " by user %" PRIu32 ", not a recipient of envelope %" PRIu32,
-                  r->amount, r->user, r->envelope_id);
-    } else if (s->e.claimed & (1u << i)) {
-        violation(a, offset, "second claim of envelope %" PRIu32 " by user %" PRIu32,
-                  r->envelope_id, r->user);
-    } else {
-        if (r->amount != s->e.shares[i])
-            violation(a, offset,
-                      "claim of %" PRIu32 " on envelope %" PRIu32 " by user %" PRIu32
-                      ", whose share is %" PRIu32,
-                      r->amount, r->envelope_id, r->user, s->e.shares[i]);
-        s->e.claimed |= (uint8_t)(1u << i);
-    }
-    /* Whatever was granted on this envelope counts against its total. */
-    uint64_t sum = (uint64_t)s->e.claimed_sum + r->amount;
-    bool was_over = s->e.claimed_sum > s->e.total;
-    s->e.claimed_sum = sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
-    if (sum > s->e.total && !was_over)
+    uint64_t sum = (uint64_t)e->claimed_sum + r->amount;
+    if (sum > e->total)
         violation(a, offset, "envelope %" PRIu32 " over-claimed: %" PRIu64 " granted of %" PRIu32,
-                  r->envelope_id, sum, s->e.total);
-    if (s->status == SLOT_OPEN && s->e.claimed == ALL_CLAIMED) {
-        s->status = SLOT_FULL;
-        if (sum < s->e.total)
-            violation(a, offset,
-                      "envelope %" PRIu32 " fully claimed for %" PRIu64 " of its total %" PRIu32,
-                      r->envelope_id, sum, s->e.total);
-    }
+                  r->envelope_id, sum, e->total);
 }
 
 static int audit_record(void *arg, const hb_ledger_record_t *r, size_t offset)
 {
     audit_t *a = arg;
     hb_ledger_audit_t *t = a->t;
-    const char *why;
-    struct slot *s;
-    if (r->type != HB_LEDGER_STATE || a->states_left == 0)
-        audit_end_snapshot(a);
-    switch (r->type) {
-    case HB_LEDGER_ENVELOPE:
-        t->totals.envelopes++;
-        t->totals.issued += r->envelope.total;
-        if ((why = envelope_problem(&r->envelope)) != NULL)
-            violation(a, offset, "envelope %" PRIu32 " is malformed: %s", r->envelope.id, why);
-        if (!audit_add(a, &r->envelope, offset, "creation"))
-            return UV_ENOMEM;
-        break;
-    case HB_LEDGER_CLAIM:
-        audit_claim(a, r, offset);
-        break;
-    case HB_LEDGER_EXPIRE:
-        s = map_find(&a->map, r->envelope_id);
-        if (s == NULL) {
-            violation(a, offset, "expiry of envelope %" PRIu32 ", which was never issued",
-                      r->envelope_id);
-        } else if (s->status != SLOT_OPEN) {
-            violation(a, offset, "expiry of envelope %" PRIu32 ", which is already %s",
-                      r->envelope_id, s->status == SLOT_FULL ? "fully claimed" : "expired");
-        } else {
-            s->status = SLOT_EXPIRED;
-            t->totals.expired++;
-            t->totals.expired_amount += unclaimed(&s->e);
-        }
-        break;
-    case HB_LEDGER_STATE:
-        if ((why = state_problem(&r->envelope)) != NULL)
-            violation(a, offset, "state of envelope %" PRIu32 " is inconsistent: %s",
-                      r->envelope.id, why);
-        if (a->in_snapshot) {
-            a->states_left--;
-            a->snapshot_states++;
-            a->snapshot_rest += unclaimed(&r->envelope);
-        } else {
-            violation(a, offset, "state of envelope %" PRIu32 " outside a snapshot",
-                      r->envelope.id);
-            t->totals.envelopes++;
-            t->totals.issued += r->envelope.total;
-            t->totals.claims += claimed_count(r->envelope.claimed);
-            t->totals.claimed += r->envelope.claimed_sum;
-        }
-        if (!audit_add(a, &r->envelope, offset, "state"))
-            return UV_ENOMEM;
-        break;
-    case HB_LEDGER_SNAPSHOT:
-        if (offset != HB_LEDGER_HEADER_SIZE)
+    books_t *b = &a->books;
+    bool of_snapshot = b->snapshot_left > 0 && snapshot_type(r->type);
+    if (!of_snapshot)
+        audit_end_snapshot(a, offset, false);
+    t->records++;
+
+    if (r->type == HB_LEDGER_STATE && !of_snapshot)
+        violation(a, offset, "state of envelope %" PRIu32 " outside a snapshot", r->envelope.id);
+    if (r->type == HB_LEDGER_STATE && of_snapshot)
+        a->snapshot_rest += unclaimed(&r->envelope);
+    hb_ledger_totals_t before = b->totals;
+    int rc = books_apply(b, r, offset);
+    if (rc < 0)
+        return rc;
+    if (r->type == HB_LEDGER_CLAIM && rc == 1)
+        audit_over_claim(a, r, offset);
+    if (r->type == HB_LEDGER_SNAPSHOT) {
+        if (offset != HB_LEDGER_HEADER_SIZE) {
+            /* Its totals replace nothing: what came before it stays counted. */
             violation(a, offset, "snapshot not at the start of the journal");
-        else
-            t->totals = r->totals;
-        if (r->max_envelope_id > t->max_envelope_id)
-            t->max_envelope_id = r->max_envelope_id;
+            b->totals = before;
+        }
         a->in_snapshot = true;
-        a->snapshot_offset = offset;
-        a->states_left = r->outstanding;
-        a->snapshot_states = 0;
         a->snapshot_rest = 0;
         a->snapshot_totals = r->totals;
-        break;
     }
-    t->records++;
+    if (a->in_snapshot && b->snapshot_left == 0)
+        audit_end_snapshot(a, offset + r->size, false);
     return 0;
+}
+
+static void audit_tally(void *arg, const hb_sendenv_t *e)
+{
+    hb_ledger_audit_t *t = arg;
+    t->held++;
+    if (!hb_sendenv_fully_claimed(e)) {
+        t->outstanding++;
+        t->outstanding_amount += unclaimed(e);
+    }
+}
+
+static void audit_free(audit_t *a)
+{
+    books_free(&a->books);
+    hb_book_close(&a->retired);
 }
 
 int hb_ledger_audit_buf(const uint8_t *buf, size_t len, hb_ledger_audit_t *totals,
@@ -1723,20 +1809,30 @@ int hb_ledger_audit_buf(const uint8_t *buf, size_t len, hb_ledger_audit_t *total
     a.t = totals;
     a.violation = violation_cb;
     a.arg = arg;
+    if (books_init(&a.books) != 0 || hb_book_init(&a.retired, 0) != 0) {
+        audit_free(&a);
+        set_error("audit: %s", hb_strerror(UV_ENOMEM));
+        return UV_ENOMEM;
+    }
+    a.books.retired = &a.retired;
+    a.books.problem = audit_problem;
+    a.books.problem_ctx = &a;
 
     size_t good_end = 0;
     int rc = hb_ledger_scan(buf, len, audit_record, &a, &good_end);
     if (rc == HB_ECORRUPT && good_end < HB_LEDGER_HEADER_SIZE) {
-        map_free(&a.map);
+        audit_free(&a);
         return rc; /* not a journal: last_error says why */
     }
     if (rc == UV_ENOTSUP || rc == UV_ENOMEM || rc == UV_EINVAL) {
-        map_free(&a.map);
+        audit_free(&a);
         if (rc != UV_ENOTSUP)
             set_error("audit: %s", hb_strerror(rc));
         return rc;
     }
-    audit_end_snapshot(&a);
+    if (len >= HB_LEDGER_HEADER_SIZE)
+        totals->version = get32(buf + 8);
+    audit_end_snapshot(&a, good_end, true);
     if (rc == HB_ECORRUPT) {
         /* The scanner's reason starts "offset N: ", which the violation carries already. */
         const char *why = strstr(last_error, ": ");
@@ -1745,23 +1841,24 @@ int hb_ledger_audit_buf(const uint8_t *buf, size_t len, hb_ledger_audit_t *total
     } else if (rc == HB_LEDGER_TORN) {
         totals->torn = 1;
         totals->torn_offset = good_end;
+        if (torn_snapshot(buf, len, good_end))
+            violation(&a, good_end,
+                      "a snapshot record cut short (%zu of %u bytes): no crash cuts a snapshot",
+                      len - good_end, HB_LEDGER_FRAME_SIZE + PAYLOAD_SNAPSHOT);
     }
 
-    size_t capacity = a.map.slots == NULL ? 0 : a.map.mask + 1;
-    for (size_t i = 0; i < capacity; i++) {
-        const struct slot *s = &a.map.slots[i];
-        if (s->used && s->status == SLOT_OPEN) {
-            totals->outstanding++;
-            totals->outstanding_amount += unclaimed(&s->e);
-        }
-    }
-    map_free(&a.map);
+    hb_book_foreach(&a.books.book, audit_tally, totals);
+    totals->totals = a.books.totals;
+    totals->max_envelope_id = a.books.max_id;
+    totals->reserved_shake = a.books.reserved[HB_ENVELOPE_SHAKE];
+    totals->reserved_send = a.books.reserved[HB_ENVELOPE_SEND];
     const hb_ledger_totals_t *x = &totals->totals;
     if (x->issued != x->claimed + x->expired_amount + totals->outstanding_amount)
         violation(&a, good_end,
                   "the books do not balance: issued %" PRIu64 " != claimed %" PRIu64
                   " + expired %" PRIu64 " + outstanding %" PRIu64,
                   x->issued, x->claimed, x->expired_amount, totals->outstanding_amount);
+    audit_free(&a);
     return totals->violations > INT32_MAX ? INT32_MAX : (int)totals->violations;
 }
 

@@ -1,5 +1,6 @@
-/* Unit tests for the book module: validation, exactly-once claims, removal when fully claimed,
- * growth to a million envelopes, tombstone churn, expiry, and a randomised model check. */
+/* Unit tests for the book module: validation, exactly-once claims, repeated claims answered with
+ * the share already granted, fully claimed envelopes kept until expiry or removal, unclaim, remove,
+ * foreach, growth to a million envelopes, tombstone churn, expiry, and a randomised model check. */
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -135,12 +136,35 @@ START_TEST(test_add_copies_and_finds)
     p.claimed_sum = shares_abc[0] + shares_abc[2];
     ck_assert_int_eq(hb_book_add(&b, &p), 0);
     uint32_t amount = 0xdeadbeef;
-    ck_assert_int_eq(hb_book_claim(&b, ID0 + 8, 7, &amount), HB_ECLAIMED);
-    ck_assert_uint_eq(amount, 0);
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 8, 7, &amount), HB_BOOK_REPEAT);
+    ck_assert_uint_eq(amount, shares_abc[0]);
+    ck_assert_uint_eq(b.granted, 0); /* grants made before the add are not the book's */
     ck_assert_int_eq(hb_book_claim(&b, ID0 + 8, 8, &amount), 0);
     ck_assert_uint_eq(amount, shares_abc[1]);
-    ck_assert_ptr_null(hb_book_find(&b, ID0 + 8));
-    ck_assert_uint_eq(b.count, 1);
+    ck_assert_uint_eq(b.granted, 1);
+    /* Its last share claimed, it stays (fully claimed) until expired or removed. */
+    p.claimed = 0x7;
+    p.claimed_sum = p.total;
+    assert_env_eq(hb_book_find(&b, ID0 + 8), &p);
+    ck_assert_int_ne(hb_sendenv_fully_claimed(hb_book_find(&b, ID0 + 8)), 0);
+    ck_assert_int_eq(hb_sendenv_fully_claimed(hb_book_find(&b, ID0 + 7)), 0);
+    ck_assert_uint_eq(b.count, 2);
+
+    /* A fully claimed envelope may be added as given too (a restart keeps answering repeats). */
+    const uint32_t users2[3] = {17, 18, 19};
+    hb_sendenv_t full = make_env(ID0 + 9, users2, shares_abc, 5);
+    full.claimed = 0x7;
+    full.claimed_sum = full.total;
+    ck_assert_int_eq(hb_book_add(&b, &full), 0);
+    for (unsigned r = 0; r < 3; r++) {
+        amount = 0;
+        ck_assert_int_eq(hb_book_claim(&b, ID0 + 9, users2[r], &amount), HB_BOOK_REPEAT);
+        ck_assert_uint_eq(amount, shares_abc[r]);
+    }
+    assert_env_eq(hb_book_find(&b, ID0 + 9), &full);
+    ck_assert_uint_eq(b.count, 3);
+    ck_assert_uint_eq(b.granted, 1);
+    ck_assert_uint_eq(b.granted_sum, shares_abc[1]);
     hb_book_close(&b);
 }
 END_TEST
@@ -203,7 +227,7 @@ START_TEST(test_add_validates)
     e.claimed = 0x8;
     expect_add_fails(&b, &e, UV_EINVAL);
     e.claimed = 0x7;
-    e.claimed_sum = 100;
+    e.claimed_sum = 99; /* fully claimed is fine, with the whole total */
     expect_add_fails(&b, &e, UV_EINVAL);
     e.claimed = 0x2;
     e.claimed_sum = 5;
@@ -221,6 +245,32 @@ START_TEST(test_add_validates)
     ck_assert_uint_eq(b.count, 3);
     ck_assert_uint_eq(b.granted, 0);
     hb_book_close(&b);
+}
+END_TEST
+
+/* The one validation rule, with its reasons. */
+START_TEST(test_sendenv_check_reasons)
+{
+    hb_sendenv_t e = make_env(ID0, users_abc, shares_abc, 0);
+    ck_assert_ptr_null(hb_sendenv_check(&e));
+    e.claimed = 0x5;
+    e.claimed_sum = shares_abc[0] + shares_abc[2];
+    ck_assert_ptr_null(hb_sendenv_check(&e));
+    e.claimed = 0x7;
+    e.claimed_sum = e.total;
+    ck_assert_ptr_null(hb_sendenv_check(&e));
+    ck_assert_str_eq(hb_sendenv_check(NULL), "no envelope");
+    e.claimed_sum--;
+    ck_assert_str_eq(hb_sendenv_check(&e), "claimed_sum is not the sum of the claimed shares");
+    e.claimed = 0xF;
+    ck_assert_str_eq(hb_sendenv_check(&e), "claimed bits beyond the recipients");
+    e = make_env(ID0, users_abc, shares_abc, 0);
+    e.total++;
+    ck_assert_str_eq(hb_sendenv_check(&e), "shares do not add up to the total");
+    e = make_env(ID0, (const uint32_t[3]){1, 2, 1}, shares_abc, 0);
+    ck_assert_str_eq(hb_sendenv_check(&e), "recipients are not distinct");
+    e = make_env(ID0, users_abc, (const uint32_t[3]){1, 0, 2}, 0);
+    ck_assert_str_eq(hb_sendenv_check(&e), "a share is 0");
 }
 END_TEST
 
@@ -247,14 +297,32 @@ START_TEST(test_each_recipient_claims_its_share_once)
         e.claimed_sum += amount;
         ck_assert_uint_eq(b.granted, k + 1);
         ck_assert_uint_eq(b.granted_sum, sum);
-        if (k < 2) {
-            assert_env_eq(hb_book_find(&b, e.id), &e);
-            ck_assert_uint_eq(b.count, 2);
-        }
+        ck_assert_int_eq(hb_sendenv_fully_claimed(hb_book_find(&b, e.id)), k == 2);
+        assert_env_eq(hb_book_find(&b, e.id), &e);
+        ck_assert_uint_eq(b.count, 2);
     }
     ck_assert_uint_eq(sum, e.total);
 
-    /* Fully claimed: gone, for everyone, and the other envelope is untouched. */
+    /* Fully claimed: still held, every recipient's repeat answered with its own share and nothing
+     * changed; the other envelope is untouched. */
+    ck_assert_uint_eq(b.count, 2);
+    for (unsigned round = 0; round < 2; round++) {
+        for (unsigned r = 0; r < 3; r++) {
+            uint32_t amount = 0xdeadbeef;
+            ck_assert_int_eq(hb_book_claim(&b, e.id, users_abc[r], &amount), HB_BOOK_REPEAT);
+            ck_assert_uint_eq(amount, shares_abc[r]);
+        }
+    }
+    ck_assert_int_eq(hb_book_claim(&b, e.id, 4242, NULL), HB_ENOTRECIPIENT);
+    assert_env_eq(hb_book_find(&b, e.id), &e);
+    assert_env_eq(hb_book_find(&b, other.id), &other);
+    ck_assert_uint_eq(b.granted, 3);
+    ck_assert_uint_eq(b.granted_sum, 100);
+
+    /* Removed, it is gone for everyone; the id may then be used again. */
+    hb_sendenv_t out;
+    ck_assert_int_eq(hb_book_remove(&b, e.id, &out), 0);
+    assert_env_eq(&out, &e);
     ck_assert_uint_eq(b.count, 1);
     ck_assert_ptr_null(hb_book_find(&b, e.id));
     for (unsigned r = 0; r < 3; r++) {
@@ -262,11 +330,6 @@ START_TEST(test_each_recipient_claims_its_share_once)
         ck_assert_int_eq(hb_book_claim(&b, e.id, users_abc[r], &amount), HB_ENOENVELOPE);
         ck_assert_uint_eq(amount, 0);
     }
-    assert_env_eq(hb_book_find(&b, other.id), &other);
-    ck_assert_uint_eq(b.granted, 3);
-    ck_assert_uint_eq(b.granted_sum, 100);
-
-    /* The id may be used again once it is gone. */
     ck_assert_int_eq(hb_book_add(&b, &other), UV_EEXIST);
     hb_sendenv_t again = make_env(e.id, users_abc, shares_abc, 0);
     ck_assert_int_eq(hb_book_add(&b, &again), 0);
@@ -286,6 +349,8 @@ START_TEST(test_lone_removal_leaves_no_tombstone)
         ck_assert_int_eq(hb_book_add(&b, &e), 0);
         for (unsigned r = 0; r < 3; r++)
             ck_assert_int_eq(hb_book_claim(&b, ID0 + k, users_abc[r], NULL), 0);
+        ck_assert_uint_eq(b.count, 1);
+        ck_assert_int_eq(hb_book_remove(&b, ID0 + k, NULL), 0);
         ck_assert_uint_eq(b.count, 0);
         ck_assert_uint_eq(b.tombstones, 0);
     }
@@ -295,7 +360,7 @@ START_TEST(test_lone_removal_leaves_no_tombstone)
 }
 END_TEST
 
-START_TEST(test_refused_claims_change_nothing)
+START_TEST(test_refused_and_repeated_claims_change_nothing)
 {
     hb_book_t b;
     ck_assert_int_eq(hb_book_init(&b, 0), 0);
@@ -306,11 +371,11 @@ START_TEST(test_refused_claims_change_nothing)
     ck_assert_uint_eq(amount, shares_abc[1]);
     hb_sendenv_t snapshot = *hb_book_find(&b, ID0);
 
-    /* The same user again. */
+    /* The same user again: the share it was granted, nothing granted anew. */
     for (int i = 0; i < 3; i++) {
         amount = 0xdeadbeef;
-        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], &amount), HB_ECLAIMED);
-        ck_assert_uint_eq(amount, 0);
+        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], &amount), HB_BOOK_REPEAT);
+        ck_assert_uint_eq(amount, shares_abc[1]);
     }
     /* Not a recipient (0 and users next to the recipients included). */
     static const uint32_t strangers[] = {0, 1000, 1004, UINT32_MAX};
@@ -327,7 +392,9 @@ START_TEST(test_refused_claims_change_nothing)
         ck_assert_uint_eq(amount, 0);
     }
     /* A NULL amount is allowed, and the result is the same. */
-    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], NULL), HB_ECLAIMED);
+    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[1], NULL), HB_BOOK_REPEAT);
+    ck_assert_int_eq(hb_book_claim(&b, ID0, strangers[1], NULL), HB_ENOTRECIPIENT);
+    ck_assert_int_eq(hb_book_claim(&b, unknown[0], users_abc[1], NULL), HB_ENOENVELOPE);
 
     assert_env_eq(hb_book_find(&b, ID0), &snapshot);
     ck_assert_uint_eq(b.count, 1);
@@ -352,20 +419,64 @@ START_TEST(test_user_zero_is_an_ordinary_user)
     uint32_t amount = 0;
     ck_assert_int_eq(hb_book_claim(&b, ID0, 0, &amount), 0);
     ck_assert_uint_eq(amount, shares_abc[1]);
-    ck_assert_int_eq(hb_book_claim(&b, ID0, 0, &amount), HB_ECLAIMED);
-    ck_assert_uint_eq(amount, 0);
+    amount = 0;
+    ck_assert_int_eq(hb_book_claim(&b, ID0, 0, &amount), HB_BOOK_REPEAT);
+    ck_assert_uint_eq(amount, shares_abc[1]);
     ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, 0, &amount), HB_ENOTRECIPIENT);
     ck_assert_uint_eq(amount, 0);
     ck_assert_uint_eq(hb_book_find(&b, ID0)->claimed, 0x2);
     ck_assert_uint_eq(hb_book_find(&b, ID0 + 1)->claimed, 0);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0 + 1, 0), HB_ENOTRECIPIENT);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0, 0), 0);
+    ck_assert_uint_eq(hb_book_find(&b, ID0)->claimed, 0);
     hb_book_close(&b);
 }
 END_TEST
 
+/* Accumulates what hb_book_expire reports. */
+struct expire_tally {
+    unsigned calls;
+    unsigned full;
+    uint64_t totals;
+    uint64_t claimed;
+    uint64_t unclaimed;
+    uint64_t max_created;
+};
+
+static void tally_expired(void *arg, const hb_sendenv_t *e)
+{
+    struct expire_tally *t = arg;
+    t->calls++;
+    t->full += hb_sendenv_fully_claimed(e) != 0;
+    t->totals += e->total;
+    t->claimed += e->claimed_sum;
+    t->unclaimed += e->total - e->claimed_sum;
+    if (e->created_s > t->max_created)
+        t->max_created = e->created_s;
+}
+
+/* Accumulates what hb_book_foreach visits. */
+struct foreach_tally {
+    size_t calls;
+    size_t full;
+    uint64_t claimed;
+    uint64_t id_sum;
+};
+
+static void tally_foreach(void *arg, const hb_sendenv_t *e)
+{
+    struct foreach_tally *t = arg;
+    t->calls++;
+    t->full += hb_sendenv_fully_claimed(e) != 0;
+    t->claimed += e->claimed_sum;
+    t->id_sum += e->id;
+}
+
 #define MILLION 1000000u
 
 /* A million envelopes added to a book that starts small, then every share claimed in random
- * order: every claim gets its share, the grants add up to the totals exactly, the book empties. */
+ * order: every claim gets its share, the grants add up to the totals exactly, every envelope stays
+ * (fully claimed) answering repeats, and expiry empties the book. */
 START_TEST(test_growth_to_a_million_then_claim_all)
 {
     test_rng_t rng = {42};
@@ -417,9 +528,28 @@ START_TEST(test_growth_to_a_million_then_claim_all)
             ck_abort_msg("claim %u of envelope %u: err %d, amount %u, want %u", r, k, err, amount,
                          shares[order[i]]);
     }
-    ck_assert_uint_eq(b.count, 0);
+    ck_assert_uint_eq(b.count, MILLION);
     ck_assert_uint_eq(b.granted, 3 * MILLION);
     ck_assert_uint_eq(b.granted_sum, total_sum);
+    struct foreach_tally all = {0};
+    hb_book_foreach(&b, tally_foreach, &all);
+    ck_assert_uint_eq(all.calls, MILLION);
+    ck_assert_uint_eq(all.full, MILLION);
+    ck_assert_uint_eq(all.claimed, total_sum);
+    for (uint32_t k = 0; k < MILLION; k += 7919) {
+        uint32_t amount = 0;
+        EXPECT_INT(hb_book_claim(&b, ID0 + k, k + 2 * MILLION, &amount), ==, HB_BOOK_REPEAT);
+        EXPECT_UINT(amount, ==, shares[3 * k + 2]);
+    }
+    ck_assert_uint_eq(b.granted, 3 * MILLION);
+
+    /* Expiry (by creation second) retires them, fully claimed as they are. */
+    struct expire_tally t = {0};
+    ck_assert_uint_eq(hb_book_expire(&b, MILLION / 1000 / 2, tally_expired, &t), MILLION / 2);
+    ck_assert_uint_eq(t.unclaimed, 0);
+    ck_assert_uint_eq(b.count, MILLION / 2);
+    ck_assert_uint_eq(hb_book_expire(&b, UINT64_MAX, NULL, NULL), MILLION / 2);
+    ck_assert_uint_eq(b.count, 0);
     ck_assert_ptr_null(hb_book_find(&b, ID0));
     ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, 1, NULL), HB_ENOENVELOPE);
     hb_book_close(&b);
@@ -473,7 +603,12 @@ static void churn(uint32_t stride, uint64_t seed)
                 EXPECT_INT(hb_book_claim(&b, vid, vid + r, &amount), ==, 0);
                 EXPECT_UINT(amount, ==, r + 1);
             }
+            /* Fully claimed, it stays until removed (as the server does at its expiry). */
+            EXPECT_INT(hb_sendenv_fully_claimed(hb_book_find(&b, vid)), !=, 0);
+            EXPECT_UINT(b.count, ==, nlive);
+            EXPECT_INT(hb_book_remove(&b, vid, NULL), ==, 0);
             EXPECT_PTR(hb_book_find(&b, vid), ==, NULL);
+            EXPECT_INT(hb_book_remove(&b, vid, NULL), ==, HB_ENOENVELOPE);
             live[victim] = live[--nlive];
             EXPECT_UINT(b.count, ==, nlive);
             assert_load_ok(&b);
@@ -497,31 +632,12 @@ START_TEST(test_tombstone_churn_rebuilds_in_place)
 }
 END_TEST
 
-/* Accumulates what hb_book_expire reports. */
-struct expire_tally {
-    unsigned calls;
-    uint64_t totals;
-    uint64_t claimed;
-    uint64_t unclaimed;
-    uint64_t max_created;
-};
-
-static void tally_expired(void *arg, const hb_sendenv_t *e)
-{
-    struct expire_tally *t = arg;
-    t->calls++;
-    t->totals += e->total;
-    t->claimed += e->claimed_sum;
-    t->unclaimed += e->total - e->claimed_sum;
-    if (e->created_s > t->max_created)
-        t->max_created = e->created_s;
-}
-
 START_TEST(test_expire_reports_unclaimed)
 {
     hb_book_t b;
     ck_assert_int_eq(hb_book_init(&b, 0), 0);
-    /* Envelopes created at seconds 100..139; the first 20 partly claimed. */
+    /* Envelopes created at seconds 100..139; of the first 20, four fully claimed (4, 9, 14, 19)
+     * and the others partly or not at all. */
     uint64_t old_totals = 0, old_granted = 0;
     for (uint32_t k = 0; k < 40; k++) {
         const uint32_t users[3] = {3 * k, 3 * k + 1, 3 * k + 2};
@@ -530,7 +646,7 @@ START_TEST(test_expire_reports_unclaimed)
         ck_assert_int_eq(hb_book_add(&b, &e), 0);
         if (k < 20) {
             old_totals += e.total;
-            for (unsigned r = 0; r < k % 3; r++) {
+            for (unsigned r = 0; r < (k % 5 == 4 ? 3 : k % 3); r++) {
                 uint32_t amount = 0;
                 ck_assert_int_eq(hb_book_claim(&b, e.id, users[r], &amount), 0);
                 old_granted += amount;
@@ -546,6 +662,7 @@ START_TEST(test_expire_reports_unclaimed)
     ck_assert_uint_eq(t.claimed, old_granted);
     ck_assert_uint_eq(t.claimed + t.unclaimed, old_totals);
     ck_assert_uint_eq(t.max_created, 119);
+    ck_assert_uint_eq(t.full, 4); /* fully claimed ones are retired at their expiry too */
     ck_assert_uint_eq(b.count, 20);
     ck_assert_uint_eq(b.granted_sum, old_granted); /* expiry grants nothing */
     for (uint32_t k = 0; k < 40; k++) {
@@ -576,6 +693,199 @@ START_TEST(test_expire_reports_unclaimed)
     ck_assert_int_eq(hb_book_add(&b, &e), 0);
     ck_assert_int_eq(hb_book_claim(&b, ID0 + 5, users_abc[2], NULL), 0);
     hb_book_close(&b);
+}
+END_TEST
+
+/* A repeat returns the share granted before and changes nothing, whatever the state around it. */
+START_TEST(test_repeat_returns_same_share)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t e = make_env(ID0, users_abc, shares_abc, 77);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    for (unsigned r = 0; r < 3; r++) {
+        uint32_t amount = 0;
+        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[r], &amount), 0);
+        ck_assert_uint_eq(amount, shares_abc[r]);
+        hb_sendenv_t before = *hb_book_find(&b, ID0);
+        uint64_t granted = b.granted, granted_sum = b.granted_sum;
+        /* Every recipient granted so far: its share; the others not yet. */
+        for (unsigned q = 0; q <= r; q++) {
+            amount = 0;
+            ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[q], &amount), HB_BOOK_REPEAT);
+            ck_assert_uint_eq(amount, shares_abc[q]);
+            ck_assert_int_eq(HB_BOOK_REPEAT, 1);
+        }
+        assert_env_eq(hb_book_find(&b, ID0), &before);
+        ck_assert_uint_eq(b.granted, granted);
+        ck_assert_uint_eq(b.granted_sum, granted_sum);
+    }
+    ck_assert_uint_eq(b.granted_sum, e.total);
+    hb_book_close(&b);
+}
+END_TEST
+
+/* A fully claimed envelope is found and answered until hb_book_expire or hb_book_remove. */
+START_TEST(test_fully_claimed_stays_until_expire_or_remove)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    for (uint32_t k = 0; k < 4; k++) {
+        hb_sendenv_t e = make_env(ID0 + k, users_abc, shares_abc, 100 + k);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+        for (unsigned r = 0; r < 3; r++)
+            ck_assert_int_eq(hb_book_claim(&b, ID0 + k, users_abc[r], NULL), 0);
+    }
+    ck_assert_uint_eq(b.count, 4);
+    /* Expiry before their creation keeps them. */
+    ck_assert_uint_eq(hb_book_expire(&b, 100, NULL, NULL), 0);
+    for (uint32_t k = 0; k < 4; k++) {
+        const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_ne(hb_sendenv_fully_claimed(e), 0);
+        ck_assert_uint_eq(e->claimed_sum, e->total);
+    }
+    /* Expiry takes the two oldest, reporting a rest of 0. */
+    struct expire_tally t = {0};
+    ck_assert_uint_eq(hb_book_expire(&b, 102, tally_expired, &t), 2);
+    ck_assert_uint_eq(t.full, 2);
+    ck_assert_uint_eq(t.unclaimed, 0);
+    ck_assert_ptr_null(hb_book_find(&b, ID0));
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + 1));
+    ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[0], NULL), HB_ENOENVELOPE);
+    uint32_t amount = 0;
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 2, users_abc[2], &amount), HB_BOOK_REPEAT);
+    ck_assert_uint_eq(amount, shares_abc[2]);
+    /* Removal takes one at once. */
+    ck_assert_int_eq(hb_book_remove(&b, ID0 + 3, NULL), 0);
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + 3));
+    ck_assert_ptr_nonnull(hb_book_find(&b, ID0 + 2));
+    ck_assert_uint_eq(b.count, 1);
+    ck_assert_uint_eq(b.granted, 12);
+    hb_book_close(&b);
+}
+END_TEST
+
+/* Unclaim undoes exactly one grant: the envelope, granted and granted_sum are as before it. */
+START_TEST(test_unclaim_restores_exactly)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    hb_sendenv_t e = make_env(ID0, users_abc, shares_abc, 9);
+    hb_sendenv_t other = make_env(ID0 + 1, users_abc, shares_abc, 9);
+    ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    ck_assert_int_eq(hb_book_add(&b, &other), 0);
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, users_abc[0], NULL), 0);
+    hb_sendenv_t other_before = *hb_book_find(&b, ID0 + 1);
+
+    /* Each recipient in turn: claim, unclaim, and all is as before; claim again for good. */
+    for (unsigned r = 0; r < 3; r++) {
+        hb_sendenv_t before = *hb_book_find(&b, ID0);
+        uint64_t granted = b.granted, granted_sum = b.granted_sum;
+        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), UV_EINVAL); /* no grant yet */
+        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[r], NULL), 0);
+        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), 0);
+        assert_env_eq(hb_book_find(&b, ID0), &before);
+        ck_assert_uint_eq(b.granted, granted);
+        ck_assert_uint_eq(b.granted_sum, granted_sum);
+        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), UV_EINVAL); /* not twice */
+        uint32_t amount = 0;
+        ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[r], &amount), 0); /* a fresh grant */
+        ck_assert_uint_eq(amount, shares_abc[r]);
+    }
+    /* Undoing the last share of a fully claimed envelope makes it claimable again. */
+    ck_assert_int_ne(hb_sendenv_fully_claimed(hb_book_find(&b, ID0)), 0);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[1]), 0);
+    ck_assert_int_eq(hb_sendenv_fully_claimed(hb_book_find(&b, ID0)), 0);
+    ck_assert_uint_eq(hb_book_find(&b, ID0)->claimed, 0x5);
+    ck_assert_uint_eq(hb_book_find(&b, ID0)->claimed_sum, shares_abc[0] + shares_abc[2]);
+    ck_assert_uint_eq(b.granted, 3);
+    ck_assert_uint_eq(b.granted_sum, shares_abc[0] * 2 + shares_abc[2]);
+
+    /* Errors change nothing. */
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0 + 5, users_abc[0]), HB_ENOENVELOPE);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0, 4242), HB_ENOTRECIPIENT);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[1]), UV_EINVAL);
+    assert_env_eq(hb_book_find(&b, ID0 + 1), &other_before);
+    ck_assert_uint_eq(b.granted, 3);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_remove)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    for (uint32_t k = 0; k < 50; k++) {
+        hb_sendenv_t e = make_env(ID0 + k, users_abc, shares_abc, k);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+    }
+    ck_assert_int_eq(hb_book_claim(&b, ID0 + 10, users_abc[1], NULL), 0);
+    hb_sendenv_t out;
+    memset(&out, 0xAB, sizeof out);
+    ck_assert_int_eq(hb_book_remove(&b, ID0 + 10, &out), 0);
+    hb_sendenv_t want = make_env(ID0 + 10, users_abc, shares_abc, 10);
+    want.claimed = 0x2;
+    want.claimed_sum = shares_abc[1];
+    assert_env_eq(&out, &want);
+    ck_assert_uint_eq(b.count, 49);
+    ck_assert_ptr_null(hb_book_find(&b, ID0 + 10));
+    /* Unknown ids: an error, out untouched. */
+    memset(&out, 0xAB, sizeof out);
+    ck_assert_int_eq(hb_book_remove(&b, ID0 + 10, &out), HB_ENOENVELOPE);
+    ck_assert_int_eq(hb_book_remove(&b, ID0 + 50, NULL), HB_ENOENVELOPE);
+    ck_assert_uint_eq(out.id, 0xABABABABu);
+    /* Removal grants nothing back and keeps every other envelope reachable. */
+    ck_assert_uint_eq(b.granted, 1);
+    for (uint32_t k = 0; k < 50; k += 2) {
+        if (k != 10)
+            ck_assert_int_eq(hb_book_remove(&b, ID0 + k, NULL), 0);
+    }
+    ck_assert_uint_eq(b.count, 25);
+    for (uint32_t k = 0; k < 50; k++) {
+        const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
+        if (k % 2 == 0 || k == 10)
+            ck_assert_ptr_null(e);
+        else
+            ck_assert_uint_eq(e->created_s, k);
+    }
+    assert_load_ok(&b);
+    hb_book_close(&b);
+}
+END_TEST
+
+START_TEST(test_foreach_visits_each_once)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    struct foreach_tally t = {0};
+    hb_book_foreach(&b, tally_foreach, &t);
+    ck_assert_uint_eq(t.calls, 0);
+    uint64_t id_sum = 0;
+    for (uint32_t k = 0; k < 300; k++) {
+        hb_sendenv_t e = make_env(ID0 + k, users_abc, shares_abc, k);
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+        id_sum += ID0 + k;
+    }
+    /* Tombstones are skipped: remove a third, fully claim another. */
+    for (uint32_t k = 0; k < 300; k += 3) {
+        ck_assert_int_eq(hb_book_remove(&b, ID0 + k, NULL), 0);
+        id_sum -= ID0 + k;
+    }
+    for (unsigned r = 0; r < 3; r++)
+        ck_assert_int_eq(hb_book_claim(&b, ID0 + 1, users_abc[r], NULL), 0);
+    ck_assert_uint_gt(b.tombstones, 0);
+    hb_book_foreach(&b, tally_foreach, &t);
+    ck_assert_uint_eq(t.calls, 200);
+    ck_assert_uint_eq(t.calls, b.count);
+    ck_assert_uint_eq(t.full, 1);
+    ck_assert_uint_eq(t.claimed, 100);
+    ck_assert_uint_eq(t.id_sum, id_sum);
+    hb_book_close(&b);
+    /* A closed book has nothing to visit. */
+    memset(&t, 0, sizeof t);
+    hb_book_foreach(&b, tally_foreach, &t);
+    ck_assert_uint_eq(t.calls, 0);
 }
 END_TEST
 
@@ -641,7 +951,8 @@ static hb_sendenv_t model_random_env(test_rng_t *rng, uint32_t k, uint64_t now, 
     return e;
 }
 
-/* Random adds, claims, finds and expiries against the model; results and state must agree. */
+/* Random adds, claims (repeats included), unclaims, removals, finds and expiries against the
+ * model; results and state must agree. */
 START_TEST(test_random_operations_match_model)
 {
     enum { OPS = 200000 };
@@ -651,14 +962,17 @@ START_TEST(test_random_operations_match_model)
     hb_book_t b;
     ck_assert_int_eq(hb_book_init(&b, 0), 0);
     uint64_t now = 1000;
-    unsigned outcomes[6] = {0};
+    /* Claim outcomes: granted, no envelope, not a recipient, repeat; then expired, unclaimed,
+     * removed. */
+    unsigned outcomes[7] = {0};
+    unsigned answered_when_full = 0; /* claims of a fully claimed envelope */
 
     for (unsigned op = 0; op < OPS; op++) {
         if (op % 500 == 0)
             now++;
         uint32_t k = rng_below(&rng, MODEL_IDS);
         uint32_t dice = rng_below(&rng, 100);
-        if (dice < 35) {
+        if (dice < 30) {
             bool valid;
             hb_sendenv_t e = model_random_env(&rng, k, now, &valid);
             int want = !valid ? UV_EINVAL : m.present[k] ? UV_EEXIST : 0;
@@ -668,7 +982,7 @@ START_TEST(test_random_operations_match_model)
                 m.env[k] = e;
                 m.count++;
             }
-        } else if (dice < 93) {
+        } else if (dice < 85) {
             /* Mostly a recipient's claim when the envelope exists. */
             uint32_t user = rng_below(&rng, MODEL_USERS);
             if (m.present[k] && rng_below(&rng, 4) != 0)
@@ -677,13 +991,15 @@ START_TEST(test_random_operations_match_model)
             uint32_t want_amount = 0;
             if (m.present[k]) {
                 hb_sendenv_t *e = &m.env[k];
+                answered_when_full += e->claimed == 0x7;
                 unsigned r = 0;
                 while (r < 3 && e->recipients[r] != user)
                     r++;
                 if (r == 3) {
                     want = HB_ENOTRECIPIENT;
                 } else if (e->claimed & (1u << r)) {
-                    want = HB_ECLAIMED;
+                    want = HB_BOOK_REPEAT;
+                    want_amount = e->shares[r];
                 } else {
                     want = 0;
                     want_amount = e->shares[r];
@@ -691,16 +1007,50 @@ START_TEST(test_random_operations_match_model)
                     e->claimed_sum += want_amount;
                     m.granted++;
                     m.granted_sum += want_amount;
-                    if (e->claimed == 0x7) {
-                        m.present[k] = false;
-                        m.count--;
-                    }
                 }
             }
             uint32_t amount = 0xdeadbeef;
             EXPECT_INT(hb_book_claim(&b, ID0 + k, user, &amount), ==, want);
             EXPECT_UINT(amount, ==, want_amount);
-            outcomes[want == 0 ? 0 : (unsigned)(HB_ENOENVELOPE - want) + 1]++;
+            outcomes[want == 0                  ? 0
+                     : want == HB_ENOENVELOPE   ? 1
+                     : want == HB_ENOTRECIPIENT ? 2
+                                                : 3]++;
+        } else if (dice < 90) {
+            /* Unclaim, mostly of a recipient's grant. */
+            uint32_t user = rng_below(&rng, MODEL_USERS);
+            if (m.present[k] && rng_below(&rng, 4) != 0)
+                user = m.env[k].recipients[rng_below(&rng, 3)];
+            int want = HB_ENOENVELOPE;
+            if (m.present[k]) {
+                hb_sendenv_t *e = &m.env[k];
+                unsigned r = 0;
+                while (r < 3 && e->recipients[r] != user)
+                    r++;
+                if (r == 3) {
+                    want = HB_ENOTRECIPIENT;
+                } else if (!(e->claimed & (1u << r))) {
+                    want = UV_EINVAL;
+                } else {
+                    want = 0;
+                    e->claimed &= (uint8_t) ~(1u << r);
+                    e->claimed_sum -= e->shares[r];
+                    m.granted--;
+                    m.granted_sum -= e->shares[r];
+                }
+            }
+            EXPECT_INT(hb_book_unclaim(&b, ID0 + k, user), ==, want);
+            outcomes[5] += want == 0;
+        } else if (dice < 92) {
+            hb_sendenv_t out;
+            int want = m.present[k] ? 0 : HB_ENOENVELOPE;
+            EXPECT_INT(hb_book_remove(&b, ID0 + k, &out), ==, want);
+            if (want == 0) {
+                assert_env_eq(&out, &m.env[k]);
+                m.present[k] = false;
+                m.count--;
+                outcomes[6]++;
+            }
         } else if (dice < 99) {
             const hb_sendenv_t *e = hb_book_find(&b, ID0 + k);
             if (m.present[k])
@@ -727,9 +1077,11 @@ START_TEST(test_random_operations_match_model)
             model_check_all(&m, &b);
     }
     model_check_all(&m, &b);
-    /* The run reached every outcome: grants, each refusal, and expiries. */
-    for (unsigned i = 0; i < 5; i++)
+    /* The run reached every outcome: grants, each refusal, repeats, expiries, unclaims and
+     * removals; and fully claimed envelopes were held. */
+    for (unsigned i = 0; i < 7; i++)
         ck_assert_uint_gt(outcomes[i], 100);
+    ck_assert_uint_gt(answered_when_full, 100);
     hb_book_close(&b);
 }
 END_TEST
@@ -743,9 +1095,15 @@ static Suite *book_suite(void)
     tcase_add_test(tc, test_add_validates);
     tcase_add_test(tc, test_each_recipient_claims_its_share_once);
     tcase_add_test(tc, test_lone_removal_leaves_no_tombstone);
-    tcase_add_test(tc, test_refused_claims_change_nothing);
+    tcase_add_test(tc, test_refused_and_repeated_claims_change_nothing);
     tcase_add_test(tc, test_user_zero_is_an_ordinary_user);
     tcase_add_test(tc, test_expire_reports_unclaimed);
+    tcase_add_test(tc, test_sendenv_check_reasons);
+    tcase_add_test(tc, test_repeat_returns_same_share);
+    tcase_add_test(tc, test_fully_claimed_stays_until_expire_or_remove);
+    tcase_add_test(tc, test_unclaim_restores_exactly);
+    tcase_add_test(tc, test_remove);
+    tcase_add_test(tc, test_foreach_visits_each_once);
     suite_add_tcase(s, tc);
 
     TCase *big = tcase_create("large");

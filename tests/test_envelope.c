@@ -1,4 +1,5 @@
-/* Unit tests for the envelope module: the double-mean split and the lazy single draw. */
+/* Unit tests for the envelope module: the double-mean split, the lazy single draw, and the envelope
+ * id spaces. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,207 @@ START_TEST(test_envelope_max_totals)
 }
 END_TEST
 
+/* ---- Envelope id spaces ---- */
+
+#define SHAKE_LOW_FIRST  UINT32_C(0x100000)
+#define SHAKE_LOW_LAST   UINT32_C(0x1FFFFF)
+#define SEND_FIRST       UINT32_C(0x200000)
+#define SEND_LAST        UINT32_C(0x7FFFFFFF)
+#define SHAKE_HIGH_FIRST UINT32_C(0x80000000)
+#define SHAKE_COUNT      (UINT64_C(0x100000) + UINT64_C(0x80000000))
+#define SEND_COUNT       (UINT64_C(0x7FFFFFFF) - UINT64_C(0x200000) + 1)
+
+/* The model: the ids of a kind numbered 0, 1, ... in order. */
+static uint64_t model_count(hb_envelope_kind_t kind)
+{
+    return kind == HB_ENVELOPE_SHAKE ? SHAKE_COUNT : SEND_COUNT;
+}
+
+static uint32_t model_id_at(hb_envelope_kind_t kind, uint64_t i)
+{
+    if (kind == HB_ENVELOPE_SEND)
+        return (uint32_t)(SEND_FIRST + i);
+    return i < 0x100000 ? (uint32_t)(SHAKE_LOW_FIRST + i)
+                        : (uint32_t)(SHAKE_HIGH_FIRST + (i - 0x100000));
+}
+
+/* The number of id in its kind's order; -1 for an id below both spaces. */
+static int64_t model_index(uint32_t id)
+{
+    if (id < SHAKE_LOW_FIRST)
+        return -1;
+    if (id <= SHAKE_LOW_LAST)
+        return id - SHAKE_LOW_FIRST;
+    if (id <= SEND_LAST)
+        return id - SEND_FIRST;
+    return 0x100000 + (int64_t)(id - SHAKE_HIGH_FIRST);
+}
+
+static int model_kind(uint32_t id)
+{
+    if (id < SHAKE_LOW_FIRST)
+        return 0;
+    return id >= SEND_FIRST && id <= SEND_LAST ? HB_ENVELOPE_SEND : HB_ENVELOPE_SHAKE;
+}
+
+/* hb_envelope_id_add per the model: n >= 1, id of kind or below both spaces. */
+static uint32_t model_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n)
+{
+    int k = model_kind(id);
+    if (k != 0 && k != (int)kind)
+        return 0;
+    int64_t at = model_index(id);
+    uint64_t count = model_count(kind);
+    if (n > count || (uint64_t)(at + 1) > count - n)
+        return 0;
+    return model_id_at(kind, (uint64_t)(at + (int64_t)n));
+}
+
+START_TEST(test_envelope_id_kind_boundaries)
+{
+    ck_assert_int_eq(hb_envelope_id_kind(0), 0);
+    ck_assert_int_eq(hb_envelope_id_kind(1), 0);
+    ck_assert_int_eq(hb_envelope_id_kind(SHAKE_LOW_FIRST - 1), 0);
+    ck_assert_int_eq(hb_envelope_id_kind(SHAKE_LOW_FIRST), HB_ENVELOPE_SHAKE);
+    ck_assert_int_eq(hb_envelope_id_kind(HB_SHAKE_ENVELOPE_ID_BASE), HB_ENVELOPE_SHAKE);
+    ck_assert_int_eq(hb_envelope_id_kind(SHAKE_LOW_LAST), HB_ENVELOPE_SHAKE);
+    ck_assert_int_eq(hb_envelope_id_kind(SEND_FIRST), HB_ENVELOPE_SEND);
+    ck_assert_int_eq(hb_envelope_id_kind(HB_SEND_ENVELOPE_ID_BASE), HB_ENVELOPE_SEND);
+    ck_assert_int_eq(hb_envelope_id_kind(0x12345678), HB_ENVELOPE_SEND);
+    ck_assert_int_eq(hb_envelope_id_kind(SEND_LAST), HB_ENVELOPE_SEND);
+    ck_assert_int_eq(hb_envelope_id_kind(SHAKE_HIGH_FIRST), HB_ENVELOPE_SHAKE);
+    ck_assert_int_eq(hb_envelope_id_kind(0xDEADBEEF), HB_ENVELOPE_SHAKE);
+    ck_assert_int_eq(hb_envelope_id_kind(UINT32_MAX), HB_ENVELOPE_SHAKE);
+    /* Every id around a boundary, against the model. */
+    static const uint32_t edges[] = {0, SHAKE_LOW_FIRST, SEND_FIRST, SHAKE_HIGH_FIRST, UINT32_MAX};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        for (int64_t d = -300; d <= 300; d++) {
+            int64_t id = (int64_t)edges[i] + d;
+            if (id < 0 || id > UINT32_MAX)
+                continue;
+            EXPECT_INT(hb_envelope_id_kind((uint32_t)id), ==, model_kind((uint32_t)id));
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_envelope_id_add_boundaries)
+{
+    const hb_envelope_kind_t SHAKE = HB_ENVELOPE_SHAKE, SEND = HB_ENVELOPE_SEND;
+    /* The first ids: from 0, or any id below both spaces. */
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, 1), HB_SHAKE_ENVELOPE_ID_BASE);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, 0, 1), HB_SEND_ENVELOPE_ID_BASE);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 12345, 1), SHAKE_LOW_FIRST);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SHAKE_LOW_FIRST - 1, 1), SEND_FIRST);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, 2), SHAKE_LOW_FIRST + 1);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_FIRST, 1), SEND_FIRST + 1);
+    /* n = 0 from an id of the kind: the id itself. */
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_FIRST + 9, 0), SEND_FIRST + 9);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_HIGH_FIRST, 0), SHAKE_HIGH_FIRST);
+
+    /* Shakes jump over the send space: 0x1FFFFF -> 0x80000000, never into a send id. */
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_LAST - 1, 1), SHAKE_LOW_LAST);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_LAST, 1), SHAKE_HIGH_FIRST);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_LAST, 2), SHAKE_HIGH_FIRST + 1);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_LAST - 4, 10), SHAKE_HIGH_FIRST + 5);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, 0x100000), SHAKE_LOW_LAST);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, 0x100001), SHAKE_HIGH_FIRST);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_FIRST, 0x100000), SHAKE_HIGH_FIRST);
+
+    /* The last ids; past them nothing (0), never a wrap. */
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_LAST - 1, 1), SEND_LAST);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_LAST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_LAST - 5, 6), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, 0, SEND_COUNT), SEND_LAST);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, 0, SEND_COUNT + 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, UINT32_MAX - 1, 1), UINT32_MAX);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, UINT32_MAX, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, SHAKE_COUNT), UINT32_MAX);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, SHAKE_COUNT + 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_LAST, SHAKE_COUNT), 0);
+
+    /* An id of the other kind, or an unknown kind: 0. */
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SHAKE_LOW_FIRST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SHAKE_LOW_LAST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SHAKE_HIGH_FIRST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SEND_FIRST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SEND_LAST, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add((hb_envelope_kind_t)0, 0, 1), 0);
+    ck_assert_uint_eq(hb_envelope_id_add((hb_envelope_kind_t)3, SEND_FIRST, 1), 0);
+
+    /* Large n: the largest steps that fit, and any beyond, up to UINT64_MAX. */
+    ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_LOW_FIRST, SHAKE_COUNT - 1), UINT32_MAX);
+    ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_FIRST, SEND_COUNT - 1), SEND_LAST);
+    static const uint64_t huge[] = {UINT64_C(1) << 32, (UINT64_C(1) << 32) + 1, UINT64_C(1) << 63,
+                                    UINT64_MAX};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        ck_assert_uint_eq(hb_envelope_id_add(SHAKE, 0, huge[i]), 0);
+        ck_assert_uint_eq(hb_envelope_id_add(SEND, 0, huge[i]), 0);
+        ck_assert_uint_eq(hb_envelope_id_add(SHAKE, SHAKE_HIGH_FIRST, huge[i]), 0);
+        ck_assert_uint_eq(hb_envelope_id_add(SEND, SEND_LAST, huge[i]), 0);
+    }
+}
+END_TEST
+
+/* Random ids and steps (small, near the boundaries, and huge) against the model; and stepping
+ * by 1 across each boundary visits every id of the kind in order. */
+START_TEST(test_envelope_id_add_matches_model)
+{
+    hb_rand_t rng;
+    hb_rand_seed(&rng, 2024);
+    static const uint32_t anchors[] = {0,          1,         SHAKE_LOW_FIRST,  SHAKE_LOW_LAST,
+                                       SEND_FIRST, SEND_LAST, SHAKE_HIGH_FIRST, UINT32_MAX};
+    for (unsigned i = 0; i < 200000; i++) {
+        uint32_t id;
+        switch (hb_rand_below(&rng, 3)) {
+        case 0:
+            id = (uint32_t)hb_rand_next(&rng);
+            break;
+        default:
+            id = anchors[hb_rand_below(&rng, sizeof anchors / sizeof anchors[0])] +
+                 (uint32_t)hb_rand_below(&rng, 64) - 32u;
+            break;
+        }
+        uint64_t n;
+        switch (hb_rand_below(&rng, 4)) {
+        case 0:
+            n = 1 + hb_rand_below(&rng, 16);
+            break;
+        case 1:
+            n = 1 + hb_rand_below(&rng, UINT64_C(1) << 32);
+            break;
+        case 2:
+            n = SHAKE_COUNT - 64 + hb_rand_below(&rng, 128);
+            break;
+        default:
+            n = 1 + (hb_rand_next(&rng) >> 1);
+            break;
+        }
+        hb_envelope_kind_t kind = hb_rand_below(&rng, 2) ? HB_ENVELOPE_SHAKE : HB_ENVELOPE_SEND;
+        uint32_t got = hb_envelope_id_add(kind, id, n);
+        uint32_t want = model_add(kind, id, n);
+        if (got != want)
+            ck_abort_msg("hb_envelope_id_add(%d, 0x%x, %llu) = 0x%x, want 0x%x", (int)kind, id,
+                         (unsigned long long)n, got, want);
+        if (got != 0)
+            EXPECT_INT(hb_envelope_id_kind(got), ==, kind);
+    }
+    /* Stepping one by one across the shake jump and to the end of each space. */
+    uint32_t id = SHAKE_LOW_LAST - 100;
+    for (unsigned i = 0; i < 200; i++) {
+        uint32_t next = hb_envelope_id_add(HB_ENVELOPE_SHAKE, id, 1);
+        EXPECT_UINT(next, ==, i < 100 ? id + 1 : i == 100 ? SHAKE_HIGH_FIRST : id + 1);
+        EXPECT_INT(hb_envelope_id_kind(next), ==, HB_ENVELOPE_SHAKE);
+        id = next;
+    }
+    id = SEND_LAST - 50;
+    for (unsigned i = 0; i < 50; i++)
+        id = hb_envelope_id_add(HB_ENVELOPE_SEND, id, 1);
+    ck_assert_uint_eq(id, SEND_LAST);
+    ck_assert_uint_eq(hb_envelope_id_add(HB_ENVELOPE_SEND, id, 1), 0);
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -285,6 +487,9 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, test_envelope_draw_edge_cases);
     tcase_add_test(tc, test_envelope_draw_reaches_both_ends);
     tcase_add_test(tc, test_envelope_max_totals);
+    tcase_add_test(tc, test_envelope_id_kind_boundaries);
+    tcase_add_test(tc, test_envelope_id_add_boundaries);
+    tcase_add_test(tc, test_envelope_id_add_matches_model);
     suite_add_tcase(s, tc);
 
     TCase *bulk = tcase_create("bulk");

@@ -18,11 +18,14 @@ static void usage(FILE *out)
             "Audit a ledger journal (libhongbao %s), read-only: PATH is a ledger directory\n"
             "(its journal is PATH/journal) or a journal file.\n"
             "\n"
-            "Checks that every claim is of an issued envelope, by a listed recipient, once,\n"
-            "for that recipient's share; that no envelope is over-claimed and a fully claimed\n"
-            "one is claimed in full; that expiry is only of known envelopes; and that\n"
+            "Judges every record by the books' claim rule, as the ledger's replay does: every\n"
+            "claim is of an envelope in the books, by a listed recipient, once (a share granted\n"
+            "twice is a violation), for that recipient's share; envelope ids are send ids, each\n"
+            "above the ones before; expiry is only of envelopes in the books; reservations of\n"
+            "envelope ids only go forward; a snapshot is whole; and\n"
             "issued = claimed + expired + outstanding. Each violation is printed with the\n"
-            "offset of its record. A torn last record is a warning, not a violation.\n"
+            "offset of its record. A torn last record is a warning, not a violation. Prints the\n"
+            "totals, the highest envelope id and the envelope ids reserved.\n"
             "\n"
             "  --json    print the totals as one JSON object on stdout (violations to stderr)\n"
             "  --quiet   print violations and warnings only\n"
@@ -81,16 +84,31 @@ static uint8_t *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* "up to ID", or "none" for 0, into buf. */
+static const char *reserved_text(char *buf, size_t n, uint32_t last)
+{
+    if (last == 0)
+        snprintf(buf, n, "none");
+    else
+        snprintf(buf, n, "up to %" PRIu32 " (0x%" PRIx32 ")", last, last);
+    return buf;
+}
+
 static void print_text(const char *journal, const hb_ledger_audit_t *t)
 {
     const hb_ledger_totals_t *x = &t->totals;
-    printf("journal      %s: %zu bytes, %" PRIu64 " records\n", journal, t->size, t->records);
-    printf("envelopes    %" PRIu64 " issued, %" PRIu64 " expired, %" PRIu64 " outstanding; %" PRIu64
-           " claims; highest id %" PRIu32 "\n",
-           x->envelopes, x->expired, t->outstanding, x->claims, t->max_envelope_id);
+    char shake[48], send[48];
+    printf("journal      %s: %zu bytes, %" PRIu64 " records, format version %" PRIu32 "\n", journal,
+           t->size, t->records, t->version);
+    printf("envelopes    %" PRIu64 " issued, %" PRIu64 " expired, %" PRIu64 " outstanding, %" PRIu64
+           " held (fully claimed included); %" PRIu64 " claims; highest id %" PRIu32 "\n",
+           x->envelopes, x->expired, t->outstanding, t->held, x->claims, t->max_envelope_id);
     printf("amounts      issued %" PRIu64 ", claimed %" PRIu64 ", expired %" PRIu64
            ", outstanding %" PRIu64 "\n",
            x->issued, x->claimed, x->expired_amount, t->outstanding_amount);
+    printf("reserved     shake ids %s, send ids %s\n",
+           reserved_text(shake, sizeof shake, t->reserved_shake),
+           reserved_text(send, sizeof send, t->reserved_send));
     if (t->violations == 0)
         printf("books        balance\n");
     else
@@ -119,13 +137,15 @@ static void print_json(const char *journal, const hb_ledger_audit_t *t)
     const hb_ledger_totals_t *x = &t->totals;
     printf("{\"journal\":");
     print_json_string(journal);
-    printf(",\"bytes\":%zu,\"records\":%" PRIu64 ",\"envelopes\":%" PRIu64 ",\"claims\":%" PRIu64
-           ",\"expired\":%" PRIu64 ",\"outstanding\":%" PRIu64 ",\"issued\":%" PRIu64
-           ",\"claimed\":%" PRIu64 ",\"expired_amount\":%" PRIu64 ",\"outstanding_amount\":%" PRIu64
-           ",\"max_envelope_id\":%" PRIu32 ",\"torn\":%s",
-           t->size, t->records, x->envelopes, x->claims, x->expired, t->outstanding, x->issued,
-           x->claimed, x->expired_amount, t->outstanding_amount, t->max_envelope_id,
-           t->torn ? "true" : "false");
+    printf(",\"version\":%" PRIu32 ",\"bytes\":%zu,\"records\":%" PRIu64 ",\"envelopes\":%" PRIu64
+           ",\"claims\":%" PRIu64 ",\"expired\":%" PRIu64 ",\"outstanding\":%" PRIu64
+           ",\"held\":%" PRIu64 ",\"issued\":%" PRIu64 ",\"claimed\":%" PRIu64
+           ",\"expired_amount\":%" PRIu64 ",\"outstanding_amount\":%" PRIu64
+           ",\"max_envelope_id\":%" PRIu32 ",\"reserved_shake\":%" PRIu32
+           ",\"reserved_send\":%" PRIu32 ",\"torn\":%s",
+           t->version, t->size, t->records, x->envelopes, x->claims, x->expired, t->outstanding,
+           t->held, x->issued, x->claimed, x->expired_amount, t->outstanding_amount,
+           t->max_envelope_id, t->reserved_shake, t->reserved_send, t->torn ? "true" : "false");
     if (t->torn)
         printf(",\"torn_offset\":%zu", t->torn_offset);
     printf(",\"violations\":%" PRIu64 ",\"balanced\":%s}\n", t->violations,

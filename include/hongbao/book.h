@@ -81,6 +81,12 @@ HB_EXTERN int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *
  * HB_ENOTRECIPIENT; UV_EINVAL (the user holds no grant of it). Never allocates. */
 HB_EXTERN int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user);
 
+/* Why e may not enter a book, as a static string ("a share is 0", "recipients are not distinct",
+ * "shares do not add up to the total", "claimed bits beyond the recipients", "claimed_sum is not
+ * the sum of the claimed shares", "no envelope" for NULL), or NULL when it may: the one
+ * validation rule hb_book_add applies (and the journal's replay and audit report). */
+HB_EXTERN const char *hb_sendenv_check(const hb_sendenv_t *e);
+
 /* Whether every share of e has been claimed. */
 HB_EXTERN int hb_sendenv_fully_claimed(const hb_sendenv_t *e);
 
@@ -98,6 +104,12 @@ HB_EXTERN const hb_sendenv_t *hb_book_find(const hb_book_t *b, uint32_t id);
  * removed. */
 HB_EXTERN size_t hb_book_expire(hb_book_t *b, uint64_t before_s,
                                 void (*cb)(void *arg, const hb_sendenv_t *e), void *arg);
+
+/* Call cb(arg, e) once for every envelope in the book, in no particular order. cb must not change
+ * the book (no add, claim, unclaim, remove or expire); e is valid during the call only. Never
+ * allocates. */
+HB_EXTERN void hb_book_foreach(const hb_book_t *b, void (*cb)(void *arg, const hb_sendenv_t *e),
+                               void *arg);
 
 #ifdef __cplusplus
 }

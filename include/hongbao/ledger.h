@@ -10,6 +10,7 @@
 
 #include "hongbao/common.h"
 #include "hongbao/book.h"
+#include "hongbao/envelope.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,7 +20,7 @@ extern "C" {
  *
  * All integers are big-endian, as on the wire.
  * The journal is the file "journal" in the ledger's directory. At offset 0 a 12-byte header:
- *   "HBLEDGER" (8 bytes), u32 version (HB_LEDGER_VERSION).
+ *   "HBLEDGER" (8 bytes), u32 version: HB_LEDGER_VERSION (2) is written; 1 is still read.
  * Then records, one after the other, each framed as
  *   u32 payload length, u32 CRC32C of the payload (Castagnoli), payload.
  * The payload starts with a u8 type; its length is fixed by the type:
@@ -29,12 +30,22 @@ extern "C" {
  *   4 STATE    (46)  the ENVELOPE fields, then claimed (u8 bitmask), claimed_sum (u32)
  *   5 SNAPSHOT (57)  max_envelope_id, outstanding (u32 each), then the lifetime totals envelopes,
  *                    claims, expired, issued, claimed, expired_amount (u64 each)
- * A compacted journal starts with one SNAPSHOT record followed by its `outstanding` STATE records;
- * the SNAPSHOT carries what compaction drops: the highest envelope id ever issued (so ids are
- * never reused) and the lifetime totals (so the books can still be balanced). Any other length
- * is impossible, and a record whose CRC matches but whose type or length does not is corrupt. */
+ *   6 RESERVE   (6)  kind (u8: 1 shake, 2 send, as hb_envelope_kind_t), last (u32): envelope ids
+ *                    of that kind up to and including last may have been handed out (version 2)
+ * Envelopes stay in the books, fully claimed or not, until an EXPIRE retires them (version 2: an
+ * EXPIRE may name a fully claimed envelope; version 1 dropped them when fully claimed). ENVELOPE
+ * ids are send-envelope ids, each above every envelope id journaled before it. A compacted journal
+ * starts with one SNAPSHOT record followed by `outstanding` records: one STATE per envelope in the
+ * books (fully claimed ones included), then one RESERVE per id space with a reservation. The
+ * SNAPSHOT carries what compaction drops: the highest envelope id ever issued (so ids are never
+ * reused) and the lifetime totals (so the books can still be balanced). A journal that ends
+ * (cleanly or torn) before a SNAPSHOT's records are all there is corrupt: compaction writes them
+ * at once and syncs them before the rename, so no crash can cut them. Any other length is
+ * impossible, and a record whose CRC matches but whose type or length does not (in version 1:
+ * RESERVE) is corrupt. */
 #define HB_LEDGER_MAGIC       "HBLEDGER"
-#define HB_LEDGER_VERSION     1u
+#define HB_LEDGER_VERSION     2u
+#define HB_LEDGER_VERSION_MIN 1u /* the oldest version read (and upgraded when opened) */
 #define HB_LEDGER_HEADER_SIZE 12u
 #define HB_LEDGER_FRAME_SIZE  8u  /* length + CRC in front of every payload */
 #define HB_LEDGER_MAX_PAYLOAD 57u /* the longest payload (SNAPSHOT) */
@@ -55,11 +66,15 @@ typedef enum {
     HB_LEDGER_CLAIM = 2,
     HB_LEDGER_EXPIRE = 3,
     HB_LEDGER_STATE = 4,
-    HB_LEDGER_SNAPSHOT = 5
+    HB_LEDGER_SNAPSHOT = 5,
+    HB_LEDGER_RESERVE = 6
 } hb_ledger_type_t;
 
 /* Totals over the whole life of a journal, carried across compaction by SNAPSHOT records.
- * issued == claimed + expired_amount + the unclaimed rest of the envelopes still outstanding. */
+ * issued == claimed + expired_amount + the unclaimed rest of the envelopes still in the books.
+ * An EXPIRE retires any envelope, fully claimed or not; only one with an unclaimed rest (not fully
+ * claimed) counts in expired, and its rest in expired_amount: a fully claimed one changes no
+ * total. */
 typedef struct hb_ledger_totals {
     uint64_t envelopes;      /* send-envelopes created */
     uint64_t claims;         /* claims granted */
@@ -77,8 +92,10 @@ typedef struct hb_ledger_record {
     uint32_t amount;           /* CLAIM: the amount granted */
     hb_sendenv_t envelope;     /* ENVELOPE (claimed and claimed_sum 0) and STATE */
     uint32_t max_envelope_id;  /* SNAPSHOT */
-    uint32_t outstanding;      /* SNAPSHOT: how many STATE records follow it */
+    uint32_t outstanding;      /* SNAPSHOT: how many records of it follow (STATE, then RESERVE) */
     hb_ledger_totals_t totals; /* SNAPSHOT */
+    uint8_t kind;              /* RESERVE: the id space (hb_envelope_kind_t), as journaled */
+    uint32_t last;             /* RESERVE: the highest id of that kind that may be handed out */
     size_t size;               /* bytes of the framed record, frame included */
 } hb_ledger_record_t;
 
@@ -86,14 +103,16 @@ typedef struct hb_ledger_record {
  * bytes: hb_ledger_crc32c("123456789", 9) == 0xE3069283. Table-driven, no state. */
 HB_EXTERN uint32_t hb_ledger_crc32c(const void *data, size_t len);
 
-/* Encode r (type and that type's fields; size is ignored) as a framed record into buf of len
- * bytes. Returns the bytes written (HB_LEDGER_FRAME_SIZE + the type's payload length), UV_EINVAL
- * for an unknown type, UV_ENOBUFS when len is too small. For tools, tests and seed generators. */
+/* Encode r (type and that type's fields, as given: no check of their sense; size is ignored) as a
+ * framed record of the current version into buf of len bytes. Returns the bytes written
+ * (HB_LEDGER_FRAME_SIZE + the type's payload length), UV_EINVAL for an unknown type, UV_ENOBUFS
+ * when len is too small. For tools, tests and seed generators. */
 HB_EXTERN int hb_ledger_encode(const hb_ledger_record_t *r, uint8_t *buf, size_t len);
 
-/* Scan a whole journal image (header included) of len bytes, calling record_cb (if not NULL) for
- * every valid record in order with its byte offset in buf. Never allocates, never reads past
- * len. Returns:
+/* Scan a whole journal image (header included, version 1 or 2) of len bytes, calling record_cb
+ * (if not NULL) for every valid record in order with its byte offset in buf. Only the framing is
+ * checked here: not the books, nor whether a snapshot is whole (hb_ledger_open and
+ * hb_ledger_audit_buf check those). Never allocates, never reads past len. Returns:
  *   0               buf is a header followed by whole valid records (or is empty);
  *   HB_LEDGER_TORN  buf ends in a torn record: a header or frame cut short, a frame whose length
  *                   runs past len, a CRC mismatch in the record that ends exactly at len, or an
@@ -153,6 +172,16 @@ typedef struct hb_ledger_options {
      * under the ledger's lock: it may append or read stats. NULL: not called. */
     void (*on_durable)(void *arg, uint64_t seq);
     void *durable_arg;
+    /* Called once, on the writer thread, when the writer's sticky I/O error happens (a write() or
+     * fdatasync() of the journal failed, or the directory fsync() after a compaction's rename: err
+     * is its UV_E* code; a compaction failing before its rename is only logged), after it is
+     * logged and after every waiter has been woken with it. From then on every append and wait
+     * fails with err, and no record appended after the last seq passed to on_durable will ever
+     * become durable: the server rolls those claims back (hb_book_unclaim) and answers "try again"
+     * (HB_ESTORE). Not called under the ledger's lock: it may read stats. NULL: not called (the
+     * error is still logged and returned). */
+    void (*on_error)(void *arg, int err);
+    void *error_arg;
 } hb_ledger_options_t;
 
 /* Counters. The writer updates them under the ledger's lock: read them with hb_ledger_stats
@@ -168,6 +197,7 @@ typedef struct hb_ledger_stats {
     uint64_t compactions; /* compactions completed */
     uint64_t replayed;    /* records replayed by open */
     uint64_t outstanding; /* envelopes neither fully claimed nor expired, as last written */
+    uint64_t held;        /* envelopes in the books (not expired, fully claimed or not) */
     uint64_t anomalies;   /* records that made no sense in the books: logged and skipped */
 } hb_ledger_stats_t;
 
@@ -176,22 +206,31 @@ typedef struct hb_ledger {
     /* public */
     void *data;
     /* read-only */
-    uint32_t max_envelope_id; /* the highest envelope id ever journaled, as replayed by open */
-    hb_ledger_stats_t stats;  /* see hb_ledger_stats_t for how to read it */
+    uint32_t max_envelope_id; /* the highest send-envelope id ever journaled, as replayed by open */
+    /* The last envelope id of each kind reserved (RESERVE records), as replayed by open; 0: none.
+     * hb_ledger_append_reserve does not change them. */
+    uint32_t reserved_shake;
+    uint32_t reserved_send;
+    hb_ledger_stats_t stats; /* see hb_ledger_stats_t for how to read it */
     /* private */
     struct hb_ledger_state *state_;
 } hb_ledger_t;
 
 /* Open (creating it if need be) the journal in o->dir and replay it. A torn last record is
  * truncated away, with one log line naming the offset; any other bad record fails the open with
- * HB_ECORRUPT (UV_ENOTSUP for another format version) and hb_ledger_last_error() naming the
- * file and byte offset: nothing is ever skipped silently, and the file is then left untouched.
- * A leftover journal.new (a compaction cut short) is removed: the journal is authoritative.
- * Then calls outstanding(arg, e) (if not NULL) for each envelope neither fully claimed nor
- * expired, e pointing at its replayed state (claimed bitmask and claimed_sum; valid during the
- * call only; outstanding must not call into the ledger), sets l->max_envelope_id (0 if none) and
- * l->stats, leaves l->data alone, and starts the writer thread. Returns 0; UV_EINVAL (NULL l, o or
- * o->dir, an unknown policy); UV_EBUSY (another ledger holds the directory's LOCK); HB_ECORRUPT;
+ * HB_ECORRUPT (UV_ENOTSUP for a format version other than 1 and 2) and hb_ledger_last_error()
+ * naming the file and byte offset: nothing is ever skipped silently, and the file is then left
+ * untouched. A journal cut (cleanly or torn) inside a snapshot (its SNAPSHOT record, or before all
+ * the records it announces) is corrupt too, not torn: no crash can cut a snapshot. A leftover
+ * journal.new (a compaction cut short) is removed: the journal is authoritative. A version 1
+ * journal is replayed as such, then its header is rewritten to version 2 and synced (logged)
+ * before anything is appended. Then calls outstanding(arg, e) (if not NULL) for each envelope in
+ * the books: every one not expired, fully claimed ones included (so that a repeated claim after a
+ * restart is answered with its share), e pointing at its replayed state (claimed bitmask and
+ * claimed_sum; valid during the call only; outstanding must not call into the ledger), sets
+ * l->max_envelope_id, l->reserved_shake and l->reserved_send (0 if none) and l->stats, leaves
+ * l->data alone, and starts the writer thread. Returns 0; UV_EINVAL (NULL l, o or o->dir, an
+ * unknown policy); UV_EBUSY (another ledger holds the directory's LOCK); HB_ECORRUPT;
  * UV_ENOTSUP; UV_ENOMEM; or the failing system call's UV_E* code. On error nothing is left open
  * (hb_ledger_close is harmless) and outstanding may have been called for none or some envelopes. */
 HB_EXTERN int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
@@ -200,11 +239,15 @@ HB_EXTERN int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
 /* Append the creation of e (its claimed and claimed_sum must be 0) and store its sequence
  * number (1, 2, ... from open) in *seq (if not NULL). Thread-safe; copies the record into the
  * writer's queue and returns without waiting for the disk (no allocation once the queue has
- * grown to its working size; the queue has no bound, so a stalled disk makes it grow). Returns 0;
- * UV_EINVAL (NULL l or e, a ledger not open or closing, shares that are 0 or do not add up to
- * total, recipients not distinct, a claimed state); UV_ENOMEM; or the writer's sticky I/O error:
- * once a write, fdatasync or compaction rename fails, every later append fails with it (the server
- * must stop acknowledging claims). */
+ * grown to its working size; the queue has no bound, so a stalled disk makes it grow). Envelope
+ * ids are never reused: e->id must be a send-envelope id (hb_envelope_id_kind) above every
+ * envelope id journaled before (replayed, or appended since open), so the server creates them in
+ * increasing order (from one thread, or appending in the order it numbers them). Returns 0;
+ * UV_EINVAL (NULL l or e, a ledger not open or closing, an id not a send id or not above the last,
+ * shares that are 0 or do not add up to total, recipients not distinct, a claimed state);
+ * UV_ENOMEM; or the writer's sticky I/O error: once a write, an fdatasync or the directory sync of
+ * a compaction fails, every later append fails with it (the server must stop acknowledging claims;
+ * see on_error). */
 HB_EXTERN int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, uint64_t *seq);
 
 /* Append a claim of amount by user on envelope_id; as hb_ledger_append_envelope otherwise. The
@@ -213,9 +256,18 @@ HB_EXTERN int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, u
 HB_EXTERN int hb_ledger_append_claim(hb_ledger_t *l, uint32_t envelope_id, uint32_t user,
                                      uint32_t amount, uint64_t *seq);
 
-/* Append the expiry of envelope_id: it leaves the outstanding set, its unclaimed rest counted as
- * expired; as hb_ledger_append_envelope otherwise. */
+/* Append the expiry of envelope_id, fully claimed or not: it leaves the books, its unclaimed rest
+ * (if any) counted as expired; as hb_ledger_append_envelope otherwise. */
 HB_EXTERN int hb_ledger_append_expire(hb_ledger_t *l, uint32_t envelope_id, uint64_t *seq);
+
+/* Append a reservation: envelope ids of kind up to and including last may be handed out from now
+ * on (journal it, and wait until it is durable, before handing out an id above the last durable
+ * reservation: after a restart the ids continue above it, so none is ever reused, shake ids
+ * included). As hb_ledger_append_envelope otherwise. Returns UV_EINVAL also for an unknown kind,
+ * a last that is not an id of that kind (hb_envelope_id_kind), or a last not above the previous
+ * reservation of that kind (replayed, or appended since open). */
+HB_EXTERN int hb_ledger_append_reserve(hb_ledger_t *l, hb_envelope_kind_t kind, uint32_t last,
+                                       uint64_t *seq);
 
 /* Copy the counters into *out under the ledger's lock (any thread). */
 HB_EXTERN void hb_ledger_stats(hb_ledger_t *l, hb_ledger_stats_t *out);
@@ -241,23 +293,29 @@ typedef struct hb_ledger_audit {
     hb_ledger_totals_t totals;   /* lifetime totals (a snapshot's plus what follows it) */
     uint64_t outstanding;        /* envelopes neither fully claimed nor expired at the end */
     uint64_t outstanding_amount; /* their unclaimed rest */
-    uint32_t max_envelope_id;
-    uint64_t violations; /* violations reported */
-    int torn;            /* 1: the journal ends in a torn record (a warning, not a violation) */
-    size_t torn_offset;  /* where, when torn */
-    size_t size;         /* bytes audited */
+    uint64_t held;               /* envelopes not expired at the end, fully claimed or not */
+    uint32_t max_envelope_id;    /* the highest send-envelope id issued */
+    uint32_t reserved_shake;     /* the last shake envelope id reserved (0: none) */
+    uint32_t reserved_send;      /* the last send-envelope id reserved (0: none) */
+    uint32_t version;            /* the journal's format version (0: no whole header) */
+    uint64_t violations;         /* violations reported */
+    int torn;           /* 1: the journal ends in a torn record (a warning, not a violation) */
+    size_t torn_offset; /* where, when torn */
+    size_t size;        /* bytes audited */
 } hb_ledger_audit_t;
 
 /* Audit the journal in dir, read-only (never truncates, takes no lock: a live journal may be
- * audited, its last record perhaps seen torn). Checks that every claim is of a known envelope
- * (created, or in a snapshot), not expired, by a listed recipient, at most once per (envelope,
- * user), for exactly that recipient's share; that no envelope's claimed sum exceeds its total
- * and a fully claimed one's equals it; that envelopes are well formed (distinct recipients,
- * non-zero shares adding up to the total) and their ids not reused; that expiry is only of a
- * known, open envelope; that a snapshot is consistent with its STATE records; and at the end
- * that issued == claimed + expired + outstanding. Each violation is passed to violation (if not
- * NULL) with a message and the offset of the record concerned; a corrupt record is one (the
- * records after it are not checked). Fills *totals (if not NULL). Returns the number of
+ * audited, its last record perhaps seen torn). Judges every record with the books' one claim rule
+ * (hb_book), as replay does, and checks that every claim is of an envelope in the books (created,
+ * or in a snapshot), not expired, by a listed recipient, once per (envelope, user) (a share granted
+ * twice is a violation), for exactly that recipient's share, never taking more than an envelope's
+ * total; that envelopes are well formed (hb_sendenv_check), have send-envelope ids, each above
+ * every id issued before (ids are never reused); that expiry is only of an envelope in the books;
+ * that reservations of each id space only go forward; that a snapshot is at the start, is followed
+ * by all the records it announces (a journal cut inside them is a violation) and balances; and at
+ * the end that issued == claimed + expired + outstanding. Each violation is passed to violation
+ * (if not NULL) with a message and the offset of the record concerned; a corrupt record is one
+ * (the records after it are not checked). Fills *totals (if not NULL). Returns the number of
  * violations (0: the books balance; capped at INT32_MAX), or a negative error with
  * hb_ledger_last_error() set: UV_ENOENT and other I/O errors, UV_ENOMEM, HB_ECORRUPT (not a
  * journal: bad header), UV_ENOTSUP (another version). */

@@ -1,6 +1,7 @@
-/* libFuzzer target for the ledger's journal format: hb_ledger_scan on arbitrary bytes, checked
- * against itself (the valid prefix rescans clean to the same records), against the encoder (every
- * record decoded re-encodes to its bytes), and fed to the audit. */
+/* libFuzzer target for the ledger's journal format (versions 1 and 2): hb_ledger_scan on
+ * arbitrary bytes, checked against itself (the valid prefix rescans clean to the same records),
+ * against the encoder (every record decoded re-encodes to its bytes), and fed to the audit, whose
+ * books (judged by hb_book) must be consistent with what it reports. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(t.torn == (rc == HB_LEDGER_TORN));
         if (rc == HB_ECORRUPT)
             FUZZ_CHECK(t.violations >= 1);
+        /* A whole header names a version read; an empty or torn one none. */
+        if (size >= HB_LEDGER_HEADER_SIZE)
+            FUZZ_CHECK(t.version >= HB_LEDGER_VERSION_MIN && t.version <= HB_LEDGER_VERSION);
+        else
+            FUZZ_CHECK(t.version == 0);
+        /* The books: what is outstanding is held; ids are of their spaces. */
+        FUZZ_CHECK(t.outstanding <= t.held);
+        FUZZ_CHECK(t.max_envelope_id == 0 ||
+                   hb_envelope_id_kind(t.max_envelope_id) == HB_ENVELOPE_SEND);
+        FUZZ_CHECK(t.reserved_shake == 0 ||
+                   hb_envelope_id_kind(t.reserved_shake) == HB_ENVELOPE_SHAKE);
+        FUZZ_CHECK(t.reserved_send == 0 ||
+                   hb_envelope_id_kind(t.reserved_send) == HB_ENVELOPE_SEND);
+        /* Books found to balance do balance. */
+        if (t.violations == 0)
+            FUZZ_CHECK(t.totals.issued ==
+                       t.totals.claimed + t.totals.expired_amount + t.outstanding_amount);
+        /* Version 1 has no RESERVE. */
+        if (t.version == 1)
+            FUZZ_CHECK(t.reserved_shake == 0 && t.reserved_send == 0);
     } else {
         FUZZ_CHECK(arc == HB_ECORRUPT || arc == UV_ENOTSUP);
         FUZZ_CHECK(arc == rc && good_end == 0);
