@@ -58,6 +58,8 @@ uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n)
     int k = hb_envelope_id_kind(id);
     if (k != 0 && k != (int)kind)
         return 0;
+    if (n == 0)
+        return k == (int)kind ? id : 0; /* an id below the space is none of its ids */
     /* Walk the kind's ranges from the one holding id (or the first after it). */
     for (size_t i = 0; i < ID_RANGES; i++) {
         if (id_ranges[i].kind != kind || id > id_ranges[i].last)

@@ -63,8 +63,6 @@ static int update_poll(hb_sock_t *s)
 static void on_closed(uv_handle_t *h)
 {
     hb_sock_t *s = (hb_sock_t *)h;
-    close(s->fd);
-    s->fd = -1;
     free(s->out);
     s->out = NULL;
     s->out_off = s->out_len = s->out_cap = 0;
@@ -78,7 +76,12 @@ void hb__sock_close(hb_sock_t *s)
         return;
     s->flags |= F_CLOSING;
     if (s->flags & F_STARTED) {
+        /* uv_close stops watching the fd at once, so the descriptor goes back now (as libuv's
+         * own streams do): a burst of refused connections never holds descriptors for a loop
+         * turn. */
         uv_close((uv_handle_t *)&s->poll, on_closed);
+        close(s->fd);
+        s->fd = -1;
     } else {
         /* Never started: nothing on the loop, report at once. */
         if (s->fd >= 0)

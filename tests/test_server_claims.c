@@ -469,19 +469,29 @@ static void journal_with_envelope(const char *dir, uint32_t id)
 
 START_TEST(test_send_ids_never_wrap)
 {
-    static const uint32_t last_ids[] = {UINT32_C(0x7FFFFFFF), UINT32_C(0xFFFFFFFF)};
-    for (size_t k = 0; k < 2; k++) {
-        char dir[] = "/tmp/hb-claims-XXXXXX";
-        hb_server_options_t o = journaled(dir);
-        journal_with_envelope(dir, last_ids[k]);
-        start_server(&o);
-        send_args_t s = {{7, 8, 9}, 300, 0, -1};
-        on_loop(do_send, &s);
-        ck_assert_int_eq(s.result, HB_EIDSPACE);
-        ck_assert_uint_eq(counter(HB_CTR_SEND_CREATED), 0);
-        stop_server();
-        remove_tree(dir);
-    }
+    /* The last send id is taken: no more send-envelopes, clearly, and never an id of 0. */
+    char dir[] = "/tmp/hb-claims-XXXXXX";
+    hb_server_options_t o = journaled(dir);
+    journal_with_envelope(dir, UINT32_C(0x7FFFFFFF));
+    start_server(&o);
+    send_args_t s = {{7, 8, 9}, 300, 0, -1};
+    on_loop(do_send, &s);
+    ck_assert_int_eq(s.result, HB_EIDSPACE);
+    ck_assert_uint_eq(counter(HB_CTR_SEND_CREATED), 0);
+    stop_server();
+    remove_tree(dir);
+
+    /* A journal from before the id spaces, whose envelope took 0xFFFFFFFF (a shake id now): the
+     * next send-envelope takes a send id, never 0 and never one the journal holds. */
+    char dir2[] = "/tmp/hb-claims-XXXXXX";
+    o = journaled(dir2);
+    journal_with_envelope(dir2, UINT32_MAX);
+    start_server(&o);
+    on_loop(do_send, &s);
+    ck_assert_int_eq(s.result, 0);
+    ck_assert_int_eq(hb_envelope_id_kind(s.id), HB_ENVELOPE_SEND);
+    stop_server();
+    remove_tree(dir2);
 }
 END_TEST
 

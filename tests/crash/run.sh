@@ -33,7 +33,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 http_get() { # port path
-    exec 9<>"/dev/tcp/127.0.0.1/$1"
+    exec 9<>"/dev/tcp/127.0.0.1/$1" || return 1
     printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&9
     sed '1,/^\r$/d' <&9
     exec 9<&-
