@@ -189,7 +189,8 @@ static int parse_args(int argc, char **argv)
             r = cli_endpoint(prog, a, val, cfg.monitor_host, sizeof cfg.monitor_host,
                              &cfg.monitor_port, 0);
         } else if (strcmp(a, "--control-token") == 0) {
-            cfg.control_token = val;
+            if ((cfg.control_token = cli_token(prog, a, val)) == NULL)
+                return -1;
         } else if (strcmp(a, "--control") == 0) {
             if (strcmp(val, "off") == 0)
                 cfg.control_port = -1;

@@ -429,7 +429,8 @@ int main(int argc, char **argv)
             else if (cli_endpoint(prog, a, val, http_host, sizeof http_host, &http_port, 1) != 0)
                 return 2;
         } else if (strcmp(a, "--http-token") == 0) {
-            http_token = val;
+            if ((http_token = cli_token(prog, a, val)) == NULL)
+                return 2;
         } else if (strcmp(a, "--csv") == 0) {
             app.csv_path = val;
         } else if (strcmp(a, "--plot") == 0) {

@@ -184,7 +184,8 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--control-token") == 0) {
-            control_token = val;
+            if ((control_token = cli_token(prog, a, val)) == NULL)
+                return 2;
         } else if (strcmp(a, "--seed") == 0) {
             if (cli_u64(prog, a, val, 1, UINT64_MAX, &opts.seed) != 0)
                 return 2;
