@@ -113,8 +113,10 @@ struct hb_reporter {
     hb_reporter_close_cb close_cb_;
 };
 
-/* Initialise r on loop to report counters (which must stay initialised until the close
- * callback) per opts (NULL: all defaults). Sets r->data to NULL. Connects to nothing yet: see
+/* Initialise r on loop to report counters per opts (NULL: all defaults). The counters are read
+ * by hb_reporter_tick and, for the final reports, inside hb_reporter_close: they must stay
+ * initialised until hb_reporter_close has returned (so a client's counters may be reported one
+ * last time from the client's close callback). Sets r->data to NULL. Connects to nothing yet: see
  * hb_reporter_start. Once this returned 0, hb_reporter_close must be called (started or not).
  * Returns 0, UV_ENOMEM, or UV_EINVAL: NULL loop, r or counters, counters not initialised, host
  * not an IP literal (or longer than HB_REPORTER_HOST_MAX - 1), port outside 0..65535, delay_s
