@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/cli.h"
+#include "../common/endpoints.h"
 
 static const char *prog = "hb-server";
 
@@ -248,6 +249,8 @@ int main(int argc, char **argv)
             r = hb_http_server_listen(&app.http, control_host, control_port);
             if (r == 0)
                 r = hb_server_mount_http(&app.server, &app.http);
+            if (r == 0)
+                r = endpoints_mount_http_stats(&app.http);
         }
         if (r != 0) {
             fprintf(stderr, "%s: --control %s:%d: %s\n", prog, control_host, control_port,
