@@ -376,9 +376,15 @@ static void pump(fuzz_http_t *fz, client_t *cls)
     drain_all(cls);
 }
 
-/* Wait (at most ms) until the loop or a reading client has something to do. */
+/* Wait (at most ms) until the loop or a reading client has something to do; not at all when the
+ * loop has work pending already (a handle closing, say). */
 static void wait_event_ms(fuzz_http_t *fz, client_t *cls, int ms)
 {
+    int due = uv_backend_timeout(&fz->loop);
+    if (due == 0)
+        return;
+    if (due > 0 && due < ms)
+        ms = due;
     struct pollfd p[1 + FUZZ_SLOTS];
     nfds_t n = 0;
     p[n++] = (struct pollfd){.fd = uv_backend_fd(&fz->loop), .events = POLLIN};
