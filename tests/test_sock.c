@@ -323,14 +323,13 @@ START_TEST(test_progress_then_drained)
     ck_assert_int_eq(uv_loop_init(&e->loop), 0);
     int port = listen_loopback(e);
     connect_client(e, port);
-    int small = 4096;
-    setsockopt(e->client.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     run_until(e, &e->connected);
     run_until(e, &e->accepted);
     e->server_side.ops = &srv_ops_progress;
     e->server_side.max_out = 1 << 20;
+    int small = 4096;
     setsockopt(e->server_side.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    static uint8_t msg[600000]; /* far more than the client's window */
+    static uint8_t msg[1000000]; /* far more than the client's window */
     for (size_t i = 0; i < sizeof msg; i++)
         msg[i] = (uint8_t)(i * 13);
     ck_assert_int_eq(hb__sock_write(&e->server_side, msg, sizeof msg), 0);
