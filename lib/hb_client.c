@@ -1,42 +1,58 @@
-/* The load-generating client: simulated users on one loop, connected at a bounded rate, shaking
- * on the modulo schedule, claiming what they are sent, timing every request from its intended
- * send time (so a late send shows as latency instead of hiding). */
+/* The load-generating client: simulated users on one loop, connected at a bounded rate through
+ * the library's socket layer (hb_sock.h), shaking on the modulo schedule, claiming what they are
+ * sent until each claim has a final answer, timing every request from its intended send time (so
+ * a late send shows as latency instead of hiding). */
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "hb_sock.h"
 #include "hongbao/client.h"
 #include "hongbao/proto.h"
 
 #define TICK_MS            1
 #define SHAKES_OUTSTANDING 8 /* per user; a scheduled shake past this is counted missed */
-#define CLAIMS_OUTSTANDING 4
+#define CLAIMS_HELD        4 /* per user: claims without a final answer (a notice past it: none) */
+#define CLAIMS_DONE        4 /* per user: envelopes recently counted, not claimed again */
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
 #define MAX_SENDS_PER_TICK 200000
-
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
+#define CLAIM_SCAN_MS      50 /* how often claims waiting after TRY_AGAIN are looked at */
+/* A user's output the kernel has not taken, at most: a few frames are ever in flight, so more
+ * means the server stopped reading; the connection is then closed and made again. */
+#define USER_MAX_QUEUED (16u * 1024)
 
 enum { U_IDLE, U_CONNECTING, U_LOGIN_SENT, U_READY, U_CLOSING };
 
+/* The state of a held claim. */
+enum {
+    C_FREE,   /* the slot holds nothing */
+    C_SENT,   /* sent on the current connection: its answer is awaited */
+    C_UNSENT, /* its connection was lost (or it could not be sent): send at the next login */
+    C_WAIT    /* answered TRY_AGAIN: send again at claim_retry_ms */
+};
+
+/* One simulated user. Kept small: a process holds up to ~20,000 of them. */
 typedef struct cuser {
-    uv_tcp_t tcp;
-    uv_connect_t connect_req;
+    hb_sock_t sock; /* first, so the socket's callbacks find the user; sock.poll.data: impl */
     hb_framer_t framer;
-    struct hb_client_impl *impl;
     uint32_t user;
     uint8_t state;
     uint8_t shake_head, shake_count;
-    uint8_t claim_head, claim_count;
     uint8_t backoff;
     uint64_t retry_at_ms;
     uint64_t shake_at_us[SHAKES_OUTSTANDING];   /* intended send times of outstanding shakes */
     uint64_t shake_sent_us[SHAKES_OUTSTANDING]; /* and when they were actually written */
-    uint64_t claim_at_us[CLAIMS_OUTSTANDING];
+    /* Claims without a final answer, in no order (replies name their envelope). */
+    uint64_t claim_at_us[CLAIMS_HELD];    /* the notice's arrival: claim latency starts there */
+    uint32_t claim_env[CLAIMS_HELD];      /* envelope ids */
+    uint32_t claim_retry_ms[CLAIMS_HELD]; /* C_WAIT: when to ask again (ms since impl->epoch_ms) */
+    uint8_t claim_state[CLAIMS_HELD];     /* C_* */
+    uint8_t claim_tries[CLAIMS_HELD];     /* TRY_AGAIN answers so far: the back-off's exponent */
+    uint32_t done_env[CLAIMS_DONE];       /* envelopes whose share was counted, the latest last */
+    uint8_t done_count;
 } cuser_t;
 
 struct hb_client_impl {
@@ -55,12 +71,16 @@ struct hb_client_impl {
     uint32_t inflight;
     double tokens;
     uint64_t tokens_ms;
+    /* claims */
+    uint64_t epoch_ms;       /* the loop clock at init: claim_retry_ms counts from here */
+    uint32_t claims_waiting; /* claims in C_WAIT, over all users */
+    uint64_t claim_scan_ms;  /* the next look at them */
     /* schedule */
     hb_sched_t sched;
     uint64_t next_k;
     uint64_t pending_qps, pending_from_s;
     int rate_pending;
-    uv_timer_t tick;
+    uv_timer_t tick; /* initialised by init, so that close always calls back from the loop */
     /* per-second latency */
     hb_hist_t sec_shake, sec_claim;
     uint64_t hist_second;
@@ -90,14 +110,14 @@ void hb_client_options_default(hb_client_options_t *o)
     o->server_port = 1025;
 }
 
-static int parse_ip(const char *text, int port, struct sockaddr_storage *ss)
+static void free_impl(struct hb_client_impl *impl)
 {
-    memset(ss, 0, sizeof *ss);
-    if (uv_ip4_addr(text, port, (struct sockaddr_in *)ss) == 0)
-        return 0;
-    if (uv_ip6_addr(text, port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-    return UV_EINVAL;
+    if (impl->users != NULL)
+        for (uint32_t i = 0; i < impl->nusers; i++)
+            hb_framer_reset(&impl->users[i].framer);
+    free(impl->users);
+    free(impl->pending);
+    free(impl);
 }
 
 int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts)
@@ -122,13 +142,14 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     impl->opts.total_users = total;
     const char *host = opts->server_host ? opts->server_host : "127.0.0.1";
     int r = UV_EINVAL;
-    if (strlen(host) >= sizeof impl->host || parse_ip(host, opts->server_port, &impl->server_addr))
+    if (strlen(host) >= sizeof impl->host ||
+        hb__sock_addr(host, opts->server_port, &impl->server_addr) != 0)
         goto fail;
     strcpy(impl->host, host);
     impl->opts.server_host = impl->host;
     for (unsigned i = 0; i < opts->nsources; i++) {
         if (opts->sources[i] == NULL || strlen(opts->sources[i]) >= sizeof impl->source_text[i] ||
-            parse_ip(opts->sources[i], 0, &impl->sources[i]) != 0 ||
+            hb__sock_addr(opts->sources[i], 0, &impl->sources[i]) != 0 ||
             impl->sources[i].ss_family != impl->server_addr.ss_family)
             goto fail;
         strcpy(impl->source_text[i], opts->sources[i]);
@@ -151,8 +172,8 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     if (r != 0)
         goto fail;
     for (uint32_t i = 0; i < impl->nusers; i++) {
-        impl->users[i].impl = impl;
         impl->users[i].user = opts->min_user + i;
+        hb_framer_init(&impl->users[i].framer);
         impl->pending[i] = i;
     }
     impl->pending_count = impl->nusers;
@@ -163,13 +184,15 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
         hb_hist_init(&client->phase_latency[i]);
     hb_hist_init(&impl->sec_shake);
     hb_hist_init(&impl->sec_claim);
+    impl->epoch_ms = uv_now(loop);
+    uv_timer_init(loop, &impl->tick); /* cannot fail; last, so no error path has to close it */
+    impl->tick.data = impl;
+    impl->open_handles = 1;
     client->stats.users = impl->nusers;
     client->impl = impl;
     return 0;
 fail:
-    free(impl->users);
-    free(impl->pending);
-    free(impl);
+    free_impl(impl);
     return r;
 }
 
@@ -196,45 +219,203 @@ uint64_t hb_client_rate(const hb_client_t *client)
 /* ---- output
  * --------------------------------------------------------------------------------------- */
 
-typedef struct wreq {
-    uv_write_t req;
-    uint8_t data[];
-} wreq_t;
-
-static void on_write(uv_write_t *req, int status)
-{
-    (void)status;
-    free(req);
-}
-
 static void user_close(cuser_t *u);
 
+static struct hb_client_impl *user_impl(const cuser_t *u)
+{
+    return u->sock.poll.data;
+}
+
+/* The counter slot of a frame of cmd: the reference's own, with the extended claim and its reply
+ * counted as the claims they are; another extension has none. */
+static int frame_slot(uint16_t cmd)
+{
+    if (cmd <= HB_CMD_CLAIM_REPLY)
+        return cmd;
+    if (cmd == HB_CMD_CLAIM_EX)
+        return HB_CTR_FRAME_CLAIM;
+    if (cmd == HB_CMD_CLAIM_EX_REPLY)
+        return HB_CTR_FRAME_CLAIM_REPLY;
+    return -1;
+}
+
+/* Write one message: what the kernel does not take at once waits in the socket's queue. A failed
+ * write closes the connection (its user reconnects). */
 static void user_send(cuser_t *u, const hb_msg_t *m)
 {
     uint8_t buf[HB_FRAME_MAX];
     int n = hb_msg_encode(m, buf, sizeof buf);
     if (n <= 0)
         return;
-    count(u->impl, m->cmd, m->timestamp, 1);
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
-    int w = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
-    if (w == n)
-        return;
-    if (w < 0 && w != UV_EAGAIN) {
+    int slot = frame_slot(m->cmd);
+    if (slot >= 0)
+        count(user_impl(u), (unsigned)slot, m->timestamp, 1);
+    if (hb__sock_write(&u->sock, buf, (size_t)n) != 0)
         user_close(u);
+}
+
+/* ---- claims
+ * --------------------------------------------------------------------------------------- */
+
+/* Milliseconds of the loop clock since init (claim_retry_ms's scale). */
+static uint32_t claim_clock(const struct hb_client_impl *impl)
+{
+    return (uint32_t)(uv_now(impl->pub->loop) - impl->epoch_ms);
+}
+
+/* Send held claim i of u on its connection (it is logged in). */
+static void claim_send(struct hb_client_impl *impl, cuser_t *u, unsigned i, uint64_t now_s)
+{
+    hb_msg_t c = {.cmd = impl->opts.reference_claims ? HB_CMD_CLAIM : HB_CMD_CLAIM_EX,
+                  .timestamp = now_s};
+    c.u.claim.user_id = u->user;
+    c.u.claim.envelope_id = u->claim_env[i];
+    u->claim_state[i] = C_SENT; /* before the write: a write that fails makes it C_UNSENT */
+    count(impl, HB_CTR_REQUESTS, now_s, 1);
+    user_send(u, &c);
+}
+
+/* A claim is sent again: count it, and send it when u is logged in, else at its next login. */
+static void claim_resend(struct hb_client_impl *impl, cuser_t *u, unsigned i, uint64_t now_s)
+{
+    impl->pub->stats.claims_retried++;
+    if (u->state == U_READY)
+        claim_send(impl, u, i, now_s);
+    else
+        u->claim_state[i] = C_UNSENT;
+}
+
+/* u's connection is gone: the claims it carried have no answer and will be sent again. */
+static void claims_connection_lost(cuser_t *u)
+{
+    for (unsigned i = 0; i < CLAIMS_HELD; i++)
+        if (u->claim_state[i] == C_SENT)
+            u->claim_state[i] = C_UNSENT;
+}
+
+/* u has logged in: send the claims its lost connections left without an answer. */
+static void claims_after_login(struct hb_client_impl *impl, cuser_t *u, uint64_t now_s)
+{
+    for (unsigned i = 0; i < CLAIMS_HELD && u->state == U_READY; i++)
+        if (u->claim_state[i] == C_UNSENT) {
+            impl->pub->stats.claims_retried++;
+            claim_send(impl, u, i, now_s);
+        }
+}
+
+/* Whether u holds a claim of envelope id, or has counted its share lately. */
+static int claim_known(const cuser_t *u, uint32_t id)
+{
+    for (unsigned i = 0; i < CLAIMS_HELD; i++)
+        if (u->claim_state[i] != C_FREE && u->claim_env[i] == id)
+            return 1;
+    for (unsigned i = 0; i < u->done_count; i++)
+        if (u->done_env[i] == id)
+            return 1;
+    return 0;
+}
+
+/* A notice: claim the envelope, unless it is held or counted already or every slot is taken. */
+static void claim_notice(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uint64_t now_us)
+{
+    if (impl->opts.no_claims || claim_known(u, id))
+        return;
+    for (unsigned i = 0; i < CLAIMS_HELD; i++) {
+        if (u->claim_state[i] != C_FREE)
+            continue;
+        u->claim_env[i] = id;
+        u->claim_at_us[i] = now_us;
+        u->claim_tries[i] = 0;
+        impl->pub->stats.claims++;
+        claim_send(impl, u, i, now_us / 1000000);
         return;
     }
-    size_t off = w > 0 ? (size_t)w : 0;
-    wreq_t *q = malloc(sizeof *q + (size_t)n - off);
-    if (q == NULL) {
-        user_close(u);
-        return;
+}
+
+/* Held claim i has its final answer: time it from the notice and free the slot. */
+static void claim_final(struct hb_client_impl *impl, cuser_t *u, unsigned i, uint64_t now_us)
+{
+    hb_hist_t *all = &impl->pub->claim_latency;
+    uint64_t lat = now_us > u->claim_at_us[i] ? now_us - u->claim_at_us[i] : 0;
+    hb_hist_record(all, lat);
+    hb_hist_record(&impl->sec_claim, lat);
+    u->claim_state[i] = C_FREE;
+}
+
+/* The share of held claim i arrived: count it (once: the slot is freed, the envelope noted). */
+static void claim_counted(struct hb_client_impl *impl, cuser_t *u, unsigned i, uint32_t amount,
+                          uint64_t now_us)
+{
+    hb_client_stats_t *st = &impl->pub->stats;
+    uint64_t now_s = now_us / 1000000;
+    st->claims_granted++;
+    st->claimed_amount += amount;
+    count(impl, HB_CTR_CLAIMS_GRANTED, now_s, 1);
+    count(impl, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
+    if (u->done_count == CLAIMS_DONE) {
+        memmove(u->done_env, u->done_env + 1, (CLAIMS_DONE - 1) * sizeof u->done_env[0]);
+        u->done_count--;
     }
-    memcpy(q->data, buf + off, (size_t)n - off);
-    b = uv_buf_init((char *)q->data, (unsigned)((size_t)n - off));
-    if (uv_write(&q->req, (uv_stream_t *)&u->tcp, &b, 1, on_write) != 0) {
-        free(q);
-        user_close(u);
+    u->done_env[u->done_count++] = u->claim_env[i];
+    claim_final(impl, u, i, now_us);
+}
+
+/* A claim reply (extended, or the reference's amount alone as GRANTED / NO_ENVELOPE). Returns 0,
+ * or HB_EBADCMD for a reply to no claim sent on this connection. */
+static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uint32_t amount,
+                       uint32_t result, uint64_t now_us)
+{
+    unsigned i = 0;
+    while (i < CLAIMS_HELD && !(u->claim_state[i] == C_SENT && u->claim_env[i] == id))
+        i++;
+    if (i == CLAIMS_HELD)
+        return HB_EBADCMD;
+    hb_client_stats_t *st = &impl->pub->stats;
+    count(impl, HB_CTR_RESPONSES, now_us / 1000000, 1);
+    if (impl->opts.on_claim_reply != NULL)
+        impl->opts.on_claim_reply(impl->opts.claim_arg, u->user, id, amount, (int)result);
+    switch (result) {
+    case HB_CLAIM_GRANTED:
+        claim_counted(impl, u, i, amount, now_us);
+        break;
+    case HB_CLAIM_REPEAT: /* a grant whose first answer was lost: not counted yet */
+        st->claims_repeat++;
+        claim_counted(impl, u, i, amount, now_us);
+        break;
+    case HB_CLAIM_TRY_AGAIN: {
+        st->claims_try_again++;
+        unsigned shift = u->claim_tries[i] < 6 ? u->claim_tries[i] : 6;
+        uint32_t wait = BACKOFF_MIN_MS << shift;
+        if (wait > BACKOFF_MAX_MS)
+            wait = BACKOFF_MAX_MS;
+        if (u->claim_tries[i] < UINT8_MAX)
+            u->claim_tries[i]++;
+        u->claim_retry_ms[i] = claim_clock(impl) + wait;
+        u->claim_state[i] = C_WAIT;
+        impl->claims_waiting++;
+        break;
+    }
+    default: /* not a recipient, no such envelope, or a result we do not know: final, nothing */
+        st->claims_refused++;
+        claim_final(impl, u, i, now_us);
+        break;
+    }
+    return 0;
+}
+
+/* Send again the claims whose TRY_AGAIN back-off is over. */
+static void claims_retry_due(struct hb_client_impl *impl)
+{
+    uint32_t now = claim_clock(impl);
+    uint64_t now_s = wall_us() / 1000000;
+    for (uint32_t k = 0; k < impl->nusers && impl->claims_waiting > 0; k++) {
+        cuser_t *u = &impl->users[k];
+        for (unsigned i = 0; i < CLAIMS_HELD; i++) {
+            if (u->claim_state[i] != C_WAIT || (int32_t)(now - u->claim_retry_ms[i]) < 0)
+                continue;
+            impl->claims_waiting--;
+            claim_resend(impl, u, i, now_s);
+        }
     }
 }
 
@@ -248,24 +429,27 @@ static void pending_push(struct hb_client_impl *impl, cuser_t *u)
     impl->pending_count++;
 }
 
-/* Once closing and the last handle is closed, call the close callback. */
+/* Once closing and the last handle is closed: call the close callback, then free the internals.
+ * Nothing touches the client after the callback (it may have freed it). */
 static void maybe_finish(struct hb_client_impl *impl)
 {
-    if (impl->closing && impl->open_handles == 0 && impl->close_cb != NULL) {
-        hb_client_close_cb cb = impl->close_cb;
-        impl->close_cb = NULL;
+    if (!impl->closing || impl->open_handles > 0)
+        return;
+    hb_client_close_cb cb = impl->close_cb;
+    if (cb != NULL)
         cb(impl->pub);
-    }
+    hb_counters_close(&impl->counters);
+    free_impl(impl);
 }
 
-static void on_user_closed(uv_handle_t *h)
+static void on_user_closed(hb_sock_t *s)
 {
-    cuser_t *u = (cuser_t *)h;
-    struct hb_client_impl *impl = u->impl;
+    cuser_t *u = (cuser_t *)s;
+    struct hb_client_impl *impl = user_impl(u);
     impl->open_handles--;
     hb_framer_reset(&u->framer);
     u->state = U_IDLE;
-    u->shake_count = u->claim_count = 0;
+    u->shake_count = 0;
     if (impl->closing) {
         maybe_finish(impl);
         return;
@@ -284,16 +468,19 @@ static void user_close(cuser_t *u)
 {
     if (u->state == U_IDLE || u->state == U_CLOSING)
         return;
-    struct hb_client_impl *impl = u->impl;
+    struct hb_client_impl *impl = user_impl(u);
     if (u->state == U_READY) {
         impl->pub->stats.connected--;
         impl->pub->stats.disconnects++;
         count(impl, HB_CTR_CONN_CLOSED, wall_us() / 1000000, 1);
     } else {
         impl->pub->stats.connect_failures++;
+        if (u->state == U_CONNECTING)
+            impl->inflight--;
     }
     u->state = U_CLOSING;
-    uv_close((uv_handle_t *)&u->tcp, on_user_closed);
+    claims_connection_lost(u);
+    hb__sock_close(&u->sock);
 }
 
 static void send_shake(struct hb_client_impl *impl, cuser_t *u, uint64_t at_ms, uint64_t now_s);
@@ -326,14 +513,17 @@ static void record_latency(hb_hist_t *all, hb_hist_t *sec, uint64_t sent_us, uin
 static int on_frame(void *arg, const hb_frame_t *f)
 {
     cuser_t *u = arg;
-    struct hb_client_impl *impl = u->impl;
+    struct hb_client_impl *impl = user_impl(u);
     hb_client_stats_t *st = &impl->pub->stats;
+    if (u->state == U_CLOSING)
+        return UV_ECANCELED; /* closed by a reply to an earlier frame: ignore the rest */
     hb_msg_t m;
     if (hb_msg_decode(f, &m) != 0)
         return HB_EBADCMD;
     uint64_t now_us = wall_us(), now_s = now_us / 1000000;
-    if (f->cmd <= HB_CMD_CLAIM_REPLY)
-        count(impl, f->cmd, now_s, 1);
+    int slot = frame_slot(f->cmd);
+    if (slot >= 0)
+        count(impl, (unsigned)slot, now_s, 1);
     switch (f->cmd) {
     case HB_CMD_LOGIN_REPLY:
         if (u->state != U_LOGIN_SENT || m.u.login_reply.result != 0)
@@ -345,6 +535,7 @@ static int on_frame(void *arg, const hb_frame_t *f)
             st->connected_peak = st->connected;
         st->connects++;
         count(impl, HB_CTR_CONN_OPENED, now_s, 1);
+        claims_after_login(impl, u, now_s);
         if (impl->opts.closed > 0)
             closed_kick(impl, u, now_s);
         return 0;
@@ -375,39 +566,18 @@ static int on_frame(void *arg, const hb_frame_t *f)
             send_shake(impl, u, 0, now_s);
         return 0;
     }
-    case HB_CMD_NOTICE: {
+    case HB_CMD_NOTICE:
         st->notices++;
-        if (impl->opts.no_claims || u->claim_count == CLAIMS_OUTSTANDING)
-            return 0;
-        hb_msg_t c = {.cmd = HB_CMD_CLAIM, .timestamp = now_s};
-        c.u.claim.user_id = u->user;
-        c.u.claim.envelope_id = m.u.notice.envelope_id;
-        u->claim_at_us[(u->claim_head + u->claim_count) % CLAIMS_OUTSTANDING] = now_us;
-        u->claim_count++;
-        st->claims++;
-        count(impl, HB_CTR_REQUESTS, now_s, 1);
-        user_send(u, &c);
+        if (u->state == U_READY)
+            claim_notice(impl, u, m.u.notice.envelope_id, now_us);
         return 0;
-    }
-    case HB_CMD_CLAIM_REPLY: {
-        if (u->claim_count == 0)
-            return HB_EBADCMD;
-        uint64_t sent = u->claim_at_us[u->claim_head];
-        u->claim_head = (uint8_t)((u->claim_head + 1) % CLAIMS_OUTSTANDING);
-        u->claim_count--;
-        record_latency(&impl->pub->claim_latency, &impl->sec_claim, sent, now_us);
-        count(impl, HB_CTR_RESPONSES, now_s, 1);
-        if (impl->opts.on_claim_reply != NULL)
-            impl->opts.on_claim_reply(impl->opts.claim_arg, u->user, m.u.claim_reply.envelope_id,
-                                      m.u.claim_reply.amount);
-        if (m.u.claim_reply.amount > 0) {
-            st->claims_granted++;
-            st->claimed_amount += m.u.claim_reply.amount;
-            count(impl, HB_CTR_CLAIMS_GRANTED, now_s, 1);
-            count(impl, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, m.u.claim_reply.amount);
-        }
-        return 0;
-    }
+    case HB_CMD_CLAIM_EX_REPLY:
+        return claim_reply(impl, u, m.u.claim_ex_reply.envelope_id, m.u.claim_ex_reply.amount,
+                           m.u.claim_ex_reply.result, now_us);
+    case HB_CMD_CLAIM_REPLY:
+        return claim_reply(impl, u, m.u.claim_reply.envelope_id, m.u.claim_reply.amount,
+                           m.u.claim_reply.amount > 0 ? HB_CLAIM_GRANTED : HB_CLAIM_NO_ENVELOPE,
+                           now_us);
     case HB_CMD_CHAT_DELIVER:
     case HB_CMD_CHAT_REPLY:
         return 0;
@@ -416,89 +586,90 @@ static int on_frame(void *arg, const hb_frame_t *f)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Every user's reads land in one buffer: the read callback follows the allocation at once. */
+static void on_alloc(hb_sock_t *s, uv_buf_t *buf)
 {
-    (void)h;
-    (void)suggested;
+    (void)s;
     static _Thread_local char readbuf[65536];
     *buf = uv_buf_init(readbuf, sizeof readbuf);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     cuser_t *u = (cuser_t *)s;
-    if (nread > 0) {
-        int r = hb_framer_feed(&u->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, u);
-        if (r != 0) {
-            u->impl->pub->stats.bad_frames++;
-            user_close(u);
-        }
-    } else if (nread < 0) {
+    if (nread < 0) {
+        user_close(u);
+        return;
+    }
+    int r = hb_framer_feed(&u->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, u);
+    if (r != 0 && u->state != U_CLOSING) {
+        user_impl(u)->pub->stats.bad_frames++;
         user_close(u);
     }
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_connected(hb_sock_t *s, int status)
 {
-    cuser_t *u = req->data;
-    struct hb_client_impl *impl = u->impl;
-    impl->inflight--;
+    cuser_t *u = (cuser_t *)s;
+    struct hb_client_impl *impl = user_impl(u);
     if (u->state != U_CONNECTING)
-        return; /* closed meanwhile */
-    if (status != 0) {
+        return;
+    impl->inflight--;
+    u->state = U_LOGIN_SENT; /* from here a failure is not counted in inflight */
+    if (status != 0 || hb__sock_read_start(s) != 0) {
         user_close(u);
         return;
     }
-    uv_tcp_nodelay(&u->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) != 0) {
-        user_close(u);
-        return;
-    }
-    u->state = U_LOGIN_SENT;
     hb_msg_t m = {.cmd = HB_CMD_LOGIN, .timestamp = wall_us() / 1000000};
     m.u.login.user_id = u->user;
     user_send(u, &m);
 }
 
+static void on_write_error(hb_sock_t *s, int err)
+{
+    (void)err;
+    user_close((cuser_t *)s);
+}
+
+static const hb_sock_ops_t user_ops = {
+    .alloc = on_alloc,
+    .read = on_read,
+    .connected = on_connected,
+    .write_error = on_write_error,
+    .closed = on_user_closed,
+};
+
 static void start_connect(struct hb_client_impl *impl, cuser_t *u)
 {
-    uv_loop_t *loop = impl->pub->loop;
-    int r = uv_tcp_init_ex(loop, &u->tcp, impl->server_addr.ss_family);
-    if (r != 0) {
-        u->retry_at_ms = uv_now(loop) + BACKOFF_MAX_MS;
+    struct sockaddr_storage to = impl->server_addr;
+    if (impl->opts.nservers > 1) {
+        uint16_t port = (uint16_t)(impl->opts.server_port + u->user % impl->opts.nservers);
+        if (to.ss_family == AF_INET)
+            ((struct sockaddr_in *)&to)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&to)->sin6_port = htons(port);
+    }
+    /* From the sources in turn, the port chosen at connect for the whole 4-tuple. */
+    const struct sockaddr *from = NULL;
+    if (impl->opts.nsources > 0) {
+        from = (const struct sockaddr *)&impl->sources[impl->next_source];
+        impl->next_source = (impl->next_source + 1) % impl->opts.nsources;
+    }
+    hb_framer_init(&u->framer);
+    int r = hb__sock_connect(impl->pub->loop, &u->sock, &user_ops, (const struct sockaddr *)&to,
+                             from, USER_MAX_QUEUED);
+    u->sock.poll.data = impl;
+    if (r != 0 && !hb__sock_connect_started(&u->sock)) {
+        impl->pub->stats.connect_failures++; /* no socket (out of descriptors?): wait longer */
+        u->retry_at_ms = uv_now(impl->pub->loop) + BACKOFF_MAX_MS;
         pending_push(impl, u);
         return;
     }
     impl->open_handles++;
-    u->state = U_CONNECTING;
-    hb_framer_init(&u->framer);
-    if (impl->opts.nsources > 0) {
-        /* Let connect() choose the port for the whole 4-tuple, not bind() for the address. */
-        uv_os_fd_t fd;
-        int one = 1;
-        if (uv_fileno((uv_handle_t *)&u->tcp, &fd) == 0)
-            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        const struct sockaddr *src = (const struct sockaddr *)&impl->sources[impl->next_source];
-        impl->next_source = (impl->next_source + 1) % impl->opts.nsources;
-        r = uv_tcp_bind(&u->tcp, src, 0);
-    }
-    if (r == 0) {
-        struct sockaddr_storage to = impl->server_addr;
-        if (impl->opts.nservers > 1) {
-            uint16_t port = (uint16_t)(impl->opts.server_port + u->user % impl->opts.nservers);
-            if (to.ss_family == AF_INET)
-                ((struct sockaddr_in *)&to)->sin_port = htons(port);
-            else
-                ((struct sockaddr_in6 *)&to)->sin6_port = htons(port);
-        }
-        u->connect_req.data = u;
-        r = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&to, on_connect);
-    }
-    if (r != 0) {
-        user_close(u);
-        return;
-    }
     impl->inflight++;
+    u->state = U_CONNECTING;
+    if (r != 0)
+        user_close(u); /* bind or connect failed: retried after the back-off */
 }
 
 static void connect_some(struct hb_client_impl *impl, uint64_t now_ms)
@@ -603,6 +774,10 @@ static void on_tick(uv_timer_t *t)
     uint64_t now_ms = wall_us() / 1000;
     close_second(impl, now_ms / 1000);
     connect_some(impl, uv_now(t->loop));
+    if (impl->claims_waiting > 0 && uv_now(t->loop) >= impl->claim_scan_ms) {
+        impl->claim_scan_ms = uv_now(t->loop) + CLAIM_SCAN_MS;
+        claims_retry_due(impl);
+    }
     if (impl->opts.closed == 0)
         run_schedule(impl, now_ms);
 }
@@ -613,11 +788,6 @@ int hb_client_start(hb_client_t *client)
     if (impl->started || impl->closing)
         return UV_EINVAL;
     impl->started = 1;
-    int r = uv_timer_init(client->loop, &impl->tick);
-    if (r != 0)
-        return r;
-    impl->tick.data = impl;
-    impl->open_handles++;
     uint64_t now_ms = wall_us() / 1000;
     impl->next_k = hb_sched_first_at(&impl->sched, now_ms);
     impl->hist_second = now_ms / 1000;
@@ -664,27 +834,11 @@ void hb_client_close(hb_client_t *client, hb_client_close_cb cb)
             if (u->state == U_READY)
                 client->stats.connected--;
             u->state = U_CLOSING;
-            uv_close((uv_handle_t *)&u->tcp, on_user_closed);
+            hb__sock_close(&u->sock);
         }
     }
-    if (impl->started)
-        uv_close((uv_handle_t *)&impl->tick, on_tick_closed);
-    else
-        maybe_finish(impl); /* nothing was ever opened */
-}
-
-void hb_client_free(hb_client_t *client)
-{
-    struct hb_client_impl *impl = client->impl;
-    if (impl == NULL)
-        return;
-    for (uint32_t i = 0; i < impl->nusers; i++)
-        hb_framer_reset(&impl->users[i].framer);
-    hb_counters_close(&impl->counters);
-    free(impl->users);
-    free(impl->pending);
-    free(impl);
-    client->impl = NULL;
+    /* The tick timer exists from init on: the callback comes from the loop, started or not. */
+    uv_close((uv_handle_t *)&impl->tick, on_tick_closed);
 }
 
 /* ---- control routes
@@ -718,6 +872,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,\"missed\":%llu,"
                  "\"got\":%llu,\"none\":%llu,\"overload\":%llu,\"envelopes\":%llu,\"amount\":%llu,"
                  "\"notices\":%llu,\"claims\":%llu,\"claims_granted\":%llu,\"claimed_amount\":%llu,"
+                 "\"claims_repeat\":%llu,\"claims_try_again\":%llu,\"claims_retried\":%llu,"
+                 "\"claims_refused\":%llu,"
                  "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
                  (unsigned long long)s->users, (unsigned long long)s->connected,
                  (unsigned long long)hb_client_rate(c), (unsigned long long)s->shakes,
@@ -726,6 +882,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  (unsigned long long)s->envelopes, (unsigned long long)s->amount,
                  (unsigned long long)s->notices, (unsigned long long)s->claims,
                  (unsigned long long)s->claims_granted, (unsigned long long)s->claimed_amount,
+                 (unsigned long long)s->claims_repeat, (unsigned long long)s->claims_try_again,
+                 (unsigned long long)s->claims_retried, (unsigned long long)s->claims_refused,
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 50),
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 99),
                  (unsigned long long)c->shake_latency.max);

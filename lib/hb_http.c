@@ -1,5 +1,5 @@
-/* The HTTP/1.1 control-endpoint server: libuv TCP handling around Debian's http-parser, the route
- * table, responses, and the query-string helpers. */
+/* The HTTP/1.1 control-endpoint server: connections on the library's socket layer (hb_sock.h)
+ * around Debian's http-parser, the route table, responses, and the query-string helpers. */
 #include "hongbao/http.h"
 
 #include <http_parser.h>
@@ -9,12 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "hb_sock.h"
 
 /* After the last response of a connection: how long to wait for the peer's EOF. */
 #define HB_HTTP_LINGER_MS 2000
 /* Stop reading a connection while this many response bytes wait in its write queue. */
 #define HB_HTTP_WRITE_HIGH_WATER (64 * 1024)
 #define HB_HTTP_BACKLOG          128
+/* The socket's own bound on its queue: none in effect. The queue is bounded by the high-water
+ * mark above (no request is parsed past it) plus the one response that crossed it. */
+#define HB_HTTP_MAX_QUEUED UINT32_MAX
+/* A response head (status line and headers) up to this size is built on the stack. */
+#define HB_HTTP_HEAD_STACK 2048
 /* Status line, Content-Type, Content-Length, Connection, the handler's headers, blank line. */
 #define HB_HTTP_RESPONSE_FMT "HTTP/1.1 %d %s\r\n%s%s%s%sConnection: %s\r\n%.*s\r\n"
 
@@ -42,10 +50,8 @@ struct hb_http_response {
 
 /* One accepted connection, its read buffer allocated with it. Freed when both handles closed. */
 typedef struct hb_http_conn {
-    uv_tcp_t tcp;
+    hb_sock_t sock; /* sock.poll.data: the connection */
     uv_timer_t timer;
-    uv_shutdown_t shutdown_req;
-    uv_write_t continue_req;
     hb_http_server_t *srv;
     struct hb_http_conn *prev;
     struct hb_http_conn *next;
@@ -64,25 +70,25 @@ typedef struct hb_http_conn {
     hb_http_request_t req;
     struct hb_http_response res;
     /* Connection state. */
-    unsigned handles;        /* of tcp and timer, not yet closed */
-    unsigned pending_writes; /* uv_write requests not yet called back */
-    bool closing;            /* uv_close called */
-    bool draining;           /* no more requests: discard input until EOF or the linger timer */
-    bool close_when_written; /* close once pending_writes reaches 0 */
-    bool read_paused;        /* reading stopped while the write queue is long */
-    bool continue_busy;      /* continue_req is in flight */
-    size_t start;            /* where the message being parsed begins in buf */
-    size_t parsed;           /* bytes of buf given to the parser */
-    size_t len;              /* bytes in buf */
+    unsigned handles; /* of sock and timer, not yet closed */
+    bool closing;     /* both handles are closing: forgotten by the server */
+    bool draining;    /* no more requests: a lingering close (hb__sock_end) until EOF or timer */
+    bool read_paused; /* reading stopped while the write queue is long */
+    size_t start;     /* where the message being parsed begins in buf */
+    size_t parsed;    /* bytes of buf given to the parser */
+    size_t len;       /* bytes in buf */
     size_t cap;
     char buf[];
 } hb_http_conn_t;
 
-/* A response on its way: the write request and the bytes it writes. */
-typedef struct hb_http_wbuf {
-    uv_write_t req;
-    char data[];
-} hb_http_wbuf_t;
+/* The listening side, allocated at init and freed once closed. A server that never listened
+ * has no socket to close: `later`, a handle closed as soon as it is made, then brings the close
+ * callback from the loop. */
+struct hb_http_listen {
+    hb_listener_t l; /* l.poll.data: the server */
+    uv_timer_t later;
+    bool started; /* hb__listener_start was called: the listener holds descriptors */
+};
 
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t n);
@@ -154,9 +160,8 @@ static void server_handle_closed(hb_http_server_t *srv)
     }
 }
 
-static void on_conn_handle_closed(uv_handle_t *h)
+static void conn_handle_closed(hb_http_conn_t *c)
 {
-    hb_http_conn_t *c = h->data;
     hb_http_server_t *srv = c->srv;
     if (--c->handles == 0) {
         free(c);
@@ -164,11 +169,14 @@ static void on_conn_handle_closed(uv_handle_t *h)
     server_handle_closed(srv);
 }
 
-static void conn_close(hb_http_conn_t *c)
+static void on_timer_closed(uv_handle_t *h)
 {
-    if (c->closing) {
-        return;
-    }
+    conn_handle_closed(h->data);
+}
+
+/* Forget c: unlink it, count it closed, close its timer. The socket is closed or closing. */
+static void conn_forget(hb_http_conn_t *c)
+{
     c->closing = true;
     hb_http_server_t *srv = c->srv;
     if (c->prev != NULL) {
@@ -181,19 +189,17 @@ static void conn_close(hb_http_conn_t *c)
     }
     c->prev = c->next = NULL;
     srv->stats.connections_open--;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
-/* Close now, or once the responses queued are written. */
-static void conn_close_after_writes(hb_http_conn_t *c)
+/* Close now: output still queued is dropped. */
+static void conn_close(hb_http_conn_t *c)
 {
-    if (c->pending_writes == 0) {
-        conn_close(c);
+    if (c->closing) {
         return;
     }
-    c->close_when_written = true;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    hb__sock_close(&c->sock);
+    conn_forget(c);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -205,16 +211,6 @@ static void on_timer(uv_timer_t *t)
     conn_close(c);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    hb_http_conn_t *c = req->handle->data;
-    if (status < 0 && status != UV_ECANCELED) {
-        conn_close(c);
-    }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_process(hb_http_conn_t *c);
 
 /* Take no more requests: FIN after the queued responses, then discard input until the peer's EOF
@@ -225,59 +221,83 @@ static void conn_drain(hb_http_conn_t *c)
         return;
     }
     c->draining = true;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        conn_close_after_writes(c);
-        return;
-    }
+    hb__sock_end(&c->sock); /* closes the socket by itself once the peer's EOF comes */
     uint64_t linger = c->srv->opts.idle_timeout_ms < HB_HTTP_LINGER_MS
                           ? c->srv->opts.idle_timeout_ms
                           : HB_HTTP_LINGER_MS;
     uv_timer_start(&c->timer, on_timer, linger, 0);
-    if (c->read_paused) {
-        c->read_paused = false;
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-            conn_close_after_writes(c);
-        }
-    }
 }
 
-static void write_done(hb_http_conn_t *c, int status)
+/* ---- socket callbacks ---- */
+
+static hb_http_conn_t *sock_conn(hb_sock_t *s)
 {
-    c->pending_writes--;
-    if (status < 0) {
+    return s->poll.data;
+}
+
+static void on_alloc(hb_sock_t *s, uv_buf_t *buf)
+{
+    hb_http_conn_t *c = sock_conn(s);
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    hb_http_conn_t *c = sock_conn(s);
+    (void)buf;
+    if (nread == UV_EOF) {
+        conn_drain(c); /* answers already queued still go out */
+        return;
+    }
+    if (nread < 0) {
         conn_close(c);
         return;
     }
-    if (c->close_when_written) {
-        if (c->pending_writes == 0) {
-            conn_close(c);
-        }
+    c->len += (size_t)nread;
+    uv_timer_start(&c->timer, on_timer, c->srv->opts.idle_timeout_ms, 0);
+    conn_process(c);
+}
+
+/* Part of the responses reached the kernel: once the queue is below half the high-water mark,
+ * read and parse again (the requests held back while the peer was not reading). */
+static void on_progress(hb_sock_t *s)
+{
+    hb_http_conn_t *c = sock_conn(s);
+    if (!c->read_paused || c->closing || c->draining ||
+        hb__sock_queued(&c->sock) > HB_HTTP_WRITE_HIGH_WATER / 2) {
         return;
     }
-    if (c->read_paused && !c->closing && !c->draining &&
-        c->tcp.write_queue_size <= HB_HTTP_WRITE_HIGH_WATER / 2) {
-        c->read_paused = false;
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-            conn_close(c);
-            return;
-        }
-        conn_process(c); /* the requests held back while the peer was not reading */
+    c->read_paused = false;
+    if (hb__sock_read_start(&c->sock) != 0) {
+        conn_close(c);
+        return;
     }
+    conn_process(c);
 }
 
-static void on_write(uv_write_t *req, int status)
+static void on_write_error(hb_sock_t *s, int err)
 {
-    hb_http_conn_t *c = req->handle->data;
-    free(req); /* the hb_http_wbuf_t it begins */
-    write_done(c, status);
+    (void)err;
+    conn_close(sock_conn(s));
 }
 
-static void on_continue_written(uv_write_t *req, int status)
+static void on_sock_closed(hb_sock_t *s)
 {
-    hb_http_conn_t *c = req->handle->data;
-    c->continue_busy = false;
-    write_done(c, status);
+    hb_http_conn_t *c = sock_conn(s);
+    if (!c->closing) {
+        conn_forget(c); /* the lingering close ended with the peer's EOF */
+    }
+    conn_handle_closed(c);
 }
+
+static const hb_sock_ops_t conn_ops = {
+    .alloc = on_alloc,
+    .read = on_read,
+    .progress = on_progress,
+    .drained = on_progress,
+    .write_error = on_write_error,
+    .closed = on_sock_closed,
+};
 
 /* ---- responses ---- */
 
@@ -345,24 +365,25 @@ int hb_http_respond(hb_http_response_t *res, int status, const char *content_typ
         return UV_EINVAL;
     }
     size_t body_len = res->head ? 0 : len;
-    hb_http_wbuf_t *w = malloc(sizeof *w + (size_t)hlen + 1 + body_len);
-    if (w == NULL) {
+    char stack_head[HB_HTTP_HEAD_STACK];
+    char *head = (size_t)hlen < sizeof stack_head ? stack_head : malloc((size_t)hlen + 1);
+    if (head == NULL) {
         conn_close(c); /* a response missing from the sequence would mismatch the next ones */
         return UV_ENOMEM;
     }
-    snprintf(w->data, (size_t)hlen + 1, HB_HTTP_RESPONSE_FMT, status, reason, ct_name, ct_value,
+    snprintf(head, (size_t)hlen + 1, HB_HTTP_RESPONSE_FMT, status, reason, ct_name, ct_value,
              ct_end, clen, conn_value, (int)res->hdrs_len, res->hdrs);
-    if (body_len > 0) {
-        memcpy(w->data + hlen, body, body_len);
+    /* What the kernel does not take now is copied to the socket's queue. */
+    uv_buf_t b[2] = {uv_buf_init(head, (unsigned)hlen),
+                     uv_buf_init((char *)(uintptr_t)body, (unsigned)body_len)};
+    int r = hb__sock_writev(&c->sock, b, body_len > 0 ? 2 : 1);
+    if (head != stack_head) {
+        free(head);
     }
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)((size_t)hlen + body_len));
-    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r != 0) {
-        free(w);
         conn_close(c);
         return r;
     }
-    c->pending_writes++;
     count_status(&srv->stats, status);
     return 0;
 }
@@ -512,7 +533,7 @@ static void maybe_continue(hb_http_conn_t *c)
     const http_parser *p = &c->parser;
     bool body_coming =
         (p->flags & F_CHUNKED) != 0 || (p->content_length != UINT64_MAX && p->content_length > 0);
-    if (!body_coming || c->continue_busy || p->http_major != 1 || p->http_minor < 1) {
+    if (!body_coming || p->http_major != 1 || p->http_minor < 1) {
         return;
     }
     const hb_http_header_t *h = find_header(c, "expect");
@@ -524,11 +545,9 @@ static void maybe_continue(hb_http_conn_t *c)
     if (v.len != 12 || !ascii_case_equal(c->buf + v.off, "100-continue", 12)) {
         return;
     }
-    uv_buf_t b = uv_buf_init((char *)hb_http_continue, sizeof hb_http_continue - 1);
-    if (uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) == 0) {
-        c->continue_busy = true;
-        c->pending_writes++;
-    }
+    /* A failed write is not acted on here, inside the parser: the next one fails again and
+     * closes, or the read side reports the error. */
+    (void)hb__sock_write(&c->sock, hb_http_continue, sizeof hb_http_continue - 1);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -755,11 +774,11 @@ static void conn_compact(hb_http_conn_t *c)
 
 /* Parse what was read, answering each complete request in order. While the peer leaves more than
  * HB_HTTP_WRITE_HIGH_WATER bytes of responses unread, stop: reading and parsing resume in
- * write_done once they drain, so a pipelining client cannot make the queue grow unbounded. */
+ * on_progress once they drain, so a pipelining client cannot make the queue grow unbounded. */
 static void conn_process(hb_http_conn_t *c)
 {
     while (c->parsed < c->len) {
-        if (c->tcp.write_queue_size > HB_HTTP_WRITE_HIGH_WATER) {
+        if (hb__sock_queued(&c->sock) > HB_HTTP_WRITE_HIGH_WATER) {
             break;
         }
         size_t n = http_parser_execute(&c->parser, &hb_http_settings, c->buf + c->parsed,
@@ -791,99 +810,46 @@ static void conn_process(hb_http_conn_t *c)
         conn_fail(c, HPE_OK, 413); /* full, and still no complete request */
         return;
     }
-    if (c->tcp.write_queue_size > HB_HTTP_WRITE_HIGH_WATER && !c->read_paused) {
+    if (hb__sock_queued(&c->sock) > HB_HTTP_WRITE_HIGH_WATER && !c->read_paused) {
         c->read_paused = true;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    hb_http_conn_t *c = h->data;
-    (void)suggested;
-    if (c->draining) {
-        *buf = uv_buf_init(c->buf, (unsigned)c->cap); /* discarded */
-    } else {
-        *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
-    }
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    hb_http_conn_t *c = s->data;
-    (void)buf;
-    if (nread == 0) {
-        return;
-    }
-    if (nread < 0) {
-        if (nread == UV_EOF) {
-            conn_close_after_writes(c);
-        } else {
+        if (hb__sock_read_stop(&c->sock) != 0) {
             conn_close(c);
         }
-        return;
     }
-    if (c->draining) {
-        return;
-    }
-    c->len += (size_t)nread;
-    uv_timer_start(&c->timer, on_timer, c->srv->opts.idle_timeout_ms, 0);
-    conn_process(c);
 }
 
 /* ---- the listener ---- */
 
-static void on_reject_closed(uv_handle_t *h)
+static void on_accept(hb_listener_t *l, int fd)
 {
-    hb_http_server_t *srv = h->data;
-    free(h);
-    server_handle_closed(srv);
-}
-
-/* Accept the waiting connection and close it at once. */
-static void conn_reject(hb_http_server_t *srv)
-{
-    srv->stats.connections_rejected++;
-    uv_tcp_t *t = malloc(sizeof *t);
-    if (t == NULL) {
-        return;
+    hb_http_server_t *srv = l->poll.data;
+    if (fd < 0) {
+        return; /* an accept error; out of descriptors, the listener took and closed the peer */
     }
-    if (uv_tcp_init(srv->loop, t) != 0) {
-        free(t);
-        return;
-    }
-    t->data = srv;
-    srv->handles_++;
-    uv_accept((uv_stream_t *)&srv->tcp_, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, on_reject_closed);
-}
-
-static void on_connection(uv_stream_t *listener, int status)
-{
-    hb_http_server_t *srv = listener->data;
-    if (status < 0 || srv->closing_) {
-        return;
-    }
-    if (srv->stats.connections_open >= srv->opts.max_connections) {
-        conn_reject(srv);
+    if (srv->closing_) {
+        close(fd);
         return;
     }
     size_t cap = srv->opts.max_request_bytes;
-    hb_http_conn_t *c = malloc(sizeof *c + cap);
+    hb_http_conn_t *c = NULL;
+    if (srv->stats.connections_open < srv->opts.max_connections) {
+        c = malloc(sizeof *c + cap);
+    }
     if (c == NULL) {
-        conn_reject(srv);
+        srv->stats.connections_rejected++;
+        close(fd); /* accepted and closed at once */
         return;
     }
     memset(c, 0, sizeof *c);
     c->srv = srv;
     c->cap = cap;
-    if (uv_tcp_init(srv->loop, &c->tcp) != 0) {
-        free(c);
-        conn_reject(srv);
+    if (hb__sock_open(srv->loop, &c->sock, fd, &conn_ops, HB_HTTP_MAX_QUEUED, 1) != 0) {
+        free(c); /* fd closed by hb__sock_open */
+        srv->stats.connections_rejected++;
         return;
     }
+    c->sock.poll.data = c;
     uv_timer_init(srv->loop, &c->timer); /* cannot fail */
-    c->tcp.data = c;
     c->timer.data = c;
     c->handles = 2;
     srv->handles_ += 2;
@@ -893,23 +859,30 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     srv->conns_ = c;
     srv->stats.connections_open++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
-        return;
-    }
     srv->stats.connections_accepted++;
-    uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     uv_timer_start(&c->timer, on_timer, srv->opts.idle_timeout_ms, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    if (hb__sock_read_start(&c->sock) != 0) {
         conn_close(c);
     }
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void listen_freed(hb_http_server_t *srv)
 {
-    server_handle_closed(h->data);
+    free(srv->listen_);
+    srv->listen_ = NULL;
+    server_handle_closed(srv);
+}
+
+static void on_listener_closed(hb_listener_t *l)
+{
+    listen_freed(l->poll.data);
+}
+
+static void on_later_closed(uv_handle_t *h)
+{
+    listen_freed(h->data);
 }
 
 int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv, const hb_http_options_t *opts)
@@ -934,23 +907,27 @@ int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv, const hb_http_op
     if (o.idle_timeout_ms == 0) {
         o.idle_timeout_ms = HB_HTTP_DEFAULT_IDLE_TIMEOUT_MS;
     }
+    /* "" is refused rather than taken as "no token": NULL says that. */
     size_t token_len = o.bearer_token != NULL ? strlen(o.bearer_token) : 0;
-    if (token_len > HB_HTTP_TOKEN_MAX || (token_len > 0 && strpbrk(o.bearer_token, " \t\r\n"))) {
+    if (o.bearer_token != NULL &&
+        (token_len == 0 || token_len > HB_HTTP_TOKEN_MAX || strpbrk(o.bearer_token, " \t\r\n"))) {
         return UV_EINVAL;
+    }
+    struct hb_http_listen *ls = calloc(1, sizeof *ls);
+    if (ls == NULL) {
+        return UV_ENOMEM;
     }
     memset(srv, 0, sizeof *srv);
     if (token_len > 0) {
         memcpy(srv->token_, o.bearer_token, token_len + 1);
     }
     o.bearer_token = token_len > 0 ? srv->token_ : NULL;
-    int r = uv_tcp_init(loop, &srv->tcp_);
-    if (r != 0) {
-        return r;
-    }
+    ls->l.poll.data = srv;
+    ls->later.data = srv;
+    srv->listen_ = ls;
     srv->loop = loop;
     srv->opts = o;
-    srv->tcp_.data = srv;
-    srv->handles_ = 1;
+    srv->handles_ = 1; /* the listening side, closed by hb_http_server_close */
     return 0;
 }
 
@@ -959,19 +936,20 @@ int hb_http_server_listen(hb_http_server_t *srv, const char *host, int port)
     if (srv == NULL || srv->closing_ || srv->listening_ || port < 0 || port > 65535) {
         return UV_EINVAL;
     }
+    struct hb_http_listen *ls = srv->listen_;
+    if (ls->started) {
+        return UV_EINVAL; /* a listen that failed half-way: the server can only be closed */
+    }
     if (host == NULL) {
         host = "0.0.0.0";
     }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-        return UV_EINVAL;
+    int fd;
+    int r = hb__sock_listen_fd(host, port, HB_HTTP_BACKLOG, 0, &fd, NULL);
+    if (r != 0) {
+        return r;
     }
-    int r = uv_tcp_bind(&srv->tcp_, (const struct sockaddr *)&ss, 0);
-    if (r == 0) {
-        r = uv_listen((uv_stream_t *)&srv->tcp_, HB_HTTP_BACKLOG, on_connection);
-    }
+    ls->started = true;
+    r = hb__listener_start(srv->loop, &ls->l, fd, 1, on_accept);
     if (r == 0) {
         srv->listening_ = 1;
     }
@@ -986,19 +964,7 @@ int hb_http_server_port(const hb_http_server_t *srv)
     if (!srv->listening_) {
         return UV_EBADF;
     }
-    struct sockaddr_storage ss;
-    int n = (int)sizeof ss;
-    int r = uv_tcp_getsockname(&srv->tcp_, (struct sockaddr *)&ss, &n);
-    if (r != 0) {
-        return r;
-    }
-    if (ss.ss_family == AF_INET) {
-        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
-    }
-    if (ss.ss_family == AF_INET6) {
-        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    return UV_EAFNOSUPPORT;
+    return hb__sock_local_port(srv->listen_->l.fd);
 }
 
 int hb_http_server_route(hb_http_server_t *srv, const char *method, const char *path,
@@ -1039,7 +1005,16 @@ void hb_http_server_close(hb_http_server_t *srv, hb_http_close_cb cb)
     }
     srv->closing_ = 1;
     srv->close_cb_ = cb;
-    uv_close((uv_handle_t *)&srv->tcp_, on_listener_closed);
+    struct hb_http_listen *ls = srv->listen_;
+    if (ls->started && ls->l.inited) {
+        hb__listener_close(&ls->l, on_listener_closed);
+    } else {
+        if (ls->started) {
+            hb__listener_close(&ls->l, NULL); /* its descriptors, closed at once */
+        }
+        uv_timer_init(srv->loop, &ls->later); /* cannot fail */
+        uv_close((uv_handle_t *)&ls->later, on_later_closed);
+    }
     while (srv->conns_ != NULL) {
         conn_close(srv->conns_);
     }

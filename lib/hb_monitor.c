@@ -1,5 +1,6 @@
-/* The monitor: reporter connections on a libuv loop, per-(second, type) aggregation in a bounded
- * ring, the completeness rule, and the renderers (line, CSV, Prometheus, JSON series). */
+/* The monitor: reporter connections on the library's socket layer (hb_sock.h), per-(second,
+ * type) aggregation in a bounded ring, the completeness rule, and the renderers (line, CSV,
+ * Prometheus, JSON series). */
 #include "hb_internal.h"
 #include "hongbao/monitor.h"
 
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "hb_sock.h"
 
 #include "hongbao/server.h"
 
@@ -29,9 +33,9 @@ struct hb_mon_entry {
     uint64_t cumulative[HB_COUNTER_SLOTS];
 };
 
-/* One reporter connection (or a rejected one, closed at once). */
+/* One reporter connection. */
 struct hb_mon_conn {
-    uv_tcp_t tcp;
+    hb_sock_t sock; /* sock.poll.data: the connection */
     hb_monitor_t *m;
     unsigned index; /* in impl->conns while connected */
     int connected;  /* 0 once closing or rejected */
@@ -47,9 +51,10 @@ struct hb_mon_conn {
 };
 
 struct hb_monitor_impl {
-    uv_tcp_t listener;
+    hb_listener_t listener; /* listener.poll.data: the monitor */
+    int listener_started;   /* hb__listener_start was called: close the listener */
     uv_timer_t timer;
-    unsigned handles; /* handles initialised and not yet closed */
+    unsigned handles; /* handles on the loop and not yet closed */
     int listening;
     int closing;
     int emitting;
@@ -331,9 +336,9 @@ static void hb_mon_add(hb_monitor_t *m, struct hb_mon_conn *c, const hb_report_t
 
 static void hb_mon_handle_closed(hb_monitor_t *m);
 
-static void hb_mon_on_conn_closed(uv_handle_t *h)
+static void hb_mon_on_conn_closed(hb_sock_t *s)
 {
-    struct hb_mon_conn *c = h->data;
+    struct hb_mon_conn *c = s->poll.data;
     hb_monitor_t *m = c->m;
     free(c);
     hb_mon_handle_closed(m);
@@ -353,7 +358,7 @@ static void hb_mon_conn_close(struct hb_mon_conn *c)
         impl->conns[impl->nconns] = NULL;
         m->stats.connections_open--;
     }
-    uv_close((uv_handle_t *)&c->tcp, hb_mon_on_conn_closed);
+    hb__sock_close(&c->sock);
 }
 
 static void hb_mon_bad(struct hb_mon_conn *c, const char *why)
@@ -364,12 +369,11 @@ static void hb_mon_bad(struct hb_mon_conn *c, const char *why)
     hb_mon_conn_close(c);
 }
 
-static void hb_mon_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Reads land in the connection's one-report buffer: never more than the rest of a report. */
+static void hb_mon_alloc(hb_sock_t *s, uv_buf_t *buf)
 {
-    struct hb_mon_conn *c = h->data;
-    (void)suggested;
-    buf->base = (char *)c->buf + c->len;
-    buf->len = HB_REPORT_SIZE - c->len;
+    struct hb_mon_conn *c = s->poll.data;
+    *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(HB_REPORT_SIZE - c->len));
 }
 
 /* A whole report is in c->buf: validate and add it. Returns 0, or -1 when c was closed. */
@@ -406,13 +410,11 @@ static int hb_mon_take(struct hb_mon_conn *c)
     return 0;
 }
 
-static void hb_mon_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void hb_mon_on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct hb_mon_conn *c = s->data;
+    struct hb_mon_conn *c = s->poll.data;
     hb_monitor_t *m = c->m;
     (void)buf;
-    if (nread == 0)
-        return;
     if (nread < 0) {
         if (c->len > 0) {
             m->stats.truncated++;
@@ -429,50 +431,66 @@ static void hb_mon_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     hb_monitor_tick(m); /* a report, or a reporter gone, may complete seconds */
 }
 
-static void hb_mon_on_connection(uv_stream_t *server, int status)
+/* The monitor writes nothing to its reporters: reads and a close are all it needs. */
+static const hb_sock_ops_t hb_mon_conn_ops = {
+    .alloc = hb_mon_alloc,
+    .read = hb_mon_on_read,
+    .closed = hb_mon_on_conn_closed,
+};
+
+/* "ip:port" ("[ip]:port" for IPv6) of the peer of fd, or "?". */
+static void hb_mon_peer_name(int fd, char *out, size_t size)
 {
-    hb_monitor_t *m = server->data;
-    struct hb_monitor_impl *impl = m->impl;
-    if (status < 0 || impl->closing)
-        return;
-    struct hb_mon_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return; /* the connection stays in the backlog; the next one retries */
-    c->m = m;
-    c->tcp.data = c;
-    if (uv_tcp_init(m->loop, &c->tcp) != 0) {
-        free(c);
-        return;
-    }
-    impl->handles++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, hb_mon_on_conn_closed);
-        return;
-    }
     struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    snprintf(c->peer, sizeof c->peer, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        char ip[48] = "?";
-        if (ss.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, ip, sizeof ip);
-            snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-        } else {
-            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-            uv_ip4_name(a, ip, sizeof ip);
-            snprintf(c->peer, sizeof c->peer, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-        }
+    socklen_t sl = sizeof ss;
+    snprintf(out, size, "?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    char ip[48] = "?";
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    } else if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
     }
+}
+
+static void hb_mon_on_accept(hb_listener_t *l, int fd)
+{
+    hb_monitor_t *m = l->poll.data;
+    struct hb_monitor_impl *impl = m->impl;
+    if (fd < 0)
+        return; /* an accept error; out of descriptors, the listener took and closed the peer */
+    if (impl->closing) {
+        close(fd);
+        return;
+    }
+    char peer[64];
+    hb_mon_peer_name(fd, peer, sizeof peer);
     if (impl->nconns >= m->opts.max_reporters) {
         m->stats.connections_rejected++;
-        hb_mon_logf(m, "reporter %s rejected: %u reporters connected already", c->peer,
-                    impl->nconns);
-        uv_close((uv_handle_t *)&c->tcp, hb_mon_on_conn_closed);
+        hb_mon_logf(m, "reporter %s rejected: %u reporters connected already", peer, impl->nconns);
+        close(fd);
         return;
     }
-    if (uv_read_start((uv_stream_t *)&c->tcp, hb_mon_alloc, hb_mon_on_read) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, hb_mon_on_conn_closed);
+    struct hb_mon_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->m = m;
+    memcpy(c->peer, peer, sizeof c->peer);
+    if (hb__sock_open(m->loop, &c->sock, fd, &hb_mon_conn_ops, 0, 1) != 0) {
+        free(c); /* fd closed by hb__sock_open */
+        return;
+    }
+    c->sock.poll.data = c;
+    impl->handles++;
+    if (hb__sock_read_start(&c->sock) != 0) {
+        hb__sock_close(&c->sock);
         return;
     }
     c->connected = 1;
@@ -495,11 +513,6 @@ static void hb_mon_free_impl(struct hb_monitor_impl *impl)
     free(impl->ring);
     free(impl->conns);
     free(impl);
-}
-
-static void hb_mon_free_on_close(uv_handle_t *h)
-{
-    hb_mon_free_impl(h->data);
 }
 
 int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t *opts)
@@ -541,38 +554,32 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
         hb_mon_free_impl(impl);
         return r;
     }
-    r = uv_tcp_init(loop, &impl->listener);
-    if (r != 0) {
-        /* The timer's memory may go only once it is closed: finish on the loop. */
-        impl->timer.data = impl;
-        uv_close((uv_handle_t *)&impl->timer, hb_mon_free_on_close);
-        return r;
-    }
     memset(m, 0, sizeof *m);
     m->loop = loop;
     m->opts = o;
     m->impl = impl;
-    impl->handles = 2;
-    impl->listener.data = m;
+    impl->handles = 1; /* the timer; the listener counts once it is on the loop */
     impl->timer.data = m;
     return 0;
 }
 
 int hb_monitor_listen(hb_monitor_t *m, const char *host, int port)
 {
-    if (m == NULL || m->impl == NULL || m->impl->closing || m->impl->listening || port < 0 ||
+    if (m == NULL || m->impl == NULL || m->impl->closing || m->impl->listener_started || port < 0 ||
         port > 65535)
         return UV_EINVAL;
     struct hb_monitor_impl *impl = m->impl;
     if (host == NULL)
         host = "127.0.0.1";
-    struct sockaddr_storage ss;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-        return UV_EINVAL;
-    int r = uv_tcp_bind(&impl->listener, (const struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&impl->listener, HB_MON_LISTEN_BACKLOG, hb_mon_on_connection);
+    int fd;
+    int r = hb__sock_listen_fd(host, port, HB_MON_LISTEN_BACKLOG, 0, &fd, NULL);
+    if (r != 0)
+        return r;
+    impl->listener.poll.data = m;
+    r = hb__listener_start(m->loop, &impl->listener, fd, 1, hb_mon_on_accept);
+    impl->listener_started = 1;
+    if (impl->listener.inited)
+        impl->handles++;
     if (r != 0)
         return r;
     impl->listening = 1;
@@ -583,14 +590,7 @@ int hb_monitor_port(const hb_monitor_t *m)
 {
     if (m == NULL || m->impl == NULL || !m->impl->listening)
         return UV_EBADF;
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int r = uv_tcp_getsockname(&m->impl->listener, (struct sockaddr *)&ss, &len);
-    if (r != 0)
-        return r;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return hb__sock_local_port(m->impl->listener.fd);
 }
 
 static void hb_mon_handle_closed(hb_monitor_t *m)
@@ -610,6 +610,11 @@ static void hb_mon_on_own_closed(uv_handle_t *h)
     hb_mon_handle_closed(h->data);
 }
 
+static void hb_mon_on_listener_closed(hb_listener_t *l)
+{
+    hb_mon_handle_closed(l->poll.data);
+}
+
 void hb_monitor_close(hb_monitor_t *m, hb_monitor_close_cb cb)
 {
     if (m == NULL || m->impl == NULL || m->impl->closing)
@@ -620,7 +625,9 @@ void hb_monitor_close(hb_monitor_t *m, hb_monitor_close_cb cb)
     impl->close_cb = cb;
     while (impl->nconns > 0)
         hb_mon_conn_close(impl->conns[impl->nconns - 1]);
-    uv_close((uv_handle_t *)&impl->listener, hb_mon_on_own_closed);
+    if (impl->listener_started) /* not on the loop (a failed start): its fds close at once */
+        hb__listener_close(&impl->listener,
+                           impl->listener.inited ? hb_mon_on_listener_closed : NULL);
     uv_close((uv_handle_t *)&impl->timer, hb_mon_on_own_closed);
 }
 

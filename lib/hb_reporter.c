@@ -1,5 +1,6 @@
 /* Monitor reporting: a once-a-second tick that snapshots, encodes and writes the counter reports
- * due, over one TCP connection that reconnects with back-off and never holds the loop up. */
+ * due, over one TCP connection (the library's socket layer, hb_sock.h) that reconnects with
+ * back-off and never holds the loop up. */
 #include "hb_internal.h"
 #include "hongbao/reporter.h"
 
@@ -9,21 +10,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "hb_sock.h"
+
 /* Connection states. */
 enum {
     HB_REPORTER_S_IDLE,       /* no socket: waiting for the back-off timer, or not started */
     HB_REPORTER_S_CONNECTING, /* connect in flight, timer_ is its timeout */
     HB_REPORTER_S_CONNECTED,  /* established and reading */
-    HB_REPORTER_S_CLOSING     /* uv_close called on tcp_, its callback not yet run */
-};
-
-/* One tick's reports, written with one uv_write and freed in its callback. */
-struct hb_reporter_batch {
-    uv_write_t req;
-    hb_reporter_t *r;
-    size_t len;
-    uint64_t count;
-    uint8_t bytes[];
+    HB_REPORTER_S_CLOSING     /* the socket is closing, its closed callback not yet run */
 };
 
 static void hb_reporter_connect(hb_reporter_t *r);
@@ -71,10 +65,13 @@ static uint64_t hb_reporter_ms_to_next_tick(void)
 
 static void hb_reporter_maybe_finish(hb_reporter_t *r)
 {
-    if (r->closing_ && r->handles_closing_ && r->live_handles_ == 0 && r->close_cb_ != NULL) {
+    if (r->closing_ && r->handles_closing_ && r->live_handles_ == 0 && r->sock_ != NULL) {
+        free(r->sock_);
+        r->sock_ = NULL;
         hb_reporter_close_cb cb = r->close_cb_;
         r->close_cb_ = NULL;
-        cb(r);
+        if (cb != NULL)
+            cb(r); /* r may be freed now: touch nothing after */
     }
 }
 
@@ -93,9 +90,32 @@ static void hb_reporter_schedule_retry(hb_reporter_t *r)
     uv_timer_start(&r->timer_, hb_reporter_on_timer, wait, 0);
 }
 
-static void hb_reporter_on_tcp_closed(uv_handle_t *h)
+/* Reports of the batches written that the kernel has not yet wholly taken: the queue ends on a
+ * report boundary, so its bytes cover that many reports, the first perhaps in part. */
+static uint64_t hb_reporter_reports_queued(const hb_reporter_t *r)
 {
-    hb_reporter_t *r = h->data;
+    return (hb__sock_queued(r->sock_) + HB_REPORT_SIZE - 1) / HB_REPORT_SIZE;
+}
+
+/* Count the reports the kernel took since the last count as sent. */
+static void hb_reporter_account(hb_reporter_t *r)
+{
+    uint64_t left = hb_reporter_reports_queued(r);
+    if (left < r->queued_reports_) {
+        r->stats.sent += r->queued_reports_ - left;
+        r->backoff_ms_ = r->opts.backoff_min_ms; /* a write succeeded on this connection */
+    }
+    r->queued_reports_ = left;
+}
+
+static hb_reporter_t *hb_reporter_of(hb_sock_t *s)
+{
+    return s->poll.data;
+}
+
+static void hb_reporter_on_sock_closed(hb_sock_t *s)
+{
+    hb_reporter_t *r = hb_reporter_of(s);
     r->live_handles_--;
     r->state_ = HB_REPORTER_S_IDLE;
     if (r->closing_) {
@@ -106,15 +126,18 @@ static void hb_reporter_on_tcp_closed(uv_handle_t *h)
     hb_reporter_schedule_retry(r);
 }
 
-/* Close the socket (cancelling a connect or writes in flight); its close callback schedules the
- * next attempt unless the reporter is closing. */
+/* Close the socket (a connect in flight, or the connection with what it still queues: those
+ * reports count as dropped); its closed callback schedules the next attempt unless the reporter
+ * is closing. */
 static void hb_reporter_drop_socket(hb_reporter_t *r)
 {
     if (!r->closing_)
         uv_timer_stop(&r->timer_);
     r->connected = 0;
     r->state_ = HB_REPORTER_S_CLOSING;
-    uv_close((uv_handle_t *)&r->tcp_, hb_reporter_on_tcp_closed);
+    r->stats.dropped += r->queued_reports_;
+    r->queued_reports_ = 0;
+    hb__sock_close(r->sock_);
 }
 
 static void hb_reporter_connect_failed(hb_reporter_t *r, int err)
@@ -134,27 +157,23 @@ static void hb_reporter_lost(hb_reporter_t *r, int err)
     hb_reporter_drop_socket(r);
 }
 
-static void hb_reporter_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void hb_reporter_on_alloc(hb_sock_t *s, uv_buf_t *buf)
 {
-    (void)suggested;
-    hb_reporter_t *r = h->data;
+    hb_reporter_t *r = hb_reporter_of(s);
     *buf = uv_buf_init(r->read_buf_, sizeof r->read_buf_);
 }
 
 /* The monitor sends nothing: whatever comes is discarded; EOF or an error ends the connection. */
-static void hb_reporter_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void hb_reporter_on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
-    hb_reporter_t *r = s->data;
     if (nread < 0)
-        hb_reporter_lost(r, (int)nread);
+        hb_reporter_lost(hb_reporter_of(s), (int)nread);
 }
 
-static void hb_reporter_on_connect(uv_connect_t *req, int status)
+static void hb_reporter_on_connected(hb_sock_t *s, int status)
 {
-    hb_reporter_t *r = req->data;
-    if (r->state_ != HB_REPORTER_S_CONNECTING)
-        return; /* cancelled: the socket is already being closed */
+    hb_reporter_t *r = hb_reporter_of(s);
     uv_timer_stop(&r->timer_);
     if (status < 0) {
         hb_reporter_connect_failed(r, status);
@@ -167,11 +186,43 @@ static void hb_reporter_on_connect(uv_connect_t *req, int status)
         hb_reporter_logf(r, "monitor %s connected", r->peer);
     r->ever_connected_ = 1;
     r->down_logged_ = 0;
-    uv_tcp_nodelay(&r->tcp_, 1);
-    int err = uv_read_start((uv_stream_t *)&r->tcp_, hb_reporter_on_alloc, hb_reporter_on_read);
+    int err = hb__sock_read_start(s);
     if (err != 0)
         hb_reporter_lost(r, err);
 }
+
+/* Queued reports went out, some or all: count them; once all did, a close can finish. */
+static void hb_reporter_on_progress(hb_sock_t *s)
+{
+    hb_reporter_account(hb_reporter_of(s));
+}
+
+static void hb_reporter_on_drained(hb_sock_t *s)
+{
+    hb_reporter_t *r = hb_reporter_of(s);
+    hb_reporter_account(r);
+    if (r->closing_)
+        hb_reporter_close_handles(r);
+}
+
+static void hb_reporter_on_write_error(hb_sock_t *s, int err)
+{
+    hb_reporter_t *r = hb_reporter_of(s);
+    if (r->state_ == HB_REPORTER_S_CONNECTED)
+        hb_reporter_lost(r, err);
+    else
+        hb_reporter_drop_socket(r);
+}
+
+static const hb_sock_ops_t hb_reporter_ops = {
+    .alloc = hb_reporter_on_alloc,
+    .read = hb_reporter_on_read,
+    .connected = hb_reporter_on_connected,
+    .progress = hb_reporter_on_progress,
+    .drained = hb_reporter_on_drained,
+    .write_error = hb_reporter_on_write_error,
+    .closed = hb_reporter_on_sock_closed,
+};
 
 static void hb_reporter_on_timer(uv_timer_t *t)
 {
@@ -188,42 +239,25 @@ static void hb_reporter_on_timer(uv_timer_t *t)
 
 static void hb_reporter_connect(hb_reporter_t *r)
 {
-    int err = uv_tcp_init(r->loop, &r->tcp_);
+    int err =
+        hb__sock_connect(r->loop, r->sock_, &hb_reporter_ops, (const struct sockaddr *)&r->addr_,
+                         NULL, HB_REPORTER_MAX_PENDING_BYTES);
+    r->sock_->poll.data = r;
+    r->queued_reports_ = 0;
     if (err != 0) {
-        r->stats.connect_failures++;
-        hb_reporter_log_down(r, "unreachable", err);
-        hb_reporter_schedule_retry(r);
+        if (hb__sock_connect_started(r->sock_)) {
+            r->live_handles_++;
+            hb_reporter_connect_failed(r, err); /* closes the socket, then retries */
+        } else {
+            r->stats.connect_failures++;
+            hb_reporter_log_down(r, "unreachable", err);
+            hb_reporter_schedule_retry(r);
+        }
         return;
     }
-    r->tcp_.data = r;
     r->live_handles_++;
     r->state_ = HB_REPORTER_S_CONNECTING;
-    r->connect_req_.data = r;
-    err = uv_tcp_connect(&r->connect_req_, &r->tcp_, (const struct sockaddr *)&r->addr_,
-                         hb_reporter_on_connect);
-    if (err != 0) {
-        hb_reporter_connect_failed(r, err);
-        return;
-    }
     uv_timer_start(&r->timer_, hb_reporter_on_timer, HB_REPORTER_CONNECT_TIMEOUT_MS, 0);
-}
-
-static void hb_reporter_on_write(uv_write_t *req, int status)
-{
-    struct hb_reporter_batch *b = (struct hb_reporter_batch *)req;
-    hb_reporter_t *r = b->r;
-    r->pending_bytes_ -= b->len;
-    r->pending_writes_--;
-    if (status == 0) {
-        r->stats.sent += b->count;
-        r->backoff_ms_ = r->opts.backoff_min_ms;
-    } else {
-        r->stats.dropped += b->count;
-        hb_reporter_lost(r, status);
-    }
-    free(b);
-    if (r->closing_ && r->pending_writes_ == 0)
-        hb_reporter_close_handles(r);
 }
 
 /* Send, or keep waiting, or drop, the seconds due up to last, at clock value now. */
@@ -245,28 +279,25 @@ static void hb_reporter_flush(hb_reporter_t *r, uint64_t now, uint64_t last)
         return;
     uint64_t count = last - r->next_ + 1; /* at most HB_COUNTERS_HISTORY - 1 */
     size_t len = (size_t)count * HB_REPORT_SIZE;
-    if (r->pending_bytes_ + len > HB_REPORTER_MAX_PENDING_BYTES)
+    if (hb__sock_queued(r->sock_) + len > HB_REPORTER_MAX_PENDING_BYTES)
         return;
-    struct hb_reporter_batch *b = malloc(sizeof *b + len);
-    if (b == NULL)
+    uint8_t *bytes = malloc(len);
+    if (bytes == NULL)
         return;
-    b->r = r;
-    b->len = len;
-    b->count = count;
     hb_report_t rep;
     for (uint64_t i = 0; i < count; i++) {
         hb_counters_snapshot(r->counters, r->next_ + i, &rep);
-        hb_report_encode(&rep, b->bytes + i * HB_REPORT_SIZE);
+        hb_report_encode(&rep, bytes + i * HB_REPORT_SIZE);
     }
-    uv_buf_t buf = uv_buf_init((char *)b->bytes, (unsigned)len);
-    int err = uv_write(&b->req, (uv_stream_t *)&r->tcp_, &buf, 1, hb_reporter_on_write);
+    int err = hb__sock_write(r->sock_, bytes, len);
+    free(bytes);
     if (err != 0) {
-        free(b); /* nothing went out: the seconds wait for the next connection */
+        /* The seconds wait for the next connection (the monitor drops a report cut short). */
         hb_reporter_lost(r, err);
         return;
     }
-    r->pending_bytes_ += len;
-    r->pending_writes_++;
+    r->queued_reports_ += count;
+    hb_reporter_account(r);
     r->next_ = last + 1;
 }
 
@@ -322,7 +353,11 @@ int hb_reporter_init(uv_loop_t *loop, hb_reporter_t *r, hb_counters_t *counters,
         v6 = 1;
     }
 
+    hb_sock_t *sock = calloc(1, sizeof *sock);
+    if (sock == NULL)
+        return UV_ENOMEM;
     memset(r, 0, sizeof *r);
+    r->sock_ = sock;
     r->loop = loop;
     r->counters = counters;
     r->addr_ = addr;
@@ -392,7 +427,7 @@ void hb_reporter_close(hb_reporter_t *r, hb_reporter_close_cb cb)
         }
     }
 
-    if (r->state_ == HB_REPORTER_S_CONNECTED && r->pending_writes_ > 0) {
+    if (r->state_ == HB_REPORTER_S_CONNECTED && hb__sock_queued(r->sock_) > 0) {
         uv_timer_start(&r->timer_, hb_reporter_on_timer, HB_REPORTER_CLOSE_TIMEOUT_MS, 0);
         return;
     }

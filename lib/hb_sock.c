@@ -49,14 +49,16 @@ static int update_poll(hb_sock_t *s)
         if (hb__sock_queued(s) > 0 && !(s->flags & F_BROKEN))
             want |= UV_WRITABLE;
     }
-    int have = ((s->flags & F_POLL_R) ? UV_READABLE : 0) | ((s->flags & F_POLL_W) ? UV_WRITABLE : 0);
+    int have =
+        ((s->flags & F_POLL_R) ? UV_READABLE : 0) | ((s->flags & F_POLL_W) ? UV_WRITABLE : 0);
     if (want == have)
         return 0;
     int r = want ? uv_poll_start(&s->poll, want, on_poll) : uv_poll_stop(&s->poll);
     if (r != 0)
         return r;
-    s->flags = (uint16_t)((s->flags & ~(F_POLL_R | F_POLL_W)) | ((want & UV_READABLE) ? F_POLL_R : 0) |
-                          ((want & UV_WRITABLE) ? F_POLL_W : 0));
+    s->flags =
+        (uint16_t)((s->flags & ~(F_POLL_R | F_POLL_W)) | ((want & UV_READABLE) ? F_POLL_R : 0) |
+                   ((want & UV_WRITABLE) ? F_POLL_W : 0));
     return 0;
 }
 
@@ -119,7 +121,7 @@ static void fail_output(hb_sock_t *s, int err)
 /* Shut the sending side and discard input until the peer's EOF. */
 static void start_linger(hb_sock_t *s)
 {
-    s->flags &= (uint16_t)~(F_ENDING | F_READING);
+    s->flags &= (uint16_t) ~(F_ENDING | F_READING);
     if (shutdown(s->fd, SHUT_WR) != 0) {
         hb__sock_close(s);
         return;
@@ -133,7 +135,8 @@ static void start_linger(hb_sock_t *s)
 static int flush_queue(hb_sock_t *s)
 {
     while (hb__sock_queued(s) > 0) {
-        ssize_t n = send(s->fd, s->out + s->out_off, hb__sock_queued(s), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(s->fd, s->out + s->out_off, hb__sock_queued(s), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -152,13 +155,17 @@ static int flush_queue(hb_sock_t *s)
 
 static void on_writable(hb_sock_t *s)
 {
+    size_t before = hb__sock_queued(s);
     int err = flush_queue(s);
     if (err != 0) {
         fail_output(s, err);
         return;
     }
-    if (hb__sock_queued(s) > 0)
+    if (hb__sock_queued(s) > 0) {
+        if (hb__sock_queued(s) < before && !(s->flags & F_ENDING) && s->ops->progress != NULL)
+            s->ops->progress(s);
         return;
+    }
     if (s->flags & F_ENDING) {
         start_linger(s);
         return;
@@ -218,7 +225,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
         return;
     if (status < 0) {
         /* libuv stopped the handle on POLLERR: the socket has a pending error. */
-        s->flags &= (uint16_t)~(F_POLL_R | F_POLL_W);
+        s->flags &= (uint16_t) ~(F_POLL_R | F_POLL_W);
         int err = sock_error(s->fd, UV_ECONNRESET);
         if (s->flags & F_CONNECTING) {
             s->flags &= (uint16_t)~F_CONNECTING;
@@ -264,8 +271,8 @@ static int start_handle(uv_loop_t *loop, hb_sock_t *s, int fd, const hb_sock_ops
     return 0;
 }
 
-int hb__sock_open(uv_loop_t *loop, hb_sock_t *s, int fd, const hb_sock_ops_t *ops,
-                  uint32_t max_out, int no_delay)
+int hb__sock_open(uv_loop_t *loop, hb_sock_t *s, int fd, const hb_sock_ops_t *ops, uint32_t max_out,
+                  int no_delay)
 {
     int one = 1;
     if (no_delay)

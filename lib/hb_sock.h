@@ -35,17 +35,21 @@ typedef struct hb_sock_ops {
     /* Called once the socket has closed (from hb__sock_close or a lingering close), after which
      * its memory may be freed. */
     void (*closed)(hb_sock_t *s);
+    /* Optional: part of the queued output was written and some is still queued (hb__sock_queued
+     * says how much); drained follows once all of it is. Not called during hb__sock_end. For an
+     * owner that resumes work below a low-water mark, or counts what reached the kernel. */
+    void (*progress)(hb_sock_t *s);
 } hb_sock_ops_t;
 
 /* Caller-owned; about 200 bytes. poll.data is the owner's: the library never touches it. */
 struct hb_sock {
     uv_poll_t poll;
     const hb_sock_ops_t *ops;
-    uint8_t *out;      /* queued output not yet taken by the kernel; NULL when empty */
-    uint32_t out_off;  /* out[out_off .. out_len) is still to write */
+    uint8_t *out;     /* queued output not yet taken by the kernel; NULL when empty */
+    uint32_t out_off; /* out[out_off .. out_len) is still to write */
     uint32_t out_len;
     uint32_t out_cap;
-    uint32_t max_out;  /* queued bytes past which a write fails with UV_ENOBUFS */
+    uint32_t max_out; /* queued bytes past which a write fails with UV_ENOBUFS */
     int fd;
     uint16_t flags; /* private */
 };
@@ -53,8 +57,8 @@ struct hb_sock {
 /* Start a socket on loop around fd (connected, owned from now on: closed by hb__sock_close, also
  * on error). Sets O_NONBLOCK and, unless no_delay is 0, TCP_NODELAY. max_out 0 means 256 KiB.
  * Returns 0 or a UV_E* error (fd closed then; nothing else to close). */
-int hb__sock_open(uv_loop_t *loop, hb_sock_t *s, int fd, const hb_sock_ops_t *ops,
-                  uint32_t max_out, int no_delay);
+int hb__sock_open(uv_loop_t *loop, hb_sock_t *s, int fd, const hb_sock_ops_t *ops, uint32_t max_out,
+                  int no_delay);
 
 /* Start or stop delivering reads (ops->alloc then ops->read). Returns 0 or a uv_poll error. */
 int hb__sock_read_start(hb_sock_t *s);

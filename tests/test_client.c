@@ -1,9 +1,17 @@
-/* Integration tests of the load client against an in-process server: the server's control loop
- * and the client share the test thread's loop; the server's workers run in their own threads. */
+/* Integration tests of the load client: against an in-process server (the server's control loop
+ * and the client share the test thread's loop; the server's workers run in their own threads),
+ * and against a scripted fake server in a thread, for the claim contract (a reply lost with its
+ * connection, TRY_AGAIN, REPEAT) and the lifetime rule of hb_client_close. */
 #include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hongbao.h"
 
@@ -32,6 +40,8 @@ static int run_until(int (*cond)(void), uint64_t timeout_ms)
     return cond();
 }
 
+static int reference_claims; /* the next start's clients claim with the reference command */
+
 static void start(uint32_t users, uint64_t qps, unsigned threads)
 {
     ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -51,14 +61,18 @@ static void start(uint32_t users, uint64_t qps, unsigned threads)
     co.max_user = users - 1;
     co.total_users = users;
     co.qps = qps;
+    co.reference_claims = reference_claims;
     ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
     ck_assert_int_eq(hb_client_start(&client), 0);
     server_closed = client_closed = 0;
 }
 
+/* The client's counters as its close callback saw them: the last moment they may be read. */
+static hb_report_t closed_report;
+
 static void on_client_closed(hb_client_t *c)
 {
-    (void)c;
+    hb_counters_snapshot(hb_client_counters(c), (uint64_t)time(NULL), &closed_report);
     client_closed = 1;
 }
 
@@ -101,7 +115,6 @@ static void stop(void)
     while (!both_closed())
         uv_run(&loop, UV_RUN_ONCE);
     uv_run(&loop, UV_RUN_DEFAULT);
-    hb_client_free(&client);
     uv_walk(&loop, fail_on_handle, NULL);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
@@ -142,9 +155,7 @@ START_TEST(test_users_connect_and_shake)
     ck_assert_uint_ge(client.stats.envelopes + (client.stats.shakes - client.shake_latency.count),
                       handed);
     ck_assert_uint_ge(client.stats.envelopes, 1);
-    hb_report_t c;
-    hb_counters_snapshot(hb_client_counters(&client), (uint64_t)time(NULL), &c);
-    ck_assert_uint_eq(c.cumulative[HB_CTR_SHAKE_AMOUNT_RECEIVED], client.stats.amount);
+    ck_assert_uint_eq(closed_report.cumulative[HB_CTR_SHAKE_AMOUNT_RECEIVED], client.stats.amount);
     stop();
 }
 END_TEST
@@ -156,9 +167,13 @@ static int claims_done(void)
     return client.stats.claims_granted == 3;
 }
 
+/* Against the server, with the reference's claim command (the extended one is tested against the
+ * scripted server below). */
 START_TEST(test_claims_what_it_is_sent)
 {
+    reference_claims = 1;
     start(50, 0, 1);
+    reference_claims = 0;
     ck_assert(run_until(all_connected, 10000));
     const uint32_t who[3] = {3, 17, 42};
     send_total = 999;
@@ -168,6 +183,8 @@ START_TEST(test_claims_what_it_is_sent)
     ck_assert_uint_eq(client.stats.notices, 3);
     ck_assert_uint_eq(client.stats.claims, 3);
     ck_assert_uint_eq(client.stats.claimed_amount, send_total);
+    ck_assert_uint_eq(client.stats.claims_retried, 0);
+    ck_assert_uint_eq(client.stats.claims_refused, 0);
     ck_assert_uint_eq(client.claim_latency.count, 3);
     ck_assert_uint_eq(server_total(HB_CTR_SEND_AMOUNT_CLAIMED), send_total);
     stop();
@@ -258,6 +275,400 @@ START_TEST(test_init_rejects_bad_options)
 }
 END_TEST
 
+/* ---- a scripted fake server (a thread with blocking sockets) ---- */
+
+/* What the fake server does with the claims of a script, in order. */
+enum { F_NONE, F_DROP, F_TRY_THEN_GRANT, F_DROP_THEN_REPEAT };
+
+#define FAKE_ENVELOPE  0x200123u
+#define FAKE_ENVELOPE2 0x200456u
+#define FAKE_MAX       8
+
+typedef struct fake {
+    int lfd, port;
+    int script;
+    atomic_int stop;
+    uv_thread_t thread;
+    uv_thread_t conn_threads[FAKE_MAX]; /* one a connection */
+    int conn_fds[FAKE_MAX];
+    int nconns;
+    /* seen by the fake, read after the join */
+    atomic_int logins, claims_ex, claims_other;
+    uint32_t claimed[FAKE_MAX]; /* the envelope of each extended claim, in order */
+} fake_t;
+
+static fake_t fake;
+
+static int fake_send(int fd, const hb_msg_t *m)
+{
+    uint8_t buf[HB_FRAME_MAX];
+    int n = hb_msg_encode(m, buf, sizeof buf);
+    return n > 0 && send(fd, buf, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+static int fake_notice(int fd, uint32_t id, uint32_t user)
+{
+    hb_msg_t m = {.cmd = HB_CMD_NOTICE, .timestamp = (uint64_t)time(NULL)};
+    m.u.notice.envelope_id = id;
+    m.u.notice.total_amount = 150;
+    m.u.notice.recipient_count = HB_NOTICE_RECIPIENTS;
+    for (int i = 0; i < HB_NOTICE_RECIPIENTS; i++)
+        m.u.notice.user_ids[i] = user + (uint32_t)i;
+    return fake_send(fd, &m);
+}
+
+static int fake_claim_reply(int fd, uint32_t id, uint32_t amount, uint32_t result)
+{
+    hb_msg_t m = {.cmd = HB_CMD_CLAIM_EX_REPLY, .timestamp = (uint64_t)time(NULL)};
+    m.u.claim_ex_reply.envelope_id = id;
+    m.u.claim_ex_reply.amount = amount;
+    m.u.claim_ex_reply.result = result;
+    return fake_send(fd, &m);
+}
+
+/* Read n bytes, waiting 20 ms at a time so that a stop is seen. 0, or -1 (closed, stopped). */
+static int fake_read(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (atomic_load(&fake.stop))
+            return -1;
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Answer extended claim number k (from 1) of the script. Returns 0 to go on, -1 to drop the
+ * connection without a reply. */
+static int fake_answer(int fd, unsigned k, uint32_t id, uint32_t user)
+{
+    switch (fake.script) {
+    case F_DROP: /* the reply is lost with the connection; the retry is granted */
+        return k == 1 ? -1 : fake_claim_reply(fd, id, 50, HB_CLAIM_GRANTED);
+    case F_TRY_THEN_GRANT: /* nothing decided twice, then granted */
+        return fake_claim_reply(fd, id, k < 3 ? 0 : 50,
+                                k < 3 ? HB_CLAIM_TRY_AGAIN : HB_CLAIM_GRANTED);
+    case F_DROP_THEN_REPEAT:
+        if (k == 1)
+            return -1; /* granted, but the reply is lost */
+        if (k == 2) {  /* the retry learns the grant; then the notice again, and a new one */
+            if (fake_claim_reply(fd, id, 50, HB_CLAIM_REPEAT) != 0 ||
+                fake_notice(fd, id, user) != 0)
+                return -1;
+            return fake_notice(fd, FAKE_ENVELOPE2, user);
+        }
+        return fake_claim_reply(fd, id, 25, HB_CLAIM_GRANTED);
+    default:
+        return fake_claim_reply(fd, id, 0, HB_CLAIM_NO_ENVELOPE);
+    }
+}
+
+/* One connection: log in, notify the first login of FAKE_ENVELOPE, answer claims by script. */
+static void fake_serve(int fd)
+{
+    uint8_t buf[HB_FRAME_MAX];
+    for (;;) {
+        if (fake_read(fd, buf, 4) != 0)
+            return;
+        uint16_t len = hb_get_u16(buf);
+        hb_frame_t f;
+        hb_msg_t m;
+        if (len < HB_FRAME_HEADER || len > sizeof buf || fake_read(fd, buf + 4, len - 4u) != 0 ||
+            hb_frame_parse(buf, len, &f) != len || hb_msg_decode(&f, &m) != 0)
+            return;
+        if (m.cmd == HB_CMD_LOGIN) {
+            int logins = atomic_fetch_add(&fake.logins, 1) + 1;
+            hb_msg_t r = {.cmd = HB_CMD_LOGIN_REPLY, .timestamp = (uint64_t)time(NULL)};
+            r.u.login_reply.user_id = m.u.login.user_id;
+            if (fake_send(fd, &r) != 0)
+                return;
+            if (fake.script != F_NONE && logins == 1 &&
+                fake_notice(fd, FAKE_ENVELOPE, m.u.login.user_id) != 0)
+                return;
+        } else if (m.cmd == HB_CMD_CLAIM_EX) {
+            unsigned k = (unsigned)atomic_fetch_add(&fake.claims_ex, 1) + 1;
+            if (k <= FAKE_MAX)
+                fake.claimed[k - 1] = m.u.claim.envelope_id;
+            /* The claim says who it is for in the payload; a real server takes the login's. */
+            if (fake_answer(fd, k, m.u.claim.envelope_id, m.u.claim.user_id) != 0)
+                return;
+        } else {
+            atomic_fetch_add(&fake.claims_other, 1);
+        }
+    }
+}
+
+static void fake_conn_main(void *arg)
+{
+    int *fd = arg;
+    fake_serve(*fd);
+    shutdown(*fd, SHUT_RDWR); /* closed by fake_stop, after the join */
+}
+
+/* Accept and serve each connection in a thread of its own (FAKE_MAX in all). */
+static void fake_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&fake.stop)) {
+        struct pollfd pf = {.fd = fake.lfd, .events = POLLIN};
+        if (poll(&pf, 1, 20) <= 0 || fake.nconns == FAKE_MAX)
+            continue;
+        int fd = accept(fake.lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        int i = fake.nconns;
+        fake.conn_fds[i] = fd;
+        if (uv_thread_create(&fake.conn_threads[i], fake_conn_main, &fake.conn_fds[i]) != 0) {
+            close(fd);
+            continue;
+        }
+        fake.nconns++;
+    }
+    for (int i = 0; i < fake.nconns; i++) {
+        uv_thread_join(&fake.conn_threads[i]);
+        close(fake.conn_fds[i]);
+    }
+}
+
+static void fake_start(int script)
+{
+    memset(&fake, 0, sizeof fake);
+    fake.script = script;
+    fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fake.lfd, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
+    ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fake.lfd, 16), 0);
+    ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl), 0);
+    fake.port = ntohs(sa.sin_port);
+    ck_assert_int_eq(uv_thread_create(&fake.thread, fake_main, NULL), 0);
+}
+
+static void fake_stop(void)
+{
+    atomic_store(&fake.stop, 1);
+    ck_assert_int_eq(uv_thread_join(&fake.thread), 0);
+    close(fake.lfd);
+}
+
+/* Every claim reply the client reported, in order. */
+#define REPLIES_MAX 16
+typedef struct reply_seen {
+    uint32_t user, envelope, amount;
+    int result;
+} reply_seen_t;
+static reply_seen_t replies[REPLIES_MAX];
+static int nreplies;
+
+static void on_reply(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount, int result)
+{
+    (void)arg;
+    if (nreplies < REPLIES_MAX)
+        replies[nreplies++] = (reply_seen_t){user, envelope_id, amount, result};
+}
+
+/* One user (7) of a client on the test loop, connected to the fake server. */
+static void fake_client_start(void)
+{
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &watch);
+    hb_client_options_t co;
+    hb_client_options_default(&co);
+    co.server_port = fake.port;
+    co.min_user = co.max_user = 7;
+    co.total_users = 8;
+    co.on_claim_reply = on_reply;
+    ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
+    ck_assert_int_eq(hb_client_start(&client), 0);
+    client_closed = 0;
+    nreplies = 0;
+}
+
+static void fake_client_stop(void)
+{
+    stop_client();
+    uv_close((uv_handle_t *)&watch, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, fail_on_handle, NULL);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    fake_stop();
+}
+
+static uint64_t client_total(unsigned slot)
+{
+    hb_report_t r;
+    hb_counters_snapshot(hb_client_counters(&client), (uint64_t)time(NULL), &r);
+    return r.cumulative[slot];
+}
+
+static uint64_t want_granted;
+
+static int granted_enough(void)
+{
+    return client.stats.claims_granted >= want_granted;
+}
+
+/* The reply to a claim is lost with its connection: the user reconnects, claims again, and the
+ * share is counted once. */
+START_TEST(test_claim_sent_again_after_lost_reply)
+{
+    fake_start(F_DROP);
+    fake_client_start();
+    want_granted = 1;
+    ck_assert(run_until(granted_enough, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_eq(st->notices, 1);
+    ck_assert_uint_eq(st->claims, 1);
+    ck_assert_uint_eq(st->claims_retried, 1);
+    ck_assert_uint_eq(st->claims_granted, 1);
+    ck_assert_uint_eq(st->claimed_amount, 50);
+    ck_assert_uint_eq(st->claims_repeat + st->claims_try_again + st->claims_refused, 0);
+    ck_assert_uint_eq(st->disconnects, 1);
+    ck_assert_uint_eq(client.claim_latency.count, 1);
+    ck_assert_uint_eq(client_total(HB_CTR_CLAIMS_GRANTED), 1);
+    ck_assert_uint_eq(client_total(HB_CTR_SEND_AMOUNT_CLAIMED), 50);
+    ck_assert_int_eq(nreplies, 1);
+    ck_assert_uint_eq(replies[0].user, 7);
+    ck_assert_uint_eq(replies[0].envelope, FAKE_ENVELOPE);
+    ck_assert_uint_eq(replies[0].amount, 50);
+    ck_assert_int_eq(replies[0].result, HB_CLAIM_GRANTED);
+    fake_client_stop();
+    ck_assert_int_eq(fake.logins, 2);
+    ck_assert_int_eq(fake.claims_ex, 2); /* the extended command, never the reference's */
+    ck_assert_int_eq(fake.claims_other, 0);
+    ck_assert_uint_eq(fake.claimed[1], FAKE_ENVELOPE);
+}
+END_TEST
+
+/* TRY_AGAIN: nothing was decided; the claim is asked again (after a back-off) until granted. */
+START_TEST(test_claim_asked_again_after_try_again)
+{
+    fake_start(F_TRY_THEN_GRANT);
+    fake_client_start();
+    want_granted = 1;
+    ck_assert(run_until(granted_enough, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_eq(st->claims, 1);
+    ck_assert_uint_eq(st->claims_try_again, 2);
+    ck_assert_uint_eq(st->claims_retried, 2);
+    ck_assert_uint_eq(st->claims_granted, 1);
+    ck_assert_uint_eq(st->claimed_amount, 50);
+    ck_assert_uint_eq(st->disconnects, 0);
+    ck_assert_uint_eq(client.claim_latency.count, 1); /* timed once, at the final answer */
+    ck_assert_int_eq(nreplies, 3);
+    ck_assert_int_eq(replies[0].result, HB_CLAIM_TRY_AGAIN);
+    ck_assert_int_eq(replies[1].result, HB_CLAIM_TRY_AGAIN);
+    ck_assert_int_eq(replies[2].result, HB_CLAIM_GRANTED);
+    ck_assert_uint_eq(client_total(HB_CTR_CLAIMS_GRANTED), 1);
+    fake_client_stop();
+    ck_assert_int_eq(fake.claims_ex, 3);
+    ck_assert_int_eq(fake.logins, 1);
+}
+END_TEST
+
+/* REPEAT answers a claim whose grant's reply was lost: the share is counted then, once; the same
+ * notice again is not claimed again; the next envelope is claimed as usual. */
+START_TEST(test_claim_repeat_counted_once)
+{
+    fake_start(F_DROP_THEN_REPEAT);
+    fake_client_start();
+    want_granted = 2;
+    ck_assert(run_until(granted_enough, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_eq(st->notices, 3);
+    ck_assert_uint_eq(st->claims, 2);
+    ck_assert_uint_eq(st->claims_retried, 1);
+    ck_assert_uint_eq(st->claims_repeat, 1);
+    ck_assert_uint_eq(st->claims_granted, 2);
+    ck_assert_uint_eq(st->claimed_amount, 75);
+    ck_assert_uint_eq(client_total(HB_CTR_SEND_AMOUNT_CLAIMED), 75);
+    ck_assert_int_eq(nreplies, 2);
+    ck_assert_int_eq(replies[0].result, HB_CLAIM_REPEAT);
+    ck_assert_uint_eq(replies[0].amount, 50);
+    ck_assert_int_eq(replies[1].result, HB_CLAIM_GRANTED);
+    ck_assert_uint_eq(replies[1].envelope, FAKE_ENVELOPE2);
+    fake_client_stop();
+    ck_assert_int_eq(fake.claims_ex, 3);
+    ck_assert_uint_eq(fake.claimed[0], FAKE_ENVELOPE);
+    ck_assert_uint_eq(fake.claimed[1], FAKE_ENVELOPE);
+    ck_assert_uint_eq(fake.claimed[2], FAKE_ENVELOPE2);
+}
+END_TEST
+
+/* ---- the lifetime rule: read in the close callback, free there ---- */
+
+static int lt_calls;
+static uint64_t lt_users, lt_connects, lt_opened;
+
+static void on_closed_read_and_free(hb_client_t *c)
+{
+    lt_calls++;
+    lt_users = c->stats.users;
+    lt_connects = c->stats.connects;
+    hb_report_t r;
+    hb_counters_snapshot(hb_client_counters(c), (uint64_t)time(NULL), &r);
+    lt_opened = r.cumulative[HB_CTR_CONN_OPENED];
+    free(c); /* the library must not touch it again */
+}
+
+static hb_client_t *heap_client;
+
+static int heap_all_connected(void)
+{
+    return heap_client->stats.connected == 3;
+}
+
+START_TEST(test_close_callback_reads_and_frees)
+{
+    fake_start(F_NONE);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &watch);
+    hb_client_options_t co;
+    hb_client_options_default(&co);
+    co.server_port = fake.port;
+    co.min_user = 10;
+    co.max_user = 12;
+    /* Never started: the callback still comes from the loop, not from inside the call. */
+    hb_client_t *c = malloc(sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(hb_client_init(&loop, c, &co), 0);
+    lt_calls = 0;
+    hb_client_close(c, on_closed_read_and_free);
+    ck_assert_int_eq(lt_calls, 0);
+    for (int i = 0; i < 1000 && lt_calls == 0; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(lt_calls, 1);
+    ck_assert_uint_eq(lt_users, 3);
+    /* Started, every user logged in, then closed. */
+    heap_client = malloc(sizeof *heap_client);
+    ck_assert_ptr_nonnull(heap_client);
+    ck_assert_int_eq(hb_client_init(&loop, heap_client, &co), 0);
+    ck_assert_int_eq(hb_client_start(heap_client), 0);
+    ck_assert(run_until(heap_all_connected, 10000));
+    hb_client_close(heap_client, on_closed_read_and_free);
+    hb_client_close(heap_client, on_closed_read_and_free); /* a second call does nothing */
+    ck_assert_int_eq(lt_calls, 1);
+    for (int i = 0; i < 1000 && lt_calls == 1; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(lt_calls, 2);
+    ck_assert_uint_eq(lt_connects, 3);
+    ck_assert_uint_eq(lt_opened, 3);
+    uv_close((uv_handle_t *)&watch, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, fail_on_handle, NULL);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    fake_stop();
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
     Suite *s = suite_create("client");
@@ -269,6 +680,13 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_rate_changes_at_run_time);
     tcase_add_test(tc, test_schedule_rate_within_one_percent);
     suite_add_tcase(s, tc);
+    TCase *tf = tcase_create("scripted-server");
+    tcase_set_timeout(tf, 30);
+    tcase_add_test(tf, test_claim_sent_again_after_lost_reply);
+    tcase_add_test(tf, test_claim_asked_again_after_try_again);
+    tcase_add_test(tf, test_claim_repeat_counted_once);
+    tcase_add_test(tf, test_close_callback_reads_and_frees);
+    suite_add_tcase(s, tf);
     return s;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -348,12 +349,16 @@ static void h_request_view(const hb_http_request_t *req, hb_http_response_t *res
     hb_http_respond(res, 204, NULL, NULL, 0);
 }
 
+/* Pin the send buffer of every connection (a socket on the loop that is not listening). */
 static void shrink_sndbuf(uv_handle_t *h, void *arg)
 {
-    fixture_t *f = arg;
-    int size = 16384;
-    if (h->type == UV_TCP && h != (uv_handle_t *)&f->srv.tcp_) {
-        uv_send_buffer_size(h, &size);
+    (void)arg;
+    uv_os_fd_t fd;
+    int size = 16384, listening = 1;
+    socklen_t len = sizeof listening;
+    if (uv_fileno(h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && !listening) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     }
 }
 
@@ -375,6 +380,15 @@ static void h_big(const hb_http_request_t *req, hb_http_response_t *res, void *a
     int k = snprintf(f->big, 32, "n=%" PRIu64 ";", n);
     memset(f->big + k, 'z', BIG_BODY - (size_t)k);
     hb_http_respond(res, 200, "application/octet-stream", f->big, BIG_BODY);
+}
+
+/* /open: the number of connections the server has open, as text. */
+static void h_open(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
+{
+    (void)arg;
+    char b[32];
+    int n = snprintf(b, sizeof b, "%" PRIu64, req->server->stats.connections_open);
+    hb_http_respond(res, 200, "text/plain", b, (size_t)n);
 }
 
 static fixture_t *fx_new(const hb_http_options_t *opts)
@@ -399,6 +413,7 @@ static fixture_t *fx_new(const hb_http_options_t *opts)
     ck_assert_int_eq(hb_http_server_route(s, "GET", "/shutdown", h_shutdown, f), 0);
     ck_assert_int_eq(hb_http_server_route(s, NULL, "/view", h_request_view, f), 0);
     ck_assert_int_eq(hb_http_server_route(s, "GET", "/big", h_big, f), 0);
+    ck_assert_int_eq(hb_http_server_route(s, "GET", "/open", h_open, f), 0);
     ck_assert_int_eq(hb_http_server_listen(s, "127.0.0.1", 0), 0);
     f->port = hb_http_server_port(s);
     ck_assert_int_gt(f->port, 0);
@@ -791,6 +806,11 @@ START_TEST(test_bearer_token)
     hb_http_server_t srv;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     o.bearer_token = "a b";
+    ck_assert_int_eq(hb_http_server_init(&loop, &srv, &o), UV_EINVAL);
+    char long_token[HB_HTTP_TOKEN_MAX + 2];
+    memset(long_token, 't', sizeof long_token - 1);
+    long_token[sizeof long_token - 1] = '\0';
+    o.bearer_token = long_token;
     ck_assert_int_eq(hb_http_server_init(&loop, &srv, &o), UV_EINVAL);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
     ck_assert_int_eq(hb_http_is_loopback("127.0.0.1"), 1);
@@ -1485,6 +1505,110 @@ START_TEST(test_idle_timeout_and_abort)
 }
 END_TEST
 
+/* An empty bearer token is refused at init: "" must not mean "no token" (hb-server
+ * --control-token "" used to serve its control port to anyone, on any address). */
+START_TEST(test_empty_token_refused)
+{
+    uv_loop_t loop;
+    hb_http_server_t srv;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    hb_http_options_t o = {0};
+    o.bearer_token = "";
+    ck_assert_int_eq(hb_http_server_init(&loop, &srv, &o), UV_EINVAL);
+    /* On error nothing needs closing: the loop has no handle. */
+    ck_assert_int_eq(uv_loop_alive(&loop), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* Peers that pipeline requests and leave without reading the answers: the server's writes then
+ * meet a closed or reset socket. SIGPIPE is at its default disposition, so a write that raised
+ * it would kill the test. Half the peers close (FIN: our later writes get EPIPE), half reset
+ * (SO_LINGER 0). Then a well-behaved client is still served and every dead connection is gone. */
+#define GONE_PEERS 200
+
+static void c_peers_gone(fixture_t *f)
+{
+    const char *auth = f->rc[0] ? "Authorization: Bearer s3cret\r\n" : "";
+    char req[256];
+    int rn = snprintf(req, sizeof req, "GET /hello HTTP/1.1\r\nHost: t\r\n%s\r\n", auth);
+    char pipelined[5 * 256];
+    size_t n = 0;
+    for (int k = 0; k < 4; k++) { /* unauthenticated ones get 401 when a token is set */
+        n += (size_t)snprintf(pipelined + n, sizeof pipelined - n,
+                              "GET /hello?k=%d HTTP/1.1\r\nHost: t\r\n\r\n", k);
+    }
+    memcpy(pipelined + n, req, (size_t)rn);
+    n += (size_t)rn;
+    client_t *c = &f->cl[0];
+    for (int i = 0; i < GONE_PEERS; i++) {
+        if (cl_connect(c, f->port) != 0 || cl_send(c, pipelined, n) != 0) {
+            f->rc[1]++;
+            cl_close(c);
+            continue;
+        }
+        if (i % 2 == 1) {
+            struct linger lg = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        cl_close(c);
+    }
+    /* A well-behaved client: served, and it sees the dead connections go (by asking /open). */
+    client_t *g = &f->cl[1];
+    if (cl_connect(g, f->port) != 0) {
+        return;
+    }
+    char open_req[256];
+    int on = snprintf(open_req, sizeof open_req, "GET /open HTTP/1.1\r\nHost: t\r\n%s\r\n", auth);
+    resp_t *r = malloc(sizeof *r);
+    for (int tries = 0; r != NULL && tries < 10000; tries++) {
+        if (cl_send(g, open_req, (size_t)on) != 0 || cl_response(g, r, false) != 0) {
+            break;
+        }
+        if (r->status == 200 && strcmp(r->body, "1") == 0) {
+            f->rc[2] = 1; /* only this connection is left */
+            break;
+        }
+    }
+    free(r);
+    cl_send(g, req, (size_t)rn);
+    expect_response(f, g, false);
+    cl_close(g);
+}
+
+static void run_peers_gone(const char *token)
+{
+    signal(SIGPIPE, SIG_DFL);
+    hb_http_options_t o = {0};
+    o.bearer_token = token;
+    o.max_connections = GONE_PEERS + 8; /* none refused: every peer is a served connection */
+    fixture_t *f = fx_new(&o);
+    f->rc[0] = token != NULL;
+    fx_run(f, c_peers_gone);
+    ck_assert_int_eq(f->rc[1], 0);
+    ck_assert_int_eq(f->rc[2], 1);
+    assert_resp(f, 0, 200, "GET /hello ?");
+    ck_assert_uint_eq(f->srv.stats.connections_accepted, GONE_PEERS + 1);
+    ck_assert_uint_eq(f->srv.stats.connections_rejected, 0);
+    ck_assert_uint_ge(f->srv.stats.requests, 1);
+    if (token != NULL) {
+        ck_assert_uint_ge(f->srv.stats.unauthorized, 1);
+    }
+    fx_free(f);
+}
+
+START_TEST(test_peers_gone_without_reading)
+{
+    run_peers_gone(NULL);
+}
+END_TEST
+
+START_TEST(test_peers_gone_without_reading_401)
+{
+    run_peers_gone("s3cret");
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -1521,6 +1645,9 @@ static Suite *http_suite(void)
     tcase_add_test(ts, test_http10_head_and_continue);
     tcase_add_test(ts, test_idle_timeout_and_abort);
     tcase_add_test(ts, test_backpressure);
+    tcase_add_test(ts, test_empty_token_refused);
+    tcase_add_test(ts, test_peers_gone_without_reading);
+    tcase_add_test(ts, test_peers_gone_without_reading_401);
     suite_add_tcase(s, ts);
     return s;
 }

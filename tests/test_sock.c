@@ -28,8 +28,13 @@ typedef struct echo {
     int connected;
     int client_closed;
     size_t got;
-    uint8_t got_bytes[65536];
+    uint8_t got_bytes[1 << 20];
     int client_eof;
+    /* progress and drained as the server side saw them */
+    int progress_calls;
+    int progress_bad; /* a call with nothing queued, or with no less queued than the last */
+    size_t last_queued;
+    int drained_calls;
 } echo_t;
 
 static echo_t *E(void *p)
@@ -61,8 +66,7 @@ static void srv_closed(hb_sock_t *s)
     E(s->poll.data)->server_closed++;
 }
 
-static const hb_sock_ops_t srv_ops = {
-    .alloc = srv_alloc, .read = srv_read, .closed = srv_closed};
+static const hb_sock_ops_t srv_ops = {.alloc = srv_alloc, .read = srv_read, .closed = srv_closed};
 
 static void on_accept(hb_listener_t *l, int fd)
 {
@@ -129,8 +133,8 @@ static void connect_client(echo_t *e, int port)
 {
     struct sockaddr_storage to;
     ck_assert_int_eq(hb__sock_addr("127.0.0.1", port, &to), 0);
-    ck_assert_int_eq(hb__sock_connect(&e->loop, &e->client, &cli_ops, (struct sockaddr *)&to, NULL, 0),
-                     0);
+    ck_assert_int_eq(
+        hb__sock_connect(&e->loop, &e->client, &cli_ops, (struct sockaddr *)&to, NULL, 0), 0);
     e->client.poll.data = e;
 }
 
@@ -287,6 +291,67 @@ START_TEST(test_end_delivers_despite_unread_input)
 }
 END_TEST
 
+static void srv_progress(hb_sock_t *s)
+{
+    echo_t *e = E(s->poll.data);
+    size_t q = hb__sock_queued(s);
+    if (q == 0 || q >= e->last_queued)
+        e->progress_bad++;
+    e->last_queued = q;
+    e->progress_calls++;
+}
+
+static void srv_drained(hb_sock_t *s)
+{
+    echo_t *e = E(s->poll.data);
+    ck_assert_uint_eq(hb__sock_queued(s), 0);
+    e->drained_calls++;
+}
+
+static const hb_sock_ops_t srv_ops_progress = {.alloc = srv_alloc,
+                                               .read = srv_read,
+                                               .progress = srv_progress,
+                                               .drained = srv_drained,
+                                               .closed = srv_closed};
+
+/* A queue that drains in several steps reports each step through progress (less queued each
+ * time, never 0), then drained once. */
+START_TEST(test_progress_then_drained)
+{
+    signal(SIGPIPE, SIG_DFL);
+    echo_t *e = calloc(1, sizeof *e);
+    ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+    int port = listen_loopback(e);
+    connect_client(e, port);
+    run_until(e, &e->connected);
+    run_until(e, &e->accepted);
+    e->server_side.ops = &srv_ops_progress;
+    e->server_side.max_out = 1 << 20;
+    int small = 4096;
+    setsockopt(e->server_side.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    static uint8_t msg[1000000]; /* far more than the client's window */
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i * 13);
+    ck_assert_int_eq(hb__sock_write(&e->server_side, msg, sizeof msg), 0);
+    e->last_queued = hb__sock_queued(&e->server_side);
+    ck_assert_uint_gt(e->last_queued, 0);
+    for (int i = 0; i < 100000 && e->got < sizeof msg; i++)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    ck_assert_uint_eq(e->got, sizeof msg);
+    ck_assert_mem_eq(e->got_bytes, msg, sizeof msg);
+    run_until(e, &e->drained_calls);
+    ck_assert_int_gt(e->progress_calls, 0);
+    ck_assert_int_eq(e->progress_bad, 0);
+    ck_assert_int_eq(e->drained_calls, 1);
+    hb__sock_close(&e->client);
+    hb__sock_close(&e->server_side);
+    run_until(e, &e->client_closed);
+    run_until(e, &e->server_closed);
+    loop_done(e);
+    free(e);
+}
+END_TEST
+
 START_TEST(test_connect_refused)
 {
     echo_t *e = calloc(1, sizeof *e);
@@ -335,6 +400,7 @@ int main(void)
     tcase_add_test(tc, test_write_to_a_reset_peer);
     tcase_add_test(tc, test_queue_bound_then_reset);
     tcase_add_test(tc, test_end_delivers_despite_unread_input);
+    tcase_add_test(tc, test_progress_then_drained);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_addresses_and_exclusive_port);
     suite_add_tcase(s, tc);

@@ -84,6 +84,11 @@ static void usage(FILE *out)
         "  --connect-rate N       new connections a second per process (default 20000)\n"
         "  --report-interval S    print latency percentiles every S seconds (default 10)\n"
         "  --no-claims            do not claim send-envelopes\n"
+        "  --reference-claims     claim with the reference's command (cmd 5, an amount back)\n"
+        "                         instead of the extended one (cmd 0x103, with a result): for\n"
+        "                         a server that speaks only the reference protocol\n"
+        "  --claims-log FILE      log every claim reply as 'envelope user amount result'\n"
+        "                         (worker i writes FILE.i)\n"
         "  --closed K             closed loop: every user keeps K shakes (1..8) outstanding,\n"
         "                         sending the next as each reply comes; --qps is unused\n"
         "  --servers HOST:P1-PN   servers on ports P1..PN: user u connects to P1 + u mod N\n"
@@ -171,6 +176,10 @@ static int parse_args(int argc, char **argv)
             cfg.copts.no_claims = 1;
             continue;
         }
+        if (strcmp(a, "--reference-claims") == 0) {
+            cfg.copts.reference_claims = 1;
+            continue;
+        }
         if ((val = cli_value(prog, argc, argv, &i)) == NULL)
             return -1;
         int r = 0;
@@ -189,7 +198,8 @@ static int parse_args(int argc, char **argv)
             r = cli_endpoint(prog, a, val, cfg.monitor_host, sizeof cfg.monitor_host,
                              &cfg.monitor_port, 0);
         } else if (strcmp(a, "--control-token") == 0) {
-            cfg.control_token = val;
+            if ((cfg.control_token = cli_token(prog, a, val)) == NULL)
+                return -1;
         } else if (strcmp(a, "--control") == 0) {
             if (strcmp(val, "off") == 0)
                 cfg.control_port = -1;
@@ -341,9 +351,28 @@ static void on_worker_signal(uv_signal_t *s, int signum)
     worker_stop(s->data);
 }
 
-static void log_claim(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount)
+/* The word for a claim result in the claims log. */
+static const char *claim_result_name(int result)
 {
-    fprintf(arg, "%u %u %u\n", envelope_id, user, amount);
+    switch (result) {
+    case HB_CLAIM_GRANTED:
+        return "granted";
+    case HB_CLAIM_REPEAT:
+        return "repeat";
+    case HB_CLAIM_NOT_RECIPIENT:
+        return "not_recipient";
+    case HB_CLAIM_NO_ENVELOPE:
+        return "no_envelope";
+    case HB_CLAIM_TRY_AGAIN:
+        return "try_again";
+    default:
+        return "unknown";
+    }
+}
+
+static void log_claim(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount, int result)
+{
+    fprintf(arg, "%u %u %u %s\n", envelope_id, user, amount, claim_result_name(result));
 }
 
 static int worker_main(unsigned index, uint32_t min, uint32_t max)
@@ -395,10 +424,9 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
     w.reset_gen = atomic_load(&shm->reset_gen);
     hb_client_start(&w.client);
     uv_run(w.loop, UV_RUN_DEFAULT);
-    publish(&w, 1);
+    publish(&w, 1); /* stats and histograms are w.client's own: readable after the close */
     if (claims != NULL)
         fclose(claims);
-    hb_client_free(&w.client);
     r = uv_loop_close(w.loop);
     return r == 0 ? 0 : 1;
 }
@@ -598,19 +626,22 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     hb_client_stats_t st;
     static hb_hist_t shake, claim;
     gather(&st, &shake, &claim);
-    char buf[768];
-    int n =
-        snprintf(buf, sizeof buf,
-                 "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,"
-                 "\"envelopes\":%llu,\"amount\":%llu,\"claims_granted\":%llu,"
-                 "\"claimed_amount\":%llu,\"latency_us\":{\"p50\":%llu,\"p99\":%llu,"
-                 "\"max\":%llu}}\n",
-                 (unsigned long long)st.users, (unsigned long long)st.connected,
-                 (unsigned long long)atomic_load(&shm->qps), (unsigned long long)st.shakes,
-                 (unsigned long long)st.envelopes, (unsigned long long)st.amount,
-                 (unsigned long long)st.claims_granted, (unsigned long long)st.claimed_amount,
-                 (unsigned long long)hb_hist_percentile(&shake, 50),
-                 (unsigned long long)hb_hist_percentile(&shake, 99), (unsigned long long)shake.max);
+    char buf[1024];
+    int n = snprintf(
+        buf, sizeof buf,
+        "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,"
+        "\"envelopes\":%llu,\"amount\":%llu,\"claims\":%llu,\"claims_granted\":%llu,"
+        "\"claimed_amount\":%llu,\"claims_repeat\":%llu,\"claims_try_again\":%llu,"
+        "\"claims_retried\":%llu,\"claims_refused\":%llu,"
+        "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
+        (unsigned long long)st.users, (unsigned long long)st.connected,
+        (unsigned long long)atomic_load(&shm->qps), (unsigned long long)st.shakes,
+        (unsigned long long)st.envelopes, (unsigned long long)st.amount,
+        (unsigned long long)st.claims, (unsigned long long)st.claims_granted,
+        (unsigned long long)st.claimed_amount, (unsigned long long)st.claims_repeat,
+        (unsigned long long)st.claims_try_again, (unsigned long long)st.claims_retried,
+        (unsigned long long)st.claims_refused, (unsigned long long)hb_hist_percentile(&shake, 50),
+        (unsigned long long)hb_hist_percentile(&shake, 99), (unsigned long long)shake.max);
     hb_http_respond(res, 200, "application/json", buf, (size_t)n);
 }
 
@@ -653,6 +684,9 @@ static void print_summary(void)
     printf("  notices           %llu; claims %llu, granted %llu, amount %llu\n",
            (unsigned long long)st.notices, (unsigned long long)st.claims,
            (unsigned long long)st.claims_granted, (unsigned long long)st.claimed_amount);
+    printf("  claim answers     repeat %llu, try again %llu, refused %llu; sent again %llu\n",
+           (unsigned long long)st.claims_repeat, (unsigned long long)st.claims_try_again,
+           (unsigned long long)st.claims_refused, (unsigned long long)st.claims_retried);
     print_latency(stdout, "shake latency", &shake);
     print_latency(stdout, "claim latency", &claim);
     print_latency(stdout, "shake service", &g_service);
@@ -664,7 +698,8 @@ static void print_summary(void)
            "envelopes=%llu amount=%llu claims=%llu granted=%llu claimed=%llu p50_us=%llu "
            "p99_us=%llu p999_us=%llu max_us=%llu p90_us=%llu svc_p50_us=%llu svc_p99_us=%llu "
            "claim_p50_us=%llu claim_p99_us=%llu missed=%llu notices=%llu cpu_s=%.3f "
-           "cpu_us_per_req=%.2f phase_p50_us=%s\n",
+           "cpu_us_per_req=%.2f phase_p50_us=%s claims_repeat=%llu claims_try_again=%llu "
+           "claims_retried=%llu claims_refused=%llu\n",
            (unsigned long long)st.users, (unsigned long long)st.connected_peak,
            (unsigned long long)st.shakes, (unsigned long long)st.replies[0],
            (unsigned long long)st.replies[1], (unsigned long long)st.replies[3],
@@ -679,7 +714,9 @@ static void print_summary(void)
            (unsigned long long)hb_hist_percentile(&g_service, 99),
            (unsigned long long)hb_hist_percentile(&claim, 50),
            (unsigned long long)hb_hist_percentile(&claim, 99), (unsigned long long)st.missed,
-           (unsigned long long)st.notices, cpu_us / 1e6, cpu_per_req, phases);
+           (unsigned long long)st.notices, cpu_us / 1e6, cpu_per_req, phases,
+           (unsigned long long)st.claims_repeat, (unsigned long long)st.claims_try_again,
+           (unsigned long long)st.claims_retried, (unsigned long long)st.claims_refused);
 }
 
 /* Fail early, before forking, when the control port is taken: bind a plain socket and let go. */

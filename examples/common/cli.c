@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <uv.h>
+
+#include <hongbao.h>
 
 int cli_u64(const char *prog, const char *flag, const char *text, uint64_t min, uint64_t max,
             uint64_t *out)
@@ -85,4 +86,18 @@ const char *cli_value(const char *prog, int argc, char **argv, int *i)
         return NULL;
     }
     return argv[++*i];
+}
+
+const char *cli_token(const char *prog, const char *flag, const char *text)
+{
+    if (text == NULL || text[0] == '\0') {
+        fprintf(stderr, "%s: %s needs a non-empty value\n", prog, flag);
+        return NULL;
+    }
+    if (strlen(text) > HB_HTTP_TOKEN_MAX || strpbrk(text, " \t\r\n") != NULL) {
+        fprintf(stderr, "%s: %s: a token is 1..%d bytes without spaces or line breaks\n", prog,
+                flag, HB_HTTP_TOKEN_MAX);
+        return NULL;
+    }
+    return text;
 }

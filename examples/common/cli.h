@@ -1,4 +1,5 @@
-/* Command-line helpers shared by the example programs: numbers, HOST:PORT, open-file limits. */
+/* Command-line helpers shared by the example programs: numbers, HOST:PORT, tokens, open-file
+ * limits. */
 #ifndef HB_EXAMPLES_CLI_H
 #define HB_EXAMPLES_CLI_H
 
@@ -20,5 +21,10 @@ uint64_t cli_raise_nofile(void);
 
 /* The value following argv[*i] for a flag, or NULL (with an error printed) when missing. */
 const char *cli_value(const char *prog, int argc, char **argv, int *i);
+
+/* Check a bearer-token value for flag: text itself, or NULL with an error printed when it is empty
+ * ("<prog>: <flag> needs a non-empty value": an empty token would protect nothing, and an unset
+ * shell variable must not turn authentication off) or not a token hb_http accepts. */
+const char *cli_token(const char *prog, const char *flag, const char *text);
 
 #endif /* HB_EXAMPLES_CLI_H */

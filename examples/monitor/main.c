@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "../common/cli.h"
+#include "../common/endpoints.h"
 #include "hb_dashboard_html.h" /* generated from dashboard.html at build time */
 
 extern char **environ;
@@ -429,7 +430,8 @@ int main(int argc, char **argv)
             else if (cli_endpoint(prog, a, val, http_host, sizeof http_host, &http_port, 1) != 0)
                 return 2;
         } else if (strcmp(a, "--http-token") == 0) {
-            http_token = val;
+            if ((http_token = cli_token(prog, a, val)) == NULL)
+                return 2;
         } else if (strcmp(a, "--csv") == 0) {
             app.csv_path = val;
         } else if (strcmp(a, "--plot") == 0) {
@@ -509,6 +511,8 @@ int main(int argc, char **argv)
             r = hb_http_server_listen(&app.http, http_host, http_port);
             if (r == 0)
                 r = hb_monitor_mount_http(&app.mon, &app.http);
+            if (r == 0)
+                r = endpoints_mount_http_stats(&app.http);
             if (r == 0)
                 r = hb_http_server_route(&app.http, "GET", "/", on_page, &app);
             if (r == 0)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/cli.h"
+#include "../common/endpoints.h"
 
 static const char *prog = "hb-server";
 
@@ -193,7 +194,8 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--control-token") == 0) {
-            control_token = val;
+            if ((control_token = cli_token(prog, a, val)) == NULL)
+                return 2;
         } else if (strcmp(a, "--seed") == 0) {
             if (cli_u64(prog, a, val, 1, UINT64_MAX, &opts.seed) != 0)
                 return 2;
@@ -257,6 +259,8 @@ int main(int argc, char **argv)
             r = hb_http_server_listen(&app.http, control_host, control_port);
             if (r == 0)
                 r = hb_server_mount_http(&app.server, &app.http);
+            if (r == 0)
+                r = endpoints_mount_http_stats(&app.http);
         }
         if (r != 0) {
             fprintf(stderr, "%s: --control %s:%d: %s\n", prog, control_host, control_port,

@@ -1,7 +1,8 @@
 /* The load-generating client runtime: simulated users, one TCP connection each, logging in and
- * shaking on the modulo schedule (hongbao/sched.h), claiming the send-envelopes they are told of,
- * with latency measured from each request's intended send time. One loop, one thread: run several
- * processes for more users than one process's open-file limit (hb-client --procs does). */
+ * shaking on the modulo schedule (hongbao/sched.h), claiming the send-envelopes they are told of
+ * until each claim has a final answer, with latency measured from each request's intended send
+ * time. One loop, one thread: run several processes for more users than one process's open-file
+ * limit (hb-client --procs does). */
 #ifndef HONGBAO_CLIENT_H
 #define HONGBAO_CLIENT_H
 
@@ -48,9 +49,16 @@ typedef struct hb_client_options {
     uint32_t connect_rate;     /* new connections a second at most; 0 = 20,000 */
     uint32_t connect_inflight; /* connects in progress at most; 0 = 512 */
     int no_claims;             /* do not claim send-envelopes */
-    /* Called on the loop for every claim reply (amount 0: nothing granted), e.g. to log what the
-     * server acknowledged. */
-    void (*on_claim_reply)(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount);
+    /* Claim with the reference's command (HB_CMD_CLAIM, answered by an amount alone) instead of
+     * the extended one (HB_CMD_CLAIM_EX): for a server that speaks only the reference protocol.
+     * Its replies cannot say "try again" or "granted before": an amount is a grant, 0 is final. */
+    int reference_claims;
+    /* Called on the loop for every claim reply, e.g. to log what the server acknowledged: the
+     * amount and the result (HB_CLAIM_* of hongbao/proto.h: GRANTED and REPEAT carry the share,
+     * a REPEAT being a grant whose first reply was lost; TRY_AGAIN will be asked again; a reply to
+     * a reference claim is GRANTED with an amount, NO_ENVELOPE with 0). */
+    void (*on_claim_reply)(void *arg, uint32_t user, uint32_t envelope_id, uint32_t amount,
+                           int result);
     void *claim_arg;
     /* Closed loop: when 1..8, each user keeps `closed` shakes outstanding, sending the next as
      * each reply arrives, as fast as the server answers; qps and the schedule are then unused and
@@ -66,7 +74,8 @@ typedef struct hb_client_options {
 /* Fill *o with the defaults above (users 0..0, qps 0). */
 HB_EXTERN void hb_client_options_default(hb_client_options_t *o);
 
-/* Running totals of one client (read on the loop thread, or after close). */
+/* Running totals of one client (read on the loop thread, or in the close callback). Every field
+ * is a uint64_t. */
 typedef struct hb_client_stats {
     uint64_t users;            /* users simulated */
     uint64_t connected;        /* connected and logged in now */
@@ -80,15 +89,22 @@ typedef struct hb_client_stats {
     uint64_t envelopes;        /* shake envelopes received */
     uint64_t amount;           /* their sum (cents) */
     uint64_t notices;          /* send-envelope notices received */
-    uint64_t claims;           /* claims sent */
-    uint64_t claims_granted;   /* claim replies with an amount */
+    uint64_t claims;           /* envelopes claimed (a claim sent again is not counted here) */
+    uint64_t claims_granted;   /* envelopes whose share was received: each counted once */
     uint64_t claimed_amount;   /* their sum (cents) */
-    uint64_t bad_frames; /* malformed or unexpected frames from the server (connection reset) */
+    uint64_t bad_frames;    /* malformed or unexpected frames from the server (connection reset) */
+    uint64_t claims_repeat; /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
+    uint64_t claims_try_again; /* HB_CLAIM_TRY_AGAIN replies (asked again after a back-off) */
+    uint64_t claims_retried;   /* claims sent again: after a reconnect, or after TRY_AGAIN */
+    uint64_t claims_refused;   /* final answers without a share (not a recipient, no envelope) */
 } hb_client_stats_t;
 
 typedef struct hb_client hb_client_t;
+/* Called once the client is closed: see hb_client_close. */
 typedef void (*hb_client_close_cb)(hb_client_t *client);
 
+/* Caller-owned. The lifetime rule is libuv's: hb_client_init, then hb_client_close(client, cb);
+ * the memory stays valid until cb has run and the caller frees or reuses it in or after cb. */
 struct hb_client {
     /* public */
     void *data;
@@ -108,12 +124,18 @@ struct hb_client {
     struct hb_client_impl *impl;
 };
 
-/* Prepare a client on loop. opts is copied (source strings too). Returns 0, UV_EINVAL (bad
- * addresses, max_user < min_user, total_users <= max_user, qps above 2^32, closed above
- * HB_CLIENT_MAX_CLOSED, server ports past 65535), UV_ENOMEM. */
+/* Prepare a client on loop. opts is copied (source strings too). Once this returned 0,
+ * hb_client_close must be called (started or not): it frees what init allocated. Returns 0,
+ * UV_EINVAL (bad addresses, max_user < min_user, total_users <= max_user, qps above 2^32, closed
+ * above HB_CLIENT_MAX_CLOSED, server ports past 65535), UV_ENOMEM; on error nothing needs
+ * closing. */
 HB_EXTERN int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts);
 
-/* Start connecting the users (at the bounded rate) and sending on the schedule. Loop thread. */
+/* Start connecting the users (at the bounded rate) and sending on the schedule. Loop thread.
+ * A user's claims without a final answer (no reply yet, or HB_CLAIM_TRY_AGAIN) are kept and sent
+ * again: after its next login when its connection was lost, after a back-off (100 ms doubling to
+ * 5 s) after TRY_AGAIN; each envelope's share is counted once (GRANTED, or REPEAT for a claim not
+ * yet counted). Returns 0, or UV_EINVAL (already started, or closing). */
 HB_EXTERN int hb_client_start(hb_client_t *client);
 
 /* Change the fleet's rate from the next whole second on. Loop thread. Returns 0 or UV_EINVAL. */
@@ -133,13 +155,14 @@ HB_EXTERN hb_counters_t *hb_client_counters(hb_client_t *client);
  * loop. Returns 0 or an hb_http_server_route error. */
 HB_EXTERN int hb_client_mount_http(hb_client_t *client, hb_http_server_t *http);
 
-/* Stop sending, close every connection and handle, then call cb (from the loop once handles are
- * closed; at once if hb_client_start was never called). Stats, histograms and counters stay
- * readable until hb_client_free. */
+/* Stop sending, close every connection and handle, then call cb (may be NULL), always from the
+ * loop, never from inside this call, started or not. Until and inside cb the client's memory is
+ * valid and readable: stats, histograms, and the counters (hb_client_counters) as well. The
+ * library frees its internals once cb has returned and never touches client after calling cb;
+ * the caller frees or reuses client in or after cb (its public fields, stats and histograms,
+ * stay as they were; hb_client_counters may no longer be called). A second call before cb does
+ * nothing. */
 HB_EXTERN void hb_client_close(hb_client_t *client, hb_client_close_cb cb);
-
-/* Free what hb_client_init allocated (the counters included), after the close callback. */
-HB_EXTERN void hb_client_free(hb_client_t *client);
 
 #ifdef __cplusplus
 }

@@ -48,8 +48,9 @@ typedef struct hb_http_options {
      * responses unread that long: reading stops while they queue). Default 30 s. */
     uint64_t idle_timeout_ms;
     /* When set (1..HB_HTTP_TOKEN_MAX bytes), every request must carry the header
-     * "Authorization: Bearer <token>"; others are answered 401. Copied at init. NULL or "": none.
-     */
+     * "Authorization: Bearer <token>"; others are answered 401. Copied at init. NULL: none.
+     * "" is refused (UV_EINVAL): an empty token would authenticate nobody, and taking it as "none"
+     * would silently serve a port meant to be protected (an unset shell variable, say). */
     const char *bearer_token;
 } hb_http_options_t;
 
@@ -117,7 +118,7 @@ struct hb_http_server {
     hb_http_stats_t stats;
     hb_http_options_t opts; /* the options in effect, defaults filled in */
     /* private */
-    uv_tcp_t tcp_;
+    struct hb_http_listen *listen_; /* the listening socket (lib/hb_http.c) */
     struct hb_http_route routes_[HB_HTTP_MAX_ROUTES];
     unsigned nroutes_;
     struct hb_http_conn *conns_; /* open connections, a doubly linked list */
@@ -132,18 +133,19 @@ struct hb_http_server {
  * bearer token. */
 HB_EXTERN int hb_http_is_loopback(const char *host);
 
-/* Initialise srv on loop with opts (NULL: all defaults). Creates the listening handle, so once
+/* Initialise srv on loop with opts (NULL: all defaults). Allocates the listening side, so once
  * this returned 0, hb_http_server_close must be called (even if listen is never called or
  * fails). Returns 0, or UV_EINVAL (NULL argument, max_request_bytes out of bounds, a bearer token
- * longer than HB_HTTP_TOKEN_MAX or with CR, LF or spaces) or an error of
- * uv_tcp_init; on error nothing needs closing. */
+ * that is empty, longer than HB_HTTP_TOKEN_MAX or with CR, LF or spaces) or UV_ENOMEM; on error
+ * nothing needs closing. */
 HB_EXTERN int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv,
                                   const hb_http_options_t *opts);
 
 /* Bind to host (an IPv4 or IPv6 literal; NULL means "0.0.0.0") and port (0: an ephemeral port,
- * see hb_http_server_port) and start accepting. Returns 0, UV_EINVAL (bad host or port, or
- * already listening), or the bind/listen error (UV_EADDRINUSE, UV_EACCES, ...), never printed.
- * After an error the server can only be closed. */
+ * see hb_http_server_port) and start accepting. The port is this server's alone (no
+ * SO_REUSEPORT). Returns 0, UV_EINVAL (bad host or port, or already listening), or the
+ * bind/listen error (UV_EADDRINUSE, UV_EACCES, ...), never printed. After an error the server can
+ * only be closed. */
 HB_EXTERN int hb_http_server_listen(hb_http_server_t *srv, const char *host, int port);
 
 /* The port srv is bound to (1..65535), or a negative error (UV_EBADF when not bound). */
@@ -178,10 +180,11 @@ HB_EXTERN int hb_http_response_header(hb_http_response_t *res, const char *name,
 /* Answer the request: status (200..599), Content-Type content_type (NULL: none), and len bytes
  * of body, which are copied (body may be NULL when len is 0). Content-Length and Connection
  * (keep-alive or close) are set by the library; a HEAD request gets the headers only. Responses
- * leave in request order. One call per request. Returns 0, UV_EINVAL (status out of range,
- * content_type with CR or LF, a body with status 204 or 304, len above INT_MAX), UV_EALREADY
- * (already responded), UV_ECANCELED (the connection or server is closing: nothing sent), or
- * UV_ENOMEM or an error of uv_write (the connection is then closed). */
+ * leave in request order. One call per request. The write never raises SIGPIPE: a peer that has
+ * gone shows as an error. Returns 0, UV_EINVAL (status out of range, content_type with CR or LF,
+ * a body with status 204 or 304, len above INT_MAX), UV_EALREADY (already responded),
+ * UV_ECANCELED (the connection or server is closing: nothing sent), or UV_ENOMEM or the send
+ * error (UV_EPIPE, UV_ECONNRESET, ...: the connection is then closed). */
 HB_EXTERN int hb_http_respond(hb_http_response_t *res, int status, const char *content_type,
                               const void *body, size_t len);
 

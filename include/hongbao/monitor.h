@@ -152,8 +152,8 @@ struct hb_monitor {
 
 /* Initialise m on loop with opts (NULL: all defaults) and allocate its history. Sets m->data to
  * NULL. Once this returned 0, hb_monitor_close must be called (listening or not). Returns 0,
- * UV_EINVAL (NULL loop or m, an option out of bounds), UV_ENOMEM, or an error of uv_tcp_init or
- * uv_timer_init; on error nothing needs closing. */
+ * UV_EINVAL (NULL loop or m, an option out of bounds), UV_ENOMEM, or an error of uv_timer_init;
+ * on error nothing needs closing. */
 HB_EXTERN int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t *opts);
 
 /* Bind to host (an IPv4 or IPv6 literal; NULL means "127.0.0.1") and port (0: an ephemeral port,

@@ -23,7 +23,7 @@ extern "C" {
 #define HB_REPORTER_DEFAULT_BACKOFF_MAX_MS 5000
 /* Largest delay_s: the reported second must still be in the counters' history. */
 #define HB_REPORTER_MAX_DELAY_S (HB_COUNTERS_HISTORY - 1)
-/* Report bytes handed to the connection and not yet written to the kernel, at most. A tick whose
+/* Report bytes handed to the connection and not yet taken by the kernel, at most. A tick whose
  * batch would go past it sends nothing (the seconds wait, see hb_reporter_tick). */
 #define HB_REPORTER_MAX_PENDING_BYTES (64u * 1024)
 /* A connect attempt that has not completed after this long fails with UV_ETIMEDOUT. */
@@ -95,8 +95,7 @@ struct hb_reporter {
     /* private */
     char host_[HB_REPORTER_HOST_MAX];
     struct sockaddr_storage addr_;
-    uv_tcp_t tcp_;
-    uv_connect_t connect_req_;
+    struct hb_sock *sock_;  /* the monitor connection (lib/hb_sock.h), allocated by init */
     uv_timer_t tick_timer_; /* the once-a-second tick */
     uv_timer_t timer_;      /* reconnect back-off, connect timeout, or close deadline */
     int state_;             /* connection state, HB_REPORTER_S_* in hb_reporter.c */
@@ -107,20 +106,21 @@ struct hb_reporter {
     int have_next_;
     uint64_t next_; /* the oldest second due and not yet sent or dropped */
     unsigned backoff_ms_;
-    size_t pending_bytes_; /* bytes in writes not yet completed */
-    unsigned pending_writes_;
+    uint64_t queued_reports_; /* reports handed to the socket and not yet wholly taken */
     int ever_connected_;
     int down_logged_; /* the "unreachable"/"lost" line was logged, "connected" not since */
     char read_buf_[64];
     hb_reporter_close_cb close_cb_;
 };
 
-/* Initialise r on loop to report counters (which must stay initialised until the close
- * callback) per opts (NULL: all defaults). Sets r->data to NULL. Connects to nothing yet: see
+/* Initialise r on loop to report counters per opts (NULL: all defaults). The counters are read
+ * by hb_reporter_tick and, for the final reports, inside hb_reporter_close: they must stay
+ * initialised until hb_reporter_close has returned (so a client's counters may be reported one
+ * last time from the client's close callback). Sets r->data to NULL. Connects to nothing yet: see
  * hb_reporter_start. Once this returned 0, hb_reporter_close must be called (started or not).
- * Returns 0, or UV_EINVAL: NULL loop, r or counters, counters not initialised, host not an IP
- * literal (or longer than HB_REPORTER_HOST_MAX - 1), port outside 0..65535, delay_s above
- * HB_REPORTER_MAX_DELAY_S, backoff min above max. On error nothing needs closing. */
+ * Returns 0, UV_ENOMEM, or UV_EINVAL: NULL loop, r or counters, counters not initialised, host
+ * not an IP literal (or longer than HB_REPORTER_HOST_MAX - 1), port outside 0..65535, delay_s
+ * above HB_REPORTER_MAX_DELAY_S, backoff min above max. On error nothing needs closing. */
 HB_EXTERN int hb_reporter_init(uv_loop_t *loop, hb_reporter_t *r, hb_counters_t *counters,
                                const hb_reporter_options_t *opts);
 
@@ -141,13 +141,15 @@ HB_EXTERN int hb_reporter_start(hb_reporter_t *r);
  * now = opts.now_s(), the seconds due are those from the oldest not yet sent (the first tick:
  * now - delay_s) up to now - delay_s. A second older than now - (HB_COUNTERS_HISTORY - 1), no
  * longer reliably in the counters' history, is dropped (counted). When connected and at most
- * than HB_REPORTER_MAX_PENDING_BYTES would then be pending, the due seconds are snapshotted,
- * encoded (hb_report_encode) and written with one uv_write from one malloc'd buffer, freed when
- * the write completes (sent, or dropped if it fails). Otherwise (not connected, a stuck monitor,
- * no memory) they wait for a later tick, so a short outage loses nothing. A clock that steps
- * back sends nothing twice: the seconds already sent are skipped, unless it stepped back more
- * than HB_COUNTERS_HISTORY seconds, and then reporting restarts at now - delay_s. Never blocks.
- * Does nothing once hb_reporter_close was called. */
+ * HB_REPORTER_MAX_PENDING_BYTES would then be pending, the due seconds are snapshotted, encoded
+ * (hb_report_encode) and written in one send; what the kernel does not take at once is queued
+ * on the connection and written as the monitor reads (each report counts as sent once the
+ * kernel has taken all of it, as dropped if the connection is lost first). Otherwise (not
+ * connected, a stuck monitor, no memory) they wait for a later tick, so a short outage loses
+ * nothing. A clock that steps back sends nothing twice: the seconds already sent are skipped,
+ * unless it stepped back more than HB_COUNTERS_HISTORY seconds, and then reporting restarts at
+ * now - delay_s. Never blocks, never raises SIGPIPE. Does nothing once hb_reporter_close was
+ * called. */
 HB_EXTERN void hb_reporter_tick(hb_reporter_t *r);
 
 /* Stop reporting and close. If connected, first send the seconds due up to now - 1 (the

@@ -44,6 +44,9 @@ typedef struct opts {
     unsigned timeout_s;
     uint64_t seed;
     const char *pidfile;
+    unsigned pipeline;
+    const char *path;
+    const char *token;
 } opts_t;
 
 static opts_t o;
@@ -73,13 +76,20 @@ static void usage(FILE *out)
         "              and refused (closed); holds them --hold-ms more, then closes them all\n"
         "  mon-garbage to a monitor: --count connections each of random bytes, a report of\n"
         "              type 7, half a report then close\n"
+        "  http-gone   to an HTTP port: --count connections (--parallel at once) each send\n"
+        "              --pipeline GET --path requests (with 'Authorization: Bearer --token'\n"
+        "              when given) in one write and leave without reading: even ones close,\n"
+        "              odd ones reset (SO_LINGER 0)\n"
+        "  user-gone   to a user port: --count connections each send a login as --user + i,\n"
+        "              then --pipeline shakes and --pipeline claims in one write, and leave\n"
+        "              without reading: even ones close, odd ones reset\n"
         "  freeport    print a free loopback TCP port\n"
         "\n"
         "options: --count N (1) --parallel P (8) --user U (1000) --interval-ms MS (50)\n"
         "         --bound-ms MS (1000) --shakes N (5000) --duration-ms MS (120000)\n"
         "         --hold-ms MS (500) --rate N (connections a second in the parallel\n"
         "         modes; 0: as fast as they go) --timeout-s S (60: the whole run) --seed N (1)\n"
-        "         --pidfile FILE\n",
+        "         --pidfile FILE --pipeline N (5) --path P (/stats) --token T\n",
         prog);
 }
 
@@ -396,6 +406,68 @@ static void one_badframe(unsigned i)
     else
         note_error(i, "still open after the bad frame", 0);
     close(fd);
+}
+
+/* Leave without reading what the peer sent or will send: odd connections reset (SO_LINGER 0),
+ * even ones close (a FIN; the peer's later writes meet a closed socket). */
+static void leave(int fd, unsigned i)
+{
+    if (i % 2 == 1) {
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd);
+}
+
+/* Send what a departing peer pipelined; a peer that has already closed on us is counted (a
+ * refused HTTP connection), any other failure is an error. */
+static void send_and_leave(unsigned i, const void *buf, size_t len)
+{
+    int fd = dial(0);
+    if (fd < 0) {
+        note_error(i, "connect", fd);
+        return;
+    }
+    int r = send_all(fd, buf, len);
+    if (r == -EPIPE || r == -ECONNRESET)
+        atomic_fetch_add(&tally.closed_by_peer, 1);
+    else if (r != 0)
+        note_error(i, "send", r);
+    else
+        atomic_fetch_add(&tally.sent, 1);
+    leave(fd, i);
+}
+
+/* http-gone: --pipeline requests for --path in one write, then leave. */
+static void one_http_gone(unsigned i)
+{
+    char buf[8192];
+    size_t n = 0;
+    for (unsigned k = 0; k < o.pipeline && n < sizeof buf - 512; k++) {
+        int w = snprintf(
+            buf + n, sizeof buf - n, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", o.path,
+            o.token ? "Authorization: Bearer " : "", o.token ? o.token : "", o.token ? "\r\n" : "");
+        if (w < 0 || (size_t)w >= sizeof buf - n)
+            break;
+        n += (size_t)w;
+    }
+    send_and_leave(i, buf, n);
+}
+
+/* user-gone: a login, then --pipeline shakes and claims, interleaved, in one write, then leave.
+ * The claims name envelopes nobody has: each is answered (amount 0) by the SET that owns it. */
+static void one_user_gone(unsigned i)
+{
+    uint8_t buf[64 * 40];
+    uint32_t user = o.user + i;
+    int len = encode(HB_CMD_LOGIN, user, 0, buf, sizeof buf);
+    size_t n = (size_t)len;
+    for (unsigned k = 0; k < o.pipeline && n + 64 <= sizeof buf; k++) {
+        n += (size_t)encode(HB_CMD_SHAKE, user, 0, buf + n, sizeof buf - n);
+        n += (size_t)encode(HB_CMD_CLAIM, 0, HB_SEND_ENVELOPE_ID_BASE + i * 16 + k, buf + n,
+                            sizeof buf - n);
+    }
+    send_and_leave(i, buf, n);
 }
 
 static uint8_t *shake_block(uint32_t user, size_t *len)
@@ -951,6 +1023,8 @@ static int parse_args(int argc, char **argv)
     o.hold_ms = 500;
     o.timeout_s = 60;
     o.seed = 1;
+    o.pipeline = 5;
+    o.path = "/stats";
     if (argc < 2)
         return -1;
     o.mode = argv[1];
@@ -978,6 +1052,14 @@ static int parse_args(int argc, char **argv)
             o.pidfile = v;
             continue;
         }
+        if (strcmp(a, "--path") == 0 && v[0] == '/' && strpbrk(v, " \r\n") == NULL) {
+            o.path = v;
+            continue;
+        }
+        if (strcmp(a, "--token") == 0 && v[0] != '\0' && strpbrk(v, " \r\n") == NULL) {
+            o.token = v;
+            continue;
+        }
         if (parse_uint(a, v, UINT32_MAX, &x) != 0)
             return -1;
         if (strcmp(a, "--count") == 0 && x >= 1 && x <= MAX_CONNS * 16)
@@ -1002,6 +1084,8 @@ static int parse_args(int argc, char **argv)
             o.timeout_s = (unsigned)x;
         else if (strcmp(a, "--seed") == 0)
             o.seed = x;
+        else if (strcmp(a, "--pipeline") == 0 && x >= 1 && x <= 32)
+            o.pipeline = (unsigned)x;
         else {
             fprintf(stderr, "%s: unknown option or value out of range: %s %s\n", prog, a, v);
             return -1;
@@ -1045,11 +1129,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         one_fn fn;
-    } parallel_modes[] = {{"midframe", one_midframe},
-                          {"cycle", one_cycle},
-                          {"badframe", one_badframe},
-                          {"noread", one_noread},
-                          {"flood", one_flood}};
+    } parallel_modes[] = {{"midframe", one_midframe},  {"cycle", one_cycle},
+                          {"badframe", one_badframe},  {"noread", one_noread},
+                          {"flood", one_flood},        {"http-gone", one_http_gone},
+                          {"user-gone", one_user_gone}};
     int rc = 0, ran = 0;
     for (size_t k = 0; k < sizeof parallel_modes / sizeof parallel_modes[0]; k++) {
         if (strcmp(o.mode, parallel_modes[k].name) == 0) {

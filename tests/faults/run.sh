@@ -4,6 +4,7 @@
 # fault must be counted in the right server counter and the server's RSS must come back to its
 # baseline. Prints a table and writes it to BUILD_DIR/tests/faults/results.md.
 # Usage: tests/faults/run.sh BUILD_DIR   (a CMake build tree with the examples and tests built)
+#        HB_FAULTS="fault_sigpipe_control fault_sigpipe_users" tests/faults/run.sh BUILD_DIR
 # Exit status: 0 when every expectation held, 1 otherwise (each failure is named on stderr).
 set -uo pipefail
 
@@ -36,7 +37,7 @@ fi
 # Waits give up after WAIT_S seconds and a SIGTERM'd program must end within STOP_S, so even a
 # server that hangs costs a bounded time; faults not yet started when BUDGET_S has passed are
 # not run (and fail).
-WAIT_S=15 STOP_S=10 BUDGET_S=150
+WAIT_S=15 STOP_S=10 BUDGET_S=240
 
 # ---- processes: every one this script starts, stopped by PID only ----
 
@@ -137,16 +138,31 @@ wait_for_line() { # LOG ERE TIMEOUT_S [PID: give up as soon as it has ended]
 
 # ---- HTTP and metrics ----
 
-http_get() { # PORT PATH: the body on stdout; fails unless HTTP 200
+http_get() { # PORT PATH [TOKEN]: the body on stdout; fails unless HTTP 200
+    local auth=""
+    [ -n "${3:-}" ] && auth="Authorization: Bearer $3"
     if command -v curl >/dev/null 2>&1; then
-        curl -sf --max-time 5 "http://127.0.0.1:$1$2"
+        curl -sf --max-time 5 ${auth:+-H "$auth"} "http://127.0.0.1:$1$2"
         return
     fi
-    # shellcheck disable=SC2016 # $0 and $1 are the inner shell's
+    # shellcheck disable=SC2016 # $0, $1 and $2 are the inner shell's
     timeout 5 bash -c 'exec 9<>"/dev/tcp/127.0.0.1/$0" || exit 1
-        printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$1" >&9
-        cat <&9' "$1" "$2" | awk 'NR == 1 { if ($2 != "200") exit 1; next }
+        printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n" "$1" "$2" >&9
+        cat <&9' "$1" "$2" "${auth:+$auth$'\r\n'}" | awk 'NR == 1 { if ($2 != "200") exit 1; next }
         body { print; next } /^\r?$/ { body = 1 }'
+}
+# http_stat PORT TOKEN NAME: a counter of the HTTP server itself (GET /http-stats).
+http_stat() { http_get "$1" /http-stats "$2" | grep -o "\"$3\":[0-9]*" | cut -d: -f2; }
+# wait_http_open PORT TOKEN TIMEOUT_S: until that HTTP server has only the asking connection open.
+wait_http_open() {
+    local v end=$((SECONDS + $3))
+    while [ $SECONDS -lt $end ]; do
+        v=$(http_stat "$1" "$2" connections_open)
+        [ "${v:-9}" -le 1 ] && return 0
+        sleep 0.1
+    done
+    echo "faults: waited ${3}s for the HTTP port $1 to close its connections (last: ${v:-none})" >&2
+    return 1
 }
 
 # val TEXT NAME: the value of metric NAME in Prometheus TEXT (empty when absent).
@@ -158,7 +174,8 @@ d() {
     b=$(val "$BEFORE" "hongbao_$1")
     echo $((${a:-0} - ${b:-0}))
 }
-server_metrics() { http_get "$CTL_PORT" /metrics; }
+CTL_TOKEN="" # the control token of the server running now, if any
+server_metrics() { http_get "$CTL_PORT" /metrics "$CTL_TOKEN"; }
 # wait_metric NAME OP VALUE TIMEOUT_S: until hongbao_NAME OP VALUE on the server.
 wait_metric() {
     local v end=$((SECONDS + $4))
@@ -351,10 +368,12 @@ fault_cycles() {
 }
 
 MON_PID="" MON_PORT="" MON_HTTP="" MON_LOG=""
-start_monitor() { # NAME LISTEN_PORT
+start_monitor() { # NAME LISTEN_PORT [hb-monitor args...]
     MON_LOG=$work/$1.monitor.log
-    start_bg MON_PID "$MON_LOG" "$bin/hb-monitor" --listen "127.0.0.1:$2" --http 127.0.0.1:0 \
-        --grace-ms 2000
+    local port=$2
+    shift 2
+    start_bg MON_PID "$MON_LOG" "$bin/hb-monitor" --listen "127.0.0.1:$port" --http 127.0.0.1:0 \
+        --grace-ms 2000 "$@"
     if ! wait_for_line "$MON_LOG" 'dashboard on http' $WAIT_S "$MON_PID_LAUNCH"; then
         expect "hb-monitor started (log: $MON_LOG)" 1 -eq 0
         cat "$MON_LOG" >&2
@@ -679,11 +698,116 @@ fault_valgrind() {
     end_row
 }
 
+# ---- SIGPIPE: peers that leave without reading what they asked for ----
+# Before the library wrote through hb_sock (send with MSG_NOSIGNAL), a write to such a peer could
+# raise SIGPIPE and end the process at once (signal 13: exit status 141 when stopped). Each
+# scenario: at least 3,000 connections, each pipelining requests in one write and leaving without
+# reading, half of them closing (FIN: the process's later writes meet a closed socket), half
+# resetting (SO_LINGER 0).
+
+# sigpipe_http NAME PORT TOKEN COUNT PATH PID: COUNT peers to the HTTP port PORT (requests without
+# a token: with TOKEN set on the server they are answered 401), then the checks: PID alive, the
+# HTTP port still serving, every dropped connection closed and counted.
+sigpipe_http() {
+    local name=$1 port=$2 token=$3 count=$4 path=$5 pid=$6 a0 r0 u0 a1 r1 u1
+    a0=$(http_stat "$port" "$token" connections_accepted)
+    r0=$(http_stat "$port" "$token" connections_rejected)
+    u0=$(http_stat "$port" "$token" unauthorized)
+    run_tool "$name" http-gone --server "127.0.0.1:$port" --count "$count" --parallel 16 \
+        --pipeline 5 --path "$path"
+    wait_http_open "$port" "$token" $WAIT_S || expect "every dropped connection closed (port $port)" 1 -eq 0
+    expect "alive after $count peers left without reading (port $port)" -n "$(own "$pid" && echo y)"
+    http_get "$port" "$path" "$token" >/dev/null || expect "GET $path still answered 200 (port $port)" 1 -eq 0
+    a1=$(http_stat "$port" "$token" connections_accepted)
+    r1=$(http_stat "$port" "$token" connections_rejected)
+    u1=$(http_stat "$port" "$token" unauthorized)
+    expect "the peer made every connection (port $port)" "$(kv "$TOOL_LINE" done)" -eq "$count"
+    expect "connections counted: accepted + rejected >= $count (port $port)" \
+        $((${a1:-0} + ${r1:-0} - ${a0:-0} - ${r0:-0})) -ge "$count"
+    if [ -n "$token" ]; then
+        expect "unauthenticated requests answered 401 (port $port)" $((${u1:-0} - ${u0:-0})) -gt 0
+    fi
+    counted+="$name: $count peers, accepted +$((${a1:-0} - ${a0:-0})), rejected +$((${r1:-0} - ${r0:-0})), 401 +$((${u1:-0} - ${u0:-0})), open back to 1; "
+}
+
+fault_sigpipe_control() {
+    begin "10. SIGPIPE: control port"
+    counted="" served=""
+    start_server f10 || { end_row; return; }
+    start_good f10
+    sigpipe_http f10 "$CTL_PORT" "" 2000 /stats "$SRV_PID"
+    stop_good
+    stop_server
+    CTL_TOKEN=f10secret
+    start_server f10t --control-token "$CTL_TOKEN" || { CTL_TOKEN=""; end_row; return; }
+    start_good f10t
+    sigpipe_http f10t "$CTL_PORT" "$CTL_TOKEN" 1000 /stats "$SRV_PID"
+    stop_good
+    stop_server
+    CTL_TOKEN=""
+    done_what="hb-server; 2,000 connections to the control port, each pipelining 5 GET /stats and leaving without reading (half close, half reset), 16 at a time; then a server with --control-token and 1,000 more, unauthenticated (401)"
+    served+=" (and GET /stats after each)"
+    mem="-"
+    end_row
+}
+
+fault_sigpipe_monitor() {
+    begin "11. SIGPIPE: monitor's HTTP port"
+    counted="" served=""
+    start_monitor f11 0 || { end_row; return; }
+    sigpipe_http f11 "$MON_HTTP" "" 2000 /metrics "$MON_PID"
+    stop_monitor
+    start_monitor f11t 0 --http-token f11secret || { end_row; return; }
+    sigpipe_http f11t "$MON_HTTP" f11secret 1000 /metrics "$MON_PID"
+    stop_monitor
+    done_what="hb-monitor; 2,000 connections to its HTTP port, each pipelining 5 GET /metrics and leaving without reading (half close, half reset), 16 at a time; then a monitor with --http-token and 1,000 more, unauthenticated (401)"
+    served="GET /metrics after each"
+    mem="-"
+    end_row
+}
+
+# sigpipe_users NAME [hb-server args...]: 3,000 logged-in peers pipelining shakes and claims.
+sigpipe_users() {
+    local name=$1
+    shift
+    start_server "$name" "$@" || return
+    start_good "$name"
+    baseline
+    # 20 claims each, answered by other SETs while the connection is going: the writes that used
+    # to meet the closed socket and, before hb_sock, raise SIGPIPE.
+    run_tool "$name" user-gone --server "127.0.0.1:$SRV_PORT" --count 3000 --parallel 32 \
+        --pipeline 20 --user 20000
+    wait_metric conn_closed_total -ge $(($(val "$BEFORE" hongbao_conn_closed_total) + 3000)) $WAIT_S
+    expect "hb-server $* alive after 3,000 peers left without reading" -n "$(own "$SRV_PID" && echo y)"
+    settle 1
+    stop_good
+    expect "hb-server $*: the peer made every connection" "$(kv "$TOOL_LINE" done)" -eq 3000
+    expect "hb-server $*: conn_closed +3000" "$(d conn_closed_total)" -eq 3000
+    expect "hb-server $*: claims seen" "$(d frame_claim_total)" -gt 0
+    counted+="${*:-defaults}: conn_opened +$(d conn_opened_total), conn_closed +$(d conn_closed_total), frame_shake +$(d frame_shake_total), frame_claim +$(d frame_claim_total); "
+    stop_server
+}
+
+fault_sigpipe_users() {
+    begin "12. SIGPIPE: user port"
+    counted="" served=""
+    sigpipe_users f12
+    local s1=$served
+    sigpipe_users f12n --ledger off
+    served="$s1; --ledger off: $served"
+    done_what="hb-server with default options, then with --ledger off; each: 3,000 connections, each sending a login, 20 shakes and 20 claims (of unknown envelopes, answered by the SET that owns them) in one write and leaving without reading (half close, half reset), 32 at a time"
+    mem="-"
+    end_row
+}
+
 # ---- run them all ----
 
 t_start=$SECONDS
-for f in fault_midframe fault_cycles fault_monitor_garbage fault_monitor_down fault_slow_peer \
-    fault_rate_limit fault_slowloris fault_conn_flood fault_valgrind fault_bad_frames; do
+# HB_FAULTS="fault_sigpipe_users ..." runs only those (while working on one).
+all_faults="fault_midframe fault_cycles fault_monitor_garbage fault_monitor_down fault_slow_peer
+    fault_rate_limit fault_slowloris fault_conn_flood fault_valgrind fault_bad_frames
+    fault_sigpipe_control fault_sigpipe_monitor fault_sigpipe_users"
+for f in ${HB_FAULTS:-$all_faults}; do
     if [ $((SECONDS - t_start)) -ge $BUDGET_S ]; then
         begin "$f"
         expect "not run: the time budget of ${BUDGET_S} s was spent (a hung program?)" 1 -eq 0

@@ -1,15 +1,27 @@
-/* libFuzzer target for the HTTP server as a whole: each input is sent over a real loopback TCP
- * connection to an hb_http_server on a libuv loop (in up to three pieces), the loop runs until
- * the server has closed the connection, and the handlers and the server's counters are checked.
+/* libFuzzer target for the HTTP server as a whole, with peers that misbehave: each input is a
+ * script run over real loopback TCP connections (up to FUZZ_SLOTS at once) to an hb_http_server
+ * on a libuv loop: request bytes interleaved with half-closes, resets, plain closes and a client
+ * that stops (and resumes) reading while replies are in flight. At the end every connection still
+ * open is half-closed and read to its end, the loop runs until the server has closed them all,
+ * and the handlers and the server's counters are checked. SIGPIPE is left at its default: a write
+ * of the server that raised it would end the run.
  *
- * Input: [0] size of the first piece (0: all at once), [1] size of the second (0: the rest),
- * then the bytes sent. */
+ * Input: a sequence of operations, each one byte b: kind = b >> 4, slot = b & 3, arg = (b >> 2) & 3
+ *   0 send: a 2-byte big-endian length n follows, then n request bytes (fewer if the input ends)
+ *   1 pump: (arg + 1) * 2 loop turns, reading what the reading connections were sent
+ *   2 half-close (shutdown SHUT_WR)       3 reset (SO_LINGER 0, then close)
+ *   4 stop reading                         5 read again
+ *   6 close (whatever is unread makes it a reset)
+ *   7 wait: turn the loop until a reply to the slot's last send begins to arrive (bounded)
+ *   8..15 send: 1-byte length n, then n bytes
+ * An operation on a slot with no connection opens one first (at most FUZZ_MAX_CONNS an input). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +48,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Small, so that 413 is reachable with short inputs. */
 #define FUZZ_MAX_REQUEST 1024
+/* Connections open at once, and in all, per input. */
+#define FUZZ_SLOTS        4
+#define FUZZ_MAX_CONNS    8
+#define FUZZ_WAIT_TURNS   20 /* of FUZZ_WAIT_POLL_MS each */
+#define FUZZ_WAIT_POLL_MS 1
+/* The client's receive buffer: small, so that a client that stops reading backs replies up. */
+#define FUZZ_RCVBUF 4096
+/* /big?k=K answers K KiB (at most this many). */
+#define FUZZ_BIG_MAX_KIB 256
 /* Loop turns (each waiting at most FUZZ_POLL_MS for an event) before a connection the client
  * has finished with must be closed by the server. */
 #define FUZZ_MAX_TURNS 500
@@ -49,6 +70,7 @@ typedef struct fuzz_http {
     uint32_t source; /* picks the next connection's source address */
     /* What the handlers saw during the current input. */
     uint64_t calls;
+    uint64_t silent;      /* calls of /silent: the library answers those */
     uint64_t by_class[6]; /* responses the handlers sent, by status / 100 */
 } fuzz_http_t;
 
@@ -104,9 +126,19 @@ static void check_request(fuzz_http_t *fz, const hb_http_request_t *req, const c
     FUZZ_CHECK(hb_http_request_header(req, "host") == hb_http_request_header(req, "HOST"));
 }
 
-static void count(fuzz_http_t *fz, int status)
+/* A respond call's result: 0, or the error of a connection its peer has dropped (a reset, a close
+ * that the write met, nothing sent). Any other error is the library's fault. */
+static bool respond_ok(int r)
 {
-    fz->by_class[status / 100]++;
+    return r == 0 || r == UV_EPIPE || r == UV_ECONNRESET || r == UV_ECANCELED || r == UV_ENOTCONN;
+}
+
+/* Count a response the handler sent (r == 0) in its status class. */
+static void count(fuzz_http_t *fz, int status, int r)
+{
+    FUZZ_CHECK(respond_ok(r));
+    if (r == 0)
+        fz->by_class[status / 100]++;
 }
 
 /* After the one response: a second one and a late header are refused. */
@@ -121,8 +153,7 @@ static void bad_param(fuzz_http_t *fz, hb_http_response_t *res, const char *name
                       uint64_t min, uint64_t max)
 {
     FUZZ_CHECK(err == UV_ENOENT || err == UV_EINVAL || err == UV_ERANGE || err == UV_ENOBUFS);
-    FUZZ_CHECK(hb_http_bad_param_range(res, name, err, min, max) == 0);
-    count(fz, 400);
+    count(fz, 400, hb_http_bad_param_range(res, name, err, min, max));
     check_responded(res);
 }
 
@@ -153,8 +184,7 @@ static void h_echo(const hb_http_request_t *req, hb_http_response_t *res, void *
     r = hb_http_query_copy(q, ql, "s", s, sizeof s, &slen);
     if (r != 0 && r != UV_ENOENT) {
         FUZZ_CHECK(r == UV_EINVAL || r == UV_ENOBUFS);
-        FUZZ_CHECK(hb_http_bad_param(res, "s", r) == 0);
-        count(fz, 400);
+        count(fz, 400, hb_http_bad_param(res, "s", r));
         check_responded(res);
         return;
     }
@@ -174,8 +204,7 @@ static void h_echo(const hb_http_request_t *req, hb_http_response_t *res, void *
     char body[128];
     int n = snprintf(body, sizeof body, "a=%" PRIu64 " b=%" PRIu64 " s=%zu\n", a, b, slen);
     FUZZ_CHECK(n > 0 && (size_t)n < sizeof body);
-    FUZZ_CHECK(hb_http_respond(res, 200, "text/plain", body, (size_t)n) == 0);
-    count(fz, 200);
+    count(fz, 200, hb_http_respond(res, 200, "text/plain", body, (size_t)n));
     check_responded(res);
 }
 
@@ -196,22 +225,40 @@ static void h_body(const hb_http_request_t *req, hb_http_response_t *res, void *
     r = hb_http_respond(res, (int)status, ct, req->body, req->body_len);
     if ((status == 204 || status == 304) && req->body_len > 0) {
         FUZZ_CHECK(r == UV_EINVAL);
-        FUZZ_CHECK(hb_http_respond(res, (int)status, ct, NULL, 0) == 0); /* still unanswered */
-    } else {
-        FUZZ_CHECK(r == 0);
+        r = hb_http_respond(res, (int)status, ct, NULL, 0); /* still unanswered */
     }
-    count(fz, (int)status);
+    count(fz, (int)status, r);
     check_responded(res);
 }
 
-/* /silent: no answer, so the library sends 500. */
+/* /silent: no answer, so the library sends 500 (counted apart: it may fail unseen). */
 static void h_silent(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
 {
     fuzz_http_t *fz = arg;
     (void)res;
     fz->calls++;
+    fz->silent++;
     check_request(fz, req, "/silent");
-    count(fz, 500);
+}
+
+/* /big?k=K: K KiB (0..FUZZ_BIG_MAX_KIB) of filler, so that replies can back up behind a client
+ * that stops reading. */
+static void h_big(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
+{
+    static char filler[FUZZ_BIG_MAX_KIB * 1024];
+    fuzz_http_t *fz = arg;
+    fz->calls++;
+    check_request(fz, req, "/big");
+    uint64_t k;
+    int r = hb_http_query_u64(req->query, req->query_len, "k", 0, FUZZ_BIG_MAX_KIB, &k);
+    if (r != 0) {
+        bad_param(fz, res, "k", r, 0, FUZZ_BIG_MAX_KIB);
+        return;
+    }
+    if (filler[0] == '\0')
+        memset(filler, 'z', sizeof filler);
+    count(fz, 200, hb_http_respond(res, 200, "text/plain", filler, (size_t)k * 1024));
+    check_responded(res);
 }
 
 /* /post, POST only: other methods get 405. */
@@ -221,8 +268,7 @@ static void h_post(const hb_http_request_t *req, hb_http_response_t *res, void *
     fz->calls++;
     check_request(fz, req, "/post");
     FUZZ_CHECK(strcmp(req->method, "POST") == 0);
-    FUZZ_CHECK(hb_http_respond(res, 201, NULL, "ok", 2) == 0);
-    count(fz, 201);
+    count(fz, 201, hb_http_respond(res, 201, NULL, "ok", 2));
     check_responded(res);
 }
 
@@ -234,6 +280,7 @@ static fuzz_http_t *fuzz_setup(void)
     static bool ready;
     if (ready)
         return &fz;
+    signal(SIGPIPE, SIG_DFL); /* a write that raised it would end the run: a finding */
     FUZZ_CHECK(uv_loop_init(&fz.loop) == 0);
     hb_http_options_t opts = {.max_request_bytes = FUZZ_MAX_REQUEST};
     FUZZ_CHECK(hb_http_server_init(&fz.loop, &fz.srv, &opts) == 0);
@@ -241,6 +288,7 @@ static fuzz_http_t *fuzz_setup(void)
     FUZZ_CHECK(hb_http_server_route(&fz.srv, NULL, "/body", h_body, &fz) == 0);
     FUZZ_CHECK(hb_http_server_route(&fz.srv, "GET", "/silent", h_silent, &fz) == 0);
     FUZZ_CHECK(hb_http_server_route(&fz.srv, "POST", "/post", h_post, &fz) == 0);
+    FUZZ_CHECK(hb_http_server_route(&fz.srv, "GET", "/big", h_big, &fz) == 0);
     FUZZ_CHECK(hb_http_server_listen(&fz.srv, "127.0.0.1", 0) == 0);
     fz.port = hb_http_server_port(&fz.srv);
     FUZZ_CHECK(fz.port > 0);
@@ -264,17 +312,21 @@ static unsigned loop_handles(uv_loop_t *loop)
 
 /* The client end of one connection. */
 typedef struct client {
-    int fd;
+    int fd;          /* -1: no connection in this slot */
+    bool reading;    /* the client reads what the server sends (else it leaves it unread) */
+    bool shut;       /* the client half-closed */
     bool eof;        /* the server's FIN (or a reset) was read */
     size_t received; /* bytes the server sent */
+    size_t mark;     /* received when the client last sent: a reply comes after it */
+    bool awaiting;   /* sent since the last wait: a reply may be on its way */
     char first[9];   /* its first bytes */
 } client_t;
 
-/* Read and discard what the server sent so far. */
+/* Read and discard what the server sent so far (only while the client reads). */
 static void client_drain(client_t *cl)
 {
-    char buf[4096];
-    while (!cl->eof) {
+    char buf[16384];
+    while (cl->fd >= 0 && cl->reading && !cl->eof) {
         ssize_t n = recv(cl->fd, buf, sizeof buf, 0);
         if (n > 0) {
             if (cl->received < sizeof cl->first) {
@@ -290,26 +342,71 @@ static void client_drain(client_t *cl)
     }
 }
 
+static void drain_all(client_t *cls)
+{
+    for (int i = 0; i < FUZZ_SLOTS; i++)
+        client_drain(&cls[i]);
+}
+
+/* Whatever a connection received starts as a response does. */
+static void check_first_bytes(const client_t *cl)
+{
+    if (cl->received >= sizeof cl->first)
+        FUZZ_CHECK(memcmp(cl->first, "HTTP/1.1 ", 9) == 0);
+}
+
+/* End the client side of a connection: closed, with a reset or not. */
+static void client_close(client_t *cl, bool reset)
+{
+    if (cl->fd < 0)
+        return;
+    check_first_bytes(cl);
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(cl->fd);
+    cl->fd = -1;
+}
+
 /* One loop turn without blocking, then read what arrived. */
-static void pump(fuzz_http_t *fz, client_t *cl)
+static void pump(fuzz_http_t *fz, client_t *cls)
 {
     uv_run(&fz->loop, UV_RUN_NOWAIT);
-    client_drain(cl);
+    drain_all(cls);
 }
 
-/* Wait (at most FUZZ_POLL_MS) until the loop or the client has something to do. */
-static void wait_event(fuzz_http_t *fz, client_t *cl)
+/* Wait (at most ms) until the loop or a reading client has something to do; not at all when the
+ * loop has work pending already (a handle closing, say). */
+static void wait_event_ms(fuzz_http_t *fz, client_t *cls, int ms)
 {
-    struct pollfd p[2] = {{.fd = uv_backend_fd(&fz->loop), .events = POLLIN},
-                          {.fd = cl->fd, .events = POLLIN}};
-    poll(p, cl->eof ? 1 : 2, FUZZ_POLL_MS);
+    int due = uv_backend_timeout(&fz->loop);
+    if (due == 0)
+        return;
+    if (due > 0 && due < ms)
+        ms = due;
+    struct pollfd p[1 + FUZZ_SLOTS];
+    nfds_t n = 0;
+    p[n++] = (struct pollfd){.fd = uv_backend_fd(&fz->loop), .events = POLLIN};
+    for (int i = 0; i < FUZZ_SLOTS; i++)
+        if (cls[i].fd >= 0 && cls[i].reading && !cls[i].eof)
+            p[n++] = (struct pollfd){.fd = cls[i].fd, .events = POLLIN};
+    poll(p, n, ms);
 }
 
-/* Send n bytes, turning the loop while the socket is full. False once the server has gone. */
-static bool client_send(fuzz_http_t *fz, client_t *cl, const uint8_t *p, size_t n)
+static void wait_event(fuzz_http_t *fz, client_t *cls)
 {
-    for (int turns = 0; n > 0; turns++) {
-        FUZZ_CHECK(turns < FUZZ_MAX_TURNS);
+    wait_event_ms(fz, cls, FUZZ_POLL_MS);
+}
+
+/* Send n bytes, turning the loop while the socket is full. Stops (without failing) once the
+ * server has gone or will not take more: a server that stopped reading this client (its write
+ * queue is long and the client does not read) leaves the rest unsent after a bound. */
+static void client_send(fuzz_http_t *fz, client_t *cls, client_t *cl, const uint8_t *p, size_t n)
+{
+    if (cl->shut)
+        return;
+    for (int turns = 0; n > 0 && turns < FUZZ_MAX_TURNS; turns++) {
         ssize_t w = send(cl->fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
             p += w;
@@ -317,16 +414,18 @@ static bool client_send(fuzz_http_t *fz, client_t *cl, const uint8_t *p, size_t 
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return false; /* EPIPE, ECONNRESET: the server closed */
-        pump(fz, cl);
-        wait_event(fz, cl);
+            return; /* EPIPE, ECONNRESET: the server closed */
+        if (!cl->reading)
+            return; /* the server waits for us to read: leave the rest */
+        pump(fz, cls);
+        wait_event(fz, cls);
     }
-    return true;
 }
 
 /* Connect to the server from 127.1.x.y, a source address that changes with every connection:
  * each connection leaves a TIME_WAIT on the client side, and a fresh address keeps the ephemeral
- * ports from running out even where TIME_WAIT reuse is off. */
+ * ports from running out even where TIME_WAIT reuse is off. The receive buffer is small (set
+ * before connecting, so the window stays small). */
 static int client_connect(fuzz_http_t *fz)
 {
     struct sockaddr_in sa, src;
@@ -340,8 +439,9 @@ static int client_connect(fuzz_http_t *fz)
         memset(&src, 0, sizeof src);
         src.sin_family = AF_INET;
         src.sin_addr.s_addr = htonl(0x7F010000u | (fz->source++ & 0xFFFFu));
-        int one = 1;
+        int one = 1, rcvbuf = FUZZ_RCVBUF;
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one); /* Linux 4.2+ */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         /* Blocking: on loopback the handshake completes inside connect, before any accept. */
         if (bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
             connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
@@ -358,55 +458,128 @@ static int client_connect(fuzz_http_t *fz)
     }
 }
 
+/* The connection of slot i, opened (and accepted by the server) if there is none; NULL once the
+ * input has used FUZZ_MAX_CONNS connections. */
+static client_t *slot_conn(fuzz_http_t *fz, client_t *cls, int i, int *opened)
+{
+    client_t *cl = &cls[i];
+    if (cl->fd >= 0)
+        return cl;
+    if (*opened == FUZZ_MAX_CONNS)
+        return NULL;
+    uint64_t accepted = fz->srv.stats.connections_accepted;
+    *cl = (client_t){.fd = client_connect(fz), .reading = true};
+    (*opened)++;
+    /* Let the server accept it now, so that every connection is counted whatever comes next. */
+    for (int turns = 0; fz->srv.stats.connections_accepted == accepted; turns++) {
+        FUZZ_CHECK(turns < FUZZ_MAX_TURNS);
+        pump(fz, cls);
+        if (fz->srv.stats.connections_accepted == accepted)
+            wait_event(fz, cls);
+    }
+    return cl;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_http_t *fz = fuzz_setup();
     const hb_http_stats_t before = fz->srv.stats;
-    fz->calls = 0;
+    fz->calls = fz->silent = 0;
     memset(fz->by_class, 0, sizeof fz->by_class);
 
-    /* The pieces: [first, second, rest], empty ones skipped. */
-    size_t first = size > 0 ? data[0] : 0, second = size > 1 ? data[1] : 0;
-    const uint8_t *p = data + (size < 2 ? size : 2);
-    size_t len = size - (size_t)(p - data);
-    size_t cut[3];
-    cut[0] = first == 0 || first > len ? len : first;
-    cut[1] = second == 0 || second > len - cut[0] ? len - cut[0] : second;
-    cut[2] = len - cut[0] - cut[1];
-
-    client_t cl = {.fd = client_connect(fz)};
-    for (int i = 0; i < 3; i++) {
-        if (cut[i] == 0)
-            continue;
-        if (!client_send(fz, &cl, p, cut[i]))
+    client_t cls[FUZZ_SLOTS];
+    for (int i = 0; i < FUZZ_SLOTS; i++)
+        cls[i] = (client_t){.fd = -1};
+    int opened = 0;
+    size_t at = 0;
+    while (at < size) {
+        uint8_t b = data[at++];
+        unsigned kind = b >> 4, arg = (b >> 2) & 3;
+        client_t *cl = slot_conn(fz, cls, b & 3, &opened);
+        if (cl == NULL)
             break;
-        p += cut[i];
-        /* Let the server read this piece on its own: accept, then read. */
-        for (int k = 0; k < 3; k++)
-            pump(fz, &cl);
+        if (kind == 0 || kind >= 8) { /* send */
+            size_t n = 0;
+            if (kind == 0 && at + 2 <= size) {
+                n = (size_t)data[at] << 8 | data[at + 1];
+                at += 2;
+            } else if (kind >= 8 && at < size) {
+                n = data[at++];
+            }
+            n = n < size - at ? n : size - at;
+            cl->mark = cl->received;
+            cl->awaiting = n > 0;
+            client_send(fz, cls, cl, data + at, n);
+            at += n;
+            continue; /* the server reads it at the next pump, wait, send or the end */
+        }
+        switch (kind) {
+        case 1:
+            for (unsigned k = 0; k < (arg + 1) * 2; k++)
+                pump(fz, cls);
+            break;
+        case 2:
+            if (!cl->shut)
+                shutdown(cl->fd, SHUT_WR);
+            cl->shut = true;
+            break;
+        case 3:
+            client_close(cl, true);
+            break;
+        case 4:
+            cl->reading = false;
+            break;
+        case 5:
+            cl->reading = true;
+            break;
+        case 6:
+            client_close(cl, false);
+            break;
+        case 7: { /* wait until a reply to the last send has begun to arrive */
+            if (!cl->awaiting)
+                break;
+            bool was = cl->reading;
+            cl->reading = true;
+            for (int k = 0; k < FUZZ_WAIT_TURNS && cl->received == cl->mark && !cl->eof; k++) {
+                pump(fz, cls);
+                wait_event_ms(fz, cls, FUZZ_WAIT_POLL_MS);
+            }
+            cl->reading = was;
+            cl->awaiting = false;
+            break;
+        }
+        }
     }
-    shutdown(cl.fd, SHUT_WR);
 
-    /* Run until the server has accepted, answered and closed the connection, every handle of it
-     * closed (and its memory freed). */
+    /* The end: every connection left half-closes and reads to its end; run until the server has
+     * closed every connection, every handle of them closed (and its memory freed). */
+    for (int i = 0; i < FUZZ_SLOTS; i++) {
+        if (cls[i].fd < 0)
+            continue;
+        if (!cls[i].shut)
+            shutdown(cls[i].fd, SHUT_WR);
+        cls[i].shut = cls[i].reading = true;
+    }
     int turns = 0;
     for (;; turns++) {
-        pump(fz, &cl);
-        if (fz->srv.stats.connections_accepted > before.connections_accepted &&
-            fz->srv.stats.connections_open == 0 && loop_handles(&fz->loop) == 1)
+        pump(fz, cls);
+        bool all_eof = true;
+        for (int i = 0; i < FUZZ_SLOTS; i++)
+            all_eof = all_eof && (cls[i].fd < 0 || cls[i].eof);
+        if (all_eof && fz->srv.stats.connections_open == 0 && loop_handles(&fz->loop) == 1)
             break;
         if (turns == FUZZ_MAX_TURNS) {
             fprintf(stderr,
-                    "fuzz_http: the server kept the connection open: %" PRIu64 " accepted, %" PRIu64
+                    "fuzz_http: the server kept a connection open: %" PRIu64 " accepted, %" PRIu64
                     " open, %u handles\n",
                     fz->srv.stats.connections_accepted - before.connections_accepted,
                     fz->srv.stats.connections_open, loop_handles(&fz->loop));
             abort();
         }
-        wait_event(fz, &cl);
+        wait_event(fz, cls);
     }
-    client_drain(&cl);
-    close(cl.fd);
+    for (int i = 0; i < FUZZ_SLOTS; i++)
+        client_close(&cls[i], false);
 
     /* The server's counters against what the handlers did. */
     const hb_http_stats_t *now = &fz->srv.stats;
@@ -418,23 +591,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t bad = now->bad_requests - before.bad_requests;
     uint64_t large = now->too_large - before.too_large;
     uint64_t responses = r2 + r3 + r4 + r5;
-    FUZZ_CHECK(now->connections_accepted - before.connections_accepted == 1);
+    FUZZ_CHECK(now->connections_accepted - before.connections_accepted == (uint64_t)opened);
     FUZZ_CHECK(now->connections_rejected == before.connections_rejected);
     FUZZ_CHECK(now->idle_timeouts == before.idle_timeouts);
     FUZZ_CHECK(now->connections_open == 0);
     /* At most one error ends a connection: a malformed or too large request. */
-    FUZZ_CHECK(bad + large <= 1);
-    /* Every request is answered, plus the error that ended the connection. */
-    FUZZ_CHECK(requests <= responses && responses <= requests + bad + large);
+    FUZZ_CHECK(bad + large <= (uint64_t)opened);
+    /* A response answers a request or the error that ended a connection; a request may go
+     * unanswered only because its peer left (the write failed, or nothing was sent). */
+    FUZZ_CHECK(responses <= requests + bad + large);
     FUZZ_CHECK(fz->calls <= requests);
-    /* The library's own answers (400, 404, 405, 413, 431) are 4xx; the rest are the handlers'. */
-    FUZZ_CHECK(r2 == fz->by_class[2] && r3 == fz->by_class[3] && r5 == fz->by_class[5]);
-    FUZZ_CHECK(r4 >= fz->by_class[4] && r4 - fz->by_class[4] == responses - fz->calls);
-    /* Whatever was sent starts as a response does. */
-    if (responses > 0)
-        FUZZ_CHECK(cl.received > 0);
-    if (cl.received > 0)
-        FUZZ_CHECK(cl.received >= sizeof cl.first && memcmp(cl.first, "HTTP/1.1 ", 9) == 0);
+    /* The handlers' own answers are counted exactly; the library's are 4xx, and 500 for /silent. */
+    FUZZ_CHECK(r2 == fz->by_class[2] && r3 == fz->by_class[3]);
+    FUZZ_CHECK(r5 >= fz->by_class[5] && r5 - fz->by_class[5] <= fz->silent);
+    FUZZ_CHECK(r4 >= fz->by_class[4]);
     (void)turns;
     return 0;
 }

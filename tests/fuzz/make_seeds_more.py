@@ -67,10 +67,56 @@ QUERY = {
 }
 
 
-# ---- http: [first piece size][second piece size] then the bytes sent ----
+# ---- http: a script of operations over up to 4 connections (see tests/fuzz/fuzz_http.c) ----
+
+def op(kind, slot=0, arg=0):
+    return bytes([kind << 4 | (arg & 3) << 2 | (slot & 3)])
+
+
+def send(data, slot=0):
+    return op(0, slot) + struct.pack(">H", len(data)) + data
+
+
+def pump(turns=3, slot=0):
+    return op(1, slot, turns)
+
+
+def shut(slot=0):
+    return op(2, slot)
+
+
+def reset(slot=0):
+    return op(3, slot)
+
+
+def stop_reading(slot=0):
+    return op(4, slot)
+
+
+def resume(slot=0):
+    return op(5, slot)
+
+
+def close(slot=0):
+    return op(6, slot)
+
+
+def wait_reply(slot=0):
+    return op(7, slot)
+
 
 def http(data, first=0, second=0):
-    return bytes([first, second]) + data
+    """One connection sent data in up to three pieces (first, second, the rest), the loop turning
+    between them, then half-closed at the end by the harness."""
+    cuts = []
+    if first:
+        cuts.append(data[:first])
+        data = data[first:]
+        if second:
+            cuts.append(data[:second])
+            data = data[second:]
+    cuts.append(data)
+    return b"".join(send(c) + pump(0) for c in cuts if c) or pump(0)
 
 
 GET_ECHO = b"GET /echo?a=1&b=10 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -130,6 +176,27 @@ HTTP = {
                      b"GET //echo?a=1&b=10 HTTP/1.1\r\n\r\nGET /echo?&a=%31&&b=1%30& HTTP/1.1"
                      b"\r\n\r\nGET /echo? HTTP/1.1\r\n\r\n"),
     "truncated": http(b"GET /echo?a=1&b=10 HTTP/1.1\r\nHost: x"),
+    # Peers that misbehave while replies are in flight.
+    "gone_pipelined_close": send(GET_ECHO * 5) + close(),
+    "gone_pipelined_reset": send(b"GET /big?k=64 HTTP/1.1\r\n\r\n" * 5) + wait_reply() + reset(),
+    "stop_reading_big": stop_reading() + send(b"GET /big?k=100 HTTP/1.1\r\n\r\n" * 10)
+    + pump(3) + pump(3) + reset(),
+    "stop_then_resume": stop_reading() + send(b"GET /big?k=200 HTTP/1.1\r\n\r\n" * 4)
+    + pump(3) + resume() + pump(3) + send(GET_ECHO),
+    "half_close_then_read": send(GET_ECHO * 3) + shut() + pump(2),
+    "half_close_mid_request": send(b"POST /body HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc")
+    + shut() + pump(1),
+    "reset_mid_body": send(b"POST /body HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc") + pump(1)
+    + reset(),
+    "continue_then_reset": send(b"PUT /body HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9"
+                                b"\r\n\r\n") + wait_reply() + reset(),
+    "error_then_close": send(b"GET /echo HTTP/9.x\r\n\r\n" + GET_ECHO) + close(),
+    "too_large_then_reset": send(b"POST /body HTTP/1.1\r\nContent-Length: 5000\r\n\r\n") + reset(),
+    "four_connections": stop_reading(0) + send(b"GET /big?k=128 HTTP/1.1\r\n\r\n" * 3, 0)
+    + send(GET_ECHO, 1) + send(b"GET /silent HTTP/1.1\r\n\r\n" * 2, 2) + close(2)
+    + wait_reply(1) + reset(0) + shut(1) + send(b"GET /nowhere HTTP/1.1\r\n\r\n", 3) + reset(3),
+    "reopen_after_reset": send(GET_ECHO) + reset() + send(GET_ECHO) + wait_reply() + close()
+    + send(b"GET /big?k=1 HTTP/1.1\r\n\r\n"),
 }
 
 
