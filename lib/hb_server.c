@@ -58,8 +58,7 @@ void hb__server_log(struct hb_server_impl *impl, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    hb__vlogf(impl->opts.log != NULL ? impl->opts.log : log_to_stderr, impl->opts.log_arg, fmt,
-              ap);
+    hb__vlogf(impl->opts.log != NULL ? impl->opts.log : log_to_stderr, impl->opts.log_arg, fmt, ap);
     va_end(ap);
 }
 
@@ -199,8 +198,8 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     }
     r = hb__store_open(impl);
     if (r != 0) {
-        fail(impl, r, "ledger: %s", hb_ledger_last_error()[0] ? hb_ledger_last_error()
-                                                               : hb_strerror(r));
+        fail(impl, r, "ledger: %s",
+             hb_ledger_last_error()[0] ? hb_ledger_last_error() : hb_strerror(r));
         goto fail_sets;
     }
     return 0;
@@ -245,7 +244,8 @@ int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb, 
     return 0;
 }
 
-/* ---- workers ---------------------------------------------------------------------------------- */
+/* ---- workers ----------------------------------------------------------------------------------
+ */
 
 static void worker_main(void *arg)
 {
@@ -488,7 +488,8 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
     post_phase(impl, 1, 0);
 }
 
-/* ---- envelopes -------------------------------------------------------------------------------- */
+/* ---- envelopes --------------------------------------------------------------------------------
+ */
 
 /* How many of sum should exist by now at qps, paced by milliseconds since start. */
 static uint64_t generator_due(const hb_generator_t *g, uint64_t now_ms)
@@ -604,7 +605,8 @@ int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum, uin
     return 0;
 }
 
-/* ---- reaching users --------------------------------------------------------------------------- */
+/* ---- reaching users ---------------------------------------------------------------------------
+ */
 
 int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame, size_t len)
 {
@@ -674,7 +676,8 @@ static const struct {
     {HB_CTR_X_ENVELOPE_DROPPED, "envelopes_dropped",
      "Send-envelopes dropped unannounced: not made durable"},
     {HB_CTR_X_IDS_WAIT, "ids_wait", "Generator ticks that waited for an id reservation"},
-    {HB_CTR_X_CLAIM_REPEAT, "claims_repeated", "Claims answered again with the share granted before"},
+    {HB_CTR_X_CLAIM_REPEAT, "claims_repeated",
+     "Claims answered again with the share granted before"},
     {HB_CTR_X_CLAIM_TRY_AGAIN, "claims_try_again", "Claims answered try-again: nothing decided"},
     {HB_CTR_X_STORE_ERRORS, "store_errors", "Failures of the claim journal"},
     {HB_CTR_X_LOGIN_TIMEOUT, "login_timeouts", "Connections closed for not logging in in time"},
@@ -825,15 +828,15 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     if (buf == NULL)
         return;
     int store_err = hb_server_store_error(server);
-    int n = snprintf(buf, HB_METRICS_BUF,
-                     "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
-                     "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
-                     "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
-                     hb_server_users_online(server), hb_server_connections(server),
-                     hb_server_envelopes_queued(server), server->nthreads, server->nsets,
-                     server->max_connections, server->impl->have_ledger ? "true" : "false",
-                     store_err == 0 ? "true" : "false",
-                     store_err == 0 ? "" : hb_err_name(store_err));
+    int n =
+        snprintf(buf, HB_METRICS_BUF,
+                 "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
+                 "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
+                 "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
+                 hb_server_users_online(server), hb_server_connections(server),
+                 hb_server_envelopes_queued(server), server->nthreads, server->nsets,
+                 server->max_connections, server->impl->have_ledger ? "true" : "false",
+                 store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
     for (size_t i = 0; i < SERVER_SLOTS; i++) {
         unsigned k = server_slots[i].slot;
         n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "%s\"%s\":[%llu,%llu]",

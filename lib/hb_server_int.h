@@ -71,7 +71,7 @@ typedef struct hb_conn_map {
 typedef enum {
     HB_HELD_GRANT,  /* a first grant: its reply; rolled back if the journal fails */
     HB_HELD_REPEAT, /* a repeated claim's reply, answered once its grant is durable */
-    HB_HELD_NOTICE  /* a new send-envelope's notices; the envelope is dropped if the journal fails */
+    HB_HELD_NOTICE /* a new send-envelope's notices; the envelope is dropped if the journal fails */
 } hb_held_kind_t;
 
 typedef struct hb_held {
@@ -98,9 +98,9 @@ typedef struct hb_set {
     hb_book_t book;
     hb_held_t *held;
     size_t held_head, held_count, held_cap;
-    uint64_t last_seq;    /* the highest record this SET journaled or waits for */
-    int store_failed;     /* this SET has rolled back after the journal failed */
-    int phase3_waiting;   /* shutdown: waiting for the journal to reach phase3_target */
+    uint64_t last_seq;  /* the highest record this SET journaled or waits for */
+    int store_failed;   /* this SET has rolled back after the journal failed */
+    int phase3_waiting; /* shutdown: waiting for the journal to reach phase3_target */
     uint64_t phase3_target;
     atomic_size_t waiting; /* held items (+1 during phase 3): read by the journal's writer */
 } hb_set_t;
@@ -172,7 +172,7 @@ typedef struct hb_idspace {
     uint32_t ok_until;    /* ids up to here are covered by a durable reservation */
     uint32_t reserved;    /* the last id journaled as reserved (maybe not durable yet) */
     uint64_t pending_seq; /* that reservation's record while not known durable; 0: none */
-    uint32_t block; /* ids reserved at a time */
+    uint32_t block;       /* ids reserved at a time */
     int exhausted_logged;
 } hb_idspace_t;
 
@@ -256,8 +256,7 @@ void hb__phase_ack(struct hb_server_impl *impl);
 int hb__store_open(struct hb_server_impl *impl);
 void hb__store_close(struct hb_server_impl *impl);
 /* SET thread: a claim of envelope_id by user (connection gen) arriving on set. */
-void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id,
-                     uint8_t ext);
+void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id, uint8_t ext);
 /* SET thread: a store message for set (HB_MSG_CLAIM, ENVELOPE, DURABLE, STORE_FAILED). */
 void hb__store_handle(hb_set_t *set, const hb_set_msg_t *m);
 /* SET thread, once a second: expire the SET's old envelopes. */
@@ -268,8 +267,8 @@ void hb__store_phase3(hb_set_t *set, uint64_t target);
 /* Give up waiting for the journal (the close deadline passed): roll back what waits. */
 void hb__store_give_up(hb_set_t *set);
 /* Control thread: create a send-envelope (journaled; notices once durable). */
-int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients[3],
-                          uint32_t total, uint32_t *id);
+int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients[3], uint32_t total,
+                          uint32_t *id);
 /* Control thread: the next shake envelope id inside a durable reservation. Returns 0 with *id,
  * UV_EAGAIN (wait: a reservation is not durable yet), HB_EIDSPACE, or the journal's error. */
 int hb__store_shake_id(struct hb_server_impl *impl, uint32_t *id);

@@ -234,7 +234,8 @@ static void conn_close(hb_conn_t *c)
     hb__sock_close(&c->sock);
 }
 
-/* Close gracefully: what is queued goes out first (shutdown, then the peer's EOF or the deadline). */
+/* Close gracefully: what is queued goes out first (shutdown, then the peer's EOF or the deadline).
+ */
 static void conn_end(hb_conn_t *c)
 {
     if (c->closing)
@@ -407,8 +408,8 @@ static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
     conn_out_msg(c, &reply);
 }
 
-static void send_claim_answer(hb_conn_t *c, uint32_t envelope_id, uint32_t amount,
-                              uint32_t result, uint8_t ext)
+static void send_claim_answer(hb_conn_t *c, uint32_t envelope_id, uint32_t amount, uint32_t result,
+                              uint8_t ext)
 {
     uint64_t now_s = hb__now_s();
     hb_msg_t reply = {.timestamp = now_s};
@@ -854,7 +855,8 @@ static void on_phase(hb_set_t *set, const hb_set_msg_t *m)
     }
 }
 
-/* ---- SET set-up and tear-down ------------------------------------------------------------------ */
+/* ---- SET set-up and tear-down ------------------------------------------------------------------
+ */
 
 int hb__set_init(struct hb_server_impl *impl, hb_set_t *set, hb_worker_t *w, unsigned index)
 {

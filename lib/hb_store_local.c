@@ -143,8 +143,7 @@ static void roll_back(hb_set_t *set)
         }
         if (result == HB_CLAIM_TRY_AGAIN)
             hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
-        hb__set_answer_claim(set, h.reply_set, h.user, h.gen, h.envelope_id, amount, result,
-                             h.ext);
+        hb__set_answer_claim(set, h.reply_set, h.user, h.gen, h.envelope_id, amount, result, h.ext);
     }
 }
 
@@ -167,9 +166,9 @@ static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_
     if (r == 0) {
         int e = 0;
         if (impl->have_ledger) {
-            e = set->store_failed ? HB_ESTORE
-                                  : hb_ledger_append_claim(&impl->ledger, envelope_id, user,
-                                                           amount, &h.seq);
+            e = set->store_failed
+                    ? HB_ESTORE
+                    : hb_ledger_append_claim(&impl->ledger, envelope_id, user, amount, &h.seq);
             if (e == 0) {
                 h.kind = HB_HELD_GRANT;
                 e = hold(set, &h);
@@ -178,8 +177,8 @@ static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_
                 /* Not journaled: not granted. The claimant may ask again. */
                 hb_book_unclaim(&set->book, envelope_id, user);
                 hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
-                hb__set_answer_claim(set, reply_set, user, gen, envelope_id, 0,
-                                     HB_CLAIM_TRY_AGAIN, ext);
+                hb__set_answer_claim(set, reply_set, user, gen, envelope_id, 0, HB_CLAIM_TRY_AGAIN,
+                                     ext);
                 return;
             }
         }
@@ -187,8 +186,8 @@ static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_
             release_durable(set); /* in case the record is durable already */
         } else {
             count_grant(set, amount);
-            hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount,
-                                 HB_CLAIM_GRANTED, ext);
+            hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_GRANTED,
+                                 ext);
         }
         return;
     }
@@ -208,8 +207,7 @@ static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_
                                  ext);
             return;
         }
-        hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_REPEAT,
-                             ext);
+        hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_REPEAT, ext);
         return;
     }
     hb__set_count(set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
@@ -218,8 +216,7 @@ static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_
                          ext);
 }
 
-void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id,
-                     uint8_t ext)
+void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id, uint8_t ext)
 {
     struct hb_server_impl *impl = set->worker->impl;
     hb_set_t *owner = &impl->sets[envelope_id % impl->nsets];
@@ -318,7 +315,7 @@ void hb__store_phase3(hb_set_t *set, uint64_t target)
     release_durable(set);
     int done = !impl->have_ledger || set->store_failed || durable(set) >= target;
     if (!done)
-        return; /* a durable notice brings us back */
+        return;              /* a durable notice brings us back */
     if (set->held_count > 0) /* only after a failure: what could not be made durable */
         roll_back(set);
     set->phase3_waiting = 0;
@@ -454,8 +451,8 @@ uint64_t hb__store_appended(struct hb_server_impl *impl)
     return st.appended;
 }
 
-int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients[3],
-                          uint32_t total, uint32_t *id)
+int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients[3], uint32_t total,
+                          uint32_t *id)
 {
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);

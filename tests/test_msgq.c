@@ -454,7 +454,6 @@ START_TEST(test_race_fill_then_drain)
 }
 END_TEST
 
-
 /* hb_msgq_post past a full ring keeps order, also when the ring has room again while earlier
  * messages still wait in the overflow. */
 START_TEST(test_post_keeps_order_past_the_ring)

@@ -198,10 +198,10 @@ static void assert_msg_eq(const hb_msg_t *a, const hb_msg_t *b)
     }
 }
 
-static const uint16_t all_cmds[] = {
-    HB_CMD_LOGIN, HB_CMD_LOGIN_REPLY, HB_CMD_SHAKE, HB_CMD_SHAKE_REPLY,  HB_CMD_NOTICE,
-    HB_CMD_CLAIM, HB_CMD_CLAIM_REPLY, HB_CMD_CHAT,  HB_CMD_CHAT_DELIVER, HB_CMD_CHAT_REPLY,
-    HB_CMD_CLAIM_EX, HB_CMD_CLAIM_EX_REPLY};
+static const uint16_t all_cmds[] = {HB_CMD_LOGIN,       HB_CMD_LOGIN_REPLY, HB_CMD_SHAKE,
+                                    HB_CMD_SHAKE_REPLY, HB_CMD_NOTICE,      HB_CMD_CLAIM,
+                                    HB_CMD_CLAIM_REPLY, HB_CMD_CHAT,        HB_CMD_CHAT_DELIVER,
+                                    HB_CMD_CHAT_REPLY,  HB_CMD_CLAIM_EX,    HB_CMD_CLAIM_EX_REPLY};
 #define NCMDS (sizeof all_cmds / sizeof all_cmds[0])
 
 /* A message of a random command with random fields; chat text from text_pool[0..HB_CHAT_MAX). */

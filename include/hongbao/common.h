@@ -32,7 +32,7 @@ extern "C" {
     XX(EAMOUNT, -30007, "amount is too small to give every recipient at least 1")                  \
     XX(EREPORT, -30008, "malformed counter report")                                                \
     XX(EIDLE, -30009, "nothing is scheduled: the rate is 0")                                       \
-    XX(ENOENVELOPE, -30010, "no such envelope (unknown or expired)")                \
+    XX(ENOENVELOPE, -30010, "no such envelope (unknown or expired)")                               \
     XX(ENOTRECIPIENT, -30011, "the user is not a recipient of this envelope")                      \
     XX(ECLAIMED, -30012, "the user has already claimed this envelope")                             \
     XX(ENOTLOGGEDIN, -30013, "the connection has not logged in")                                   \

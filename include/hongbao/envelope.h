@@ -43,10 +43,10 @@ typedef enum { HB_ENVELOPE_SHAKE = 1, HB_ENVELOPE_SEND = 2 } hb_envelope_kind_t;
 /* The kind whose space holds id, or 0 for an id in neither (below 0x100000). */
 HB_EXTERN int hb_envelope_id_kind(uint32_t id);
 
-/* The id n places after id in kind's space (n = 1: the next id; n = 0: id itself). An id below the space's first
- * counts as one before it, so hb_envelope_id_add(kind, 0, 1) is the first id. Returns 0 when that
- * would pass the end of the space, for an unknown kind or an id of the other space, and for n = 0
- * with an id below the space. */
+/* The id n places after id in kind's space (n = 1: the next id; n = 0: id itself). An id below the
+ * space's first counts as one before it, so hb_envelope_id_add(kind, 0, 1) is the first id. Returns
+ * 0 when that would pass the end of the space, for an unknown kind or an id of the other space, and
+ * for n = 0 with an id below the space. */
 HB_EXTERN uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n);
 
 #ifdef __cplusplus

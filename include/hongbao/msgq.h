@@ -37,8 +37,8 @@ typedef struct hb_msgq {
 HB_EXTERN int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size);
 
 /* Free the ring and the overflow; messages still queued are dropped (call hb_msgq_take until
- * HB_EEMPTY first to see them, e.g. to free what they point to). No push, pop or size may run concurrently
- * or afterwards (until the next init). Closing a closed queue does nothing. */
+ * HB_EEMPTY first to see them, e.g. to free what they point to). No push, pop or size may run
+ * concurrently or afterwards (until the next init). Closing a closed queue does nothing. */
 HB_EXTERN void hb_msgq_close(hb_msgq_t *q);
 
 /* Copy elem_size bytes from msg into the queue. Any thread. Returns 0, or HB_EFULL when the queue
@@ -73,8 +73,8 @@ HB_EXTERN int hb_msgq_take(hb_msgq_t *q, void *msg);
 /* Messages waiting past the ring in the overflow (a snapshot; any thread). */
 HB_EXTERN size_t hb_msgq_overflow(const hb_msgq_t *q);
 
-/* Messages queued now in the ring (a snapshot, 0..capacity, counting pushes and pops in progress). Any
- * thread. 0 for a closed queue. */
+/* Messages queued now in the ring (a snapshot, 0..capacity, counting pushes and pops in progress).
+ * Any thread. 0 for a closed queue. */
 HB_EXTERN size_t hb_msgq_size(const hb_msgq_t *q);
 
 #ifdef __cplusplus

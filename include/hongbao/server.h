@@ -34,19 +34,19 @@ enum {
     HB_CTR_X_CLAIM_TRY_AGAIN = 35,  /* claims answered "try again": nothing could be made
                                        durable, or the connection was over its rate limit */
     HB_CTR_X_STORE_ERRORS = 37,     /* the journal failed for good (once per failure) */
-    HB_CTR_X_LOGIN_TIMEOUT = 36, /* connections closed for not logging in within the time */
-    HB_CTR_X_LOGIN_REFUSED = 38, /* logins refused: user id outside the configured range */
-    HB_CTR_X_RATE_LIMITED = 39,  /* requests over a connection's rate limit (17 / amount 0) */
-    HB_CTR_X_ENVQ_FULL = 40,     /* generator found every bucket full (retried next tick) */
-    HB_CTR_X_BAD_FRAME = 41,     /* connections closed for a malformed or unexpected frame */
-    HB_CTR_X_SLOW_PEER = 42,     /* connections closed for not draining their output */
-    HB_CTR_X_CONN_REJECTED = 43, /* connections refused past max_connections */
-    HB_CTR_X_CLAIM_REFUSED = 44, /* claims that granted nothing */
-    HB_CTR_X_CHAT = 45,          /* chat messages handed to the recipient's SET */
-    HB_CTR_X_CHAT_FAILED = 46,   /* chat to an offline user or a full queue */
-    HB_CTR_X_KICKED = 47,        /* older connections closed by a newer login of the user */
-    HB_CTR_X_SEND_EXPIRED = 48,  /* send-envelopes expired with shares unclaimed */
-    HB_CTR_X_NOTICE_OFFLINE = 49 /* notices not sent: the recipient was offline */
+    HB_CTR_X_LOGIN_TIMEOUT = 36,    /* connections closed for not logging in within the time */
+    HB_CTR_X_LOGIN_REFUSED = 38,    /* logins refused: user id outside the configured range */
+    HB_CTR_X_RATE_LIMITED = 39,     /* requests over a connection's rate limit (17 / amount 0) */
+    HB_CTR_X_ENVQ_FULL = 40,        /* generator found every bucket full (retried next tick) */
+    HB_CTR_X_BAD_FRAME = 41,        /* connections closed for a malformed or unexpected frame */
+    HB_CTR_X_SLOW_PEER = 42,        /* connections closed for not draining their output */
+    HB_CTR_X_CONN_REJECTED = 43,    /* connections refused past max_connections */
+    HB_CTR_X_CLAIM_REFUSED = 44,    /* claims that granted nothing */
+    HB_CTR_X_CHAT = 45,             /* chat messages handed to the recipient's SET */
+    HB_CTR_X_CHAT_FAILED = 46,      /* chat to an offline user or a full queue */
+    HB_CTR_X_KICKED = 47,           /* older connections closed by a newer login of the user */
+    HB_CTR_X_SEND_EXPIRED = 48,     /* send-envelopes expired with shares unclaimed */
+    HB_CTR_X_NOTICE_OFFLINE = 49    /* notices not sent: the recipient was offline */
 };
 
 /* The name of a slot: the reference's (hb_counter_name) or one of the server's own above; NULL for
@@ -60,11 +60,11 @@ typedef struct hb_server_options {
     unsigned sets;    /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
     uint64_t max_qps; /* shake requests a second past which replies are 17; 0 = 65,000 */
     uint64_t seed;    /* seeds every random draw (amounts, recipients); 0 = time-based */
-    uint32_t bucket_capacity;  /* envelopes per SET bucket; 0 = 65,536 */
-    uint32_t queue_capacity;   /* messages per SET receive queue; 0 = 16,384 */
-    uint32_t max_connections;  /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
-    uint32_t max_output;       /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
-    uint32_t send_expiry_s;    /* unclaimed send-envelopes expire after this; 0 = 24 h */
+    uint32_t bucket_capacity; /* envelopes per SET bucket; 0 = 65,536 */
+    uint32_t queue_capacity;  /* messages per SET receive queue; 0 = 16,384 */
+    uint32_t max_connections; /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
+    uint32_t max_output;      /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
+    uint32_t send_expiry_s;   /* unclaimed send-envelopes expire after this; 0 = 24 h */
     int limit_users;   /* nonzero: logins of users outside [min_user, max_user] are refused */
     uint32_t min_user; /* (both included; only with limit_users) */
     uint32_t max_user;

@@ -28,9 +28,9 @@
 
 typedef struct user {
     uint32_t id;
-    int fd;            /* -1: not connected */
+    int fd; /* -1: not connected */
     int logged_in;
-    uint64_t retry_ms; /* when to dial again */
+    uint64_t retry_ms;             /* when to dial again */
     uint32_t pending[MAX_PENDING]; /* envelopes claimed and not finally answered */
     unsigned npending;
     uint8_t in[HB_FRAME_MAX * 4];
@@ -299,7 +299,8 @@ int main(int argc, char **argv)
         if (poll(p, n, 50) < 0 && errno != EINTR)
             break;
         for (unsigned i = 0; i < nusers; i++)
-            if (users[i].fd >= 0 && p[i].fd == users[i].fd && (p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (users[i].fd >= 0 && p[i].fd == users[i].fd &&
+                (p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 on_readable(&users[i]);
         /* Claims answered "try again" (or whose answer was lost) go out again now and then. */
         if (t - last_resend >= 500) {
