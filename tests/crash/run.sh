@@ -119,6 +119,7 @@ grep -h 'torn\|truncat' "$work/server.log" | sort | uniq -c | sed 's/^/    serve
 fail=0
 [ "$acked" -gt 0 ] || { echo "crash test: no claim was acknowledged: the storm did not happen" >&2; fail=1; }
 [ "$missing" -eq 0 ] || { echo "crash test: acknowledged claims missing from the journal:" >&2; comm -23 "$work/acked" "$work/journaled" | head >&2; fail=1; }
+[ "$unlearned" -eq 0 ] || { echo "crash test: journaled grants their owners never learned:" >&2; comm -13 "$work/acked" "$work/journaled" | head >&2; fail=1; }
 [ "$dup_acked" -eq 0 ] && [ "$dup_journal" -eq 0 ] || { echo "crash test: a claim was granted twice" >&2; fail=1; }
 [ "$audit_rc" -eq 0 ] || { echo "crash test: hb-audit found violations" >&2; fail=1; }
 [ "$fail" -eq 0 ] && echo "crash scenario 1 passed"
