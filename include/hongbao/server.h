@@ -64,18 +64,20 @@ typedef struct hb_server_options {
     uint32_t queue_capacity;  /* messages per SET receive queue; 0 = 16,384 */
     uint32_t max_connections; /* 0 = what RLIMIT_NOFILE allows, less a reserve of 64 */
     uint32_t max_output;      /* bytes queued to one peer before it is disconnected; 0 = 256 KiB */
-    uint32_t send_expiry_s;   /* unclaimed send-envelopes expire after this; 0 = 24 h */
+    uint32_t send_expiry_s;   /* send-envelopes are retired this long after creation, claimed or
+                                 not (until then a recipient's retry learns its share); 0 = 24 h */
     int limit_users;   /* nonzero: logins of users outside [min_user, max_user] are refused */
     uint32_t min_user; /* (both included; only with limit_users) */
     uint32_t max_user;
     uint32_t max_conn_qps;     /* requests a second one connection may make; past it shakes get
-                                  17 and claims 0, past twice it the connection is closed;
+                                  17 and claims "try again", past twice it it is closed;
                                   0 = 1000, at most 30,000, UINT32_MAX = no limit */
     uint32_t login_timeout_ms; /* a connection must log in within this; 0 = 10 s */
     /* The claim journal (hongbao/ledger.h): when set, every send-envelope and every granted
-     * claim is journaled, a claim's reply leaves only once its record is durable per fsync, and
-     * hb_server_init replays the journal so claims stay exactly-once across restarts. NULL: none.
-     */
+     * claim is journaled, a claim's reply and an envelope's notices leave only once the record is
+     * durable per fsync, envelope ids are reserved in it, and hb_server_init replays it so claims
+     * stay exactly-once (and repeats answered) across restarts. NULL: none (nothing durable; ids
+     * start afresh each run). docs/reliability.md has the claim contract. */
     const char *ledger_dir;
     hb_fsync_t fsync; /* 0 = HB_FSYNC_ALWAYS */
     /* 0 (the default): one listening socket shared by the worker threads, so a second server on
@@ -99,8 +101,9 @@ HB_EXTERN void hb_server_options_default(hb_server_options_t *o);
 typedef struct hb_server hb_server_t;
 typedef struct hb_conn hb_conn_t;
 
-/* Runs on the control loop once every worker has stopped and every handle is closed: only then may
- * the hb_server_t's memory be freed. */
+/* Runs on the control loop once every worker has stopped and every handle is closed. The server is
+ * still readable inside it (counters, users online, connections); the callback (or the caller,
+ * after it) frees or reuses the hb_server_t, and the library never touches it again. */
 typedef void (*hb_server_close_cb)(hb_server_t *server);
 
 /* A handler for an application command (HB_CMD_APP_FIRST..HB_CMD_APP_LAST), or one of our
@@ -133,17 +136,21 @@ HB_EXTERN int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_serv
 HB_EXTERN int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb,
                                void *arg);
 
-/* Bind the listening sockets (one SO_REUSEPORT socket per worker) and start the workers. Returns 0
- * or a UV_E* error from bind/listen (e.g. UV_EADDRINUSE), after which the server must still be
- * closed with hb_server_close. Control-loop thread. */
+/* Bind the listening socket (shared by the workers; with reuse_port one SO_REUSEPORT socket per
+ * worker) and start the workers. Returns 0 or a UV_E* error from bind/listen (UV_EADDRINUSE: the
+ * port is taken, also by another server), after which the server must still be closed with
+ * hb_server_close. Control-loop thread. */
 HB_EXTERN int hb_server_start(hb_server_t *server);
 
 /* A human-readable reason for the calling thread's last failure of hb_server_init or
  * hb_server_start (readable even after a failed init), or "". */
 HB_EXTERN const char *hb_server_last_error(const hb_server_t *server);
 
-/* Stop accepting, flush what is queued to every peer, close every connection, stop the workers and
- * generators, then call cb on the control loop. Control-loop thread; call once. */
+/* Stop the generators, stop accepting and reading, answer every claim already read once its
+ * journal record is durable, flush what is queued to every peer and close every connection (at
+ * most close_timeout_ms for peers that do not take their last bytes), stop the workers, close the
+ * journal, then call cb on the control loop (cb may be NULL). Control-loop thread; call once.
+ * Every successful hb_server_init, whether hb_server_start succeeded or not, is ended this way. */
 HB_EXTERN void hb_server_close(hb_server_t *server, hb_server_close_cb cb);
 
 /* Generate sum shake envelopes at qps a second, paced evenly inside each second, fed round-robin
@@ -159,13 +166,15 @@ HB_EXTERN int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_
                                       uint32_t min_user, uint32_t max_user);
 
 /* Create one send-envelope now for the given distinct recipients and total (>= 3). Its id is
- * stored in *id if not NULL. Returns 0, UV_EINVAL, HB_EFULL (the owning SET's queue is full).
+ * stored in *id if not NULL; its recipients are told once its journal record is durable. Returns
+ * 0, UV_EINVAL, HB_EIDSPACE (no send-envelope ids left), HB_ESTORE (the id reservation is not
+ * durable yet: try again shortly), the journal's sticky error, UV_ECANCELED (closing), UV_ENOMEM.
  * Control-loop thread. */
 HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3],
                                       uint32_t total, uint32_t *id);
 
 /* Queue one frame (whole, encoded) to the online user's connection, from any thread. The bytes are
- * copied. Returns 0, HB_EOFFLINE, HB_EFULL (that SET's queue is full), UV_EINVAL (len outside
+ * copied. Returns 0, HB_EOFFLINE, UV_ECANCELED (the server is closing), UV_EINVAL (len outside
  * [HB_FRAME_HEADER, HB_FRAME_MAX]), UV_ENOMEM. Delivery can still fail silently if the user
  * disconnects meanwhile. */
 HB_EXTERN int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame,
