@@ -1,20 +1,12 @@
-/* libhongbao: the umbrella header. Include this, or the module headers you need. */
+/* libhongbao: the umbrella header. Include this, or the module headers you need. The core's
+ * headers (hongbao/core.h) need no libuv; the runtime's (server, client, monitor, http,
+ * reporter, registry, ledger) include <uv.h>. */
 #ifndef HONGBAO_H
 #define HONGBAO_H
 
-#include "hongbao/common.h"
-#include "hongbao/version.h"
-#include "hongbao/proto.h"
-#include "hongbao/sched.h"
-#include "hongbao/rand.h"
-#include "hongbao/envelope.h"
-#include "hongbao/envq.h"
-#include "hongbao/counters.h"
-#include "hongbao/hist.h"
+#include "hongbao/core.h"
 #include "hongbao/http.h"
-#include "hongbao/msgq.h"
 #include "hongbao/registry.h"
-#include "hongbao/book.h"
 #include "hongbao/reporter.h"
 #include "hongbao/ledger.h"
 #include "hongbao/server.h"

@@ -108,7 +108,7 @@ START_TEST(test_init_sizes_and_close)
     hb_book_close(&b);
 
     /* An expected count no table can hold fails cleanly. */
-    ck_assert_int_eq(hb_book_init(&b, SIZE_MAX), UV_ENOMEM);
+    ck_assert_int_eq(hb_book_init(&b, SIZE_MAX), HB_ENOMEM);
     ck_assert_ptr_null(b.slots);
     ck_assert_uint_eq(b.count, 0);
     ck_assert_ptr_null(hb_book_find(&b, ID0));
@@ -191,17 +191,17 @@ START_TEST(test_add_validates)
 
     /* Duplicate id, even with other contents. */
     hb_sendenv_t dup = make_env(ID0, users_abc, (const uint32_t[3]){1, 1, 1}, 9);
-    expect_add_fails(&b, &dup, UV_EEXIST);
-    expect_add_fails(&b, NULL, UV_EINVAL);
+    expect_add_fails(&b, &dup, HB_EEXIST);
+    expect_add_fails(&b, NULL, HB_EINVAL);
 
     /* Recipients not distinct: every pair. */
     static const uint32_t same[3][3] = {{4, 4, 5}, {4, 5, 4}, {5, 4, 4}};
     for (unsigned i = 0; i < 3; i++) {
         hb_sendenv_t e = make_env(ID0 + 1, same[i], shares_abc, 0);
-        expect_add_fails(&b, &e, UV_EINVAL);
+        expect_add_fails(&b, &e, HB_EINVAL);
     }
     hb_sendenv_t zeros = make_env(ID0 + 1, (const uint32_t[3]){0, 0, 0}, shares_abc, 0);
-    expect_add_fails(&b, &zeros, UV_EINVAL);
+    expect_add_fails(&b, &zeros, HB_EINVAL);
 
     /* A zero share, wherever it is, even when the sum is right. */
     for (unsigned i = 0; i < 3; i++) {
@@ -209,32 +209,32 @@ START_TEST(test_add_validates)
         shares[i] = 0;
         hb_sendenv_t e = make_env(ID0 + 1, users_abc, shares, 0);
         ck_assert_uint_eq(e.total, 60 - (i + 1) * 10);
-        expect_add_fails(&b, &e, UV_EINVAL);
+        expect_add_fails(&b, &e, HB_EINVAL);
     }
 
     /* Shares not adding up to the total: below, above, and above by a 32-bit wrap. */
     hb_sendenv_t e = make_env(ID0 + 1, users_abc, shares_abc, 0);
     e.total = 99;
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
     e.total = 101;
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
     e = make_env(ID0 + 1, users_abc, (const uint32_t[3]){UINT32_MAX, 1, 1}, 0);
     ck_assert_uint_eq(e.total, 1); /* the wrapped sum */
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
 
     /* Inconsistent claimed state. */
     e = make_env(ID0 + 1, users_abc, shares_abc, 0);
     e.claimed = 0x8;
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
     e.claimed = 0x7;
     e.claimed_sum = 99; /* fully claimed is fine, with the whole total */
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
     e.claimed = 0x2;
     e.claimed_sum = 5;
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
     e.claimed = 0;
     e.claimed_sum = 1;
-    expect_add_fails(&b, &e, UV_EINVAL);
+    expect_add_fails(&b, &e, HB_EINVAL);
 
     /* The same envelope made valid goes in; the largest shares that fit a u32 total too. */
     e.claimed_sum = 0;
@@ -330,7 +330,7 @@ START_TEST(test_each_recipient_claims_its_share_once)
         ck_assert_int_eq(hb_book_claim(&b, e.id, users_abc[r], &amount), HB_ENOENVELOPE);
         ck_assert_uint_eq(amount, 0);
     }
-    ck_assert_int_eq(hb_book_add(&b, &other), UV_EEXIST);
+    ck_assert_int_eq(hb_book_add(&b, &other), HB_EEXIST);
     hb_sendenv_t again = make_env(e.id, users_abc, shares_abc, 0);
     ck_assert_int_eq(hb_book_add(&b, &again), 0);
     ck_assert_uint_eq(b.count, 2);
@@ -782,13 +782,13 @@ START_TEST(test_unclaim_restores_exactly)
     for (unsigned r = 0; r < 3; r++) {
         hb_sendenv_t before = *hb_book_find(&b, ID0);
         uint64_t granted = b.granted, granted_sum = b.granted_sum;
-        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), UV_EINVAL); /* no grant yet */
+        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), HB_EINVAL); /* no grant yet */
         ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[r], NULL), 0);
         ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), 0);
         assert_env_eq(hb_book_find(&b, ID0), &before);
         ck_assert_uint_eq(b.granted, granted);
         ck_assert_uint_eq(b.granted_sum, granted_sum);
-        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), UV_EINVAL); /* not twice */
+        ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[r]), HB_EINVAL); /* not twice */
         uint32_t amount = 0;
         ck_assert_int_eq(hb_book_claim(&b, ID0, users_abc[r], &amount), 0); /* a fresh grant */
         ck_assert_uint_eq(amount, shares_abc[r]);
@@ -805,7 +805,7 @@ START_TEST(test_unclaim_restores_exactly)
     /* Errors change nothing. */
     ck_assert_int_eq(hb_book_unclaim(&b, ID0 + 5, users_abc[0]), HB_ENOENVELOPE);
     ck_assert_int_eq(hb_book_unclaim(&b, ID0, 4242), HB_ENOTRECIPIENT);
-    ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[1]), UV_EINVAL);
+    ck_assert_int_eq(hb_book_unclaim(&b, ID0, users_abc[1]), HB_EINVAL);
     assert_env_eq(hb_book_find(&b, ID0 + 1), &other_before);
     ck_assert_uint_eq(b.granted, 3);
     hb_book_close(&b);
@@ -975,7 +975,7 @@ START_TEST(test_random_operations_match_model)
         if (dice < 30) {
             bool valid;
             hb_sendenv_t e = model_random_env(&rng, k, now, &valid);
-            int want = !valid ? UV_EINVAL : m.present[k] ? UV_EEXIST : 0;
+            int want = !valid ? HB_EINVAL : m.present[k] ? HB_EEXIST : 0;
             EXPECT_INT(hb_book_add(&b, &e), ==, want);
             if (want == 0) {
                 m.present[k] = true;
@@ -1030,7 +1030,7 @@ START_TEST(test_random_operations_match_model)
                 if (r == 3) {
                     want = HB_ENOTRECIPIENT;
                 } else if (!(e->claimed & (1u << r))) {
-                    want = UV_EINVAL;
+                    want = HB_EINVAL;
                 } else {
                     want = 0;
                     e->claimed &= (uint8_t) ~(1u << r);

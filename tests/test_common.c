@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hongbao.h"
+#include <uv.h>
+
+#include "hongbao/common.h"
 
 START_TEST(test_hb_errors_have_names_and_messages)
 {
@@ -16,9 +18,9 @@ END_TEST
 
 START_TEST(test_uv_errors_pass_through)
 {
-    ck_assert_str_eq(hb_err_name(UV_EINVAL), "EINVAL");
-    ck_assert_str_eq(hb_strerror(UV_ENOMEM), uv_strerror(UV_ENOMEM));
-    ck_assert_str_eq(hb_err_name(UV_ENOBUFS), "ENOBUFS");
+    ck_assert_str_eq(hb_err_name(HB_EINVAL), "EINVAL");
+    ck_assert_str_eq(hb_strerror(HB_ENOMEM), uv_strerror(HB_ENOMEM));
+    ck_assert_str_eq(hb_err_name(HB_ENOBUFS), "ENOBUFS");
 }
 END_TEST
 

@@ -60,12 +60,12 @@ END_TEST
 START_TEST(test_init_arguments)
 {
     hb_counters_t c;
-    ck_assert_int_eq(hb_counters_init(NULL, 1, HB_REPORTER_SERVER), UV_EINVAL);
-    ck_assert_int_eq(hb_counters_init(&c, 0, HB_REPORTER_SERVER), UV_EINVAL);
+    ck_assert_int_eq(hb_counters_init(NULL, 1, HB_REPORTER_SERVER), HB_EINVAL);
+    ck_assert_int_eq(hb_counters_init(&c, 0, HB_REPORTER_SERVER), HB_EINVAL);
     ck_assert_ptr_null(c.shards);
     hb_counters_close(&c); /* a failed init leaves nothing to free */
-    ck_assert_int_eq(hb_counters_init(&c, 1025, HB_REPORTER_SERVER), UV_EINVAL);
-    ck_assert_int_eq(hb_counters_init(&c, 1, 2), UV_EINVAL);
+    ck_assert_int_eq(hb_counters_init(&c, 1025, HB_REPORTER_SERVER), HB_EINVAL);
+    ck_assert_int_eq(hb_counters_init(&c, 1, 2), HB_EINVAL);
     ck_assert_int_eq(hb_counters_init(&c, 1024, HB_REPORTER_CLIENT), 0);
     ck_assert_uint_eq(c.nshards, 1024);
     ck_assert_uint_eq(c.type, HB_REPORTER_CLIENT);
@@ -361,8 +361,8 @@ START_TEST(test_report_decode_errors)
     ck_assert_int_eq(hb_report_decode(buf, HB_REPORT_SIZE, &out), HB_EREPORT);
     ck_assert_mem_eq(&out, &untouched, sizeof out);
     buf[8] = 0;
-    ck_assert_int_eq(hb_report_decode(NULL, HB_REPORT_SIZE, &out), UV_EINVAL);
-    ck_assert_int_eq(hb_report_decode(buf, HB_REPORT_SIZE, NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_report_decode(NULL, HB_REPORT_SIZE, &out), HB_EINVAL);
+    ck_assert_int_eq(hb_report_decode(buf, HB_REPORT_SIZE, NULL), HB_EINVAL);
     ck_assert_mem_eq(&out, &untouched, sizeof out);
     ck_assert_int_eq(hb_report_decode(buf, HB_REPORT_SIZE, &out), 0);
     ck_assert_uint_eq(out.second, 42);
@@ -589,13 +589,13 @@ START_TEST(test_prometheus_bad_arguments)
     hb_report_t r;
     char buf[16384];
     small_report(&r, HB_REPORTER_SERVER);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "9lives", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "a-b", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "a b", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(NULL, "hb", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "hb", NULL, 10), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_prometheus(&r, "hb", NULL, 0), UV_ENOBUFS);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "9lives", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "a-b", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "a b", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(NULL, "hb", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "hb", NULL, 10), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_prometheus(&r, "hb", NULL, 0), HB_ENOBUFS);
     ck_assert_int_gt(hb_report_format_prometheus(&r, "_x:y9", buf, sizeof buf), 0);
     ck_assert_int_gt(hb_report_format_prometheus(&r, ":a", buf, sizeof buf), 0);
     ck_assert_int_eq(strncmp(buf, "# HELP :a_report_second ", 24), 0);
@@ -634,11 +634,11 @@ START_TEST(test_json_exact)
     ck_assert_str_eq(buf + 37, small_json + 37);
 
     r.type = 2;
-    ck_assert_int_eq(hb_report_format_json(&r, buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_json(NULL, buf, sizeof buf), UV_EINVAL);
+    ck_assert_int_eq(hb_report_format_json(&r, buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_json(NULL, buf, sizeof buf), HB_EINVAL);
     r.type = HB_REPORTER_CLIENT;
-    ck_assert_int_eq(hb_report_format_json(&r, NULL, 1), UV_EINVAL);
-    ck_assert_int_eq(hb_report_format_json(&r, NULL, 0), UV_ENOBUFS);
+    ck_assert_int_eq(hb_report_format_json(&r, NULL, 1), HB_EINVAL);
+    ck_assert_int_eq(hb_report_format_json(&r, NULL, 0), HB_ENOBUFS);
 }
 END_TEST
 
@@ -649,7 +649,7 @@ static int render_prometheus_hb(const hb_report_t *r, char *buf, size_t cap)
     return hb_report_format_prometheus(r, "hb", buf, cap);
 }
 
-/* Every cap from 0 to one past the need: below the need UV_ENOBUFS with "" in buf (cap > 0),
+/* Every cap from 0 to one past the need: below the need HB_ENOBUFS with "" in buf (cap > 0),
  * from the need on the full text; never a byte written at or past buf + cap. Each call gets a
  * buffer of exactly cap bytes plus a 64-byte guard that must stay intact, so ASan also catches
  * any write further out. */
@@ -664,7 +664,7 @@ static void check_every_cap(render_fn render, const hb_report_t *r, const char *
         memset(buf, 0x7F, cap + sizeof guard);
         int rc = render(r, buf, cap);
         if (cap < need) {
-            ck_assert_int_eq(rc, UV_ENOBUFS);
+            ck_assert_int_eq(rc, HB_ENOBUFS);
             if (cap > 0)
                 ck_assert_int_eq(buf[0], '\0');
         } else {
@@ -701,7 +701,7 @@ START_TEST(test_render_max_sizes)
     ck_assert_int_eq(hb_report_format_prometheus(&r, "x", buf, HB_REPORT_PROMETHEUS_MAX(1)),
                      (int)HB_REPORT_PROMETHEUS_MAX(1) - 1);
     ck_assert_int_eq(hb_report_format_prometheus(&r, "x", buf, HB_REPORT_PROMETHEUS_MAX(1) - 1),
-                     UV_ENOBUFS);
+                     HB_ENOBUFS);
     const char *long_prefix = "a_rather_long_metric_prefix_for_a_big_deployment";
     ck_assert_int_eq(hb_report_format_prometheus(&r, long_prefix, buf,
                                                  HB_REPORT_PROMETHEUS_MAX(strlen(long_prefix))),

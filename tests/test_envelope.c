@@ -147,10 +147,10 @@ START_TEST(test_envelope_split_rejects_bad_arguments)
     hb_rand_seed(&rng, 4);
     copy = rng;
 
-    ck_assert_int_eq(hb_envelope_split(100, 0, &rng, shares), UV_EINVAL);
-    ck_assert_int_eq(hb_envelope_split(0, 0, &rng, shares), UV_EINVAL);
-    ck_assert_int_eq(hb_envelope_split(100, 3, &rng, NULL), UV_EINVAL);
-    ck_assert_int_eq(hb_envelope_split(100, 3, NULL, shares), UV_EINVAL);
+    ck_assert_int_eq(hb_envelope_split(100, 0, &rng, shares), HB_EINVAL);
+    ck_assert_int_eq(hb_envelope_split(0, 0, &rng, shares), HB_EINVAL);
+    ck_assert_int_eq(hb_envelope_split(100, 3, &rng, NULL), HB_EINVAL);
+    ck_assert_int_eq(hb_envelope_split(100, 3, NULL, shares), HB_EINVAL);
     ck_assert_int_eq(hb_envelope_split(2, 3, &rng, shares), HB_EAMOUNT);
     ck_assert_int_eq(hb_envelope_split(0, 1, &rng, shares), HB_EAMOUNT);
     ck_assert_int_eq(hb_envelope_split(3, 4, &rng, shares), HB_EAMOUNT);

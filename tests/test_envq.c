@@ -31,7 +31,7 @@ START_TEST(test_init_rejects_bad_arguments)
     hb_envq_t q;
     memset(&q, 0xa5, sizeof q);
     q.data = &q;
-    ck_assert_int_eq(hb_envq_init(&q, 0, 16), UV_EINVAL);
+    ck_assert_int_eq(hb_envq_init(&q, 0, 16), HB_EINVAL);
     ck_assert_ptr_eq(q.data, &q);
     /* A failed init leaves nothing to free and a queue every call treats as having no bucket. */
     ck_assert_ptr_null(q.buckets);
@@ -40,10 +40,10 @@ START_TEST(test_init_rejects_bad_arguments)
     ck_assert_int_eq(hb_envq_push(&q, env(1, 1), NULL), HB_EFULL);
     hb_envq_close(&q);
 
-    ck_assert_int_eq(hb_envq_init(&q, 4, 0), UV_EINVAL);
+    ck_assert_int_eq(hb_envq_init(&q, 4, 0), HB_EINVAL);
     ck_assert_ptr_null(q.buckets);
-    ck_assert_int_eq(hb_envq_init(&q, 4, (UINT32_C(1) << 30) + 1), UV_EINVAL);
-    ck_assert_int_eq(hb_envq_init(&q, 4, UINT32_MAX), UV_EINVAL);
+    ck_assert_int_eq(hb_envq_init(&q, 4, (UINT32_C(1) << 30) + 1), HB_EINVAL);
+    ck_assert_int_eq(hb_envq_init(&q, 4, UINT32_MAX), HB_EINVAL);
     ck_assert_ptr_null(q.buckets);
     hb_envq_close(&q);
 }
@@ -93,10 +93,10 @@ START_TEST(test_bucket_out_of_range)
     hb_envq_t q;
     hb_envelope_t out[4];
     ck_assert_int_eq(hb_envq_init(&q, 2, 4), 0);
-    ck_assert_int_eq(hb_envq_push_to(&q, 2, env(1, 1)), UV_EINVAL);
-    ck_assert_int_eq(hb_envq_push_to(&q, UINT32_MAX, env(1, 1)), UV_EINVAL);
+    ck_assert_int_eq(hb_envq_push_to(&q, 2, env(1, 1)), HB_EINVAL);
+    ck_assert_int_eq(hb_envq_push_to(&q, UINT32_MAX, env(1, 1)), HB_EINVAL);
     hb_envelope_t e = env(7, 7);
-    ck_assert_int_eq(hb_envq_pop(&q, 2, &e), UV_EINVAL);
+    ck_assert_int_eq(hb_envq_pop(&q, 2, &e), HB_EINVAL);
     ck_assert_uint_eq(e.id, 7);
     ck_assert_uint_eq(hb_envq_pop_batch(&q, 2, out, 4), 0);
     ck_assert_uint_eq(hb_envq_size(&q, 2), 0);

@@ -430,25 +430,25 @@ START_TEST(test_format)
     ck_assert_int_eq(hb_hist_format(&h, "us", buf, (size_t)len + 1), len);
     ck_assert_str_eq(buf, want);
 
-    /* One byte short: UV_ENOBUFS, "" left, nothing written at or past cap. */
+    /* One byte short: HB_ENOBUFS, "" left, nothing written at or past cap. */
     memset(buf, 'x', sizeof buf);
-    ck_assert_int_eq(hb_hist_format(&h, "us", buf, (size_t)len), UV_ENOBUFS);
+    ck_assert_int_eq(hb_hist_format(&h, "us", buf, (size_t)len), HB_ENOBUFS);
     ck_assert_int_eq(buf[0], '\0');
     for (size_t i = (size_t)len; i < sizeof buf; i++)
         ck_assert_int_eq(buf[i], 'x');
     memset(buf, 'x', sizeof buf);
-    ck_assert_int_eq(hb_hist_format(&h, "us", buf, 1), UV_ENOBUFS);
+    ck_assert_int_eq(hb_hist_format(&h, "us", buf, 1), HB_ENOBUFS);
     ck_assert_int_eq(buf[0], '\0');
     ck_assert_int_eq(buf[1], 'x');
-    ck_assert_int_eq(hb_hist_format(&h, "us", NULL, 0), UV_ENOBUFS);
+    ck_assert_int_eq(hb_hist_format(&h, "us", NULL, 0), HB_ENOBUFS);
 
     /* No unit. */
     ck_assert_int_eq(hb_hist_format(&h, NULL, buf, sizeof buf),
                      (int)strlen("p50=503 p90=911 p99=991 p99.9=1000 max=1000 (n=1000)"));
     ck_assert_str_eq(buf, "p50=503 p90=911 p99=991 p99.9=1000 max=1000 (n=1000)");
 
-    ck_assert_int_eq(hb_hist_format(NULL, "us", buf, sizeof buf), UV_EINVAL);
-    ck_assert_int_eq(hb_hist_format(&h, "us", NULL, 10), UV_EINVAL);
+    ck_assert_int_eq(hb_hist_format(NULL, "us", buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_hist_format(&h, "us", NULL, 10), HB_EINVAL);
 
     hb_hist_init(&h);
     ck_assert_int_eq(hb_hist_format(&h, "ms", buf, sizeof buf),
@@ -464,7 +464,7 @@ START_TEST(test_format_max_is_tight)
     hb_hist_record_n(&h, UINT64_MAX, UINT64_MAX);
     char buf[HB_HIST_FORMAT_MAX(2)];
     ck_assert_int_eq(hb_hist_format(&h, "ms", buf, sizeof buf), (int)sizeof buf - 1);
-    ck_assert_int_eq(hb_hist_format(&h, "ms", buf, sizeof buf - 1), UV_ENOBUFS);
+    ck_assert_int_eq(hb_hist_format(&h, "ms", buf, sizeof buf - 1), HB_ENOBUFS);
     char buf0[HB_HIST_FORMAT_MAX(0)];
     ck_assert_int_eq(hb_hist_format(&h, "", buf0, sizeof buf0), (int)sizeof buf0 - 1);
 }

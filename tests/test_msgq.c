@@ -2,6 +2,7 @@
  * message sizes, and multi-producer / multi-consumer stress with exactly-once delivery. */
 #include <check.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -11,16 +12,42 @@
 #include "expect.h"
 #include "hongbao/msgq.h"
 
+/* POSIX threads for the stress tests: the core is tested without libuv. */
+typedef void (*thread_fn)(void *arg);
+
+typedef struct thread_start {
+    thread_fn fn;
+    void *arg;
+} thread_start_t;
+
+static void *thread_trampoline(void *p)
+{
+    thread_start_t s = *(thread_start_t *)p;
+    free(p);
+    s.fn(s.arg);
+    return NULL;
+}
+
+static int thread_create(pthread_t *t, thread_fn fn, void *arg)
+{
+    thread_start_t *s = malloc(sizeof *s);
+    if (s == NULL)
+        return -1;
+    s->fn = fn;
+    s->arg = arg;
+    return pthread_create(t, NULL, thread_trampoline, s);
+}
+
 START_TEST(test_init_rejects_bad_arguments)
 {
     hb_msgq_t q;
     memset(&q, 0, sizeof q);
-    ck_assert_int_eq(hb_msgq_init(NULL, 8, 8), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_init(&q, 0, 8), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_init(&q, (UINT32_C(1) << 24) + 1, 8), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_init(&q, UINT32_MAX, 8), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_init(&q, 8, 0), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_init(&q, 8, 4097), UV_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(NULL, 8, 8), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(&q, 0, 8), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(&q, (UINT32_C(1) << 24) + 1, 8), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(&q, UINT32_MAX, 8), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(&q, 8, 0), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_init(&q, 8, 4097), HB_EINVAL);
     ck_assert_ptr_null(q.ring);
 
     /* The limits themselves are accepted. */
@@ -55,10 +82,10 @@ START_TEST(test_null_and_closed_queue)
     uint64_t v = 1;
     ck_assert_int_eq(hb_msgq_init(&q, 4, sizeof v), 0);
     q.data = &v;
-    ck_assert_int_eq(hb_msgq_push(NULL, &v), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_push(&q, NULL), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_pop(NULL, &v), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_pop(&q, NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_msgq_push(NULL, &v), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_push(&q, NULL), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_pop(NULL, &v), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_pop(&q, NULL), HB_EINVAL);
     ck_assert_uint_eq(hb_msgq_size(NULL), 0);
     ck_assert_uint_eq(hb_msgq_size(&q), 0);
     /* init leaves the user's data alone. */
@@ -70,8 +97,8 @@ START_TEST(test_null_and_closed_queue)
     ck_assert_ptr_null(q.ring);
     hb_msgq_close(&q);
     hb_msgq_close(NULL);
-    ck_assert_int_eq(hb_msgq_push(&q, &v), UV_EINVAL);
-    ck_assert_int_eq(hb_msgq_pop(&q, &v), UV_EINVAL);
+    ck_assert_int_eq(hb_msgq_push(&q, &v), HB_EINVAL);
+    ck_assert_int_eq(hb_msgq_pop(&q, &v), HB_EINVAL);
     ck_assert_uint_eq(hb_msgq_size(&q), 0);
 }
 END_TEST
@@ -198,7 +225,7 @@ typedef struct stress_msg {
 
 typedef struct stress {
     hb_msgq_t q;
-    uv_barrier_t start;
+    pthread_barrier_t start;
     atomic_uint received;       /* by all consumers */
     atomic_uint producers_done; /* producers whose every push has returned */
     unsigned char seen[STRESS_PRODUCERS][STRESS_PER_PRODUCER];
@@ -237,7 +264,7 @@ static uint64_t stress_checksum(const stress_msg_t *m)
 static void stress_produce(void *arg)
 {
     stress_producer_t *p = arg;
-    uv_barrier_wait(&p->st->start);
+    pthread_barrier_wait(&p->st->start);
     for (uint32_t seq = 0; seq < STRESS_PER_PRODUCER; seq++) {
         stress_msg_t m;
         m.producer = p->id;
@@ -260,7 +287,7 @@ static void stress_consume(void *arg)
     stress_t *st = c->st;
     for (int p = 0; p < STRESS_PRODUCERS; p++)
         c->last_seq[p] = -1;
-    uv_barrier_wait(&st->start);
+    pthread_barrier_wait(&st->start);
     /* Until all is received, or (should a message be lost) all is pushed and the queue empty. */
     while (atomic_load(&st->received) < STRESS_TOTAL) {
         unsigned done = atomic_load(&st->producers_done);
@@ -292,27 +319,28 @@ static void run_stress(int nconsumers)
     stress_t *st = calloc(1, sizeof *st);
     ck_assert_ptr_nonnull(st);
     ck_assert_int_eq(hb_msgq_init(&st->q, STRESS_CAPACITY, sizeof(stress_msg_t)), 0);
-    ck_assert_int_eq(uv_barrier_init(&st->start, STRESS_PRODUCERS + (unsigned)nconsumers), 0);
+    ck_assert_int_eq(
+        pthread_barrier_init(&st->start, NULL, STRESS_PRODUCERS + (unsigned)nconsumers), 0);
     atomic_init(&st->received, 0);
     atomic_init(&st->producers_done, 0);
 
     stress_producer_t producers[STRESS_PRODUCERS];
     stress_consumer_t consumers[STRESS_MAX_CONSUMERS];
-    uv_thread_t pt[STRESS_PRODUCERS], ct[STRESS_MAX_CONSUMERS];
+    pthread_t pt[STRESS_PRODUCERS], ct[STRESS_MAX_CONSUMERS];
     memset(consumers, 0, sizeof consumers);
     for (int i = 0; i < nconsumers; i++) {
         consumers[i].st = st;
-        ck_assert_int_eq(uv_thread_create(&ct[i], stress_consume, &consumers[i]), 0);
+        ck_assert_int_eq(thread_create(&ct[i], stress_consume, &consumers[i]), 0);
     }
     for (int i = 0; i < STRESS_PRODUCERS; i++) {
         producers[i].st = st;
         producers[i].id = (uint32_t)i;
-        ck_assert_int_eq(uv_thread_create(&pt[i], stress_produce, &producers[i]), 0);
+        ck_assert_int_eq(thread_create(&pt[i], stress_produce, &producers[i]), 0);
     }
     for (int i = 0; i < STRESS_PRODUCERS; i++)
-        ck_assert_int_eq(uv_thread_join(&pt[i]), 0);
+        ck_assert_int_eq(pthread_join(pt[i], NULL), 0);
     for (int i = 0; i < nconsumers; i++)
-        ck_assert_int_eq(uv_thread_join(&ct[i]), 0);
+        ck_assert_int_eq(pthread_join(ct[i], NULL), 0);
 
     uint32_t total = 0;
     for (int i = 0; i < nconsumers; i++) {
@@ -335,7 +363,7 @@ static void run_stress(int nconsumers)
     stress_msg_t m;
     ck_assert_int_eq(hb_msgq_pop(&st->q, &m), HB_EEMPTY);
 
-    uv_barrier_destroy(&st->start);
+    pthread_barrier_destroy(&st->start);
     hb_msgq_close(&st->q);
     free(st);
 }
@@ -363,7 +391,7 @@ enum {
 
 typedef struct race {
     hb_msgq_t q;
-    uv_barrier_t start;
+    pthread_barrier_t start;
     unsigned char seen[RACE_TOTAL];
 } race_t;
 
@@ -377,7 +405,7 @@ typedef struct race_thread {
 static void race_produce(void *arg)
 {
     race_thread_t *t = arg;
-    uv_barrier_wait(&t->rc->start);
+    pthread_barrier_wait(&t->rc->start);
     for (uint32_t i = 0; i < RACE_PER_THREAD; i++) {
         uint64_t m[2] = {(uint64_t)t->id * RACE_PER_THREAD + i, 0};
         m[1] = stress_mix(m[0]);
@@ -393,7 +421,7 @@ static void race_consume(void *arg)
     race_thread_t *t = arg;
     uint64_t last[RACE_THREADS];
     memset(last, 0xff, sizeof last);
-    uv_barrier_wait(&t->rc->start);
+    pthread_barrier_wait(&t->rc->start);
     uint64_t m[2];
     while (hb_msgq_pop(&t->rc->q, m) == 0) {
         t->count++;
@@ -408,16 +436,16 @@ static void race_consume(void *arg)
     }
 }
 
-static void race_run(race_t *rc, uv_thread_cb fn, race_thread_t *threads)
+static void race_run(race_t *rc, thread_fn fn, race_thread_t *threads)
 {
-    uv_thread_t tid[RACE_THREADS];
+    pthread_t tid[RACE_THREADS];
     for (int i = 0; i < RACE_THREADS; i++) {
         threads[i].rc = rc;
         threads[i].id = (uint32_t)i;
-        ck_assert_int_eq(uv_thread_create(&tid[i], fn, &threads[i]), 0);
+        ck_assert_int_eq(thread_create(&tid[i], fn, &threads[i]), 0);
     }
     for (int i = 0; i < RACE_THREADS; i++)
-        ck_assert_int_eq(uv_thread_join(&tid[i]), 0);
+        ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
 }
 
 START_TEST(test_race_fill_then_drain)
@@ -425,7 +453,7 @@ START_TEST(test_race_fill_then_drain)
     race_t *rc = calloc(1, sizeof *rc);
     ck_assert_ptr_nonnull(rc);
     ck_assert_int_eq(hb_msgq_init(&rc->q, RACE_TOTAL, 2 * sizeof(uint64_t)), 0);
-    ck_assert_int_eq(uv_barrier_init(&rc->start, RACE_THREADS), 0);
+    ck_assert_int_eq(pthread_barrier_init(&rc->start, NULL, RACE_THREADS), 0);
 
     race_thread_t producers[RACE_THREADS], consumers[RACE_THREADS];
     memset(producers, 0, sizeof producers);
@@ -448,7 +476,7 @@ START_TEST(test_race_fill_then_drain)
         EXPECT_UINT(rc->seen[i], ==, 1);
     ck_assert_uint_eq(hb_msgq_size(&rc->q), 0);
 
-    uv_barrier_destroy(&rc->start);
+    pthread_barrier_destroy(&rc->start);
     hb_msgq_close(&rc->q);
     free(rc);
 }
@@ -491,7 +519,7 @@ enum { CAUSAL_N = 100000, CAUSAL_NOISE = 2, CAUSAL_NOISE_N = 100000 };
 typedef struct causal {
     hb_msgq_t q;
     atomic_uint published;
-    uv_barrier_t start;
+    pthread_barrier_t start;
 } causal_t;
 
 typedef struct causal_msg {
@@ -509,7 +537,7 @@ static void causal_post(causal_t *c, uint32_t kind, uint32_t i)
 static void causal_envelopes(void *arg)
 {
     causal_t *c = arg;
-    uv_barrier_wait(&c->start);
+    pthread_barrier_wait(&c->start);
     for (uint32_t i = 0; i < CAUSAL_N; i++) {
         causal_post(c, 0, i);
         atomic_store_explicit(&c->published, i + 1, memory_order_release);
@@ -519,7 +547,7 @@ static void causal_envelopes(void *arg)
 static void causal_claims(void *arg)
 {
     causal_t *c = arg;
-    uv_barrier_wait(&c->start);
+    pthread_barrier_wait(&c->start);
     for (uint32_t i = 0; i < CAUSAL_N; i++) {
         while (atomic_load_explicit(&c->published, memory_order_acquire) <= i)
             ;
@@ -530,7 +558,7 @@ static void causal_claims(void *arg)
 static void causal_noise(void *arg)
 {
     causal_t *c = arg;
-    uv_barrier_wait(&c->start);
+    pthread_barrier_wait(&c->start);
     for (uint32_t i = 0; i < CAUSAL_NOISE_N; i++)
         causal_post(c, 2, i);
 }
@@ -540,15 +568,15 @@ START_TEST(test_post_causal_order_across_threads)
     causal_t *c = calloc(1, sizeof *c);
     ck_assert_int_eq(hb_msgq_init(&c->q, 4, sizeof(causal_msg_t)), 0);
     atomic_init(&c->published, 0);
-    uv_barrier_init(&c->start, 3 + CAUSAL_NOISE);
-    uv_thread_t t[2 + CAUSAL_NOISE];
-    uv_thread_create(&t[0], causal_envelopes, c);
-    uv_thread_create(&t[1], causal_claims, c);
+    pthread_barrier_init(&c->start, NULL, 3 + CAUSAL_NOISE);
+    pthread_t t[2 + CAUSAL_NOISE];
+    thread_create(&t[0], causal_envelopes, c);
+    thread_create(&t[1], causal_claims, c);
     for (int k = 0; k < CAUSAL_NOISE; k++)
-        uv_thread_create(&t[2 + k], causal_noise, c);
+        thread_create(&t[2 + k], causal_noise, c);
     uint8_t *seen = calloc(CAUSAL_N, 1);
     uint32_t next_env = 0, next_claim = 0, noise = 0, violations = 0;
-    uv_barrier_wait(&c->start);
+    pthread_barrier_wait(&c->start);
     while (next_claim < CAUSAL_N || noise < CAUSAL_NOISE * CAUSAL_NOISE_N) {
         causal_msg_t m;
         if (hb_msgq_take(&c->q, &m) != 0)
@@ -565,13 +593,13 @@ START_TEST(test_post_causal_order_across_threads)
         }
     }
     for (int k = 0; k < 2 + CAUSAL_NOISE; k++)
-        uv_thread_join(&t[k]);
+        pthread_join(t[k], NULL);
     ck_assert_uint_eq(violations, 0);
     ck_assert_uint_eq(next_env, CAUSAL_N);
     causal_msg_t m;
     ck_assert_int_eq(hb_msgq_take(&c->q, &m), HB_EEMPTY);
     free(seen);
-    uv_barrier_destroy(&c->start);
+    pthread_barrier_destroy(&c->start);
     hb_msgq_close(&c->q);
     free(c);
 }

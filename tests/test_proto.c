@@ -244,7 +244,7 @@ START_TEST(test_encode_gives_the_vectors)
         ck_assert_int_eq(hb_msg_encode(&v->msg, buf, v->len), (int)v->len);
         ck_assert_mem_eq(buf, v->bytes, v->len);
         memset(buf, 0xa5, sizeof buf);
-        ck_assert_int_eq(hb_msg_encode(&v->msg, buf, v->len - 1), UV_ENOBUFS);
+        ck_assert_int_eq(hb_msg_encode(&v->msg, buf, v->len - 1), HB_ENOBUFS);
         for (size_t k = 0; k < sizeof buf; k++)
             ck_assert_uint_eq(buf[k], 0xa5);
     }
@@ -510,7 +510,7 @@ START_TEST(test_encode_errors)
     m.u.chat.text_len = 1;
     ck_assert_int_eq(hb_msg_encode(&m, buf, sizeof buf), HB_FRAME_HEADER + 5);
     m.u.chat.text = NULL;
-    ck_assert_int_eq(hb_msg_encode(&m, buf, sizeof buf), UV_EINVAL);
+    ck_assert_int_eq(hb_msg_encode(&m, buf, sizeof buf), HB_EINVAL);
 
     /* A notice's recipient_count is written as given. */
     hb_msg_t n = vectors[4].msg;
@@ -846,7 +846,7 @@ START_TEST(test_framer_pending_mid_frame)
     ck_assert_uint_eq(n, 2);
     ck_assert_uint_eq(hb_framer_pending(&fr), 0);
     ck_assert_int_eq(hb_framer_feed(&fr, NULL, 0, count_cb, &n), 0);
-    ck_assert_int_eq(hb_framer_feed(&fr, two, 16, NULL, NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_framer_feed(&fr, two, 16, NULL, NULL), HB_EINVAL);
     ck_assert_int_eq(hb_framer_feed(&fr, two, 16, count_cb, &n), 0); /* EINVAL was not sticky */
     ck_assert_uint_eq(n, 3);
     hb_framer_reset(&fr);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "expect.h"
+#include <uv.h>
+
 #include "hongbao/registry.h"
 
 static hb_registry_entry_t entry(uint32_t set, uint64_t gen)

@@ -48,7 +48,7 @@ typedef struct hb_book {
 } hb_book_t;
 
 /* Set up a book sized to hold expected envelopes before it grows (0 is fine: the table starts
- * small and grows as needed). The caller owns *b; data is left as it was. Returns 0 or UV_ENOMEM;
+ * small and grows as needed). The caller owns *b; data is left as it was. Returns 0 or HB_ENOMEM;
  * on error the book is empty and holds no memory (hb_book_close is harmless on it). */
 HB_EXTERN int hb_book_init(hb_book_t *b, size_t expected);
 
@@ -58,9 +58,9 @@ HB_EXTERN void hb_book_close(hb_book_t *b);
 
 /* Copy *e into the book (its claimed state as given, normally 0; every share claimed is allowed: a
  * fully claimed envelope stays in the book until it expires, so repeats are answered). Returns 0;
- * UV_EEXIST for an id already held; UV_EINVAL when e is NULL, the recipients are not distinct, a
+ * HB_EEXIST for an id already held; HB_EINVAL when e is NULL, the recipients are not distinct, a
  * share is 0, the shares do not add up to total, or the claimed state is inconsistent (a bit above
- * the three recipients, or claimed_sum not the sum of the claimed shares); UV_ENOMEM
+ * the three recipients, or claimed_sum not the sum of the claimed shares); HB_ENOMEM
  * (nothing changed). Any user id, 0 included, may be a recipient. The only call that allocates:
  * it may rebuild the table (growing it, or dropping tombstones left by removals), which moves
  * every envelope and so invalidates pointers from hb_book_find. */
@@ -78,7 +78,7 @@ HB_EXTERN int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *
 
 /* Undo user's grant of envelope id (a grant that could not be made durable): clears the claimed
  * bit, takes the share off claimed_sum, granted and granted_sum. Returns 0; HB_ENOENVELOPE;
- * HB_ENOTRECIPIENT; UV_EINVAL (the user holds no grant of it). Never allocates. */
+ * HB_ENOTRECIPIENT; HB_EINVAL (the user holds no grant of it). Never allocates. */
 HB_EXTERN int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user);
 
 /* Why e may not enter a book, as a static string ("a share is 0", "recipients are not distinct",

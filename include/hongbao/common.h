@@ -1,9 +1,9 @@
-/* libhongbao common definitions: export macro, error codes, version queries.
- * Every other public header includes this one. */
+/* libhongbao common definitions: export macro, error codes, version queries, the log callback.
+ * Every other public header includes this one. Part of the core: it needs no libuv. */
 #ifndef HONGBAO_COMMON_H
 #define HONGBAO_COMMON_H
 
-#include <uv.h>
+#include <errno.h>
 
 #include "hongbao/version.h"
 
@@ -18,10 +18,23 @@ extern "C" {
 #define HB_EXTERN /* nothing */
 #endif
 
-/* Errors are negative ints. Functions reuse libuv's UV_E* codes (-errno on Unix) for system
- * and argument errors (UV_EINVAL, UV_ENOMEM, UV_ENOBUFS, ...) and add the HB_E* codes below, in
- * the range -30000..-30999 that neither errno nor libuv uses. As in libuv: when a function
- * that takes a callback returns an error, the callback is never called. */
+/* Errors are negative ints. System and argument errors are negative errno values, the very numbers
+ * of libuv's UV_E* codes on Unix (HB_EINVAL == HB_EINVAL, ...), so a runtime caller may compare
+ * with either name and a core-only program needs no libuv; the library's own errors are the HB_E*
+ * codes below, in the range -30000..-30999 that neither errno nor libuv uses. As in libuv: when a
+ * function that takes a callback returns an error, the callback is never called. */
+#define HB_EINVAL    (-EINVAL)
+#define HB_ENOMEM    (-ENOMEM)
+#define HB_ENOBUFS   (-ENOBUFS)
+#define HB_EEXIST    (-EEXIST)
+#define HB_ENOENT    (-ENOENT)
+#define HB_EBUSY     (-EBUSY)
+#define HB_EIO       (-EIO)
+#define HB_ENOTSUP   (-ENOTSUP)
+#define HB_ETIMEDOUT (-ETIMEDOUT)
+#define HB_EAGAIN    (-EAGAIN)
+#define HB_ECANCELED (-ECANCELED)
+#define HB_EPERM     (-EPERM)
 #define HB_ERRNO_MAP(XX)                                                                           \
     XX(EFRAMESHORT, -30001, "frame length is below the 12-byte header")                            \
     XX(EFRAMELONG, -30002, "frame length is above the maximum frame size")                         \
@@ -47,8 +60,8 @@ typedef enum {
 #undef HB_ERRNO_ENUM_
 } hb_errno_t;
 
-/* A static, human-readable message for an error code from this library (HB_E* or UV_E*).
- * Unknown codes give "unknown error". Never NULL. */
+/* A static, human-readable message for an error code from this library (HB_E*, or any of libuv's
+ * UV_E*, worded as libuv words them). Unknown codes give "unknown error". Never NULL. */
 HB_EXTERN const char *hb_strerror(int err);
 
 /* The code's symbolic name ("EFRAMELONG", "EINVAL"), static, never NULL; "UNKNOWN" for
@@ -60,6 +73,11 @@ HB_EXTERN unsigned int hb_version(void);
 
 /* The library's version as "MAJOR.MINOR.PATCH", static. */
 HB_EXTERN const char *hb_version_string(void);
+
+/* A log callback, as every runtime object's options take one: one line of text (no trailing
+ * newline, valid during the call only) and the object's log_arg. Called from the thread noted by
+ * each object; it must not call back into the object that logs. */
+typedef void (*hb_log_cb)(void *arg, const char *line);
 
 #ifdef __cplusplus
 }

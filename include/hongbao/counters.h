@@ -91,9 +91,9 @@ typedef struct hb_counters {
     struct hb_counters_shard *shards;
 } hb_counters_t;
 
-/* Allocate nshards zeroed shards (about 32 KiB each). Returns 0; UV_EINVAL when c is NULL,
+/* Allocate nshards zeroed shards (about 32 KiB each). Returns 0; HB_EINVAL when c is NULL,
  * nshards is 0 or above 1024, or type is neither HB_REPORTER_CLIENT nor HB_REPORTER_SERVER;
- * UV_ENOMEM. On error *c holds no allocation (close is then a no-op). */
+ * HB_ENOMEM. On error *c holds no allocation (close is then a no-op). */
 HB_EXTERN int hb_counters_init(hb_counters_t *c, unsigned nshards, uint64_t type);
 
 /* Free the shards and leave nshards 0 (a second close is a no-op, and later adds are ignored).
@@ -123,7 +123,7 @@ HB_EXTERN void hb_counters_snapshot(const hb_counters_t *c, uint64_t second, hb_
 HB_EXTERN void hb_report_encode(const hb_report_t *r, uint8_t buf[HB_REPORT_SIZE]);
 
 /* Decode a report from buf[0..len). Returns 0, or HB_EREPORT when len != HB_REPORT_SIZE or the
- * type is neither client nor server (UV_EINVAL when buf or out is NULL). *out is written only
+ * type is neither client nor server (HB_EINVAL when buf or out is NULL). *out is written only
  * on success. */
 HB_EXTERN int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out);
 
@@ -137,9 +137,9 @@ HB_EXTERN int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
  * with second r->second's value, plus the gauge "<prefix>_report_second" giving that second
  * (one series per slot, not one per second); prefix NULL means "hongbao". Every series has its
  * "# HELP" (the slot's meaning) and "# TYPE" lines; every line ends in "\n". Writes a
- * NUL-terminated string into buf[0..cap). Returns its length without the NUL; UV_ENOBUFS when it
+ * NUL-terminated string into buf[0..cap). Returns its length without the NUL; HB_ENOBUFS when it
  * does not fit (cap must exceed the length), and then buf holds "" when cap > 0 (the rest of
- * buf[0..cap) is scratch); nothing is ever written at or past buf + cap. UV_EINVAL when r is
+ * buf[0..cap) is scratch); nothing is ever written at or past buf + cap. HB_EINVAL when r is
  * NULL, buf is NULL with cap > 0, or prefix is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*).
  * No allocation. */
 HB_EXTERN int hb_report_format_prometheus(const hb_report_t *r, const char *prefix, char *buf,
@@ -148,7 +148,7 @@ HB_EXTERN int hb_report_format_prometheus(const hb_report_t *r, const char *pref
 /* Render *r as one JSON object on one line, no spaces, no trailing newline:
  * {"second":N,"type":"server","per_second":{"frame_login":N,...},"cumulative":{...}} with the
  * named slots only, in slot order ("type" is "client" or "server"). Same return contract as the
- * Prometheus renderer; UV_EINVAL also when r->type is neither client nor server. */
+ * Prometheus renderer; HB_EINVAL also when r->type is neither client nor server. */
 HB_EXTERN int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap);
 
 #ifdef __cplusplus

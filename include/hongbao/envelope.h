@@ -24,7 +24,7 @@ typedef struct hb_envelope {
  * is not yet handed out and left the shares still to draw, and the last share takes the rest.
  * The shares always sum to total exactly and each is >= 1. Deterministic for a given generator
  * state. shares (caller-owned) has room for n and is written only on success; rng is advanced.
- * Returns 0, UV_EINVAL when n is 0 or shares or rng is NULL, or HB_EAMOUNT when total < n. */
+ * Returns 0, HB_EINVAL when n is 0 or shares or rng is NULL, or HB_EAMOUNT when total < n. */
 HB_EXTERN int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint32_t *shares);
 
 /* The next share alone, for splitting lazily as claims come in: given what remains and how many

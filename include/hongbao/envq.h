@@ -30,7 +30,7 @@ typedef struct hb_envq {
 
 /* Set up nbuckets buckets of at least capacity envelopes each (rounded up to a power of two,
  * stored in q->capacity); every bucket starts empty and q->next at 0. q->data is not touched.
- * Returns 0, UV_EINVAL for nbuckets or capacity 0 or capacity above 2^30, UV_ENOMEM. On error
+ * Returns 0, HB_EINVAL for nbuckets or capacity 0 or capacity above 2^30, HB_ENOMEM. On error
  * nothing is allocated and q holds no bucket (hb_envq_close on it is harmless). */
 HB_EXTERN int hb_envq_init(hb_envq_t *q, unsigned nbuckets, uint32_t capacity);
 
@@ -45,11 +45,11 @@ HB_EXTERN void hb_envq_close(hb_envq_t *q);
  * (the generator counts it) and neither q->next nor *bucket changed. Producer thread only. */
 HB_EXTERN int hb_envq_push(hb_envq_t *q, hb_envelope_t e, unsigned *bucket);
 
-/* Push e (copied) to one given bucket; q->next does not move. Returns 0, HB_EFULL, or UV_EINVAL
+/* Push e (copied) to one given bucket; q->next does not move. Returns 0, HB_EFULL, or HB_EINVAL
  * for a bucket out of range. Producer thread only. */
 HB_EXTERN int hb_envq_push_to(hb_envq_t *q, unsigned bucket, hb_envelope_t e);
 
-/* Pop the oldest envelope of bucket into *e. Returns 0, HB_EEMPTY, or UV_EINVAL for a bucket out
+/* Pop the oldest envelope of bucket into *e. Returns 0, HB_EEMPTY, or HB_EINVAL for a bucket out
  * of range; on error *e is not written. That bucket's consumer thread only. */
 HB_EXTERN int hb_envq_pop(hb_envq_t *q, unsigned bucket, hb_envelope_t *e);
 

@@ -70,9 +70,9 @@ HB_EXTERN double hb_hist_mean(const hb_hist_t *h);
 /* Write the summary "p50=Xu p90=Xu p99=Xu p99.9=Xu max=Xu (n=N)" into buf[0..cap) as a
  * NUL-terminated string, where X are hb_hist_percentile's answers and max, each followed by
  * unit (NULL means ""), e.g. "p50=510us p90=910us p99=990us p99.9=999us max=1000us (n=1000)".
- * Returns the length without the NUL; UV_ENOBUFS when it does not fit (cap must exceed the
+ * Returns the length without the NUL; HB_ENOBUFS when it does not fit (cap must exceed the
  * length; HB_HIST_FORMAT_MAX(strlen(unit)) always suffices), and then buf holds "" when
- * cap > 0; nothing is written at or past buf + cap. UV_EINVAL when h is NULL, buf is NULL with
+ * cap > 0; nothing is written at or past buf + cap. HB_EINVAL when h is NULL, buf is NULL with
  * cap > 0, or unit is so long the length would exceed INT_MAX. No allocation. */
 HB_EXTERN int hb_hist_format(const hb_hist_t *h, const char *unit, char *buf, size_t cap);
 

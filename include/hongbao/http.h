@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "hongbao/common.h"
 
 #ifdef __cplusplus

@@ -32,7 +32,7 @@ typedef struct hb_msgq {
 /* Set up a queue of at least capacity messages of elem_size bytes: capacity is rounded up to a
  * power of two, and to 2 at least (the ring's sequence numbers need two cells); q->capacity
  * holds the result. Allocates one block, freed by hb_msgq_close.
- * Returns 0, UV_EINVAL (q NULL, capacity 0 or above 2^24, elem_size 0 or above 4096), UV_ENOMEM.
+ * Returns 0, HB_EINVAL (q NULL, capacity 0 or above 2^24, elem_size 0 or above 4096), HB_ENOMEM.
  * On error q is left unchanged. */
 HB_EXTERN int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size);
 
@@ -43,13 +43,13 @@ HB_EXTERN void hb_msgq_close(hb_msgq_t *q);
 
 /* Copy elem_size bytes from msg into the queue. Any thread. Returns 0, or HB_EFULL when the queue
  * holds capacity messages (nothing was queued; a message a consumer is copying out at that moment
- * still counts), or UV_EINVAL (q, its ring or msg NULL). Wait-free when not contended, lock-free
+ * still counts), or HB_EINVAL (q, its ring or msg NULL). Wait-free when not contended, lock-free
  * always; never allocates. The message is visible to pop once push returns, so push before the
  * uv_async_send that wakes the consumer. */
 HB_EXTERN int hb_msgq_push(hb_msgq_t *q, const void *msg);
 
 /* Copy the oldest message into msg (elem_size bytes). Any thread. Returns 0, HB_EEMPTY, or
- * UV_EINVAL (q, its ring or msg NULL). Messages leave in the order their pushes claimed their
+ * HB_EINVAL (q, its ring or msg NULL). Messages leave in the order their pushes claimed their
  * places, so one producer's messages stay in order. HB_EEMPTY also when the oldest place was
  * claimed by a push that has not finished copying; that push's own wake-up brings the consumer
  * back, so draining until HB_EEMPTY on each wake-up loses nothing. */
@@ -61,13 +61,13 @@ HB_EXTERN int hb_msgq_pop(hb_msgq_t *q, void *msg);
  * lack of room. Order: a message whose post finished before another post began is taken first,
  * whichever threads posted them, ring or overflow; so a message posted after seeing the effect
  * of an earlier one (a claim sent after the notice of the envelope it names) cannot overtake it.
- * Returns 0, UV_ENOMEM (nothing queued), UV_EINVAL (q, its ring or msg NULL). Do not mix with
+ * Returns 0, HB_ENOMEM (nothing queued), HB_EINVAL (q, its ring or msg NULL). Do not mix with
  * hb_msgq_push on the same queue. */
 HB_EXTERN int hb_msgq_post(hb_msgq_t *q, const void *msg);
 
 /* The single consumer's side of hb_msgq_post: copy the oldest message into msg. Returns 0,
  * HB_EEMPTY (nothing to take now; as for hb_msgq_pop, a post in progress brings its own wake-up),
- * UV_EINVAL. Only one thread may take; do not mix with hb_msgq_pop. */
+ * HB_EINVAL. Only one thread may take; do not mix with hb_msgq_pop. */
 HB_EXTERN int hb_msgq_take(hb_msgq_t *q, void *msg);
 
 /* Messages waiting past the ring in the overflow (a snapshot; any thread). */

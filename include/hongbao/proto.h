@@ -176,9 +176,9 @@ HB_EXTERN int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out);
 
 /* Encode *msg as one frame into buf[0..cap): the 12-byte header (with msg->timestamp) then the
  * payload; fields are written as given (a notice's recipient_count too; the reference always
- * sends 3). Returns the frame length, UV_ENOBUFS when cap is too small (nothing is written
+ * sends 3). Returns the frame length, HB_ENOBUFS when cap is too small (nothing is written
  * then), HB_EBADCMD for an unknown cmd, HB_EBADSIZE for chat text_len outside 1..HB_CHAT_MAX,
- * UV_EINVAL for chat text NULL. The chat text is copied; buf may then be reused freely. */
+ * HB_EINVAL for chat text NULL. The chat text is copied; buf may then be reused freely. */
 HB_EXTERN int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap);
 
 /* The encoded length of *msg, or a negative error as hb_msg_encode would return. */
@@ -195,7 +195,7 @@ typedef struct hb_framer {
     uint8_t *big;  /* heap buffer for a pending frame longer than HB_FRAMER_INLINE, or NULL */
     uint16_t have; /* bytes of the pending frame held */
     uint16_t need; /* its total length once its first 4 bytes are in and valid, else 0 */
-    int error;     /* sticky: a bad frame, UV_ENOMEM or a callback's stop; 0 if none */
+    int error;     /* sticky: a bad frame, HB_ENOMEM or a callback's stop; 0 if none */
     uint8_t small[HB_FRAMER_INLINE];
 } hb_framer_t;
 
@@ -213,10 +213,10 @@ HB_EXTERN void hb_framer_init(hb_framer_t *fr);
  * when all was consumed, or a negative value after which the framer is failed: it holds nothing
  * (pending 0, heap buffer freed) and every later feed returns the same value at once without
  * calling cb, until hb_framer_reset (or discard it: close the connection). The failures are: the
- * first error hb_frame_parse reports (frames before the bad one were all delivered), UV_ENOMEM,
+ * first error hb_frame_parse reports (frames before the bad one were all delivered), HB_ENOMEM,
  * or a callback's negative return. A stop by the callback counts the frame it was given as
  * consumed; the bytes after that frame in data are neither delivered nor kept, which is why the
- * stop is sticky: the stream position is lost. UV_EINVAL (not sticky) when cb is NULL. */
+ * stop is sticky: the stream position is lost. HB_EINVAL (not sticky) when cb is NULL. */
 HB_EXTERN int hb_framer_feed(hb_framer_t *fr, const uint8_t *data, size_t len, hb_framer_cb cb,
                              void *arg);
 

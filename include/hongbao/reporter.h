@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "hongbao/common.h"
 #include "hongbao/counters.h"
 

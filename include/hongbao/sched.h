@@ -15,7 +15,7 @@ extern "C" {
  * second (start_s, from_s, and the second of any at_ms) below HB_SCHED_MAX_S, that is Unix times
  * up to February 2106. Within them no computation overflows 64 bits, even with start_s 0 (which
  * numbers sends from 1970 on and so needs no shared epoch); outside them the functions that can
- * return an error return UV_EINVAL. */
+ * return an error return HB_EINVAL. */
 #define HB_SCHED_MAX_USERS (UINT64_C(1) << 32)
 #define HB_SCHED_MAX_QPS   (UINT64_C(1) << 32)
 #define HB_SCHED_MAX_S     UINT64_C(0xFFFFFFFF)
@@ -53,7 +53,7 @@ typedef struct hb_sched {
 } hb_sched_t;
 
 /* Initialise the caller-owned s for user ids 0..users-1 at qps sends a second from second start_s
- * on, numbering the first send 0. Returns 0, or UV_EINVAL when users is 0 or a value is outside
+ * on, numbering the first send 0. Returns 0, or HB_EINVAL when users is 0 or a value is outside
  * the supported ranges (s is then unchanged). qps may be 0 (nothing is due) or above users (users
  * send several times a second). */
 HB_EXTERN int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_t start_s);
@@ -64,7 +64,7 @@ HB_EXTERN int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_
  * earlier times are clamped to from_s, so change the rate for a coming second and recompute the
  * users' next times. The rotation is recomputed for the new rate, so the one-send fairness bound
  * holds within each rate's period; over a window spanning a change counts differ by at most two.
- * Returns 0, or UV_EINVAL (s unchanged) when from_s < epoch_s, from_s >= HB_SCHED_MAX_S or
+ * Returns 0, or HB_EINVAL (s unchanged) when from_s < epoch_s, from_s >= HB_SCHED_MAX_S or
  * qps > HB_SCHED_MAX_QPS. */
 HB_EXTERN int hb_sched_set_rate(hb_sched_t *s, uint64_t qps, uint64_t from_s);
 
@@ -83,7 +83,7 @@ HB_EXTERN uint64_t hb_sched_first_at(const hb_sched_t *s, uint64_t at_ms);
 
 /* The next send of user at or after Unix millisecond at_ms (a send exactly at at_ms counts;
  * at_ms before the epoch is clamped to it): stores its index in *k and its time in *when_ms,
- * each if not NULL. O(1). Returns 0; UV_EINVAL for user >= users or at_ms >= HB_SCHED_MAX_S * 1000;
+ * each if not NULL. O(1). Returns 0; HB_EINVAL for user >= users or at_ms >= HB_SCHED_MAX_S * 1000;
  * HB_EIDLE when qps is 0. On error nothing is stored. */
 HB_EXTERN int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, uint64_t *k,
                             uint64_t *when_ms);
@@ -91,7 +91,7 @@ HB_EXTERN int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, 
 /* The reference's own rule, kept for comparison and tests: 1 if user sends in second t, that is
  * t % G == user % G with G = users / qps in integer division as the reference computes it, else
  * 0. The rule is exact only when qps divides users (otherwise a second has about users / G
- * senders, not qps). Returns UV_EINVAL when qps is 0, qps > users (G would be 0) or
+ * senders, not qps). Returns HB_EINVAL when qps is 0, qps > users (G would be 0) or
  * user >= users. */
 HB_EXTERN int hb_sched_reference_due(uint64_t users, uint64_t qps, uint64_t user, uint64_t t);
 

@@ -27,14 +27,40 @@ if ldd "$work/pc_static" | grep -q libhongbao; then
     exit 1
 fi
 
+echo "== pkg-config, the core alone (strict C11, no _DEFAULT_SOURCE, no libuv)"
+pkg-config --exists --print-errors hongbao-core
+if pkg-config --cflags --libs hongbao-core | grep -q uv; then
+    echo "hongbao-core.pc mentions libuv" >&2
+    exit 1
+fi
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -o "$work/core_shared" "$here/consumer_core.c" \
+    $(pkg-config --cflags --libs hongbao-core)
+LD_LIBRARY_PATH="$libdir" "$work/core_shared"
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -o "$work/core_static" "$here/consumer_core.c" \
+    $(pkg-config --cflags hongbao-core) "$libdir/libhongbao-core.a" \
+    $(pkg-config --libs --static hongbao-core | sed 's/-lhongbao-core//')
+"$work/core_static"
+if LD_LIBRARY_PATH="$libdir" ldd "$work/core_shared" | grep -q libuv; then
+    echo "the core-only program links libuv" >&2
+    exit 1
+fi
+
 echo "== find_package"
 cmake -S "$here" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" >"$work/cmake.log"
 cmake --build "$work/cmake-build" >>"$work/cmake.log"
 "$work/cmake-build/consumer_shared"
 "$work/cmake-build/consumer_static"
+"$work/cmake-build/consumer_core_shared"
+"$work/cmake-build/consumer_core_static"
+if ldd "$work/cmake-build/consumer_core_shared" | grep -q libuv; then
+    echo "consumer_core_shared (hongbao::hongbao_core) links libuv" >&2
+    exit 1
+fi
 
 echo "== exported symbols carry the hb_ prefix only"
-bad=$(nm -D --defined-only "$libdir/libhongbao.so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^hb_' || true)
+bad=$(nm -D --defined-only "$libdir/libhongbao.so" "$libdir/libhongbao-core.so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^hb_' || true)
 if [ -n "$bad" ]; then
     echo "unexpected exported symbols: $bad" >&2
     exit 1

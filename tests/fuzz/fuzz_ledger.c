@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seen_t first = {data, size, 0, HB_LEDGER_HEADER_SIZE};
     size_t good_end = SIZE_MAX;
     int rc = hb_ledger_scan(data, size, check_record, &first, &good_end);
-    FUZZ_CHECK(rc == 0 || rc == HB_LEDGER_TORN || rc == HB_ECORRUPT || rc == UV_ENOTSUP);
+    FUZZ_CHECK(rc == 0 || rc == HB_LEDGER_TORN || rc == HB_ECORRUPT || rc == HB_ENOTSUP);
     FUZZ_CHECK(good_end <= size);
     if (rc == 0)
         FUZZ_CHECK(good_end == size);
@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (t.version == 1)
             FUZZ_CHECK(t.reserved_shake == 0 && t.reserved_send == 0);
     } else {
-        FUZZ_CHECK(arc == HB_ECORRUPT || arc == UV_ENOTSUP);
+        FUZZ_CHECK(arc == HB_ECORRUPT || arc == HB_ENOTSUP);
         FUZZ_CHECK(arc == rc && good_end == 0);
     }
     return 0;

@@ -211,7 +211,7 @@ static void render_cap(render_fn fn, const hb_report_t *r, const char *prefix, c
         FUZZ_CHECK(rc >= 0 && (size_t)rc == n);
         FUZZ_CHECK(memcmp(buf, want, n + 1) == 0);
     } else {
-        FUZZ_CHECK(rc == UV_ENOBUFS);
+        FUZZ_CHECK(rc == HB_ENOBUFS);
         if (cap > 0)
             FUZZ_CHECK(buf[0] == '\0');
     }
@@ -234,8 +234,8 @@ static char *render_sizes(render_fn fn, const hb_report_t *r, const char *prefix
     render_cap(fn, r, prefix, full, n, (size_t)(pick % (n + 1)));
     render_cap(fn, r, prefix, full, n, 1);
     render_cap(fn, r, prefix, full, n, 0);
-    FUZZ_CHECK(fn(r, prefix, NULL, 0) == UV_ENOBUFS);
-    FUZZ_CHECK(fn(r, prefix, NULL, 1) == UV_EINVAL);
+    FUZZ_CHECK(fn(r, prefix, NULL, 0) == HB_ENOBUFS);
+    FUZZ_CHECK(fn(r, prefix, NULL, 1) == HB_EINVAL);
     *len = n;
     return full;
 }
@@ -264,7 +264,7 @@ static void check_render(const hb_report_t *r, const char *prefix, uint64_t pick
     const char *pfx = prefix != NULL ? prefix : "hongbao";
     if (!is_metric_name(pfx)) {
         char small[64];
-        FUZZ_CHECK(hb_report_format_prometheus(r, prefix, small, sizeof small) == UV_EINVAL);
+        FUZZ_CHECK(hb_report_format_prometheus(r, prefix, small, sizeof small) == HB_EINVAL);
     } else {
         size_t max = HB_REPORT_PROMETHEUS_MAX(strlen(pfx));
         size_t n;
@@ -286,7 +286,7 @@ static void check_render(const hb_report_t *r, const char *prefix, uint64_t pick
     hb_report_t bad = *r;
     bad.type = 2 + r->second % 1000;
     char small[64];
-    FUZZ_CHECK(hb_report_format_json(&bad, small, sizeof small) == UV_EINVAL);
+    FUZZ_CHECK(hb_report_format_json(&bad, small, sizeof small) == HB_EINVAL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -168,11 +168,11 @@ double hb_hist_mean(const hb_hist_t *h)
 int hb_hist_format(const hb_hist_t *h, const char *unit, char *buf, size_t cap)
 {
     if (h == NULL || (buf == NULL && cap > 0))
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (unit == NULL)
         unit = "";
     if (strlen(unit) > (INT_MAX - 152) / 5)
-        return UV_EINVAL;
+        return HB_EINVAL;
     int n = snprintf(buf, cap,
                      "p50=%" PRIu64 "%s p90=%" PRIu64 "%s p99=%" PRIu64 "%s p99.9=%" PRIu64
                      "%s max=%" PRIu64 "%s (n=%" PRIu64 ")",
@@ -180,11 +180,11 @@ int hb_hist_format(const hb_hist_t *h, const char *unit, char *buf, size_t cap)
                      hb_hist_percentile(h, 99.0), unit, hb_hist_percentile(h, 99.9), unit, h->max,
                      unit, h->count);
     if (n < 0)
-        return UV_EINVAL;
+        return HB_EINVAL;
     if ((size_t)n >= cap) {
         if (cap > 0)
             buf[0] = '\0';
-        return UV_ENOBUFS;
+        return HB_ENOBUFS;
     }
     return n;
 }

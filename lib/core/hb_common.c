@@ -1,9 +1,29 @@
 /* Error messages and version queries shared by every module. */
 #include "hongbao/common.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "hb_internal.h"
+#include "hb_uv_errors.h"
+
+/* libuv's codes, names and messages, generated at build time (tools/gen_uv_errors.c). */
+static const struct {
+    int code;
+    const char *name, *text;
+} uv_errors[] = {
+#define HB_UV_ENTRY_(code, name, text) {code, name, text},
+    HB_UV_ERRORS(HB_UV_ENTRY_)
+#undef HB_UV_ENTRY_
+};
+
+static int uv_error_index(int err)
+{
+    for (size_t i = 0; i < sizeof uv_errors / sizeof uv_errors[0]; i++)
+        if (uv_errors[i].code == err)
+            return (int)i;
+    return -1;
+}
 
 const char *hb_strerror(int err)
 {
@@ -13,14 +33,10 @@ const char *hb_strerror(int err)
         return text;
         HB_ERRNO_MAP(HB_STRERROR_CASE_)
 #undef HB_STRERROR_CASE_
-#define HB_UV_STRERROR_CASE_(name, text)                                                           \
-    case UV_##name:                                                                                \
-        return text;
-        UV_ERRNO_MAP(HB_UV_STRERROR_CASE_)
-#undef HB_UV_STRERROR_CASE_
-    default:
-        /* Not uv_strerror(): for unknown codes it allocates a string nobody frees. */
-        return "unknown error";
+    default: {
+        int i = uv_error_index(err);
+        return i >= 0 ? uv_errors[i].text : "unknown error";
+    }
     }
 }
 
@@ -32,13 +48,10 @@ const char *hb_err_name(int err)
         return #name;
         HB_ERRNO_MAP(HB_ERR_NAME_CASE_)
 #undef HB_ERR_NAME_CASE_
-#define HB_UV_ERR_NAME_CASE_(name, text)                                                           \
-    case UV_##name:                                                                                \
-        return #name;
-        UV_ERRNO_MAP(HB_UV_ERR_NAME_CASE_)
-#undef HB_UV_ERR_NAME_CASE_
-    default:
-        return "UNKNOWN";
+    default: {
+        int i = uv_error_index(err);
+        return i >= 0 ? uv_errors[i].name : "UNKNOWN";
+    }
     }
 }
 

@@ -21,7 +21,7 @@ uint32_t hb_envelope_draw(uint32_t remaining, uint32_t left, hb_rand_t *rng)
 int hb_envelope_split(uint32_t total, uint32_t n, hb_rand_t *rng, uint32_t *shares)
 {
     if (n == 0 || shares == NULL || rng == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (total < n)
         return HB_EAMOUNT;
 

@@ -2,6 +2,8 @@
  * with linear probing and backward-shift deletion, one mutex per shard. */
 #include "hongbao/registry.h"
 
+#include <uv.h>
+
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stdint.h>

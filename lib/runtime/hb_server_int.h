@@ -18,11 +18,12 @@
 #include "hongbao/registry.h"
 #include "hongbao/server.h"
 
-#define HB_SET_READ_BUF   65536 /* one read buffer per worker loop */
-#define HB_SET_OUT_BUF    16384 /* replies gathered per connection before one write */
-#define HB_MSG_INLINE     40    /* frames up to this size travel inside a queue message */
-#define HB_MAX_HANDLERS   16
-#define HB_LISTEN_BACKLOG 4096
+#define HB_SET_READ_BUF     65536 /* one read buffer per worker loop */
+#define HB_SET_OUT_BUF      16384 /* replies gathered per connection before one write */
+#define HB_MSG_INLINE       40    /* frames up to this size travel inside a queue message */
+#define HB_MAX_HANDLERS     16
+#define HB_LISTEN_BACKLOG   4096
+#define HB_GENERATE_QPS_MAX 10000000 /* generators and their control routes */
 
 typedef enum {
     HB_MSG_FRAME,        /* bytes to user (gen 0: whatever connection the user has) */

@@ -4,14 +4,13 @@
 
 #include <stdarg.h>
 
+#include "hongbao/common.h"
+
 #if defined(__GNUC__)
 #define HB_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define HB_PRINTF(f, a)
 #endif
-
-/* A module's log callback, as its options take it: one line, no trailing newline. */
-typedef void (*hb_log_cb)(void *arg, const char *line);
 
 /* Format one line (at most 511 bytes, truncated beyond) and hand it to log(arg, line); does
  * nothing when log is NULL. */

@@ -220,14 +220,14 @@ int hb_msg_encoded_len(const hb_msg_t *msg)
         if (msg->u.chat.text_len < 1 || msg->u.chat.text_len > HB_CHAT_MAX)
             return HB_EBADSIZE;
         if (msg->u.chat.text == NULL)
-            return UV_EINVAL;
+            return HB_EINVAL;
         return (int)(HB_FRAME_HEADER + HB_CHAT_TEXT_OFFSET + msg->u.chat.text_len);
     }
     if (HB_CMD_IS_APP(msg->cmd)) {
         if (msg->u.app.len > max)
             return HB_EBADSIZE;
         if (msg->u.app.payload == NULL && msg->u.app.len > 0)
-            return UV_EINVAL;
+            return HB_EINVAL;
         return (int)(HB_FRAME_HEADER + msg->u.app.len);
     }
     return (int)(HB_FRAME_HEADER + min);
@@ -242,7 +242,7 @@ int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap)
     if (len < 0)
         return len;
     if (cap < (size_t)len)
-        return UV_ENOBUFS;
+        return HB_ENOBUFS;
 
     hb_put_u16(buf, (uint16_t)len);
     hb_put_u16(buf + 2, msg->cmd);
@@ -351,7 +351,7 @@ static int framer_append(hb_framer_t *fr, const uint8_t **data, size_t *len, hb_
         if (fr->need > HB_FRAMER_INLINE) {
             fr->big = malloc(fr->need);
             if (fr->big == NULL)
-                return UV_ENOMEM;
+                return HB_ENOMEM;
             memcpy(fr->big, fr->small, fr->have);
         }
     }
@@ -378,7 +378,7 @@ int hb_framer_feed(hb_framer_t *fr, const uint8_t *data, size_t len, hb_framer_c
     if (fr->error != 0)
         return fr->error;
     if (cb == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
 
     while (len > 0) {
         if (fr->have == 0) {

@@ -3,6 +3,8 @@
 #include "hb_internal.h"
 #include "hongbao/ledger.h"
 
+#include <uv.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

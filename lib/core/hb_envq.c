@@ -51,25 +51,25 @@ int hb_envq_init(hb_envq_t *q, unsigned nbuckets, uint32_t capacity)
     q->next = 0;
     q->buckets = NULL;
     if (nbuckets == 0 || capacity == 0 || capacity > HB_ENVQ_MAX_CAPACITY)
-        return UV_EINVAL;
+        return HB_EINVAL;
 
     uint32_t cap = round_up_pow2(capacity);
     /* Sizes that do not fit a size_t (only possible where size_t is 32 bits). */
     if (sizeof(struct hb_envq_bucket) > SIZE_MAX / nbuckets ||
         sizeof(hb_envelope_t) > SIZE_MAX / cap)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
 
     struct hb_envq_bucket *b =
         aligned_alloc(HB_ENVQ_CACHE_LINE, (size_t)nbuckets * sizeof(struct hb_envq_bucket));
     if (b == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
 
     /* Slots start on a cache line of their own, so two buckets' rings never share one. */
     size_t slot_bytes = (size_t)cap * sizeof(hb_envelope_t);
     size_t alloc_bytes = (slot_bytes + HB_ENVQ_CACHE_LINE - 1) & ~(size_t)(HB_ENVQ_CACHE_LINE - 1);
     if (alloc_bytes < slot_bytes) {
         free(b);
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     }
     for (unsigned i = 0; i < nbuckets; i++) {
         b[i].slots = aligned_alloc(HB_ENVQ_CACHE_LINE, alloc_bytes);
@@ -77,7 +77,7 @@ int hb_envq_init(hb_envq_t *q, unsigned nbuckets, uint32_t capacity)
             while (i > 0)
                 free(b[--i].slots);
             free(b);
-            return UV_ENOMEM;
+            return HB_ENOMEM;
         }
         b[i].mask = cap - 1;
         atomic_init(&b[i].tail, 0);
@@ -138,7 +138,7 @@ static uint32_t bucket_available(struct hb_envq_bucket *b, uint32_t head, uint32
 int hb_envq_push_to(hb_envq_t *q, unsigned bucket, hb_envelope_t e)
 {
     if (bucket >= q->nbuckets)
-        return UV_EINVAL;
+        return HB_EINVAL;
     return bucket_push(&q->buckets[bucket], e);
 }
 
@@ -161,7 +161,7 @@ int hb_envq_push(hb_envq_t *q, hb_envelope_t e, unsigned *bucket)
 int hb_envq_pop(hb_envq_t *q, unsigned bucket, hb_envelope_t *e)
 {
     if (bucket >= q->nbuckets)
-        return UV_EINVAL;
+        return HB_EINVAL;
     struct hb_envq_bucket *b = &q->buckets[bucket];
     uint32_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
     if (bucket_available(b, head, 1) == 0)

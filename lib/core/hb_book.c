@@ -90,12 +90,12 @@ static size_t locate(const hb_book_t *b, uint32_t id)
 }
 
 /* Move every used slot into a fresh table of capacity slots, dropping the tombstones. On
- * UV_ENOMEM the book is unchanged. */
+ * HB_ENOMEM the book is unchanged. */
 static int rehash(hb_book_t *b, size_t capacity)
 {
     struct hb_book_slot *slots = calloc(capacity, sizeof *slots);
     if (slots == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     size_t mask = capacity - 1;
     size_t old_capacity = capacity_of(b);
     for (size_t j = 0; j < old_capacity; j++) {
@@ -168,10 +168,10 @@ int hb_book_init(hb_book_t *b, size_t expected)
     b->tombstones = 0;
     size_t capacity = capacity_for(expected);
     if (capacity == 0)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     b->slots = calloc(capacity, sizeof *b->slots);
     if (b->slots == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     b->mask = capacity - 1;
     return 0;
 }
@@ -188,7 +188,7 @@ void hb_book_close(hb_book_t *b)
 int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
 {
     if (hb_sendenv_check(e) != NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
 
     /* One probe both detects a duplicate and finds where e goes: the first tombstone on the
      * way, else the empty slot that ends the chain. */
@@ -204,7 +204,7 @@ int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
             }
             if (s->state == HB_BOOK_SLOT_USED) {
                 if (s->env.id == e->id)
-                    return UV_EEXIST;
+                    return HB_EEXIST;
             } else if (target == SIZE_MAX) {
                 target = i;
             }
@@ -219,7 +219,7 @@ int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
         size_t want = b->count + 1;
         size_t new_capacity = capacity_for(want > SIZE_MAX / 2 ? SIZE_MAX : want * 2);
         if (new_capacity == 0)
-            return UV_ENOMEM;
+            return HB_ENOMEM;
         if (new_capacity < capacity)
             new_capacity = capacity;
         int err = rehash(b, new_capacity);
@@ -288,7 +288,7 @@ int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user)
         return HB_ENOTRECIPIENT;
     uint8_t bit = (uint8_t)(1u << r);
     if (!(e->claimed & bit))
-        return UV_EINVAL;
+        return HB_EINVAL;
     e->claimed &= (uint8_t)~bit;
     e->claimed_sum -= e->shares[r];
     b->granted--;

@@ -58,7 +58,7 @@ int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size)
 {
     if (q == NULL || capacity == 0 || capacity > HB_MSGQ_MAX_CAPACITY || elem_size == 0 ||
         elem_size > HB_MSGQ_MAX_ELEM_SIZE)
-        return UV_EINVAL;
+        return HB_EINVAL;
 
     /* The sequence numbers need two cells at least: with one, a full cell (seq == pos + 1)
      * would look empty to the producer of pos + 1. */
@@ -69,12 +69,12 @@ int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size)
     size_t stride = hb_msgq_round_up(HB_MSGQ_DATA_OFFSET + elem_size, 8);
     size_t header = offsetof(struct hb_msgq_ring, end_);
     if ((SIZE_MAX - header - HB_MSGQ_CACHELINE) / stride < cap)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     size_t total = hb_msgq_round_up(header + (size_t)cap * stride, HB_MSGQ_CACHELINE);
 
     struct hb_msgq_ring *ring = aligned_alloc(HB_MSGQ_CACHELINE, total);
     if (ring == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     ring->mask = (size_t)cap - 1;
     ring->stride = stride;
     ring->elem_size = elem_size;
@@ -134,7 +134,7 @@ static void ovf_unlock(struct hb_msgq_ring *ring)
 int hb_msgq_push(hb_msgq_t *q, const void *msg)
 {
     if (q == NULL || q->ring == NULL || msg == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     struct hb_msgq_ring *ring = q->ring;
     size_t pos = atomic_load_explicit(&ring->enq_pos, memory_order_relaxed);
     atomic_size_t *seq;
@@ -163,7 +163,7 @@ int hb_msgq_push(hb_msgq_t *q, const void *msg)
 int hb_msgq_pop(hb_msgq_t *q, void *msg)
 {
     if (q == NULL || q->ring == NULL || msg == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     struct hb_msgq_ring *ring = q->ring;
     size_t pos = atomic_load_explicit(&ring->deq_pos, memory_order_relaxed);
     atomic_size_t *seq;
@@ -213,14 +213,14 @@ size_t hb_msgq_size(const hb_msgq_t *q)
 int hb_msgq_post(hb_msgq_t *q, const void *msg)
 {
     if (q == NULL || q->ring == NULL || msg == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     struct hb_msgq_ring *ring = q->ring;
     if (atomic_load_explicit(&ring->ovf_count, memory_order_acquire) == 0 &&
         hb_msgq_push(q, msg) == 0)
         return 0;
     struct hb_msgq_ovf *o = malloc(sizeof *o + ring->elem_size);
     if (o == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     o->next = NULL;
     memcpy(o->data, msg, ring->elem_size);
     ovf_lock(ring);
@@ -243,7 +243,7 @@ int hb_msgq_post(hb_msgq_t *q, const void *msg)
 int hb_msgq_take(hb_msgq_t *q, void *msg)
 {
     if (q == NULL || q->ring == NULL || msg == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     struct hb_msgq_ring *ring = q->ring;
     for (;;) {
         struct hb_msgq_ovf *o = q->ovf_taken;

@@ -3,6 +3,8 @@
 #define _GNU_SOURCE /* accept4 */
 #include "hb_sock.h"
 
+#include "hongbao/common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +13,13 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+/* The core names system errors without libuv (hongbao/common.h): the same numbers as libuv's. */
+_Static_assert(HB_EINVAL == UV_EINVAL && HB_ENOMEM == UV_ENOMEM && HB_ENOBUFS == UV_ENOBUFS &&
+                   HB_EEXIST == UV_EEXIST && HB_ENOENT == UV_ENOENT && HB_EBUSY == UV_EBUSY &&
+                   HB_EIO == UV_EIO && HB_ENOTSUP == UV_ENOTSUP && HB_ETIMEDOUT == UV_ETIMEDOUT &&
+                   HB_EAGAIN == UV_EAGAIN && HB_ECANCELED == UV_ECANCELED && HB_EPERM == UV_EPERM,
+               "HB_E* system errors must equal libuv's UV_E*");
 
 #define DEFAULT_MAX_OUT  (256u * 1024u)
 #define READS_PER_EVENT  16 /* a busy peer cannot hold the loop longer than this */

@@ -81,18 +81,18 @@ const char *hb_counter_name(unsigned idx)
 int hb_counters_init(hb_counters_t *c, unsigned nshards, uint64_t type)
 {
     if (c == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     c->nshards = 0;
     c->shards = NULL;
     if (nshards == 0 || nshards > HB_COUNTERS_MAX_SHARDS)
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (type != HB_REPORTER_CLIENT && type != HB_REPORTER_SERVER)
-        return UV_EINVAL;
+        return HB_EINVAL;
     /* sizeof is a multiple of the alignment, as aligned_alloc requires. */
     struct hb_counters_shard *shards =
         aligned_alloc(alignof(struct hb_counters_shard), nshards * sizeof *shards);
     if (shards == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     /* Every tag starts at 0: an all-zero entry tagged 0 says truly that nothing was added to
      * second 0 yet, and for any other second the tag does not match. */
     for (unsigned s = 0; s < nshards; s++) {
@@ -214,7 +214,7 @@ void hb_report_encode(const hb_report_t *r, uint8_t buf[HB_REPORT_SIZE])
 int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
 {
     if (buf == NULL || out == NULL)
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (len != HB_REPORT_SIZE)
         return HB_EREPORT;
     uint64_t type = hb_get_u64(buf + 8);
@@ -275,13 +275,13 @@ static void hb_out_init(hb_outbuf_t *o, char *buf, size_t cap)
     o->overflow = cap == 0;
 }
 
-/* NUL-terminate and return the length, or UV_ENOBUFS leaving "" when there is room for it. */
+/* NUL-terminate and return the length, or HB_ENOBUFS leaving "" when there is room for it. */
 static int hb_out_finish(hb_outbuf_t *o)
 {
     if (o->overflow) {
         if (o->cap > 0)
             o->p[0] = '\0';
-        return UV_ENOBUFS;
+        return HB_ENOBUFS;
     }
     o->p[o->len] = '\0';
     return (int)o->len;
@@ -330,11 +330,11 @@ static void hb_prom_family(hb_outbuf_t *o, const char *prefix, const char *name,
 int hb_report_format_prometheus(const hb_report_t *r, const char *prefix, char *buf, size_t cap)
 {
     if (r == NULL || (buf == NULL && cap > 0))
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (prefix == NULL)
         prefix = "hongbao";
     if (!hb_is_metric_name(prefix))
-        return UV_EINVAL;
+        return HB_EINVAL;
     hb_outbuf_t o;
     hb_out_init(&o, buf, cap);
     hb_prom_family(&o, prefix, "report_second", "",
@@ -372,9 +372,9 @@ static void hb_json_slots(hb_outbuf_t *o, const uint64_t *values)
 int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap)
 {
     if (r == NULL || (buf == NULL && cap > 0))
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (r->type != HB_REPORTER_CLIENT && r->type != HB_REPORTER_SERVER)
-        return UV_EINVAL;
+        return HB_EINVAL;
     hb_outbuf_t o;
     hb_out_init(&o, buf, cap);
     hb_out_str(&o, "{\"second\":");

@@ -59,7 +59,7 @@ int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_t start_s)
 {
     if (users == 0 || users > HB_SCHED_MAX_USERS || qps > HB_SCHED_MAX_QPS ||
         start_s >= HB_SCHED_MAX_S)
-        return UV_EINVAL;
+        return HB_EINVAL;
     s->users = users;
     s->epoch_s = start_s;
     s->base_k = 0;
@@ -70,7 +70,7 @@ int hb_sched_init(hb_sched_t *s, uint64_t users, uint64_t qps, uint64_t start_s)
 int hb_sched_set_rate(hb_sched_t *s, uint64_t qps, uint64_t from_s)
 {
     if (from_s < s->epoch_s || from_s >= HB_SCHED_MAX_S || qps > HB_SCHED_MAX_QPS)
-        return UV_EINVAL;
+        return HB_EINVAL;
     s->base_k += (from_s - s->epoch_s) * s->qps;
     s->epoch_s = from_s;
     sched_rotation(s, qps);
@@ -112,7 +112,7 @@ int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, uint64_t *
 {
     uint64_t k0, kn;
     if (user >= s->users || at_ms >= HB_SCHED_MAX_MS_)
-        return UV_EINVAL;
+        return HB_EINVAL;
     if (s->qps == 0)
         return HB_EIDLE;
     k0 = hb_sched_first_at(s, at_ms);
@@ -128,7 +128,7 @@ int hb_sched_reference_due(uint64_t users, uint64_t qps, uint64_t user, uint64_t
 {
     uint64_t g;
     if (qps == 0 || qps > users || user >= users)
-        return UV_EINVAL;
+        return HB_EINVAL;
     g = users / qps;
     return t % g == user % g;
 }

@@ -1,0 +1,19 @@
+/* libhongbao's core: everything that needs no event loop, no socket and no thread of its own. A
+ * program that includes only this (or the core module headers) needs no libuv: link it with
+ * `pkg-config --libs hongbao-core` or the CMake target hongbao::hongbao_core. */
+#ifndef HONGBAO_CORE_H
+#define HONGBAO_CORE_H
+
+#include "hongbao/common.h"
+#include "hongbao/version.h"
+#include "hongbao/proto.h"
+#include "hongbao/sched.h"
+#include "hongbao/rand.h"
+#include "hongbao/envelope.h"
+#include "hongbao/envq.h"
+#include "hongbao/counters.h"
+#include "hongbao/hist.h"
+#include "hongbao/msgq.h"
+#include "hongbao/book.h"
+
+#endif /* HONGBAO_CORE_H */
