@@ -209,6 +209,12 @@ HB_EXTERN int hb_server_mount_http(hb_server_t *server, hb_http_server_t *http);
 HB_EXTERN uint32_t hb_conn_user(const hb_conn_t *conn);
 HB_EXTERN unsigned hb_conn_set(const hb_conn_t *conn);
 HB_EXTERN hb_server_t *hb_conn_server(const hb_conn_t *conn);
+/* Add delta to counter slot `slot` (0..59: a reference slot, one of the server's, or one your
+ * application claims; docs/server.md lists the free ones) for this connection's worker: the same
+ * per-thread shard the server counts in, so it shows in /metrics, /stats and the monitor's
+ * reports. From within a frame handler (the connection's worker thread); slots past 59 are
+ * ignored. */
+HB_EXTERN void hb_conn_count(hb_conn_t *conn, unsigned slot, uint64_t delta);
 /* Queue bytes (whole frames) to this connection; copied. Returns 0 or UV_ENOMEM; a peer whose
  * queued output passes max_output is disconnected. */
 HB_EXTERN int hb_conn_send(hb_conn_t *conn, const void *frame, size_t len);

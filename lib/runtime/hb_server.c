@@ -1,6 +1,8 @@
-/* The server runtime: worker threads and their listeners, start and orderly shutdown, the
- * envelope generators and the control routes. Runs on the caller's (control) loop except the
- * worker thread bodies. */
+/* The server runtime: options, the listening socket, the worker threads, start and the orderly
+ * shutdown, and the public calls that reach users and money. Runs on the caller's (control) loop
+ * except the worker thread bodies. The SETs are driven through hb_set.h, money through the store
+ * (hb_store.h), the generators live in hb_generator.c and the control routes in
+ * hb_server_routes.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "hb_chat.h"
 #include "hb_internal.h"
 #include "hb_server_int.h"
 
@@ -22,7 +25,6 @@
 #define HB_SEND_TOTAL_MAX        30000
 #define HB_RLIMIT_RESERVE        64
 #define HB_DEFAULT_CLOSE_TIMEOUT 5000
-#define HB_WORKER_TICK_MS        1000
 
 void hb_server_options_default(hb_server_options_t *o)
 {
@@ -45,25 +47,6 @@ const char *hb_server_last_error(const hb_server_t *server)
 {
     (void)server;
     return last_error;
-}
-
-static void log_to_stderr(void *arg, const char *line)
-{
-    (void)arg;
-    fprintf(stderr, "hongbao server: %s\n", line);
-}
-
-void hb__server_log(struct hb_server_impl *impl, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    hb__vlogf(impl->opts.log != NULL ? impl->opts.log : log_to_stderr, impl->opts.log_arg, fmt, ap);
-    va_end(ap);
-}
-
-void hb__control_count(struct hb_server_impl *impl, unsigned slot, uint64_t delta)
-{
-    hb_counters_add(&impl->counters, hb__control_shard(impl), slot, hb__now_s(), delta);
 }
 
 static unsigned cores(void)
@@ -138,6 +121,37 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
     return 0;
 }
 
+static void on_phase_done(hb_setgroup_t *g);
+
+/* What the SETs are given (hb_set.h). */
+static void fill_group(struct hb_server_impl *impl)
+{
+    hb_setgroup_t *g = &impl->group;
+    const hb_server_options_t *o = &impl->opts;
+    g->max_output = o->max_output;
+    g->login_timeout_ms = o->login_timeout_ms;
+    g->max_conn_qps = o->max_conn_qps;
+    g->close_timeout_ms = o->close_timeout_ms;
+    g->max_connections = o->max_connections;
+    g->max_qps = o->max_qps;
+    g->limit_users = o->limit_users;
+    g->min_user = o->min_user;
+    g->max_user = o->max_user;
+    g->queue_capacity = o->queue_capacity;
+    g->nworkers = o->threads;
+    g->nsets = o->sets;
+    g->registry = &impl->registry;
+    g->envq = &impl->envq;
+    g->counters = &impl->counters;
+    g->store = &impl->store;
+    g->handlers = impl->handlers;
+    g->nhandlers = &impl->nhandlers;
+    g->owner = impl->pub;
+    g->phase_done = on_phase_done;
+    g->log = o->log;
+    g->log_arg = o->log_arg;
+}
+
 int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options_t *opts)
 {
     if (loop == NULL || server == NULL)
@@ -151,71 +165,50 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     server->loop = loop;
     impl->pub = server;
     impl->listen_fd = -1;
-    if (uv_mutex_init(&impl->post_lock) != 0) {
-        free(impl);
-        server->impl = NULL;
-        return UV_ENOMEM;
-    }
     int r = settle_options(impl, opts);
     if (r != 0)
         goto fail_impl;
-    impl->nthreads = server->nthreads = impl->opts.threads;
-    impl->nsets = server->nsets = impl->opts.sets;
+    server->nthreads = impl->opts.threads;
+    server->nsets = impl->opts.sets;
     server->max_connections = impl->opts.max_connections;
     hb_rand_seed(&impl->rng, impl->opts.seed);
     hb_server_handle(server, HB_CMD_CHAT, hb__chat_handler, NULL);
 
-    r = hb_envq_init(&impl->envq, impl->nsets, impl->opts.bucket_capacity);
+    r = hb_envq_init(&impl->envq, server->nsets, impl->opts.bucket_capacity);
     if (r != 0)
         goto fail_impl;
     r = hb_registry_init(&impl->registry, 64, 16384);
     if (r != 0)
         goto fail_envq;
-    r = hb_counters_init(&impl->counters, impl->nthreads + 1, HB_REPORTER_SERVER);
+    r = hb_counters_init(&impl->counters, server->nthreads + 1, HB_REPORTER_SERVER);
     if (r != 0)
         goto fail_registry;
-    impl->workers = calloc(impl->nthreads, sizeof *impl->workers);
-    impl->sets = calloc(impl->nsets, sizeof *impl->sets);
-    if (impl->workers == NULL || impl->sets == NULL) {
-        r = UV_ENOMEM;
-        goto fail_arrays;
-    }
-    unsigned per = impl->nsets / impl->nthreads;
-    unsigned made = 0;
-    for (unsigned i = 0; i < impl->nthreads; i++) {
-        hb_worker_t *w = &impl->workers[i];
-        w->impl = impl;
-        w->index = i;
-        w->listen_fd = -1;
-        w->first_set = i * per;
-        w->nsets = per;
-        for (unsigned j = 0; j < per; j++, made++) {
-            r = hb__set_init(impl, &impl->sets[made], w, made);
-            if (r != 0)
-                goto fail_sets;
-        }
-    }
-    r = hb__store_open(impl);
+    fill_group(impl);
+    r = hb__group_init(&impl->group);
+    if (r != 0)
+        goto fail_counters;
+    r = hb__store_local_init(&impl->store, &impl->group, impl->opts.ledger_dir,
+                             (int)impl->opts.fsync, impl->opts.send_expiry_s, &impl->rng);
+    if (r != 0)
+        goto fail_group;
+    r = impl->store.ops->open(&impl->store);
     if (r != 0) {
-        fail(impl, r, "ledger: %s",
-             hb_ledger_last_error()[0] ? hb_ledger_last_error() : hb_strerror(r));
-        goto fail_sets;
+        fail(impl, r, "%s", impl->store.errstr[0] ? impl->store.errstr : hb_strerror(r));
+        impl->store.ops->close(&impl->store);
+        goto fail_group;
     }
+    impl->store_open = 1;
     return 0;
 
-fail_sets:
-    while (made-- > 0)
-        hb__set_free(&impl->sets[made]);
-fail_arrays:
-    free(impl->workers);
-    free(impl->sets);
+fail_group:
+    hb__group_free(&impl->group);
+fail_counters:
     hb_counters_close(&impl->counters);
 fail_registry:
     hb_registry_close(&impl->registry);
 fail_envq:
     hb_envq_close(&impl->envq);
 fail_impl:
-    uv_mutex_destroy(&impl->post_lock);
     if (last_error[0] == '\0')
         fail(impl, r, "cannot set the server up: %s", uv_strerror(r));
     free(impl);
@@ -246,47 +239,13 @@ int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb, 
 /* ---- workers ----------------------------------------------------------------------------------
  */
 
-static void worker_main(void *arg)
+static void worker_thread(void *arg)
 {
     hb_worker_t *w = arg;
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    atomic_fetch_add_explicit(&w->impl->workers_done, 1, memory_order_release);
-    uv_async_send(&w->impl->control_async);
-}
-
-static int worker_prepare(hb_worker_t *w, int shared_fd)
-{
-    struct hb_server_impl *impl = w->impl;
-    int r = uv_loop_init(&w->loop);
-    if (r != 0)
-        return r;
-    w->loop_ready = 1;
-    w->loop.data = w;
-    w->readbuf = malloc(HB_SET_READ_BUF);
-    if (w->readbuf == NULL)
-        return UV_ENOMEM;
-    int fd = shared_fd;
-    if (fd < 0) {
-        fd = w->listen_fd; /* its own SO_REUSEPORT socket, owned by the listener from now on */
-        w->listen_fd = -1;
-    }
-    w->listener.poll.data = w;
-    r = hb__listener_start(&w->loop, &w->listener, fd, shared_fd < 0, hb__worker_on_accept);
-    w->listener_open = 1;
-    if (r != 0)
-        return r;
-    r = uv_timer_init(&w->loop, &w->tick);
-    if (r != 0)
-        return r;
-    w->tick.data = w;
-    w->tick_open = 1;
-    uv_timer_start(&w->tick, hb__worker_tick, HB_WORKER_TICK_MS, HB_WORKER_TICK_MS);
-    for (unsigned i = 0; i < w->nsets; i++) {
-        r = hb__set_start(&impl->sets[w->first_set + i]);
-        if (r != 0)
-            return r;
-    }
-    return 0;
+    hb__worker_main(w);
+    struct hb_server_impl *impl = ((hb_server_t *)w->group->owner)->impl;
+    atomic_fetch_add_explicit(&impl->workers_done, 1, memory_order_release);
+    uv_async_send(&impl->control_async);
 }
 
 static void on_control_async(uv_async_t *a);
@@ -294,6 +253,7 @@ static void on_control_async(uv_async_t *a);
 int hb_server_start(hb_server_t *server)
 {
     struct hb_server_impl *impl = server->impl;
+    hb_setgroup_t *g = &impl->group;
     if (impl->started)
         return UV_EBUSY;
     impl->started = 1;
@@ -303,18 +263,15 @@ int hb_server_start(hb_server_t *server)
     impl->control_async.data = impl;
     impl->control_open = 1;
     impl->control_handles++;
-    uv_timer_init(server->loop, &impl->shake_gen.timer);
-    uv_timer_init(server->loop, &impl->send_gen.timer);
-    impl->shake_gen.timer.data = impl;
-    impl->send_gen.timer.data = impl;
+    hb__generators_init(impl);
     impl->control_handles += 2;
 
     int port = impl->opts.listen_port;
     char what[96];
     if (impl->opts.reuse_port) {
-        for (unsigned i = 0; i < impl->nthreads && r == 0; i++)
-            r = hb__sock_listen_fd(impl->host, port, HB_LISTEN_BACKLOG, 1,
-                                   &impl->workers[i].listen_fd, &port);
+        for (unsigned i = 0; i < g->nworkers && r == 0; i++)
+            r = hb__sock_listen_fd(impl->host, port, HB_LISTEN_BACKLOG, 1, &g->workers[i].listen_fd,
+                                   &port);
     } else {
         r = hb__sock_listen_fd(impl->host, port, HB_LISTEN_BACKLOG, 0, &impl->listen_fd, &port);
     }
@@ -326,14 +283,16 @@ int hb_server_start(hb_server_t *server)
         return fail(impl, r, "cannot listen on %s", what);
     }
     server->port = port;
-    for (unsigned i = 0; i < impl->nthreads; i++) {
-        r = worker_prepare(&impl->workers[i], impl->listen_fd);
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        hb_worker_t *w = &g->workers[i];
+        int shared = impl->listen_fd >= 0;
+        r = hb__worker_prepare(w, shared ? impl->listen_fd : w->listen_fd, !shared);
         if (r != 0)
             return fail(impl, r, "worker set-up failed: %s", uv_strerror(r));
     }
-    for (unsigned i = 0; i < impl->nthreads; i++) {
-        hb_worker_t *w = &impl->workers[i];
-        r = uv_thread_create(&w->thread, worker_main, w);
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        hb_worker_t *w = &g->workers[i];
+        r = uv_thread_create(&w->thread, worker_thread, w);
         if (r != 0)
             return fail(impl, r, "cannot start a worker thread: %s", uv_strerror(r));
         w->thread_started = 1;
@@ -344,10 +303,11 @@ int hb_server_start(hb_server_t *server)
 /* ---- shutdown ----------------------------------------------------------------------------------
  * hb_server_close posts phase 1 to every SET; each later phase goes out once every SET has
  * acknowledged the one before (hb_set.c says what each does). After phase 4 the workers' loops
- * end; then the journal is closed, the callback runs, and the memory is freed. */
+ * end; then the store is closed, the callback runs, and the memory is freed. */
 
-void hb__phase_ack(struct hb_server_impl *impl)
+static void on_phase_done(hb_setgroup_t *g)
 {
+    struct hb_server_impl *impl = ((hb_server_t *)g->owner)->impl;
     atomic_fetch_add_explicit(&impl->phase_acks, 1, memory_order_acq_rel);
     uv_async_send(&impl->control_async);
 }
@@ -356,39 +316,16 @@ static void post_phase(struct hb_server_impl *impl, unsigned phase, uint64_t tar
 {
     impl->phase = phase;
     atomic_store_explicit(&impl->phase_acks, 0, memory_order_release);
-    hb_set_msg_t m = {.type = HB_MSG_PHASE, .user = phase, .gen = target};
-    uv_mutex_lock(&impl->post_lock);
-    if (phase == 4)
-        impl->posts_closed = 1; /* nothing from outside after this: the queues close */
-    for (unsigned i = 0; i < impl->nsets; i++)
-        hb__set_post(&impl->sets[i], &m);
-    uv_mutex_unlock(&impl->post_lock);
-}
-
-static void close_walk_cb(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    hb__group_post_phase(&impl->group, phase, target);
 }
 
 /* Everything the server allocated; the hb_server_t is not touched (the caller may have freed it in
  * its close callback). */
 static void free_everything(struct hb_server_impl *impl)
 {
-    uv_mutex_destroy(&impl->post_lock);
-    for (unsigned i = 0; i < impl->nthreads; i++) {
-        hb_worker_t *w = &impl->workers[i];
-        if (w->listen_fd >= 0)
-            close(w->listen_fd);
-        free(w->readbuf);
-    }
     if (impl->listen_fd >= 0)
         close(impl->listen_fd);
-    for (unsigned i = 0; i < impl->nsets; i++)
-        hb__set_free(&impl->sets[i]);
-    free(impl->workers);
-    free(impl->sets);
+    hb__group_free(&impl->group);
     hb_counters_close(&impl->counters);
     hb_registry_close(&impl->registry);
     hb_envq_close(&impl->envq);
@@ -408,28 +345,25 @@ static void on_control_handle_closed(uv_handle_t *h)
     free_everything(impl);
 }
 
-/* Every worker loop has ended (or never ran): join, close their loops and the journal, then our
- * own handles. */
+/* Every worker loop has ended (or never ran): join, close their loops and the store, then our own
+ * handles. */
 static void finish_close(struct hb_server_impl *impl)
 {
-    for (unsigned i = 0; i < impl->nthreads; i++) {
-        hb_worker_t *w = &impl->workers[i];
+    hb_setgroup_t *g = &impl->group;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        hb_worker_t *w = &g->workers[i];
         if (w->thread_started) {
             uv_thread_join(&w->thread);
             w->thread_started = 0;
-        } else if (w->loop_ready) {
-            /* Prepared but never run (start failed part way): close its handles here. */
-            if (w->listener_open)
-                hb__listener_close(&w->listener, NULL);
-            w->listener_open = 0;
-            uv_walk(&w->loop, close_walk_cb, NULL);
-            uv_run(&w->loop, UV_RUN_DEFAULT);
-        }
-        if (w->loop_ready)
             uv_loop_close(&w->loop);
-        w->loop_ready = 0;
+            w->loop_ready = 0;
+        } else {
+            hb__worker_abandon(w); /* prepared but never run: start failed part way */
+        }
     }
-    hb__store_close(impl);
+    if (impl->store_open)
+        impl->store.ops->close(&impl->store);
+    impl->store_open = 0;
     if (impl->control_handles == 0) {
         /* start was never called: nothing to close on the control loop */
         impl->control_handles = 1;
@@ -437,15 +371,15 @@ static void finish_close(struct hb_server_impl *impl)
         return;
     }
     uv_close((uv_handle_t *)&impl->control_async, on_control_handle_closed);
-    uv_close((uv_handle_t *)&impl->shake_gen.timer, on_control_handle_closed);
-    uv_close((uv_handle_t *)&impl->send_gen.timer, on_control_handle_closed);
+    uv_close(hb__generator_handle(&impl->shake_gen), on_control_handle_closed);
+    uv_close(hb__generator_handle(&impl->send_gen), on_control_handle_closed);
 }
 
 static unsigned workers_running(const struct hb_server_impl *impl)
 {
     unsigned running = 0;
-    for (unsigned i = 0; i < impl->nthreads; i++)
-        running += impl->workers[i].thread_started;
+    for (unsigned i = 0; i < impl->group.nworkers; i++)
+        running += impl->group.workers[i].thread_started;
     return running;
 }
 
@@ -455,9 +389,9 @@ static void on_control_async(uv_async_t *a)
     if (!impl->closing)
         return;
     if (impl->phase >= 1 && impl->phase < 4 &&
-        atomic_load_explicit(&impl->phase_acks, memory_order_acquire) == impl->nsets) {
+        atomic_load_explicit(&impl->phase_acks, memory_order_acquire) == impl->group.nsets) {
         unsigned next = impl->phase + 1;
-        post_phase(impl, next, next == 3 ? hb__store_appended(impl) : 0);
+        post_phase(impl, next, next == 3 ? impl->store.ops->drain_target(&impl->store) : 0);
         return;
     }
     if (atomic_load_explicit(&impl->workers_done, memory_order_acquire) == workers_running(impl) &&
@@ -474,11 +408,8 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
         return;
     impl->closing = 1;
     impl->close_cb = cb;
-    impl->shake_gen.active = impl->send_gen.active = 0;
-    if (impl->started) {
-        uv_timer_stop(&impl->shake_gen.timer);
-        uv_timer_stop(&impl->send_gen.timer);
-    }
+    if (impl->started)
+        hb__generators_stop(impl);
     if (workers_running(impl) == 0) {
         impl->control_open = 0;
         finish_close(impl);
@@ -487,149 +418,23 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
     post_phase(impl, 1, 0);
 }
 
-/* ---- envelopes --------------------------------------------------------------------------------
+/* ---- envelopes and users ----------------------------------------------------------------------
  */
-
-/* How many of sum should exist by now at qps, paced by milliseconds since start. */
-static uint64_t generator_due(const hb_generator_t *g, uint64_t now_ms)
-{
-    uint64_t elapsed = now_ms - g->start_ms;
-    uint64_t due = g->qps * elapsed / 1000 + 1; /* the first goes out at once */
-    return due < g->sum ? due : g->sum;
-}
-
-static void on_shake_tick(uv_timer_t *t)
-{
-    struct hb_server_impl *impl = t->data;
-    hb_generator_t *g = &impl->shake_gen;
-    uint64_t due = generator_due(g, uv_now(t->loop));
-    while (g->done < due) {
-        uint32_t id = g->kept_id;
-        int r = id != 0 ? 0 : hb__store_shake_id(impl, &id);
-        if (r != 0) {
-            /* No durable id reservation yet, or no ids left: wait for the next tick. */
-            hb__control_count(impl, HB_CTR_X_IDS_WAIT, 1);
-            break;
-        }
-        hb_envelope_t e = {
-            id, (uint32_t)hb_rand_range(&impl->rng, HB_SHAKE_AMOUNT_MIN, HB_SHAKE_AMOUNT_MAX)};
-        if (hb_envq_push(&impl->envq, e, NULL) != 0) {
-            /* Every bucket is full: count it, keep the id for the next tick. */
-            g->kept_id = id;
-            hb__control_count(impl, HB_CTR_X_ENVQ_FULL, 1);
-            break;
-        }
-        g->kept_id = 0;
-        g->done++;
-        hb__control_count(impl, HB_CTR_SHAKE_ENVELOPES, 1);
-        hb__control_count(impl, HB_CTR_SHAKE_AMOUNT_ISSUED, e.amount);
-    }
-    if (g->done >= g->sum) {
-        g->active = 0;
-        uv_timer_stop(t);
-    }
-}
-
-static void generator_start(hb_generator_t *g, uv_loop_t *loop, uint64_t qps, uint64_t sum,
-                            uv_timer_cb cb)
-{
-    uv_timer_stop(&g->timer);
-    g->qps = qps;
-    g->sum = sum;
-    g->done = 0;
-    g->active = qps > 0 && sum > 0;
-    if (!g->active)
-        return;
-    uv_update_time(loop);
-    g->start_ms = uv_now(loop);
-    uv_timer_start(&g->timer, cb, 0, HB_GENERATOR_TICK_MS);
-}
-
-int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t sum)
-{
-    struct hb_server_impl *impl = server->impl;
-    if (!impl->started || impl->closing || qps > HB_GENERATE_QPS_MAX)
-        return UV_EINVAL;
-    generator_start(&impl->shake_gen, server->loop, qps, sum, on_shake_tick);
-    return 0;
-}
 
 int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3], uint32_t total,
                             uint32_t *id)
 {
-    if (!server->impl->started || server->impl->closing)
-        return UV_EINVAL;
-    return hb__store_create_send(server->impl, recipients, total, id);
-}
-
-static void on_send_tick(uv_timer_t *t)
-{
-    struct hb_server_impl *impl = t->data;
-    hb_generator_t *g = &impl->send_gen;
-    uint64_t due = generator_due(g, uv_now(t->loop));
-    while (g->done < due) {
-        uint32_t who[3];
-        for (unsigned i = 0; i < 3; i++) {
-            int fresh;
-            do {
-                who[i] = (uint32_t)hb_rand_range(&impl->rng, g->min_user, g->max_user);
-                fresh = 1;
-                for (unsigned j = 0; j < i; j++)
-                    fresh &= who[j] != who[i];
-            } while (!fresh);
-        }
-        uint32_t total = (uint32_t)hb_rand_range(&impl->rng, HB_SEND_TOTAL_MIN, HB_SEND_TOTAL_MAX);
-        if (hb__store_create_send(impl, who, total, NULL) != 0) {
-            hb__control_count(impl, HB_CTR_X_IDS_WAIT, 1);
-            break;
-        }
-        g->done++;
-    }
-    if (g->done >= g->sum) {
-        g->active = 0;
-        uv_timer_stop(t);
-    }
-}
-
-int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum, uint32_t min_user,
-                            uint32_t max_user)
-{
     struct hb_server_impl *impl = server->impl;
-    if (!impl->started || impl->closing || qps > HB_GENERATE_QPS_MAX || max_user < min_user ||
-        max_user - min_user < 2)
+    if (!impl->started || impl->closing)
         return UV_EINVAL;
-    impl->send_gen.min_user = min_user;
-    impl->send_gen.max_user = max_user;
-    generator_start(&impl->send_gen, server->loop, qps, sum, on_send_tick);
-    return 0;
+    return impl->store.ops->create_send(&impl->store, recipients, total, id);
 }
-
-/* ---- reaching users ---------------------------------------------------------------------------
- */
 
 int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame, size_t len)
 {
-    struct hb_server_impl *impl = server->impl;
     if (len < HB_FRAME_HEADER || len > HB_FRAME_MAX || frame == NULL)
         return UV_EINVAL;
-    hb_registry_entry_t where;
-    if (hb_registry_get(&impl->registry, user, &where) != 0)
-        return HB_EOFFLINE;
-    hb_set_msg_t m = {.user = user, .gen = where.gen, .len = (uint16_t)len};
-    if (len <= HB_MSG_INLINE) {
-        m.type = HB_MSG_FRAME;
-        memcpy(m.u.bytes, frame, len);
-    } else {
-        m.type = HB_MSG_FRAME_HEAP;
-        m.u.heap = malloc(len);
-        if (m.u.heap == NULL)
-            return UV_ENOMEM;
-        memcpy(m.u.heap, frame, len);
-    }
-    int r = hb__set_post_external(impl, &impl->sets[where.set], &m);
-    if (r != 0 && m.type == HB_MSG_FRAME_HEAP)
-        free(m.u.heap);
-    return r;
+    return hb__set_send_to_user(&server->impl->group, NULL, user, frame, len);
 }
 
 hb_counters_t *hb_server_counters(hb_server_t *server)
@@ -644,7 +449,7 @@ size_t hb_server_users_online(hb_server_t *server)
 
 size_t hb_server_connections(hb_server_t *server)
 {
-    return atomic_load_explicit(&server->impl->nconns, memory_order_relaxed);
+    return atomic_load_explicit(&server->impl->group.nconns, memory_order_relaxed);
 }
 
 size_t hb_server_envelopes_queued_in(hb_server_t *server, unsigned set)
@@ -662,5 +467,5 @@ size_t hb_server_envelopes_queued(hb_server_t *server)
 
 int hb_server_store_error(hb_server_t *server)
 {
-    return atomic_load_explicit(&server->impl->store_error, memory_order_acquire);
+    return server->impl->store.ops->error(&server->impl->store);
 }

@@ -168,15 +168,15 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     if (buf == NULL)
         return;
     int store_err = hb_server_store_error(server);
-    int n =
-        snprintf(buf, HB_METRICS_BUF,
-                 "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
-                 "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
-                 "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
-                 hb_server_users_online(server), hb_server_connections(server),
-                 hb_server_envelopes_queued(server), server->nthreads, server->nsets,
-                 server->max_connections, server->impl->have_ledger ? "true" : "false",
-                 store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
+    int n = snprintf(
+        buf, HB_METRICS_BUF,
+        "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
+        "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
+        "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
+        hb_server_users_online(server), hb_server_connections(server),
+        hb_server_envelopes_queued(server), server->nthreads, server->nsets,
+        server->max_connections, hb__store_local_journaled(&server->impl->store) ? "true" : "false",
+        store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
     for (size_t i = 0; i < SERVER_SLOTS; i++) {
         unsigned k = server_slots[i].slot;
         n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "%s\"%s\":[%llu,%llu]",

@@ -1,7 +1,7 @@
 /* SETs: the connections of one worker loop, their frames, the receive queue through which other
- * threads reach them, and their part of an orderly shutdown. Everything here runs on the SET's
- * worker thread except hb__set_post_external, which any thread may call. Money goes through the
- * store (hb_store_local.c). */
+ * threads reach them, and their part of an orderly shutdown (hb_set.h). Everything here runs on
+ * the SET's worker thread except what hb_set.h says any thread may call. Money goes through the
+ * store (hb_store.h). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hb_server_int.h"
+#include "hb_internal.h"
+#include "hb_set.h"
+#include "hb_store.h"
 
 /* ---- the SET-local user -> connection map ---------------------------------------------------- */
 
@@ -27,7 +29,7 @@ static int map_init(hb_conn_map_t *m, size_t cap)
 {
     m->slots = calloc(cap, sizeof *m->slots);
     if (m->slots == NULL)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     m->mask = cap - 1;
     m->count = 0;
     return 0;
@@ -49,7 +51,7 @@ static int map_grow(hb_conn_map_t *m)
 {
     hb_conn_map_t bigger;
     if (map_init(&bigger, (m->mask + 1) * 2) != 0)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     for (size_t i = 0; i <= m->mask; i++)
         if (m->slots[i].conn != NULL)
             map_put(&bigger, m->slots[i].user, m->slots[i].conn);
@@ -62,7 +64,7 @@ static int map_grow(hb_conn_map_t *m)
 static int map_put(hb_conn_map_t *m, uint32_t user, hb_conn_t *c)
 {
     if ((m->count + 1) * 10 > (m->mask + 1) * 7 && map_grow(m) != 0)
-        return UV_ENOMEM;
+        return HB_ENOMEM;
     size_t i = map_hash(user, m->mask);
     while (m->slots[i].conn != NULL && m->slots[i].user != user)
         i = (i + 1) & m->mask;
@@ -100,14 +102,28 @@ uint64_t hb__now_s(void)
     return (uint64_t)time(NULL);
 }
 
-unsigned hb__control_shard(const struct hb_server_impl *impl)
-{
-    return impl->nthreads;
-}
-
 void hb__set_count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
 {
-    hb_counters_add(&set->worker->impl->counters, set->worker->index, slot, now_s, delta);
+    hb_counters_add(set->group->counters, set->worker->index, slot, now_s, delta);
+}
+
+void hb__group_count_control(hb_setgroup_t *g, unsigned slot, uint64_t delta)
+{
+    hb_counters_add(g->counters, g->nworkers, slot, hb__now_s(), delta);
+}
+
+static void log_to_stderr(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "hongbao server: %s\n", line);
+}
+
+void hb__group_log(hb_setgroup_t *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    hb__vlogf(g->log != NULL ? g->log : log_to_stderr, g->log_arg, fmt, ap);
+    va_end(ap);
 }
 
 static void count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
@@ -178,6 +194,12 @@ int hb_conn_send(hb_conn_t *conn, const void *frame, size_t len)
     return 0;
 }
 
+void hb_conn_count(hb_conn_t *conn, unsigned slot, uint64_t delta)
+{
+    if (slot < HB_COUNTER_SLOTS)
+        count(HB_CONN_SET(conn), slot, hb__now_s(), delta);
+}
+
 uint32_t hb_conn_user(const hb_conn_t *conn)
 {
     return conn->user;
@@ -190,7 +212,7 @@ unsigned hb_conn_set(const hb_conn_t *conn)
 
 hb_server_t *hb_conn_server(const hb_conn_t *conn)
 {
-    return HB_CONN_SET(conn)->worker->impl->pub;
+    return HB_CONN_SET(conn)->group->owner;
 }
 
 /* ---- connection life ------------------------------------------------------------------------ */
@@ -212,7 +234,7 @@ static void conn_forget(hb_conn_t *c)
 {
     hb_set_t *set = HB_CONN_SET(c);
     hb_worker_t *w = set->worker;
-    struct hb_server_impl *impl = w->impl;
+    hb_setgroup_t *g = w->group;
     if (w->out_conn == c) {
         w->out_conn = NULL;
         w->out_len = 0;
@@ -220,9 +242,9 @@ static void conn_forget(hb_conn_t *c)
     c->closing = 1;
     if (c->logged_in) {
         map_remove(&set->users, c->user, c);
-        hb_registry_remove(&impl->registry, c->user, c->gen);
+        hb_registry_remove(g->registry, c->user, c->gen);
     }
-    atomic_fetch_sub_explicit(&impl->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&g->nconns, 1, memory_order_relaxed);
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);
 }
 
@@ -281,16 +303,16 @@ static void kick(hb_set_t *set, uint32_t user, uint64_t gen)
  * max_qps every shake gets 17; and once half of it is used, a connection past its fair share
  * (max_qps divided by the connections that shook this second or the one before) gets 17 without
  * using any of the cap, so one heavy user cannot take the budget from the others. */
-static int over_cap(struct hb_server_impl *impl, const hb_conn_t *c, uint64_t now_s)
+static int over_cap(hb_setgroup_t *g, const hb_conn_t *c, uint64_t now_s)
 {
     const uint64_t sec = now_s & 0xFFFFFFFFFFull;
-    const uint64_t cap = impl->opts.max_qps;
-    uint64_t v = atomic_load_explicit(&impl->rate, memory_order_relaxed);
+    const uint64_t cap = g->max_qps;
+    uint64_t v = atomic_load_explicit(&g->rate, memory_order_relaxed);
     uint64_t used = (v >> 24) == sec ? (v & 0xFFFFFF) : 0;
     if (used * 2 >= cap) {
-        uint64_t a = atomic_load_explicit(&impl->active, memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&g->active, memory_order_relaxed);
         uint64_t now_active = (a >> 32) == (now_s & 0xFFFFFFFFull) ? (a & 0xFFFFFFFF) : 0;
-        uint64_t prev = atomic_load_explicit(&impl->active_prev, memory_order_relaxed);
+        uint64_t prev = atomic_load_explicit(&g->active_prev, memory_order_relaxed);
         uint64_t active = now_active > prev ? now_active : prev;
         uint64_t share = cap / (active > 0 ? active : 1);
         if (c->rate_n > (share > 0 ? share : 1))
@@ -304,23 +326,23 @@ static int over_cap(struct hb_server_impl *impl, const hb_conn_t *c, uint64_t no
             return 1;
         else
             nv = v + 1;
-        if (atomic_compare_exchange_weak_explicit(&impl->rate, &v, nv, memory_order_relaxed,
+        if (atomic_compare_exchange_weak_explicit(&g->rate, &v, nv, memory_order_relaxed,
                                                   memory_order_relaxed))
             return 0;
     }
 }
 
 /* Count c among the connections that shook this second (once a second per connection). */
-static void note_active(struct hb_server_impl *impl, uint64_t now_s)
+static void note_active(hb_setgroup_t *g, uint64_t now_s)
 {
     const uint64_t sec = now_s & 0xFFFFFFFFull;
-    uint64_t v = atomic_load_explicit(&impl->active, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&g->active, memory_order_relaxed);
     for (;;) {
         uint64_t nv = (v >> 32) == sec ? v + 1 : (sec << 32) | 1;
-        if (atomic_compare_exchange_weak_explicit(&impl->active, &v, nv, memory_order_relaxed,
+        if (atomic_compare_exchange_weak_explicit(&g->active, &v, nv, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             if ((v >> 32) != sec)
-                atomic_store_explicit(&impl->active_prev,
+                atomic_store_explicit(&g->active_prev,
                                       (v >> 32) + 1 == sec ? (unsigned)(v & 0xFFFFFFFF) : 0,
                                       memory_order_relaxed);
             return;
@@ -331,10 +353,10 @@ static void note_active(struct hb_server_impl *impl, uint64_t now_s)
 static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
 {
     hb_set_t *set = HB_CONN_SET(c);
-    struct hb_server_impl *impl = set->worker->impl;
+    hb_setgroup_t *g = set->group;
     uint32_t user = m->u.login.user_id;
-    const hb_server_options_t *o = &impl->opts;
-    if (!c->logged_in && o->limit_users && (user < o->min_user || user > o->max_user)) {
+
+    if (!c->logged_in && g->limit_users && (user < g->min_user || user > g->max_user)) {
         hb_msg_t no = {.cmd = HB_CMD_LOGIN_REPLY, .timestamp = now_s};
         no.u.login_reply.user_id = user;
         no.u.login_reply.result = 1;
@@ -345,15 +367,15 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
         if (user != c->user)
             return HB_ENOTLOGGEDIN; /* one connection, one user */
     } else {
-        uint64_t gen = atomic_fetch_add_explicit(&impl->next_gen, 1, memory_order_relaxed) + 1;
+        uint64_t gen = atomic_fetch_add_explicit(&g->next_gen, 1, memory_order_relaxed) + 1;
         hb_registry_entry_t e = {set->index, gen}, old;
-        int r = hb_registry_put(&impl->registry, user, e, &old);
+        int r = hb_registry_put(g->registry, user, e, &old);
         if (r < 0)
             return r;
         if (r == 1 && old.set != set->index) {
             /* The newer connection wins: close the older one in its SET. */
             hb_set_msg_t k = {.type = HB_MSG_KICK, .user = user, .gen = old.gen};
-            hb__set_post(&impl->sets[old.set], &k);
+            hb__set_post(&g->sets[old.set], &k);
         }
         /* Any connection of this user still in this SET is older: it goes now, whatever
          * generation a kick on its way names (a burst of logins can overtake kicks). */
@@ -363,8 +385,8 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
             conn_close(prev);
         }
         if (map_put(&set->users, user, c) != 0) {
-            hb_registry_remove(&impl->registry, user, gen);
-            return UV_ENOMEM;
+            hb_registry_remove(g->registry, user, gen);
+            return HB_ENOMEM;
         }
         c->user = user;
         c->gen = gen;
@@ -380,19 +402,19 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
 static void on_shake(hb_conn_t *c, uint64_t now_s, int over_conn_limit)
 {
     hb_set_t *set = HB_CONN_SET(c);
-    struct hb_server_impl *impl = set->worker->impl;
+    hb_setgroup_t *g = set->group;
     hb_msg_t reply = {.cmd = HB_CMD_SHAKE_REPLY, .timestamp = now_s};
     reply.u.shake_reply.user_id = c->user;
     count(set, HB_CTR_REQUESTS, now_s, 1);
     if (!c->shook) {
         c->shook = 1;
-        note_active(impl, now_s);
+        note_active(g, now_s);
     }
     hb_envelope_t e;
-    if (over_conn_limit || over_cap(impl, c, now_s)) {
+    if (over_conn_limit || over_cap(g, c, now_s)) {
         reply.u.shake_reply.result = HB_SHAKE_OVERLOAD;
         count(set, HB_CTR_SHAKE_OVERLOAD, now_s, 1);
-    } else if (hb_envq_pop(&impl->envq, set->index, &e) == 0) {
+    } else if (hb_envq_pop(g->envq, set->index, &e) == 0) {
         /* As the reference does, a reply carrying an envelope has user_id 0. */
         reply.u.shake_reply.user_id = 0;
         reply.u.shake_reply.result = HB_SHAKE_GOT;
@@ -445,43 +467,14 @@ void hb__set_answer_claim(hb_set_t *from, unsigned reply_set, uint32_t user, uin
     r.u.result.envelope_id = envelope_id;
     r.u.result.amount = amount;
     r.u.result.result = result;
-    hb__set_post(&from->worker->impl->sets[reply_set], &r);
+    hb__set_post(&from->group->sets[reply_set], &r);
 }
 
-/* The built-in chat: deliver the text through the recipient's SET, tell the sender the outcome. */
-int hb__chat_handler(hb_conn_t *c, const hb_frame_t *f, void *arg)
+static const hb_handler_t *find_handler(const hb_setgroup_t *g, uint16_t cmd)
 {
-    (void)arg;
-    hb_msg_t m;
-    int r = hb_msg_decode(f, &m);
-    if (r != 0)
-        return r;
-    uint64_t now_s = hb__now_s();
-    uint32_t to = m.u.chat.user_id;
-    hb_msg_t d = {.cmd = HB_CMD_CHAT_DELIVER, .timestamp = now_s};
-    d.u.chat.user_id = c->user;
-    d.u.chat.text = m.u.chat.text;
-    d.u.chat.text_len = m.u.chat.text_len;
-    uint8_t buf[HB_FRAME_MAX];
-    int n = hb_msg_encode(&d, buf, sizeof buf);
-    if (n < 0)
-        return n;
-    r = hb__set_send_to_user(HB_CONN_SET(c), to, buf, (size_t)n);
-    hb_msg_t reply = {.cmd = HB_CMD_CHAT_REPLY, .timestamp = now_s};
-    reply.u.chat_reply.user_id = to;
-    reply.u.chat_reply.result = r == 0             ? HB_CHAT_DELIVERED
-                                : r == HB_EOFFLINE ? HB_CHAT_OFFLINE
-                                                   : HB_CHAT_REJECTED;
-    count(HB_CONN_SET(c), r == 0 ? HB_CTR_X_CHAT : HB_CTR_X_CHAT_FAILED, now_s, 1);
-    conn_out_msg(c, &reply);
-    return 0;
-}
-
-static const hb_handler_t *find_handler(const struct hb_server_impl *impl, uint16_t cmd)
-{
-    for (unsigned i = 0; i < impl->nhandlers; i++)
-        if (impl->handlers[i].cmd == cmd)
-            return &impl->handlers[i];
+    for (unsigned i = 0; i < *g->nhandlers; i++)
+        if (g->handlers[i].cmd == cmd)
+            return &g->handlers[i];
     return NULL;
 }
 
@@ -489,14 +482,14 @@ static int on_frame(void *arg, const hb_frame_t *f)
 {
     hb_conn_t *c = arg;
     hb_set_t *set = HB_CONN_SET(c);
-    struct hb_server_impl *impl = set->worker->impl;
+    hb_setgroup_t *g = set->group;
     uint64_t now_s = hb__now_s();
     if (f->cmd <= HB_CMD_CLAIM_REPLY)
         count(set, f->cmd, now_s, 1);
     else if (f->cmd == HB_CMD_CLAIM_EX)
         count(set, HB_CTR_FRAME_CLAIM, now_s, 1); /* claims of either form in one slot */
     if (c->closing)
-        return UV_ECANCELED;
+        return HB_ECANCELED;
     if (!c->logged_in && f->cmd != HB_CMD_LOGIN)
         return HB_ENOTLOGGEDIN;
     int over = 0;
@@ -508,14 +501,14 @@ static int on_frame(void *arg, const hb_frame_t *f)
         }
         if (c->rate_n < UINT16_MAX)
             c->rate_n++;
-        if (impl->opts.max_conn_qps != UINT32_MAX && c->rate_n > impl->opts.max_conn_qps) {
-            if (c->rate_n > 2 * (uint64_t)impl->opts.max_conn_qps)
+        if (g->max_conn_qps != UINT32_MAX && c->rate_n > g->max_conn_qps) {
+            if (c->rate_n > 2 * (uint64_t)g->max_conn_qps)
                 return UV_EMLINK; /* far over its limit: disconnect (an otherwise unused code) */
             count(set, HB_CTR_X_RATE_LIMITED, now_s, 1);
             over = 1;
         }
     }
-    const hb_handler_t *h = find_handler(impl, f->cmd);
+    const hb_handler_t *h = find_handler(g, f->cmd);
     if (h != NULL)
         return over ? 0 : h->cb(c, f, h->arg);
     hb_msg_t m;
@@ -537,7 +530,7 @@ static int on_frame(void *arg, const hb_frame_t *f)
             send_claim_answer(c, m.u.claim.envelope_id, 0, HB_CLAIM_TRY_AGAIN, ext);
         } else {
             /* The claimant is whoever logged in on this connection, whatever the payload says. */
-            hb__store_claim(set, c->user, c->gen, m.u.claim.envelope_id, ext);
+            g->store->ops->claim(g->store, set, c->user, c->gen, m.u.claim.envelope_id, ext);
         }
         return 0;
     }
@@ -556,7 +549,7 @@ static void on_conn_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
             unsigned slot = r == UV_EPERM    ? HB_CTR_X_LOGIN_REFUSED
                             : r == UV_EMLINK ? HB_CTR_X_RATE_LIMITED
                                              : HB_CTR_X_BAD_FRAME;
-            if (r != UV_ECANCELED)
+            if (r != HB_ECANCELED)
                 count(HB_CONN_SET(c), slot, hb__now_s(), 1);
             /* A refused login's reply is on its way: end gracefully so it arrives. */
             if (r == UV_EPERM)
@@ -569,11 +562,11 @@ static void on_conn_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void hb__worker_on_accept(hb_listener_t *l, int fd)
+static void on_accept(hb_listener_t *l, int fd)
 {
     hb_worker_t *w = l->poll.data;
-    struct hb_server_impl *impl = w->impl;
-    hb_set_t *first = &impl->sets[w->first_set];
+    hb_setgroup_t *g = w->group;
+    hb_set_t *first = &g->sets[w->first_set];
     if (fd < 0) {
         /* Out of descriptors (the connection was taken and closed) or a listener error. */
         count(first, HB_CTR_X_CONN_REJECTED, hb__now_s(), 1);
@@ -583,7 +576,7 @@ void hb__worker_on_accept(hb_listener_t *l, int fd)
         close(fd);
         return;
     }
-    hb_set_t *set = &impl->sets[w->first_set + w->next_set];
+    hb_set_t *set = &g->sets[w->first_set + w->next_set];
     w->next_set = (w->next_set + 1) % w->nsets;
     hb_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -592,7 +585,7 @@ void hb__worker_on_accept(hb_listener_t *l, int fd)
         return;
     }
     hb_framer_init(&c->framer);
-    if (hb__sock_open(&w->loop, &c->sock, fd, &conn_ops, impl->opts.max_output, 1) != 0) {
+    if (hb__sock_open(&w->loop, &c->sock, fd, &conn_ops, g->max_output, 1) != 0) {
         free(c);
         count(set, HB_CTR_X_CONN_REJECTED, hb__now_s(), 1);
         return;
@@ -600,9 +593,9 @@ void hb__worker_on_accept(hb_listener_t *l, int fd)
     c->sock.poll.data = set;
     w->conns++;
     uint64_t now_s = hb__now_s();
-    size_t n = atomic_fetch_add_explicit(&impl->nconns, 1, memory_order_relaxed) + 1;
+    size_t n = atomic_fetch_add_explicit(&g->nconns, 1, memory_order_relaxed) + 1;
     count(set, HB_CTR_CONN_OPENED, now_s, 1);
-    if (n > impl->opts.max_connections) {
+    if (n > g->max_connections) {
         count(set, HB_CTR_X_CONN_REJECTED, now_s, 1);
         conn_close(c);
         return;
@@ -622,19 +615,19 @@ int hb__set_post(hb_set_t *set, const hb_set_msg_t *msg)
     return r;
 }
 
-int hb__set_post_external(struct hb_server_impl *impl, hb_set_t *set, const hb_set_msg_t *msg)
+int hb__set_post_external(hb_setgroup_t *g, hb_set_t *set, const hb_set_msg_t *msg)
 {
-    uv_mutex_lock(&impl->post_lock);
-    int r = impl->posts_closed ? UV_ECANCELED : hb__set_post(set, msg);
-    uv_mutex_unlock(&impl->post_lock);
+    uv_mutex_lock(&g->post_lock);
+    int r = g->posts_closed ? HB_ECANCELED : hb__set_post(set, msg);
+    uv_mutex_unlock(&g->post_lock);
     return r;
 }
 
-int hb__set_send_to_user(hb_set_t *from, uint32_t user, const uint8_t *frame, size_t len)
+int hb__set_send_to_user(hb_setgroup_t *g, hb_set_t *from, uint32_t user, const uint8_t *frame,
+                         size_t len)
 {
-    struct hb_server_impl *impl = from->worker->impl;
     hb_registry_entry_t where;
-    if (hb_registry_get(&impl->registry, user, &where) != 0)
+    if (hb_registry_get(g->registry, user, &where) != 0)
         return HB_EOFFLINE;
     hb_set_msg_t m = {.user = user, .gen = where.gen, .len = (uint16_t)len};
     if (len <= HB_MSG_INLINE) {
@@ -644,10 +637,11 @@ int hb__set_send_to_user(hb_set_t *from, uint32_t user, const uint8_t *frame, si
         m.type = HB_MSG_FRAME_HEAP;
         m.u.heap = malloc(len);
         if (m.u.heap == NULL)
-            return UV_ENOMEM;
+            return HB_ENOMEM;
         memcpy(m.u.heap, frame, len);
     }
-    int r = hb__set_post(&impl->sets[where.set], &m);
+    int r = from != NULL ? hb__set_post(&g->sets[where.set], &m)
+                         : hb__set_post_external(g, &g->sets[where.set], &m);
     if (r != 0 && m.type == HB_MSG_FRAME_HEAP)
         free(m.u.heap);
     return r;
@@ -683,11 +677,8 @@ static void handle_msg(hb_set_t *set, hb_set_msg_t *m)
         hb__set_answer_claim(set, set->index, m->user, m->gen, m->u.result.envelope_id,
                              m->u.result.amount, m->u.result.result, m->ext);
         break;
-    case HB_MSG_CLAIM:
-    case HB_MSG_ENVELOPE:
-    case HB_MSG_DURABLE:
-    case HB_MSG_STORE_FAILED:
-        hb__store_handle(set, m);
+    case HB_MSG_STORE:
+        set->group->store->ops->handle(set->group->store, set, m);
         break;
     case HB_MSG_PHASE:
         on_phase(set, m);
@@ -728,7 +719,7 @@ static void close_if_late(uv_handle_t *h, void *arg)
     if (c == NULL || c->logged_in || c->closing)
         return;
     uint32_t now = (uint32_t)uv_now(&set->worker->loop);
-    if ((uint32_t)(now - c->stamp.accepted_ms) >= set->worker->impl->opts.login_timeout_ms) {
+    if ((uint32_t)(now - c->stamp.accepted_ms) >= set->group->login_timeout_ms) {
         count(set, HB_CTR_X_LOGIN_TIMEOUT, hb__now_s(), 1);
         conn_close(c);
     }
@@ -748,25 +739,25 @@ static void close_any(uv_handle_t *h, void *arg)
     hb__sock_close(&c->sock);
 }
 
-void hb__worker_tick(uv_timer_t *t)
+static void on_tick(uv_timer_t *t)
 {
     hb_worker_t *w = t->data;
-    struct hb_server_impl *impl = w->impl;
+    hb_setgroup_t *g = w->group;
     if (w->stopping) {
         /* Shutting down: past the deadline, stop waiting for the journal and for peers. */
         if (uv_now(&w->loop) < w->close_deadline_ms)
             return;
         for (unsigned i = 0; i < w->nsets; i++)
-            hb__store_give_up(&impl->sets[w->first_set + i]);
+            g->store->ops->give_up(g->store, &g->sets[w->first_set + i]);
         if (w->phase4_sets == w->nsets)
             uv_walk(&w->loop, close_any, NULL);
         return;
     }
     uint64_t now_s = hb__now_s();
     for (unsigned i = 0; i < w->nsets; i++) {
-        hb_set_t *set = &impl->sets[w->first_set + i];
+        hb_set_t *set = &g->sets[w->first_set + i];
         uv_walk(&w->loop, close_if_late, set); /* slow or silent peers that never log in */
-        hb__store_expire(set, now_s);
+        g->store->ops->expire(g->store, set, now_s);
     }
 }
 
@@ -811,9 +802,9 @@ static void maybe_worker_done(hb_worker_t *w)
 {
     if (w->phase4_sets < w->nsets || w->conns > 0 || !w->tick_open)
         return;
-    struct hb_server_impl *impl = w->impl;
+    hb_setgroup_t *g = w->group;
     for (unsigned i = 0; i < w->nsets; i++) {
-        hb_set_t *set = &impl->sets[w->first_set + i];
+        hb_set_t *set = &g->sets[w->first_set + i];
         if (set->async_open) {
             set->async_open = 0;
             uv_close((uv_handle_t *)&set->async, on_set_handle_closed);
@@ -830,76 +821,183 @@ static void on_phase(hb_set_t *set, const hb_set_msg_t *m)
     case 1:
         if (!w->stopping) {
             w->stopping = 1;
-            w->close_deadline_ms = uv_now(&w->loop) + w->impl->opts.close_timeout_ms;
+            w->close_deadline_ms = uv_now(&w->loop) + w->group->close_timeout_ms;
             if (w->listener_open) {
                 w->listener_open = 0;
                 hb__listener_close(&w->listener, on_listener_closed);
             }
         }
         uv_walk(&w->loop, stop_reading, set);
-        hb__phase_ack(w->impl);
+        w->group->phase_done(w->group);
         break;
     case 2:
-        hb__phase_ack(w->impl);
+        w->group->phase_done(w->group);
         break;
     case 3:
-        hb__store_phase3(set, m->gen); /* acknowledges once released */
+        w->group->store->ops->drain(w->group->store, set, m->gen); /* acknowledges when done */
         break;
     case 4:
         worker_flush(w);
         uv_walk(&w->loop, end_conn, set);
         w->phase4_sets++;
-        hb__phase_ack(w->impl);
+        w->group->phase_done(w->group);
         maybe_worker_done(w);
         break;
     }
 }
 
-/* ---- SET set-up and tear-down ------------------------------------------------------------------
+/* ---- set-up and tear-down ---------------------------------------------------------------------
  */
 
-int hb__set_init(struct hb_server_impl *impl, hb_set_t *set, hb_worker_t *w, unsigned index)
+static int set_init(hb_setgroup_t *g, hb_set_t *set, hb_worker_t *w, unsigned index)
 {
     memset(set, 0, sizeof *set);
+    set->group = g;
     set->worker = w;
     set->index = index;
-    atomic_init(&set->waiting, 0);
-    int r = hb_msgq_init(&set->queue, impl->opts.queue_capacity, sizeof(hb_set_msg_t));
+    int r = hb_msgq_init(&set->queue, g->queue_capacity, sizeof(hb_set_msg_t));
     if (r != 0)
         return r;
-    r = hb_book_init(&set->book, 1024);
-    if (r != 0)
-        goto fail_queue;
     r = map_init(&set->users, 1024);
     if (r != 0)
-        goto fail_book;
-    return 0;
-fail_book:
-    hb_book_close(&set->book);
-fail_queue:
-    hb_msgq_close(&set->queue);
+        hb_msgq_close(&set->queue);
     return r;
 }
 
-int hb__set_start(hb_set_t *set)
-{
-    hb_worker_t *w = set->worker;
-    int r = uv_async_init(&w->loop, &set->async, on_async);
-    if (r != 0)
-        return r;
-    set->async.data = set;
-    set->async_open = 1;
-    return 0;
-}
-
-void hb__set_free(hb_set_t *set)
+static void set_free(hb_set_t *set)
 {
     hb_set_msg_t m;
     while (hb_msgq_take(&set->queue, &m) == 0)
         if (m.type == HB_MSG_FRAME_HEAP)
             free(m.u.heap);
     hb_msgq_close(&set->queue);
-    hb_book_close(&set->book);
-    free(set->held);
     free(set->users.slots);
+}
+
+int hb__group_init(hb_setgroup_t *g)
+{
+    g->workers = calloc(g->nworkers, sizeof *g->workers);
+    g->sets = calloc(g->nsets, sizeof *g->sets);
+    int r = g->workers == NULL || g->sets == NULL ? HB_ENOMEM : uv_mutex_init(&g->post_lock);
+    if (r != 0) {
+        free(g->workers);
+        free(g->sets);
+        g->workers = NULL;
+        g->sets = NULL;
+        return r;
+    }
+    unsigned per = g->nsets / g->nworkers, made = 0;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        hb_worker_t *w = &g->workers[i];
+        w->group = g;
+        w->index = i;
+        w->listen_fd = -1;
+        w->first_set = i * per;
+        w->nsets = per;
+        for (unsigned j = 0; j < per && r == 0; j++) {
+            r = set_init(g, &g->sets[made], w, made);
+            if (r == 0)
+                made++;
+        }
+    }
+    if (r != 0) {
+        while (made-- > 0)
+            set_free(&g->sets[made]);
+        uv_mutex_destroy(&g->post_lock);
+        free(g->workers);
+        free(g->sets);
+        g->workers = NULL;
+        g->sets = NULL;
+    }
+    return r;
+}
+
+void hb__group_free(hb_setgroup_t *g)
+{
+    if (g->sets == NULL)
+        return;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        if (g->workers[i].listen_fd >= 0)
+            close(g->workers[i].listen_fd);
+        free(g->workers[i].readbuf);
+    }
+    for (unsigned i = 0; i < g->nsets; i++)
+        set_free(&g->sets[i]);
+    uv_mutex_destroy(&g->post_lock);
+    free(g->workers);
+    free(g->sets);
+    g->workers = NULL;
+    g->sets = NULL;
+}
+
+int hb__worker_prepare(hb_worker_t *w, int fd, int owns_fd)
+{
+    hb_setgroup_t *g = w->group;
+    int r = uv_loop_init(&w->loop);
+    if (r != 0)
+        return r;
+    w->loop_ready = 1;
+    w->loop.data = w;
+    w->readbuf = malloc(HB_SET_READ_BUF);
+    if (w->readbuf == NULL)
+        return HB_ENOMEM;
+    if (owns_fd)
+        w->listen_fd = -1; /* the listener owns it from now on */
+    w->listener.poll.data = w;
+    r = hb__listener_start(&w->loop, &w->listener, fd, owns_fd, on_accept);
+    w->listener_open = 1;
+    if (r != 0)
+        return r;
+    r = uv_timer_init(&w->loop, &w->tick);
+    if (r != 0)
+        return r;
+    w->tick.data = w;
+    w->tick_open = 1;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    for (unsigned i = 0; i < w->nsets; i++) {
+        hb_set_t *set = &g->sets[w->first_set + i];
+        r = uv_async_init(&w->loop, &set->async, on_async);
+        if (r != 0)
+            return r;
+        set->async.data = set;
+        set->async_open = 1;
+    }
+    return 0;
+}
+
+void hb__worker_main(void *arg)
+{
+    hb_worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void hb__worker_abandon(hb_worker_t *w)
+{
+    if (!w->loop_ready)
+        return;
+    if (w->listener_open)
+        hb__listener_close(&w->listener, NULL);
+    w->listener_open = 0;
+    uv_walk(&w->loop, close_walk_cb, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    w->loop_ready = 0;
+}
+
+void hb__group_post_phase(hb_setgroup_t *g, unsigned phase, uint64_t target)
+{
+    hb_set_msg_t m = {.type = HB_MSG_PHASE, .user = phase, .gen = target};
+    uv_mutex_lock(&g->post_lock);
+    if (phase == 4)
+        g->posts_closed = 1; /* nothing from outside after this: the queues close */
+    for (unsigned i = 0; i < g->nsets; i++)
+        hb__set_post(&g->sets[i], &m);
+    uv_mutex_unlock(&g->post_lock);
 }

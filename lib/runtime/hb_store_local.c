@@ -7,58 +7,131 @@
  * before it is durable. If the journal fails for good, what waits is rolled back: grants undone
  * and answered "try again", envelopes dropped unannounced. Ids are handed out only inside
  * reservations that are durable, so no id is ever used twice, also across restarts. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hb_server_int.h"
+#include "hb_store.h"
+#include "hongbao/envelope.h"
+#include "hongbao/ledger.h"
 
 #define SHAKE_ID_BLOCK 65536 /* about a second of shakes at the reference's rate */
 #define SEND_ID_BLOCK  4096
 #define OPEN_WAIT_MS   10000 /* the first reservations must be durable within this at start */
 
+/* The store's messages to a SET (hb_set_msg_t.ext of an HB_MSG_STORE). */
+enum {
+    LS_CLAIM,    /* judge a claim in this SET's book (the envelope's owner) */
+    LS_ENVELOPE, /* a new send-envelope for this SET's book; gen: its record */
+    LS_DURABLE,  /* the journal is durable further: release what waited for it */
+    LS_FAILED    /* nothing more becomes durable: roll back what waits */
+};
+
+/* What waits in the owning SET for the journal to be durable up to seq. */
+typedef enum {
+    HELD_GRANT,  /* a first grant: its reply; rolled back if the journal fails */
+    HELD_REPEAT, /* a repeated claim's reply, answered once its grant is durable */
+    HELD_NOTICE  /* a new send-envelope's notices; the envelope is dropped if the journal fails */
+} held_kind_t;
+
+typedef struct held {
+    uint64_t seq;
+    uint64_t gen;
+    uint32_t user;
+    uint32_t envelope_id;
+    uint32_t amount;
+    uint32_t reply_set;
+    uint8_t kind;
+    uint8_t ext;
+} held_t;
+
+typedef struct local local_t;
+
+/* The store's part of one SET: the book of the send-envelopes it owns (id % nsets), and what waits
+ * for the journal, in sequence order (a ring that grows). Touched only on the SET's thread, but for
+ * `waiting`, which the journal's writer reads. */
+typedef struct lset {
+    local_t *L;
+    hb_set_t *set;
+    hb_book_t book;
+    held_t *held;
+    size_t held_head, held_count, held_cap;
+    uint64_t last_seq;  /* the highest record this SET journaled or waits for */
+    int store_failed;   /* this SET has rolled back after the journal failed */
+    int phase3_waiting; /* shutdown: waiting for the journal to reach phase3_target */
+    uint64_t phase3_target;
+    atomic_size_t waiting; /* held items (+1 during phase 3) */
+} lset_t;
+
+/* Ids of one kind handed out only inside a durable reservation (ids are never reused, also across
+ * restarts). Control loop only. */
+typedef struct idspace {
+    hb_envelope_kind_t kind;
+    uint32_t next;        /* the next id to hand out; 0: the space is used up */
+    uint32_t ok_until;    /* ids up to here are covered by a durable reservation */
+    uint32_t reserved;    /* the last id journaled as reserved (maybe not durable yet) */
+    uint64_t pending_seq; /* that reservation's record while not known durable; 0: none */
+    uint32_t block;       /* ids reserved at a time */
+    int exhausted_logged;
+} idspace_t;
+
+struct local {
+    hb_store_t *st;
+    hb_setgroup_t *g;
+    lset_t *sets;
+    char *dir; /* NULL: no journal */
+    int fsync;
+    hb_rand_t *rng;
+    hb_ledger_t ledger;
+    int have_ledger;
+    atomic_uint_fast64_t durable_seq; /* the journal's highest durable record */
+    atomic_int store_error;           /* the journal's sticky error, 0 while healthy */
+    idspace_t shake_ids, send_ids;
+};
+
 /* ---- what waits for the journal ---- */
 
-static int hold(hb_set_t *set, const hb_held_t *h)
+static int hold(lset_t *ls, const held_t *h)
 {
-    if (set->held_count == set->held_cap) {
-        size_t cap = set->held_cap ? set->held_cap * 2 : 64;
-        hb_held_t *n = malloc(cap * sizeof *n);
+    if (ls->held_count == ls->held_cap) {
+        size_t cap = ls->held_cap ? ls->held_cap * 2 : 64;
+        held_t *n = malloc(cap * sizeof *n);
         if (n == NULL)
-            return UV_ENOMEM;
-        for (size_t i = 0; i < set->held_count; i++)
-            n[i] = set->held[(set->held_head + i) % set->held_cap];
-        free(set->held);
-        set->held = n;
-        set->held_head = 0;
-        set->held_cap = cap;
+            return HB_ENOMEM;
+        for (size_t i = 0; i < ls->held_count; i++)
+            n[i] = ls->held[(ls->held_head + i) % ls->held_cap];
+        free(ls->held);
+        ls->held = n;
+        ls->held_head = 0;
+        ls->held_cap = cap;
     }
-    set->held[(set->held_head + set->held_count) % set->held_cap] = *h;
-    set->held_count++;
-    atomic_fetch_add_explicit(&set->waiting, 1, memory_order_acq_rel);
-    if (h->seq > set->last_seq)
-        set->last_seq = h->seq;
+    ls->held[(ls->held_head + ls->held_count) % ls->held_cap] = *h;
+    ls->held_count++;
+    atomic_fetch_add_explicit(&ls->waiting, 1, memory_order_acq_rel);
+    if (h->seq > ls->last_seq)
+        ls->last_seq = h->seq;
     return 0;
 }
 
-static hb_held_t unhold(hb_set_t *set)
+static held_t unhold(lset_t *ls)
 {
-    hb_held_t h = set->held[set->held_head];
-    set->held_head = (set->held_head + 1) % set->held_cap;
-    set->held_count--;
-    atomic_fetch_sub_explicit(&set->waiting, 1, memory_order_release);
+    held_t h = ls->held[ls->held_head];
+    ls->held_head = (ls->held_head + 1) % ls->held_cap;
+    ls->held_count--;
+    atomic_fetch_sub_explicit(&ls->waiting, 1, memory_order_release);
     return h;
 }
 
-static uint64_t durable(const hb_set_t *set)
+static uint64_t durable(const lset_t *ls)
 {
-    return atomic_load_explicit(&set->worker->impl->durable_seq, memory_order_acquire);
+    return atomic_load_explicit(&ls->L->durable_seq, memory_order_acquire);
 }
 
 /* Send the notices of envelope id (in this SET's book) to its online recipients. */
-static void announce(hb_set_t *set, uint32_t id)
+static void announce(lset_t *ls, uint32_t id)
 {
-    const hb_sendenv_t *e = hb_book_find(&set->book, id);
+    const hb_sendenv_t *e = hb_book_find(&ls->book, id);
     if (e == NULL)
         return; /* expired meanwhile */
     uint64_t now_s = hb__now_s();
@@ -70,63 +143,64 @@ static void announce(hb_set_t *set, uint32_t id)
     uint8_t frame[HB_FRAME_MAX_REFERENCE];
     int len = hb_msg_encode(&n, frame, sizeof frame);
     for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS && len > 0; i++)
-        if (hb__set_send_to_user(set, n.u.notice.user_ids[i], frame, (size_t)len) != 0)
-            hb__set_count(set, HB_CTR_X_NOTICE_OFFLINE, now_s, 1);
+        if (hb__set_send_to_user(ls->L->g, ls->set, n.u.notice.user_ids[i], frame, (size_t)len) !=
+            0)
+            hb__set_count(ls->set, HB_CTR_X_NOTICE_OFFLINE, now_s, 1);
 }
 
 /* A grant counts once it is acknowledged (durable, with a journal). */
-static void count_grant(hb_set_t *set, uint32_t amount)
+static void count_grant(lset_t *ls, uint32_t amount)
 {
     uint64_t now_s = hb__now_s();
-    hb__set_count(set, HB_CTR_CLAIMS_GRANTED, now_s, 1);
-    hb__set_count(set, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
+    hb__set_count(ls->set, HB_CTR_CLAIMS_GRANTED, now_s, 1);
+    hb__set_count(ls->set, HB_CTR_SEND_AMOUNT_CLAIMED, now_s, amount);
 }
 
-static void release(hb_set_t *set, const hb_held_t *h)
+static void release(lset_t *ls, const held_t *h)
 {
     switch (h->kind) {
-    case HB_HELD_GRANT:
-        count_grant(set, h->amount);
-        hb__set_answer_claim(set, h->reply_set, h->user, h->gen, h->envelope_id, h->amount,
+    case HELD_GRANT:
+        count_grant(ls, h->amount);
+        hb__set_answer_claim(ls->set, h->reply_set, h->user, h->gen, h->envelope_id, h->amount,
                              HB_CLAIM_GRANTED, h->ext);
         break;
-    case HB_HELD_REPEAT:
-        hb__set_answer_claim(set, h->reply_set, h->user, h->gen, h->envelope_id, h->amount,
+    case HELD_REPEAT:
+        hb__set_answer_claim(ls->set, h->reply_set, h->user, h->gen, h->envelope_id, h->amount,
                              HB_CLAIM_REPEAT, h->ext);
         break;
-    case HB_HELD_NOTICE:
-        announce(set, h->envelope_id);
+    case HELD_NOTICE:
+        announce(ls, h->envelope_id);
         break;
     }
 }
 
 /* Release, in order, what the journal now has. */
-static void release_durable(hb_set_t *set)
+static void release_durable(lset_t *ls)
 {
-    uint64_t d = durable(set);
-    while (set->held_count > 0 && set->held[set->held_head].seq <= d) {
-        hb_held_t h = unhold(set);
-        release(set, &h);
+    uint64_t d = durable(ls);
+    while (ls->held_count > 0 && ls->held[ls->held_head].seq <= d) {
+        held_t h = unhold(ls);
+        release(ls, &h);
     }
 }
 
 /* The journal will make nothing more durable: undo and refuse what still waits. */
-static void roll_back(hb_set_t *set)
+static void roll_back(lset_t *ls)
 {
     uint64_t now_s = hb__now_s();
-    release_durable(set);
-    set->store_failed = 1;
-    while (set->held_count > 0) {
-        hb_held_t h = unhold(set);
+    release_durable(ls);
+    ls->store_failed = 1;
+    while (ls->held_count > 0) {
+        held_t h = unhold(ls);
         uint32_t result = HB_CLAIM_TRY_AGAIN, amount = 0;
         switch (h.kind) {
-        case HB_HELD_GRANT:
-            hb_book_unclaim(&set->book, h.envelope_id, h.user);
+        case HELD_GRANT:
+            hb_book_unclaim(&ls->book, h.envelope_id, h.user);
             break;
-        case HB_HELD_REPEAT: {
+        case HELD_REPEAT: {
             /* Its grant survived the roll-back only if it was durable. */
             uint32_t a = 0;
-            const hb_sendenv_t *e = hb_book_find(&set->book, h.envelope_id);
+            const hb_sendenv_t *e = hb_book_find(&ls->book, h.envelope_id);
             for (unsigned i = 0; e != NULL && i < HB_NOTICE_RECIPIENTS; i++)
                 if (e->recipients[i] == h.user && (e->claimed & (1u << i)))
                     a = e->shares[i];
@@ -136,97 +210,111 @@ static void roll_back(hb_set_t *set)
             }
             break;
         }
-        case HB_HELD_NOTICE:
-            hb_book_remove(&set->book, h.envelope_id, NULL);
-            hb__set_count(set, HB_CTR_X_ENVELOPE_DROPPED, now_s, 1);
+        case HELD_NOTICE:
+            hb_book_remove(&ls->book, h.envelope_id, NULL);
+            hb__set_count(ls->set, HB_CTR_X_ENVELOPE_DROPPED, now_s, 1);
             continue;
         }
         if (result == HB_CLAIM_TRY_AGAIN)
-            hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
-        hb__set_answer_claim(set, h.reply_set, h.user, h.gen, h.envelope_id, amount, result, h.ext);
+            hb__set_count(ls->set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
+        hb__set_answer_claim(ls->set, h.reply_set, h.user, h.gen, h.envelope_id, amount, result,
+                             h.ext);
     }
 }
 
 /* ---- claims ---- */
 
 /* In the SET owning the envelope: judge the claim, journal a first grant, answer once durable. */
-static void judge(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id,
-                  unsigned reply_set, uint8_t ext)
+static void judge(lset_t *ls, uint32_t user, uint64_t gen, uint32_t envelope_id, unsigned reply_set,
+                  uint8_t ext)
 {
-    struct hb_server_impl *impl = set->worker->impl;
+    local_t *L = ls->L;
     uint64_t now_s = hb__now_s();
     uint32_t amount = 0;
-    int r = hb_book_claim(&set->book, envelope_id, user, &amount);
-    hb_held_t h = {.gen = gen,
-                   .user = user,
-                   .envelope_id = envelope_id,
-                   .amount = amount,
-                   .reply_set = reply_set,
-                   .ext = ext};
+    int r = hb_book_claim(&ls->book, envelope_id, user, &amount);
+    held_t h = {.gen = gen,
+                .user = user,
+                .envelope_id = envelope_id,
+                .amount = amount,
+                .reply_set = reply_set,
+                .ext = ext};
     if (r == 0) {
         int e = 0;
-        if (impl->have_ledger) {
-            e = set->store_failed
+        if (L->have_ledger) {
+            e = ls->store_failed
                     ? HB_ESTORE
-                    : hb_ledger_append_claim(&impl->ledger, envelope_id, user, amount, &h.seq);
+                    : hb_ledger_append_claim(&L->ledger, envelope_id, user, amount, &h.seq);
             if (e == 0) {
-                h.kind = HB_HELD_GRANT;
-                e = hold(set, &h);
+                h.kind = HELD_GRANT;
+                e = hold(ls, &h);
             }
             if (e != 0) {
                 /* Not journaled: not granted. The claimant may ask again. */
-                hb_book_unclaim(&set->book, envelope_id, user);
-                hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
-                hb__set_answer_claim(set, reply_set, user, gen, envelope_id, 0, HB_CLAIM_TRY_AGAIN,
-                                     ext);
+                hb_book_unclaim(&ls->book, envelope_id, user);
+                hb__set_count(ls->set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
+                hb__set_answer_claim(ls->set, reply_set, user, gen, envelope_id, 0,
+                                     HB_CLAIM_TRY_AGAIN, ext);
                 return;
             }
         }
-        if (impl->have_ledger) {
-            release_durable(set); /* in case the record is durable already */
+        if (L->have_ledger) {
+            release_durable(ls); /* in case the record is durable already */
         } else {
-            count_grant(set, amount);
-            hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_GRANTED,
-                                 ext);
+            count_grant(ls, amount);
+            hb__set_answer_claim(ls->set, reply_set, user, gen, envelope_id, amount,
+                                 HB_CLAIM_GRANTED, ext);
         }
         return;
     }
     if (r == HB_BOOK_REPEAT) {
-        hb__set_count(set, HB_CTR_X_CLAIM_REPEAT, now_s, 1);
+        hb__set_count(ls->set, HB_CTR_X_CLAIM_REPEAT, now_s, 1);
         /* Answered once the grant is durable: everything this SET journaled so far. */
-        release_durable(set);
-        if (impl->have_ledger && !set->store_failed && set->last_seq > durable(set)) {
-            h.kind = HB_HELD_REPEAT;
-            h.seq = set->last_seq;
-            if (hold(set, &h) == 0) {
-                release_durable(set);
+        release_durable(ls);
+        if (L->have_ledger && !ls->store_failed && ls->last_seq > durable(ls)) {
+            h.kind = HELD_REPEAT;
+            h.seq = ls->last_seq;
+            if (hold(ls, &h) == 0) {
+                release_durable(ls);
                 return;
             }
-            hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
-            hb__set_answer_claim(set, reply_set, user, gen, envelope_id, 0, HB_CLAIM_TRY_AGAIN,
+            hb__set_count(ls->set, HB_CTR_X_CLAIM_TRY_AGAIN, now_s, 1);
+            hb__set_answer_claim(ls->set, reply_set, user, gen, envelope_id, 0, HB_CLAIM_TRY_AGAIN,
                                  ext);
             return;
         }
-        hb__set_answer_claim(set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_REPEAT, ext);
+        hb__set_answer_claim(ls->set, reply_set, user, gen, envelope_id, amount, HB_CLAIM_REPEAT,
+                             ext);
         return;
     }
-    hb__set_count(set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
-    hb__set_answer_claim(set, reply_set, user, gen, envelope_id, 0,
+    hb__set_count(ls->set, HB_CTR_X_CLAIM_REFUSED, now_s, 1);
+    hb__set_answer_claim(ls->set, reply_set, user, gen, envelope_id, 0,
                          r == HB_ENOTRECIPIENT ? HB_CLAIM_NOT_RECIPIENT : HB_CLAIM_NO_ENVELOPE,
                          ext);
 }
 
-void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id, uint8_t ext)
+static local_t *local_of(hb_store_t *st)
 {
-    struct hb_server_impl *impl = set->worker->impl;
-    hb_set_t *owner = &impl->sets[envelope_id % impl->nsets];
+    return st->impl;
+}
+
+static lset_t *lset_of(hb_store_t *st, const hb_set_t *set)
+{
+    return &local_of(st)->sets[set->index];
+}
+
+static void store_claim(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen,
+                        uint32_t envelope_id, uint8_t ext)
+{
+    local_t *L = local_of(st);
+    hb_set_t *owner = &L->g->sets[envelope_id % L->g->nsets];
     if (owner == set) {
-        judge(set, user, gen, envelope_id, set->index, ext);
+        judge(lset_of(st, set), user, gen, envelope_id, set->index, ext);
         return;
     }
-    hb_set_msg_t q = {.type = HB_MSG_CLAIM, .ext = ext, .user = user, .gen = gen};
+    hb_set_msg_t q = {.type = HB_MSG_STORE, .ext = LS_CLAIM, .user = user, .gen = gen};
     q.u.claim.envelope_id = envelope_id;
     q.u.claim.reply_set = set->index;
+    q.u.claim.claim_ext = ext;
     if (hb__set_post(owner, &q) != 0) {
         hb__set_count(set, HB_CTR_X_CLAIM_TRY_AGAIN, hb__now_s(), 1);
         hb__set_answer_claim(set, set->index, user, gen, envelope_id, 0, HB_CLAIM_TRY_AGAIN, ext);
@@ -235,49 +323,82 @@ void hb__store_claim(hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelo
 
 /* ---- envelopes ---- */
 
-static void add_envelope(hb_set_t *set, const hb_sendenv_t *e, uint64_t seq)
+static void add_envelope(lset_t *ls, const hb_sendenv_t *e, uint64_t seq)
 {
-    struct hb_server_impl *impl = set->worker->impl;
-    int r = hb_book_add(&set->book, e);
+    local_t *L = ls->L;
+    int r = hb_book_add(&ls->book, e);
     if (r != 0) {
         /* Never expected (ids are never reused): said loudly, and nobody is told of it. */
-        hb__set_count(set, HB_CTR_X_ENVELOPE_DROPPED, hb__now_s(), 1);
-        hb__server_log(impl, "send-envelope %u refused by its book: %s", e->id, hb_strerror(r));
+        hb__set_count(ls->set, HB_CTR_X_ENVELOPE_DROPPED, hb__now_s(), 1);
+        hb__group_log(L->g, "send-envelope %u refused by its book: %s", e->id, hb_strerror(r));
         return;
     }
-    if (!impl->have_ledger) {
-        announce(set, e->id);
+    if (!L->have_ledger) {
+        announce(ls, e->id);
         return;
     }
-    hb_held_t h = {.seq = seq, .kind = HB_HELD_NOTICE, .envelope_id = e->id};
-    if (set->store_failed || hold(set, &h) != 0) {
-        hb_book_remove(&set->book, e->id, NULL);
-        hb__set_count(set, HB_CTR_X_ENVELOPE_DROPPED, hb__now_s(), 1);
+    held_t h = {.seq = seq, .kind = HELD_NOTICE, .envelope_id = e->id};
+    if (ls->store_failed || hold(ls, &h) != 0) {
+        hb_book_remove(&ls->book, e->id, NULL);
+        hb__set_count(ls->set, HB_CTR_X_ENVELOPE_DROPPED, hb__now_s(), 1);
         return;
     }
-    release_durable(set);
+    release_durable(ls);
 }
 
-void hb__store_handle(hb_set_t *set, const hb_set_msg_t *m)
+/* ---- shutdown ---- */
+
+static void store_drain(hb_store_t *st, hb_set_t *set, uint64_t target)
 {
-    switch (m->type) {
-    case HB_MSG_CLAIM:
-        judge(set, m->user, m->gen, m->u.claim.envelope_id, m->u.claim.reply_set, m->ext);
+    lset_t *ls = lset_of(st, set);
+    if (!ls->phase3_waiting) {
+        ls->phase3_waiting = 1;
+        ls->phase3_target = target;
+        atomic_fetch_add_explicit(&ls->waiting, 1, memory_order_acq_rel);
+    }
+    release_durable(ls);
+    int done = !ls->L->have_ledger || ls->store_failed || durable(ls) >= target;
+    if (!done)
+        return;             /* a durable notice brings us back */
+    if (ls->held_count > 0) /* only after a failure: what could not be made durable */
+        roll_back(ls);
+    ls->phase3_waiting = 0;
+    atomic_fetch_sub_explicit(&ls->waiting, 1, memory_order_release);
+    ls->L->g->phase_done(ls->L->g);
+}
+
+static void store_give_up(hb_store_t *st, hb_set_t *set)
+{
+    lset_t *ls = lset_of(st, set);
+    if (ls->held_count > 0 || ls->phase3_waiting) {
+        roll_back(ls);
+        if (ls->phase3_waiting)
+            store_drain(st, set, ls->phase3_target);
+    }
+}
+
+static void store_handle(hb_store_t *st, hb_set_t *set, const hb_set_msg_t *m)
+{
+    lset_t *ls = lset_of(st, set);
+    switch (m->ext) {
+    case LS_CLAIM:
+        judge(ls, m->user, m->gen, m->u.claim.envelope_id, m->u.claim.reply_set,
+              m->u.claim.claim_ext);
         break;
-    case HB_MSG_ENVELOPE:
-        add_envelope(set, &m->u.env, m->gen);
+    case LS_ENVELOPE:
+        add_envelope(ls, &m->u.env, m->gen);
         break;
-    case HB_MSG_DURABLE:
-        release_durable(set);
-        if (set->phase3_waiting)
-            hb__store_phase3(set, set->phase3_target);
+    case LS_DURABLE:
+        release_durable(ls);
+        if (ls->phase3_waiting)
+            store_drain(st, set, ls->phase3_target);
         break;
-    case HB_MSG_STORE_FAILED:
+    case LS_FAILED:
         if (set->index == 0)
             hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
-        roll_back(set);
-        if (set->phase3_waiting)
-            hb__store_phase3(set, set->phase3_target);
+        roll_back(ls);
+        if (ls->phase3_waiting)
+            store_drain(st, set, ls->phase3_target);
         break;
     default:
         break;
@@ -286,93 +407,66 @@ void hb__store_handle(hb_set_t *set, const hb_set_msg_t *m)
 
 static void on_expired(void *arg, const hb_sendenv_t *e)
 {
-    hb_set_t *set = arg;
-    struct hb_server_impl *impl = set->worker->impl;
+    lset_t *ls = arg;
     if (e->claimed_sum < e->total)
-        hb__set_count(set, HB_CTR_X_SEND_EXPIRED, hb__now_s(), 1);
+        hb__set_count(ls->set, HB_CTR_X_SEND_EXPIRED, hb__now_s(), 1);
     /* Every envelope is retired at its expiry, claimed or not, so the journal's books drop it. */
-    if (impl->have_ledger && !set->store_failed)
-        hb_ledger_append_expire(&impl->ledger, e->id, NULL);
+    if (ls->L->have_ledger && !ls->store_failed)
+        hb_ledger_append_expire(&ls->L->ledger, e->id, NULL);
 }
 
-void hb__store_expire(hb_set_t *set, uint64_t now_s)
+static void store_expire(hb_store_t *st, hb_set_t *set, uint64_t now_s)
 {
-    uint64_t ttl = set->worker->impl->opts.send_expiry_s;
+    uint64_t ttl = st->send_expiry_s;
     if (now_s > ttl)
-        hb_book_expire(&set->book, now_s - ttl, on_expired, set);
-}
-
-/* ---- shutdown ---- */
-
-void hb__store_phase3(hb_set_t *set, uint64_t target)
-{
-    struct hb_server_impl *impl = set->worker->impl;
-    if (!set->phase3_waiting) {
-        set->phase3_waiting = 1;
-        set->phase3_target = target;
-        atomic_fetch_add_explicit(&set->waiting, 1, memory_order_acq_rel);
-    }
-    release_durable(set);
-    int done = !impl->have_ledger || set->store_failed || durable(set) >= target;
-    if (!done)
-        return;              /* a durable notice brings us back */
-    if (set->held_count > 0) /* only after a failure: what could not be made durable */
-        roll_back(set);
-    set->phase3_waiting = 0;
-    atomic_fetch_sub_explicit(&set->waiting, 1, memory_order_release);
-    hb__phase_ack(impl);
-}
-
-void hb__store_give_up(hb_set_t *set)
-{
-    if (set->held_count > 0 || set->phase3_waiting) {
-        roll_back(set);
-        if (set->phase3_waiting)
-            hb__store_phase3(set, set->phase3_target);
-    }
+        hb_book_expire(&lset_of(st, set)->book, now_s - ttl, on_expired, lset_of(st, set));
 }
 
 /* ---- the journal's callbacks (its writer thread) ---- */
 
+static void post_to_all(local_t *L, unsigned kind, int only_waiting)
+{
+    hb_set_msg_t m = {.type = HB_MSG_STORE, .ext = (uint8_t)kind};
+    for (unsigned i = 0; i < L->g->nsets; i++)
+        if (!only_waiting || atomic_load_explicit(&L->sets[i].waiting, memory_order_acquire) > 0)
+            hb__set_post_external(L->g, &L->g->sets[i], &m);
+}
+
 static void on_durable(void *arg, uint64_t seq)
 {
-    struct hb_server_impl *impl = arg;
-    atomic_store_explicit(&impl->durable_seq, seq, memory_order_release);
-    hb_set_msg_t m = {.type = HB_MSG_DURABLE};
-    for (unsigned i = 0; i < impl->nsets; i++)
-        if (atomic_load_explicit(&impl->sets[i].waiting, memory_order_acquire) > 0)
-            hb__set_post_external(impl, &impl->sets[i], &m);
+    local_t *L = arg;
+    atomic_store_explicit(&L->durable_seq, seq, memory_order_release);
+    post_to_all(L, LS_DURABLE, 1);
 }
 
 static void on_store_error(void *arg, int err)
 {
-    struct hb_server_impl *impl = arg;
-    atomic_store_explicit(&impl->store_error, err, memory_order_release);
-    hb__server_log(impl,
-                   "the claim journal failed (%s): claims are answered 'try again' and new "
-                   "send-envelopes refused until a restart; shakes go on",
-                   hb_strerror(err));
-    hb_set_msg_t m = {.type = HB_MSG_STORE_FAILED};
-    for (unsigned i = 0; i < impl->nsets; i++)
-        hb__set_post_external(impl, &impl->sets[i], &m);
+    local_t *L = arg;
+    atomic_store_explicit(&L->store_error, err, memory_order_release);
+    hb__group_log(L->g,
+                  "the claim journal failed (%s): claims are answered 'try again' and new "
+                  "send-envelopes refused until a restart; shakes go on",
+                  hb_strerror(err));
+    post_to_all(L, LS_FAILED, 0);
 }
 
 static void ledger_log(void *arg, const char *line)
 {
-    hb__server_log(arg, "ledger: %s", line);
+    local_t *L = arg;
+    hb__group_log(L->g, "ledger: %s", line);
 }
 
 /* Replay: each envelope still in the books goes back into the book of the SET owning its id. */
 static void restore_envelope(void *arg, const hb_sendenv_t *e)
 {
-    struct hb_server_impl *impl = arg;
-    hb_book_add(&impl->sets[e->id % impl->nsets].book, e);
+    local_t *L = arg;
+    hb_book_add(&L->sets[e->id % L->g->nsets].book, e);
 }
 
 /* ---- ids ---- */
 
-static void idspace_init(hb_idspace_t *s, hb_envelope_kind_t kind, uint32_t reserved,
-                         uint32_t block, int unbounded)
+static void idspace_init(idspace_t *s, hb_envelope_kind_t kind, uint32_t reserved, uint32_t block,
+                         int unbounded)
 {
     memset(s, 0, sizeof *s);
     s->kind = kind;
@@ -384,12 +478,12 @@ static void idspace_init(hb_idspace_t *s, hb_envelope_kind_t kind, uint32_t rese
 
 /* Journal the next reservation once half a block or less is left ahead of next. Ids within a kind
  * grow numerically, so comparisons are plain. */
-static int idspace_refill(struct hb_server_impl *impl, hb_idspace_t *s)
+static int idspace_refill(local_t *L, idspace_t *s)
 {
-    if (!impl->have_ledger || s->next == 0)
+    if (!L->have_ledger || s->next == 0)
         return 0;
     if (s->pending_seq != 0) {
-        if (durable(&impl->sets[0]) < s->pending_seq)
+        if (atomic_load_explicit(&L->durable_seq, memory_order_acquire) < s->pending_seq)
             return 0;
         s->ok_until = s->reserved;
         s->pending_seq = 0;
@@ -405,7 +499,7 @@ static int idspace_refill(struct hb_server_impl *impl, hb_idspace_t *s)
     if (last == 0)
         return 0; /* the whole space is reserved already */
     uint64_t seq;
-    int r = hb_ledger_append_reserve(&impl->ledger, s->kind, last, &seq);
+    int r = hb_ledger_append_reserve(&L->ledger, s->kind, last, &seq);
     if (r != 0)
         return r;
     s->reserved = last;
@@ -414,56 +508,64 @@ static int idspace_refill(struct hb_server_impl *impl, hb_idspace_t *s)
 }
 
 /* The next id of s inside a durable reservation. */
-static int idspace_take(struct hb_server_impl *impl, hb_idspace_t *s, uint32_t *id)
+static int idspace_take(local_t *L, idspace_t *s, uint32_t *id)
 {
     if (s->next == 0) {
         if (!s->exhausted_logged) {
             s->exhausted_logged = 1;
-            hb__server_log(impl, "the %s envelope id space is used up: no more such envelopes",
-                           s->kind == HB_ENVELOPE_SHAKE ? "shake" : "send");
+            hb__group_log(L->g, "the %s envelope id space is used up: no more such envelopes",
+                          s->kind == HB_ENVELOPE_SHAKE ? "shake" : "send");
         }
         return HB_EIDSPACE;
     }
-    int err = atomic_load_explicit(&impl->store_error, memory_order_acquire);
+    int err = atomic_load_explicit(&L->store_error, memory_order_acquire);
     if (err != 0)
         return err;
-    int r = idspace_refill(impl, s);
+    int r = idspace_refill(L, s);
     if (r != 0)
         return r;
     if (s->next > s->ok_until)
-        return UV_EAGAIN;
+        return HB_EAGAIN;
     *id = s->next;
     s->next = hb_envelope_id_add(s->kind, s->next, 1);
     return 0;
 }
 
-int hb__store_shake_id(struct hb_server_impl *impl, uint32_t *id)
+static int store_shake_id(hb_store_t *st, uint32_t *id)
 {
-    return idspace_take(impl, &impl->shake_ids, id);
+    local_t *L = local_of(st);
+    return idspace_take(L, &L->shake_ids, id);
 }
 
-uint64_t hb__store_appended(struct hb_server_impl *impl)
+static uint64_t store_drain_target(hb_store_t *st)
 {
-    if (!impl->have_ledger)
+    local_t *L = local_of(st);
+    if (!L->have_ledger)
         return 0;
-    hb_ledger_stats_t st;
-    hb_ledger_stats(&impl->ledger, &st);
-    return st.appended;
+    hb_ledger_stats_t stats;
+    hb_ledger_stats(&L->ledger, &stats);
+    return stats.appended;
 }
 
-int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients[3], uint32_t total,
-                          uint32_t *id)
+static int store_error(hb_store_t *st)
 {
+    return atomic_load_explicit(&local_of(st)->store_error, memory_order_acquire);
+}
+
+static int store_create_send(hb_store_t *st, const uint32_t recipients[3], uint32_t total,
+                             uint32_t *id)
+{
+    local_t *L = local_of(st);
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
     if (recipients[0] == recipients[1] || recipients[0] == recipients[2] ||
         recipients[1] == recipients[2])
-        return UV_EINVAL;
-    int r = hb_envelope_split(total, HB_NOTICE_RECIPIENTS, &impl->rng, e.shares);
+        return HB_EINVAL;
+    int r = hb_envelope_split(total, HB_NOTICE_RECIPIENTS, L->rng, e.shares);
     if (r != 0)
-        return UV_EINVAL;
-    r = idspace_take(impl, &impl->send_ids, &e.id);
-    if (r == UV_EAGAIN)
+        return HB_EINVAL;
+    r = idspace_take(L, &L->send_ids, &e.id);
+    if (r == HB_EAGAIN)
         r = HB_ESTORE; /* the id reservation is not durable yet: try again shortly */
     if (r != 0)
         return r;
@@ -472,15 +574,15 @@ int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients
     memcpy(e.recipients, recipients, sizeof e.recipients);
     uint64_t seq = 0;
     /* Journaled first; its owner announces it once durable. */
-    if (impl->have_ledger && (r = hb_ledger_append_envelope(&impl->ledger, &e, &seq)) != 0)
+    if (L->have_ledger && (r = hb_ledger_append_envelope(&L->ledger, &e, &seq)) != 0)
         return r;
-    hb_set_msg_t m = {.type = HB_MSG_ENVELOPE, .gen = seq};
+    hb_set_msg_t m = {.type = HB_MSG_STORE, .ext = LS_ENVELOPE, .gen = seq};
     m.u.env = e;
-    r = hb__set_post_external(impl, &impl->sets[e.id % impl->nsets], &m);
+    r = hb__set_post_external(L->g, &L->g->sets[e.id % L->g->nsets], &m);
     if (r != 0)
         return r;
-    hb__control_count(impl, HB_CTR_SEND_CREATED, 1);
-    hb__control_count(impl, HB_CTR_SEND_AMOUNT_ISSUED, total);
+    hb__group_count_control(L->g, HB_CTR_SEND_CREATED, 1);
+    hb__group_count_control(L->g, HB_CTR_SEND_AMOUNT_ISSUED, total);
     if (id != NULL)
         *id = e.id;
     return 0;
@@ -488,55 +590,131 @@ int hb__store_create_send(struct hb_server_impl *impl, const uint32_t recipients
 
 /* ---- open and close ---- */
 
-int hb__store_open(struct hb_server_impl *impl)
+static void free_local(local_t *L)
 {
-    if (impl->opts.ledger_dir == NULL) {
-        idspace_init(&impl->shake_ids, HB_ENVELOPE_SHAKE, 0, SHAKE_ID_BLOCK, 1);
-        idspace_init(&impl->send_ids, HB_ENVELOPE_SEND, 0, SEND_ID_BLOCK, 1);
+    for (unsigned i = 0; L->sets != NULL && i < L->g->nsets; i++) {
+        hb_book_close(&L->sets[i].book);
+        free(L->sets[i].held);
+    }
+    free(L->sets);
+    free(L->dir);
+    free(L);
+}
+
+static int store_open(hb_store_t *st)
+{
+    local_t *L = local_of(st);
+    L->sets = calloc(L->g->nsets, sizeof *L->sets);
+    if (L->sets == NULL)
+        return HB_ENOMEM;
+    for (unsigned i = 0; i < L->g->nsets; i++) {
+        lset_t *ls = &L->sets[i];
+        ls->L = L;
+        ls->set = &L->g->sets[i];
+        atomic_init(&ls->waiting, 0);
+        int r = hb_book_init(&ls->book, 1024);
+        if (r != 0)
+            return r;
+    }
+    if (L->dir == NULL) {
+        idspace_init(&L->shake_ids, HB_ENVELOPE_SHAKE, 0, SHAKE_ID_BLOCK, 1);
+        idspace_init(&L->send_ids, HB_ENVELOPE_SEND, 0, SEND_ID_BLOCK, 1);
         return 0;
     }
     hb_ledger_options_t lo;
     memset(&lo, 0, sizeof lo);
-    lo.dir = impl->opts.ledger_dir;
-    lo.fsync = impl->opts.fsync;
+    lo.dir = L->dir;
+    lo.fsync = (hb_fsync_t)L->fsync;
     lo.log = ledger_log;
-    lo.log_arg = impl;
+    lo.log_arg = L;
     lo.on_durable = on_durable;
-    lo.durable_arg = impl;
+    lo.durable_arg = L;
     lo.on_error = on_store_error;
-    lo.error_arg = impl;
-    int r = hb_ledger_open(&impl->ledger, &lo, restore_envelope, impl);
-    if (r != 0)
-        return r;
-    impl->have_ledger = 1;
-    uint32_t last_send = impl->ledger.reserved_send;
-    if (impl->ledger.max_envelope_id > last_send)
-        last_send = impl->ledger.max_envelope_id;
-    idspace_init(&impl->shake_ids, HB_ENVELOPE_SHAKE, impl->ledger.reserved_shake, SHAKE_ID_BLOCK,
-                 0);
-    idspace_init(&impl->send_ids, HB_ENVELOPE_SEND, last_send, SEND_ID_BLOCK, 0);
-    /* The first reservations, durable before anything is handed out. */
-    r = idspace_refill(impl, &impl->shake_ids);
-    if (r == 0)
-        r = idspace_refill(impl, &impl->send_ids);
-    uint64_t wait = impl->send_ids.pending_seq > impl->shake_ids.pending_seq
-                        ? impl->send_ids.pending_seq
-                        : impl->shake_ids.pending_seq;
-    if (r == 0 && wait > 0)
-        r = hb_ledger_wait_durable(&impl->ledger, wait, OPEN_WAIT_MS);
-    if (r == 0 && wait > 0)
-        atomic_store_explicit(&impl->durable_seq, wait, memory_order_release);
+    lo.error_arg = L;
+    int r = hb_ledger_open(&L->ledger, &lo, restore_envelope, L);
     if (r != 0) {
-        hb_ledger_close(&impl->ledger);
-        impl->have_ledger = 0;
+        snprintf(st->errstr, sizeof st->errstr, "ledger: %s",
+                 hb_ledger_last_error()[0] ? hb_ledger_last_error() : hb_strerror(r));
+        return r;
+    }
+    L->have_ledger = 1;
+    uint32_t last_send = L->ledger.reserved_send;
+    if (L->ledger.max_envelope_id > last_send)
+        last_send = L->ledger.max_envelope_id;
+    idspace_init(&L->shake_ids, HB_ENVELOPE_SHAKE, L->ledger.reserved_shake, SHAKE_ID_BLOCK, 0);
+    idspace_init(&L->send_ids, HB_ENVELOPE_SEND, last_send, SEND_ID_BLOCK, 0);
+    /* The first reservations, durable before anything is handed out. */
+    r = idspace_refill(L, &L->shake_ids);
+    if (r == 0)
+        r = idspace_refill(L, &L->send_ids);
+    uint64_t wait = L->send_ids.pending_seq > L->shake_ids.pending_seq ? L->send_ids.pending_seq
+                                                                       : L->shake_ids.pending_seq;
+    if (r == 0 && wait > 0)
+        r = hb_ledger_wait_durable(&L->ledger, wait, OPEN_WAIT_MS);
+    if (r == 0 && wait > 0)
+        atomic_store_explicit(&L->durable_seq, wait, memory_order_release);
+    if (r != 0) {
+        snprintf(st->errstr, sizeof st->errstr, "ledger: reserving the first ids: %s",
+                 hb_strerror(r));
+        hb_ledger_close(&L->ledger);
+        L->have_ledger = 0;
         return r;
     }
     return 0;
 }
 
-void hb__store_close(struct hb_server_impl *impl)
+static void store_close(hb_store_t *st)
 {
-    if (impl->have_ledger)
-        hb_ledger_close(&impl->ledger); /* flush and sync what the SETs journaled */
-    impl->have_ledger = 0;
+    local_t *L = local_of(st);
+    if (L == NULL)
+        return;
+    if (L->have_ledger)
+        hb_ledger_close(&L->ledger); /* flush and sync what the SETs journaled */
+    free_local(L);
+    st->impl = NULL;
+}
+
+static const hb_store_ops_t local_ops = {
+    .name = "local",
+    .open = store_open,
+    .close = store_close,
+    .claim = store_claim,
+    .handle = store_handle,
+    .expire = store_expire,
+    .drain = store_drain,
+    .give_up = store_give_up,
+    .drain_target = store_drain_target,
+    .create_send = store_create_send,
+    .shake_id = store_shake_id,
+    .error = store_error,
+};
+
+int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, int fsync,
+                         uint32_t send_expiry_s, hb_rand_t *rng)
+{
+    memset(st, 0, sizeof *st);
+    local_t *L = calloc(1, sizeof *L);
+    if (L == NULL)
+        return HB_ENOMEM;
+    if (dir != NULL && (L->dir = strdup(dir)) == NULL) {
+        free(L);
+        return HB_ENOMEM;
+    }
+    L->st = st;
+    L->g = group;
+    L->fsync = fsync;
+    L->rng = rng;
+    atomic_init(&L->durable_seq, 0);
+    atomic_init(&L->store_error, 0);
+    st->ops = &local_ops;
+    st->group = group;
+    st->send_expiry_s = send_expiry_s;
+    st->impl = L;
+    return 0;
+}
+
+int hb__store_local_journaled(const hb_store_t *st)
+{
+    const local_t *L = st->impl;
+    return L != NULL && L->have_ledger;
 }
