@@ -204,4 +204,17 @@ void hb__group_log(hb_setgroup_t *g, const char *fmt, ...)
     ;
 uint64_t hb__now_s(void);
 
+/* Between the two files of the SET layer (hb_set.c: connections, frames, queues; hb_worker.c:
+ * workers, timers, shutdown), on the worker's thread. */
+int hb__set_init(hb_setgroup_t *g, hb_set_t *set, hb_worker_t *w, unsigned index);
+void hb__set_free(hb_set_t *set);
+void hb__set_on_async(uv_async_t *a);
+void hb__set_accept(hb_set_t *set, int fd);
+void hb__set_on_phase(hb_set_t *set, const hb_set_msg_t *m);
+void hb__conn_close(hb_conn_t *c);
+void hb__conn_end(hb_conn_t *c);
+void hb__conn_abort(hb_conn_t *c); /* at the close deadline: drop whatever is left */
+void hb__worker_flush(hb_worker_t *w);
+void hb__worker_maybe_done(hb_worker_t *w);
+
 #endif /* HB_SET_H */
