@@ -71,6 +71,12 @@ typedef struct hb_client_options {
     /* Servers on consecutive ports server_port .. server_port + nservers - 1 of server_host: user u
      * connects to server_port + u % nservers. 0 or 1: the one server. */
     uint32_t nservers;
+    /* Log lines (one line, no trailing newline, valid during the call), on the loop thread: a
+     * failed connect says why (its error), at most one line a second with how many failed since
+     * the last. NULL: nothing is logged (stats.connect_failures and last_connect_error still
+     * count). */
+    hb_log_cb log;
+    void *log_arg;
 } hb_client_options_t;
 
 /* Fill *o with the defaults above (users 0..0, qps 0). */
@@ -95,6 +101,7 @@ typedef struct hb_client_stats {
     uint64_t claims_granted;   /* envelopes whose share was received: each counted once */
     uint64_t claimed_amount;   /* their sum (cents) */
     uint64_t bad_frames;    /* malformed or unexpected frames from the server (connection reset) */
+    int last_connect_error; /* the error of the latest failed connect (UV_ECONNREFUSED...), or 0 */
     uint64_t claims_repeat; /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
     uint64_t claims_try_again; /* HB_CLAIM_TRY_AGAIN replies (asked again after a back-off) */
     uint64_t claims_retried;   /* claims sent again: after a reconnect, or after TRY_AGAIN */

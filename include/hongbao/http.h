@@ -54,6 +54,11 @@ typedef struct hb_http_options {
      * "" is refused (UV_EINVAL): an empty token would authenticate nobody, and taking it as "none"
      * would silently serve a port meant to be protected (an unset shell variable, say). */
     const char *bearer_token;
+    /* Log lines (one line, no trailing newline, valid during the call), on the loop thread:
+     * connections refused for lack of descriptors or past max_connections, at most one line a
+     * second with how many since the last. NULL: nothing is logged (stats still count). */
+    hb_log_cb log;
+    void *log_arg;
 } hb_http_options_t;
 
 #define HB_HTTP_TOKEN_MAX 127
@@ -127,6 +132,8 @@ struct hb_http_server {
     unsigned handles_;           /* handles initialised and not yet closed */
     int listening_;
     int closing_;
+    uint64_t refused_log_ms_;   /* no refusal is logged before this (loop clock) */
+    uint64_t refused_unlogged_; /* refusals since the last line */
     hb_http_close_cb close_cb_;
     char token_[HB_HTTP_TOKEN_MAX + 1];
 };

@@ -123,6 +123,8 @@ struct hb_server {
     unsigned nthreads;
     unsigned nsets;
     uint32_t max_connections;
+    int err;          /* why hb_server_init or hb_server_start failed (the error it returned) */
+    char errstr[200]; /* the same in words, naming the option, address or file; "" when none */
     /* private */
     struct hb_server_impl *impl;
 };
@@ -144,8 +146,8 @@ HB_EXTERN int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handl
  * hb_server_close. Control-loop thread. */
 HB_EXTERN int hb_server_start(hb_server_t *server);
 
-/* A human-readable reason for the calling thread's last failure of hb_server_init or
- * hb_server_start (readable even after a failed init), or "". */
+/* server->errstr: why hb_server_init or hb_server_start failed (readable after a failed init
+ * too: the struct is the caller's), or "". */
 HB_EXTERN const char *hb_server_last_error(const hb_server_t *server);
 
 /* Stop the generators, stop accepting and reading, answer every claim already read once its

@@ -73,3 +73,11 @@ void hb__vlogf(hb_log_cb log, void *arg, const char *fmt, va_list ap)
     vsnprintf(line, sizeof line, fmt, ap);
     log(arg, line);
 }
+
+void hb__vlogf_line(hb_log_cb log, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    hb__vlogf(log, arg, fmt, ap);
+    va_end(ap);
+}

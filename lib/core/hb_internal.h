@@ -16,4 +16,7 @@
  * nothing when log is NULL. */
 void hb__vlogf(hb_log_cb log, void *arg, const char *fmt, va_list ap) HB_PRINTF(3, 0);
 
+/* The same with the arguments inline. */
+void hb__vlogf_line(hb_log_cb log, void *arg, const char *fmt, ...) HB_PRINTF(3, 4);
+
 #endif /* HB_INTERNAL_H */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "hb_internal.h"
 #include "hb_sock.h"
 #include "hongbao/client.h"
 #include "hongbao/proto.h"
@@ -85,6 +86,8 @@ struct hb_client_impl {
     hb_hist_t sec_shake, sec_claim;
     uint64_t hist_second;
     hb_counters_t counters;
+    uint64_t connect_log_ms;   /* no connect failure is logged before this */
+    uint64_t connect_unlogged; /* failures since the last line */
     int started, closing;
     int closed_running; /* closed loop: every user has logged in once, shaking has begun */
     size_t open_handles;
@@ -608,6 +611,21 @@ static void on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* A connect (or its socket) failed with err: remember it, and say so at most once a second. */
+static void connect_failed(struct hb_client_impl *impl, int err)
+{
+    impl->pub->stats.last_connect_error = err;
+    impl->connect_unlogged++;
+    uint64_t now = uv_now(impl->pub->loop);
+    if (impl->opts.log == NULL || now < impl->connect_log_ms)
+        return;
+    hb__vlogf_line(impl->opts.log, impl->opts.log_arg,
+                   "connecting to the server failed: %s (%s); %llu failure(s) since the last line",
+                   hb_err_name(err), hb_strerror(err), (unsigned long long)impl->connect_unlogged);
+    impl->connect_unlogged = 0;
+    impl->connect_log_ms = now + 1000;
+}
+
 static void on_connected(hb_sock_t *s, int status)
 {
     cuser_t *u = (cuser_t *)s;
@@ -616,7 +634,10 @@ static void on_connected(hb_sock_t *s, int status)
         return;
     impl->inflight--;
     u->state = U_LOGIN_SENT; /* from here a failure is not counted in inflight */
-    if (status != 0 || hb__sock_read_start(s) != 0) {
+    if (status == 0)
+        status = hb__sock_read_start(s);
+    if (status != 0) {
+        connect_failed(impl, status);
         user_close(u);
         return;
     }
@@ -659,6 +680,8 @@ static void start_connect(struct hb_client_impl *impl, cuser_t *u)
     int r = hb__sock_connect(impl->pub->loop, &u->sock, &user_ops, (const struct sockaddr *)&to,
                              from, USER_MAX_QUEUED);
     u->sock.poll.data = impl;
+    if (r != 0)
+        connect_failed(impl, r);
     if (r != 0 && !hb__sock_connect_started(&u->sock)) {
         impl->pub->stats.connect_failures++; /* no socket (out of descriptors?): wait longer */
         u->retry_at_ms = uv_now(impl->pub->loop) + BACKOFF_MAX_MS;

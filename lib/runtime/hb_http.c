@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hb_internal.h"
 #include "hb_sock.h"
 
 /* After the last response of a connection: how long to wait for the peer's EOF. */
@@ -820,11 +821,28 @@ static void conn_process(hb_http_conn_t *c)
 
 /* ---- the listener ---- */
 
+/* A connection refused (fd < 0: an accept error; the listener took and closed the peer when out
+ * of descriptors): said at most once a second. */
+static void note_refused(hb_http_server_t *srv, int err)
+{
+    srv->refused_unlogged_++;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->opts.log == NULL || now < srv->refused_log_ms_)
+        return;
+    hb__vlogf_line(srv->opts.log, srv->opts.log_arg,
+                   "connection refused: %s; %llu refused since the last line",
+                   err != 0 ? hb_strerror(err) : "max_connections reached",
+                   (unsigned long long)srv->refused_unlogged_);
+    srv->refused_unlogged_ = 0;
+    srv->refused_log_ms_ = now + 1000;
+}
+
 static void on_accept(hb_listener_t *l, int fd)
 {
     hb_http_server_t *srv = l->poll.data;
     if (fd < 0) {
-        return; /* an accept error; out of descriptors, the listener took and closed the peer */
+        note_refused(srv, fd);
+        return;
     }
     if (srv->closing_) {
         close(fd);
@@ -838,6 +856,7 @@ static void on_accept(hb_listener_t *l, int fd)
     if (c == NULL) {
         srv->stats.connections_rejected++;
         close(fd); /* accepted and closed at once */
+        note_refused(srv, 0);
         return;
     }
     memset(c, 0, sizeof *c);

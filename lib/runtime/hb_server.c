@@ -33,20 +33,17 @@ void hb_server_options_default(hb_server_options_t *o)
     o->listen_port = HB_DEFAULT_PORT;
 }
 
-/* The reason for the calling thread's last init/start failure. */
-static _Thread_local char last_error[200];
-
+/* Record why init or start failed in the handle (err, errstr) and return err. */
 static int fail(struct hb_server_impl *impl, int err, const char *fmt, const char *arg)
 {
-    (void)impl;
-    snprintf(last_error, sizeof last_error, fmt, arg);
+    impl->pub->err = err;
+    snprintf(impl->pub->errstr, sizeof impl->pub->errstr, fmt, arg);
     return err;
 }
 
 const char *hb_server_last_error(const hb_server_t *server)
 {
-    (void)server;
-    return last_error;
+    return server->errstr;
 }
 
 static unsigned cores(void)
@@ -157,7 +154,6 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     if (loop == NULL || server == NULL)
         return UV_EINVAL;
     memset(server, 0, sizeof *server);
-    last_error[0] = '\0';
     struct hb_server_impl *impl = calloc(1, sizeof *impl);
     if (impl == NULL)
         return UV_ENOMEM;
@@ -209,7 +205,7 @@ fail_registry:
 fail_envq:
     hb_envq_close(&impl->envq);
 fail_impl:
-    if (last_error[0] == '\0')
+    if (server->errstr[0] == '\0')
         fail(impl, r, "cannot set the server up: %s", uv_strerror(r));
     free(impl);
     server->impl = NULL;

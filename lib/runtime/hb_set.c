@@ -218,7 +218,6 @@ hb_server_t *hb_conn_server(const hb_conn_t *conn)
 
 /* ---- connection life ------------------------------------------------------------------------ */
 
-
 static void on_conn_closed(hb_sock_t *s)
 {
     hb_conn_t *c = (hb_conn_t *)s;
@@ -668,7 +667,6 @@ static void deliver_frame(hb_set_t *set, const hb_set_msg_t *m, const uint8_t *b
     }
 }
 
-
 static void handle_msg(hb_set_t *set, hb_set_msg_t *m)
 {
     switch (m->type) {
@@ -710,8 +708,8 @@ void hb__set_on_async(uv_async_t *a)
         uv_async_send(&set->async);
 }
 
-
-/* ---- set-up and tear-down ---------------------------------------------------------------------- */
+/* ---- set-up and tear-down ----------------------------------------------------------------------
+ */
 
 int hb__set_init(hb_setgroup_t *g, hb_set_t *set, hb_worker_t *w, unsigned index)
 {
@@ -737,4 +735,3 @@ void hb__set_free(hb_set_t *set)
     hb_msgq_close(&set->queue);
     free(set->users.slots);
 }
-

@@ -169,7 +169,8 @@ void hb__set_on_phase(hb_set_t *set, const hb_set_msg_t *m)
     }
 }
 
-/* ---- the group and its workers ---------------------------------------------------------------------
+/* ---- the group and its workers
+ * ---------------------------------------------------------------------
  */
 
 int hb__group_init(hb_setgroup_t *g)
