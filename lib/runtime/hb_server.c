@@ -197,8 +197,8 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     }
     r = hb__store_open(impl);
     if (r != 0) {
-        fail(impl, r, "ledger: %s",
-             hb_ledger_last_error()[0] ? hb_ledger_last_error() : hb_strerror(r));
+        fail(impl, r, "ledger: %.190s",
+             impl->ledger.errstr[0] != '\0' ? impl->ledger.errstr : hb_strerror(r));
         goto fail_sets;
     }
     return 0;
