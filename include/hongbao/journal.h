@@ -50,8 +50,7 @@ extern "C" {
  * RESERVE) is corrupt. */
 #define HB_JOURNAL_MAGIC       "HBLEDGER"
 #define HB_JOURNAL_VERSION     2u
-#define HB_JOURNAL_VERSION_MIN 1u /* the oldest version read (the ledger upgrades it when opened)  \
-                                   */
+#define HB_JOURNAL_VERSION_MIN 1u /* the oldest version read (upgraded by hb_ledger_open) */
 #define HB_JOURNAL_HEADER_SIZE 12u
 #define HB_JOURNAL_FRAME_SIZE  8u  /* length + CRC in front of every payload */
 #define HB_JOURNAL_MAX_PAYLOAD 57u /* the longest payload (SNAPSHOT) */
