@@ -721,8 +721,8 @@ START_TEST(test_claims_stay_exactly_once_across_restarts)
     stop_server();
 
     /* The books balance: 2 envelopes issued (930), 900 claimed, 30 outstanding. */
-    hb_ledger_audit_t au;
-    ck_assert_int_eq(hb_ledger_audit(dir, &au, NULL, NULL), 0);
+    hb_journal_audit_t au;
+    ck_assert_int_eq(hb_journal_audit(dir, &au, NULL, NULL), 0);
     ck_assert_uint_eq(au.outstanding, 1);
     ck_assert_uint_eq(au.outstanding_amount, 30);
     ck_assert_uint_eq(au.totals.envelopes, 2);

@@ -230,8 +230,8 @@ START_TEST(test_claim_then_newer_login_retry_learns_the_share)
     close(b);
     close(c);
     stop_server();
-    hb_ledger_audit_t au;
-    ck_assert_int_eq(hb_ledger_audit(dir, &au, NULL, NULL), 0);
+    hb_journal_audit_t au;
+    ck_assert_int_eq(hb_journal_audit(dir, &au, NULL, NULL), 0);
     ck_assert_uint_eq(au.totals.claims, 90);
     ck_assert_uint_eq(au.totals.claimed, 30 * 900);
     remove_tree(dir);
@@ -286,8 +286,8 @@ START_TEST(test_close_answers_every_journaled_claim)
     ck_assert_int_eq(uv_loop_close(&H.loop), 0);
     uv_mutex_destroy(&H.lock);
     uv_cond_destroy(&H.cond);
-    hb_ledger_audit_t au;
-    ck_assert_int_eq(hb_ledger_audit(dir, &au, NULL, NULL), 0);
+    hb_journal_audit_t au;
+    ck_assert_int_eq(hb_journal_audit(dir, &au, NULL, NULL), 0);
     /* Every grant the journal holds was acknowledged to its owner, and no more. */
     ck_assert_uint_eq(au.totals.claims, acknowledged);
     ck_assert_uint_eq(au.totals.claimed, amount);
@@ -324,7 +324,7 @@ START_TEST(test_journal_failure_rolls_back_and_refuses)
     ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &saved), 0);
     void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
     struct rlimit full = saved;
-    full.rlim_cur = (rlim_t)file_size(dir, HB_LEDGER_JOURNAL_NAME);
+    full.rlim_cur = (rlim_t)file_size(dir, HB_JOURNAL_FILE_NAME);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &full), 0);
 
     /* An envelope accepted before the failure is noticed is never announced. */
@@ -376,8 +376,8 @@ START_TEST(test_journal_failure_rolls_back_and_refuses)
     close(b);
     close(c);
     stop_server();
-    hb_ledger_audit_t au;
-    ck_assert_int_eq(hb_ledger_audit(dir, &au, NULL, NULL), 0);
+    hb_journal_audit_t au;
+    ck_assert_int_eq(hb_journal_audit(dir, &au, NULL, NULL), 0);
     ck_assert_uint_eq(au.totals.claims, 3);
     ck_assert_uint_eq(au.totals.claimed, 900);
     remove_tree(dir);
@@ -444,13 +444,13 @@ END_TEST
 static void journal_with_envelope(const char *dir, uint32_t id)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, HB_LEDGER_JOURNAL_NAME);
-    uint8_t buf[HB_LEDGER_HEADER_SIZE + HB_LEDGER_MAX_RECORD];
-    memcpy(buf, HB_LEDGER_MAGIC, 8);
-    hb_put_u32(buf + 8, HB_LEDGER_VERSION);
-    hb_ledger_record_t r;
+    snprintf(path, sizeof path, "%s/%s", dir, HB_JOURNAL_FILE_NAME);
+    uint8_t buf[HB_JOURNAL_HEADER_SIZE + HB_JOURNAL_MAX_RECORD];
+    memcpy(buf, HB_JOURNAL_MAGIC, 8);
+    hb_put_u32(buf + 8, HB_JOURNAL_VERSION);
+    hb_journal_record_t r;
     memset(&r, 0, sizeof r);
-    r.type = HB_LEDGER_ENVELOPE;
+    r.type = HB_JOURNAL_ENVELOPE;
     r.envelope.id = id;
     r.envelope.total = 30;
     for (unsigned i = 0; i < 3; i++) {
@@ -458,12 +458,13 @@ static void journal_with_envelope(const char *dir, uint32_t id)
         r.envelope.shares[i] = 10;
     }
     r.envelope.created_s = (uint64_t)time(NULL);
-    int n = hb_ledger_encode(&r, buf + HB_LEDGER_HEADER_SIZE, sizeof buf - HB_LEDGER_HEADER_SIZE);
+    int n =
+        hb_journal_encode(&r, buf + HB_JOURNAL_HEADER_SIZE, sizeof buf - HB_JOURNAL_HEADER_SIZE);
     ck_assert_int_gt(n, 0);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, buf, HB_LEDGER_HEADER_SIZE + (size_t)n),
-                     (ssize_t)(HB_LEDGER_HEADER_SIZE + (size_t)n));
+    ck_assert_int_eq(write(fd, buf, HB_JOURNAL_HEADER_SIZE + (size_t)n),
+                     (ssize_t)(HB_JOURNAL_HEADER_SIZE + (size_t)n));
     close(fd);
 }
 

@@ -1,7 +1,7 @@
-/* hb-audit: check the books of a ledger journal, read-only, a thin consumer of hb_ledger_audit.
+/* hb-audit: check the books of a ledger journal, read-only, a thin consumer of hb_journal_audit.
  * Exit 0 when the books balance, 1 on any violation, 2 on a usage or I/O error. */
 #include <errno.h>
-#include <hongbao.h>
+#include <hongbao/core.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,9 +94,9 @@ static const char *reserved_text(char *buf, size_t n, uint32_t last)
     return buf;
 }
 
-static void print_text(const char *journal, const hb_ledger_audit_t *t)
+static void print_text(const char *journal, const hb_journal_audit_t *t)
 {
-    const hb_ledger_totals_t *x = &t->totals;
+    const hb_journal_totals_t *x = &t->totals;
     char shake[48], send[48];
     printf("journal      %s: %zu bytes, %" PRIu64 " records, format version %" PRIu32 "\n", journal,
            t->size, t->records, t->version);
@@ -132,9 +132,9 @@ static void print_json_string(const char *s)
     putchar('"');
 }
 
-static void print_json(const char *journal, const hb_ledger_audit_t *t)
+static void print_json(const char *journal, const hb_journal_audit_t *t)
 {
-    const hb_ledger_totals_t *x = &t->totals;
+    const hb_journal_totals_t *x = &t->totals;
     printf("{\"journal\":");
     print_json_string(journal);
     printf(",\"version\":%" PRIu32 ",\"bytes\":%zu,\"records\":%" PRIu64 ",\"envelopes\":%" PRIu64
@@ -189,12 +189,12 @@ int main(int argc, char **argv)
         return 2;
     }
     report_t rep = {json ? stderr : stdout, 0};
-    hb_ledger_audit_t t;
+    hb_journal_audit_t t;
     int rc;
     char journal[4096];
     if (S_ISDIR(sb.st_mode)) {
-        snprintf(journal, sizeof journal, "%s/%s", path, HB_LEDGER_JOURNAL_NAME);
-        rc = hb_ledger_audit(path, &t, on_violation, &rep);
+        snprintf(journal, sizeof journal, "%s/%s", path, HB_JOURNAL_FILE_NAME);
+        rc = hb_journal_audit(path, &t, on_violation, &rep);
     } else {
         snprintf(journal, sizeof journal, "%s", path);
         size_t len = 0;
@@ -203,12 +203,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
             return 2;
         }
-        rc = hb_ledger_audit_buf(buf, len, &t, on_violation, &rep);
+        rc = hb_journal_audit_buf(buf, len, &t, on_violation, &rep);
         free(buf);
     }
     if (rc < 0) {
-        const char *why = hb_ledger_last_error();
-        fprintf(stderr, "%s: %s: %s\n", prog, journal, why[0] != '\0' ? why : hb_strerror(rc));
+        /* hb_journal_audit's reason names the file already; hb_journal_audit_buf's does not. */
+        if (S_ISDIR(sb.st_mode) && t.errstr[0] != '\0')
+            fprintf(stderr, "%s: %s\n", prog, t.errstr);
+        else
+            fprintf(stderr, "%s: %s: %s\n", prog, journal,
+                    t.errstr[0] != '\0' ? t.errstr : hb_strerror(rc));
         return 2;
     }
     if (t.torn)

@@ -15,5 +15,6 @@
 #include "hongbao/hist.h"
 #include "hongbao/msgq.h"
 #include "hongbao/book.h"
+#include "hongbao/journal.h"
 
 #endif /* HONGBAO_CORE_H */

@@ -1,7 +1,9 @@
-/* The ledger: a durable journal of every send-envelope created and every claim granted, appended
- * before the claim reply leaves the server, replayed at start-up, compacted as it grows, and
- * audited offline (hb-audit). A dedicated writer thread group-commits: many records, one write()
- * and (per the fsync policy) one fdatasync(). docs/ledger.md has the guarantees of each policy. */
+/* The ledger: the writer of the claim journal, in the runtime. Every send-envelope created and
+ * every claim granted is appended before the claim reply leaves the server; the journal is replayed
+ * at start-up and compacted as it grows. A dedicated writer thread group-commits: many records, one
+ * write() and (per the fsync policy) one fdatasync(). The record format, the scanner and the
+ * offline audit (hb-audit) are the core's hongbao/journal.h, included here. docs/ledger.md has the
+ * guarantees of each policy. */
 #ifndef HONGBAO_LEDGER_H
 #define HONGBAO_LEDGER_H
 
@@ -11,133 +13,18 @@
 #include "hongbao/common.h"
 #include "hongbao/book.h"
 #include "hongbao/envelope.h"
+#include "hongbao/journal.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---- On-disk format ----
- *
- * All integers are big-endian, as on the wire.
- * The journal is the file "journal" in the ledger's directory. At offset 0 a 12-byte header:
- *   "HBLEDGER" (8 bytes), u32 version: HB_LEDGER_VERSION (2) is written; 1 is still read.
- * Then records, one after the other, each framed as
- *   u32 payload length, u32 CRC32C of the payload (Castagnoli), payload.
- * The payload starts with a u8 type; its length is fixed by the type:
- *   1 ENVELOPE (41)  id, total, recipient[3], share[3] (u32 each), created_s (u64)
- *   2 CLAIM    (13)  envelope_id, user, amount (u32 each)
- *   3 EXPIRE    (5)  envelope_id (u32)
- *   4 STATE    (46)  the ENVELOPE fields, then claimed (u8 bitmask), claimed_sum (u32)
- *   5 SNAPSHOT (57)  max_envelope_id, outstanding (u32 each), then the lifetime totals envelopes,
- *                    claims, expired, issued, claimed, expired_amount (u64 each)
- *   6 RESERVE   (6)  kind (u8: 1 shake, 2 send, as hb_envelope_kind_t), last (u32): envelope ids
- *                    of that kind up to and including last may have been handed out (version 2)
- * Envelopes stay in the books, fully claimed or not, until an EXPIRE retires them (version 2: an
- * EXPIRE may name a fully claimed envelope; version 1 dropped them when fully claimed). ENVELOPE
- * ids are send-envelope ids, each above every envelope id journaled before it. A compacted journal
- * starts with one SNAPSHOT record followed by `outstanding` records: one STATE per envelope in the
- * books (fully claimed ones included), then one RESERVE per id space with a reservation. The
- * SNAPSHOT carries what compaction drops: the highest envelope id ever issued (so ids are never
- * reused) and the lifetime totals (so the books can still be balanced). A journal that ends
- * (cleanly or torn) before a SNAPSHOT's records are all there is corrupt: compaction writes them
- * at once and syncs them before the rename, so no crash can cut them. Any other length is
- * impossible, and a record whose CRC matches but whose type or length does not (in version 1:
- * RESERVE) is corrupt. */
-#define HB_LEDGER_MAGIC       "HBLEDGER"
-#define HB_LEDGER_VERSION     2u
-#define HB_LEDGER_VERSION_MIN 1u /* the oldest version read (and upgraded when opened) */
-#define HB_LEDGER_HEADER_SIZE 12u
-#define HB_LEDGER_FRAME_SIZE  8u  /* length + CRC in front of every payload */
-#define HB_LEDGER_MAX_PAYLOAD 57u /* the longest payload (SNAPSHOT) */
-#define HB_LEDGER_MAX_RECORD  (HB_LEDGER_FRAME_SIZE + HB_LEDGER_MAX_PAYLOAD)
-/* The files in the ledger's directory: the journal; compaction's scratch file, renamed over it;
- * the lock file, flock()ed while a ledger has the directory open. */
-#define HB_LEDGER_JOURNAL_NAME              "journal"
+/* The files in the ledger's directory: the journal (HB_JOURNAL_FILE_NAME, hongbao/journal.h);
+ * compaction's scratch file, renamed over it; the lock file, flock()ed while a ledger has the
+ * directory open. */
 #define HB_LEDGER_COMPACT_NAME              "journal.new"
 #define HB_LEDGER_LOCK_NAME                 "LOCK"
 #define HB_LEDGER_DEFAULT_COMPACT_MIN_BYTES ((uint64_t)1 << 20)
-
-/* hb_ledger_scan's result for a journal that ends in a torn record (a positive value, so it can
- * never be mistaken for an error code). */
-#define HB_LEDGER_TORN 1
-
-typedef enum {
-    HB_LEDGER_ENVELOPE = 1,
-    HB_LEDGER_CLAIM = 2,
-    HB_LEDGER_EXPIRE = 3,
-    HB_LEDGER_STATE = 4,
-    HB_LEDGER_SNAPSHOT = 5,
-    HB_LEDGER_RESERVE = 6
-} hb_ledger_type_t;
-
-/* Totals over the whole life of a journal, carried across compaction by SNAPSHOT records.
- * issued == claimed + expired_amount + the unclaimed rest of the envelopes still in the books.
- * An EXPIRE retires any envelope, fully claimed or not; only one with an unclaimed rest (not fully
- * claimed) counts in expired, and its rest in expired_amount: a fully claimed one changes no
- * total. */
-typedef struct hb_ledger_totals {
-    uint64_t envelopes;      /* send-envelopes created */
-    uint64_t claims;         /* claims granted */
-    uint64_t expired;        /* envelopes expired before they were fully claimed */
-    uint64_t issued;         /* sum of the envelopes' totals */
-    uint64_t claimed;        /* sum of the amounts granted */
-    uint64_t expired_amount; /* the unclaimed amounts of the expired envelopes */
-} hb_ledger_totals_t;
-
-/* One decoded record. Only the fields of its type are meaningful; the others are zero. */
-typedef struct hb_ledger_record {
-    hb_ledger_type_t type;
-    uint32_t envelope_id;      /* ENVELOPE, CLAIM, EXPIRE, STATE */
-    uint32_t user;             /* CLAIM: the claimant */
-    uint32_t amount;           /* CLAIM: the amount granted */
-    hb_sendenv_t envelope;     /* ENVELOPE (claimed and claimed_sum 0) and STATE */
-    uint32_t max_envelope_id;  /* SNAPSHOT */
-    uint32_t outstanding;      /* SNAPSHOT: how many records of it follow (STATE, then RESERVE) */
-    hb_ledger_totals_t totals; /* SNAPSHOT */
-    uint8_t kind;              /* RESERVE: the id space (hb_envelope_kind_t), as journaled */
-    uint32_t last;             /* RESERVE: the highest id of that kind that may be handed out */
-    size_t size;               /* bytes of the framed record, frame included */
-} hb_ledger_record_t;
-
-/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78, initial value and final xor ~0) of len
- * bytes: hb_ledger_crc32c("123456789", 9) == 0xE3069283. Table-driven, no state. */
-HB_EXTERN uint32_t hb_ledger_crc32c(const void *data, size_t len);
-
-/* Encode r (type and that type's fields, as given: no check of their sense; size is ignored) as a
- * framed record of the current version into buf of len bytes. Returns the bytes written
- * (HB_LEDGER_FRAME_SIZE + the type's payload length), UV_EINVAL for an unknown type, UV_ENOBUFS
- * when len is too small. For tools, tests and seed generators. */
-HB_EXTERN int hb_ledger_encode(const hb_ledger_record_t *r, uint8_t *buf, size_t len);
-
-/* Scan a whole journal image (header included, version 1 or 2) of len bytes, calling record_cb
- * (if not NULL) for every valid record in order with its byte offset in buf. Only the framing is
- * checked here: not the books, nor whether a snapshot is whole (hb_ledger_open and
- * hb_ledger_audit_buf check those). Never allocates, never reads past len. Returns:
- *   0               buf is a header followed by whole valid records (or is empty);
- *   HB_LEDGER_TORN  buf ends in a torn record: a header or frame cut short, a frame whose length
- *                   runs past len, a CRC mismatch in the record that ends exactly at len, or an
- *                   impossible length after which no valid record follows (a zero-filled tail);
- *   HB_ECORRUPT     a bad record before the end: a CRC mismatch or an impossible length with a
- *                   valid record after it, a record whose CRC matches but whose type or length
- *                   does not, or a header that is not "HBLEDGER";
- *   UV_ENOTSUP      the header names another version;
- *   any non-zero value record_cb returned, which stops the scan (use negative values).
- * *good_end (if not NULL) gets the length of the valid prefix: the end of the last good record
- * (for a stop by record_cb, the end of the record it stopped at), so buf[0..*good_end) scans to
- * 0 with the same records; for torn and corrupt it is the offset of the bad record (0 for a bad
- * header). On HB_LEDGER_TORN, HB_ECORRUPT and UV_ENOTSUP the reason, naming the offset, is left
- * in hb_ledger_last_error(). UV_EINVAL for a NULL buf with len > 0. */
-HB_EXTERN int hb_ledger_scan(const uint8_t *buf, size_t len,
-                             int (*record_cb)(void *arg, const hb_ledger_record_t *r,
-                                              size_t offset),
-                             void *arg, size_t *good_end);
-
-/* A message describing the last failure of hb_ledger_open, hb_ledger_scan or hb_ledger_audit on
- * the calling thread (thread-local, static, never NULL; "" when none). For corruption it names
- * the file and the byte offset. */
-HB_EXTERN const char *hb_ledger_last_error(void);
-
-/* ---- The journal writer ---- */
 
 /* When the writer calls fdatasync() (Redis's appendfsync):
  *   ALWAYS    after every group commit, before on_durable (the default: zero);
@@ -175,11 +62,11 @@ typedef struct hb_ledger_options {
     /* Called once, on the writer thread, when the writer's sticky I/O error happens (a write() or
      * fdatasync() of the journal failed, or the directory fsync() after a compaction's rename: err
      * is its UV_E* code; a compaction failing before its rename is only logged), after it is
-     * logged and after every waiter has been woken with it. From then on every append and wait
-     * fails with err, and no record appended after the last seq passed to on_durable will ever
-     * become durable: the server rolls those claims back (hb_book_unclaim) and answers "try again"
-     * (HB_ESTORE). Not called under the ledger's lock: it may read stats. NULL: not called (the
-     * error is still logged and returned). */
+     * logged, written to the ledger's err and errstr, and after every waiter has been woken with
+     * it. From then on every append and wait fails with err, and no record appended after the
+     * last seq passed to on_durable will ever become durable: the server rolls those claims back
+     * (hb_book_unclaim) and answers "try again" (HB_ESTORE). Not called under the ledger's lock:
+     * it may read stats. NULL: not called (the error is still logged and returned). */
     void (*on_error)(void *arg, int err);
     void *error_arg;
 } hb_ledger_options_t;
@@ -212,14 +99,25 @@ typedef struct hb_ledger {
     uint32_t reserved_shake;
     uint32_t reserved_send;
     hb_ledger_stats_t stats; /* see hb_ledger_stats_t for how to read it */
+    /* The last error, and why (hiredis's err + errstr): 0 and "" after a successful open. Set by a
+     * failing hb_ledger_open (every failure but a NULL l), with a message naming the file and, for
+     * a bad record, its byte offset (e.g. ".../journal: offset 4153: corrupt record: CRC mismatch
+     * ..."); and once, by the writer thread, when its sticky I/O error happens (e.g. "writing
+     * .../journal failed at offset 4096: EFBIG (file too large)"), before any append or wait can
+     * return that error and before on_error is called. So read them on the thread of an open that
+     * failed, after an append or wait returned the sticky error, in on_error, or after close (which
+     * leaves them alone); appends refused for their arguments (UV_EINVAL) or for memory
+     * (UV_ENOMEM) do not set them. */
+    int err;
+    char errstr[HB_JOURNAL_ERRSTR_SIZE];
     /* private */
     struct hb_ledger_state *state_;
 } hb_ledger_t;
 
 /* Open (creating it if need be) the journal in o->dir and replay it. A torn last record is
  * truncated away, with one log line naming the offset; any other bad record fails the open with
- * HB_ECORRUPT (UV_ENOTSUP for a format version other than 1 and 2) and hb_ledger_last_error()
- * naming the file and byte offset: nothing is ever skipped silently, and the file is then left
+ * HB_ECORRUPT (UV_ENOTSUP for a format version other than 1 and 2) and l->errstr naming the file
+ * and byte offset: nothing is ever skipped silently, and the file is then left
  * untouched. A journal cut (cleanly or torn) inside a snapshot (its SNAPSHOT record, or before all
  * the records it announces) is corrupt too, not torn: no crash can cut a snapshot. A leftover
  * journal.new (a compaction cut short) is removed: the journal is authoritative. A version 1
@@ -281,53 +179,10 @@ HB_EXTERN int hb_ledger_wait_synced(hb_ledger_t *l, uint64_t seq, uint64_t timeo
 
 /* Write and fdatasync everything queued (whatever the policy; not after a sticky error), stop and
  * join the writer, close the files and free the ledger's memory. l->stats then holds the final
- * counters. No other call on l may run concurrently; appends after it fail with UV_EINVAL.
- * Harmless on a ledger not open (never opened needs l->state_ NULL: zero the struct). */
+ * counters, l->err and l->errstr the sticky error if there was one (a failure of the final
+ * fdatasync becomes it too). No other call on l may run concurrently; appends after it fail with
+ * UV_EINVAL. Harmless on a ledger not open (never opened needs l->state_ NULL: zero the struct). */
 HB_EXTERN void hb_ledger_close(hb_ledger_t *l);
-
-/* ---- Audit ---- */
-
-/* What an audit found. */
-typedef struct hb_ledger_audit {
-    uint64_t records;            /* valid records read */
-    hb_ledger_totals_t totals;   /* lifetime totals (a snapshot's plus what follows it) */
-    uint64_t outstanding;        /* envelopes neither fully claimed nor expired at the end */
-    uint64_t outstanding_amount; /* their unclaimed rest */
-    uint64_t held;               /* envelopes not expired at the end, fully claimed or not */
-    uint32_t max_envelope_id;    /* the highest send-envelope id issued */
-    uint32_t reserved_shake;     /* the last shake envelope id reserved (0: none) */
-    uint32_t reserved_send;      /* the last send-envelope id reserved (0: none) */
-    uint32_t version;            /* the journal's format version (0: no whole header) */
-    uint64_t violations;         /* violations reported */
-    int torn;           /* 1: the journal ends in a torn record (a warning, not a violation) */
-    size_t torn_offset; /* where, when torn */
-    size_t size;        /* bytes audited */
-} hb_ledger_audit_t;
-
-/* Audit the journal in dir, read-only (never truncates, takes no lock: a live journal may be
- * audited, its last record perhaps seen torn). Judges every record with the books' one claim rule
- * (hb_book), as replay does, and checks that every claim is of an envelope in the books (created,
- * or in a snapshot), not expired, by a listed recipient, once per (envelope, user) (a share granted
- * twice is a violation), for exactly that recipient's share, never taking more than an envelope's
- * total; that envelopes are well formed (hb_sendenv_check), have send-envelope ids, each above
- * every id issued before (ids are never reused); that expiry is only of an envelope in the books;
- * that reservations of each id space only go forward; that a snapshot is at the start, is followed
- * by all the records it announces (a journal cut inside them is a violation) and balances; and at
- * the end that issued == claimed + expired + outstanding. Each violation is passed to violation
- * (if not NULL) with a message and the offset of the record concerned; a corrupt record is one
- * (the records after it are not checked). Fills *totals (if not NULL). Returns the number of
- * violations (0: the books balance; capped at INT32_MAX), or a negative error with
- * hb_ledger_last_error() set: UV_ENOENT and other I/O errors, UV_ENOMEM, HB_ECORRUPT (not a
- * journal: bad header), UV_ENOTSUP (another version). */
-HB_EXTERN int hb_ledger_audit(const char *dir, hb_ledger_audit_t *totals,
-                              void (*violation)(void *arg, const char *msg, size_t offset),
-                              void *arg);
-
-/* hb_ledger_audit on a journal image in memory (len bytes, header included); same checks and
- * results (no I/O errors). */
-HB_EXTERN int hb_ledger_audit_buf(const uint8_t *buf, size_t len, hb_ledger_audit_t *totals,
-                                  void (*violation)(void *arg, const char *msg, size_t offset),
-                                  void *arg);
 
 #ifdef __cplusplus
 }

@@ -633,8 +633,8 @@ static int store_open(hb_store_t *st)
     lo.error_arg = L;
     int r = hb_ledger_open(&L->ledger, &lo, restore_envelope, L);
     if (r != 0) {
-        snprintf(st->errstr, sizeof st->errstr, "ledger: %s",
-                 hb_ledger_last_error()[0] ? hb_ledger_last_error() : hb_strerror(r));
+        snprintf(st->errstr, sizeof st->errstr, "ledger: %.240s",
+                 L->ledger.errstr[0] != '\0' ? L->ledger.errstr : hb_strerror(r));
         return r;
     }
     L->have_ledger = 1;

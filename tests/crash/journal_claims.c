@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int print_claim(void *arg, const hb_ledger_record_t *r, size_t offset)
+static int print_claim(void *arg, const hb_journal_record_t *r, size_t offset)
 {
     (void)arg;
     (void)offset;
-    if (r->type == HB_LEDGER_CLAIM)
+    if (r->type == HB_JOURNAL_CLAIM)
         printf("%u %u %u\n", r->envelope_id, r->user, r->amount);
     return 0;
 }
@@ -33,10 +33,11 @@ int main(int argc, char **argv)
         return 2;
     }
     fclose(f);
-    int r = hb_ledger_scan(buf, (size_t)n, print_claim, NULL, NULL);
+    hb_journal_scan_t sr;
+    int r = hb_journal_scan(buf, (size_t)n, print_claim, NULL, &sr);
     free(buf);
-    if (r != 0 && r != HB_LEDGER_TORN) {
-        fprintf(stderr, "journal_claims: %s\n", hb_ledger_last_error());
+    if (r != 0 && r != HB_JOURNAL_TORN) {
+        fprintf(stderr, "journal_claims: %s\n", sr.errstr);
         return 1;
     }
     return 0;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Write the seed corpus of fuzz_ledger (tests/fuzz/corpus/ledger/): small journals in the
-format of include/hongbao/ledger.h, encoded here independently of the C code (so the seeds
+"""Write the seed corpus of fuzz_journal (tests/fuzz/corpus/journal/): small journals in the
+format of include/hongbao/journal.h, encoded here independently of the C code (so the seeds
 also cross-check the encoder), plus torn and corrupt variants.
-Run from anywhere: python3 tests/fuzz/make_ledger_seeds.py"""
+Run from anywhere: python3 tests/fuzz/make_journal_seeds.py"""
 import os
 import struct
 
@@ -94,7 +94,7 @@ SEEDS = {
     "other_version": b"HBLEDGER" + struct.pack(">I", 2) + history[12:],
 }
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "ledger")
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "journal")
 os.makedirs(out, exist_ok=True)
 for name, data in sorted(SEEDS.items()):
     with open(os.path.join(out, name), "wb") as f:
