@@ -25,35 +25,114 @@ static void ck_report_eq(const hb_report_t *a, const hb_report_t *b)
 
 START_TEST(test_names)
 {
+    /* The reference's names, unchanged; then the server's own and the client's own. */
     static const char *const expected[HB_COUNTER_SLOTS] = {
-        [0] = "frame_login",          [1] = "frame_login_reply",
-        [2] = "frame_shake",          [3] = "frame_shake_reply",
-        [4] = "frame_notice",         [5] = "frame_claim",
-        [6] = "frame_claim_reply",    [10] = "requests",
-        [11] = "responses",           [14] = "shake_got",
-        [15] = "shake_none",          [16] = "shake_all_taken",
-        [17] = "shake_overload",      [18] = "shake_handed_out",
-        [20] = "conn_opened",         [21] = "conn_closed",
-        [22] = "shake_envelopes",     [23] = "shake_received",
-        [24] = "shake_amount_issued", [25] = "shake_amount_received",
-        [30] = "send_created",        [31] = "claims_granted",
-        [32] = "send_amount_issued",  [33] = "send_amount_claimed",
+        [0] = "frame_login",
+        [1] = "frame_login_reply",
+        [2] = "frame_shake",
+        [3] = "frame_shake_reply",
+        [4] = "frame_notice",
+        [5] = "frame_claim",
+        [6] = "frame_claim_reply",
+        [10] = "requests",
+        [11] = "responses",
+        [14] = "shake_got",
+        [15] = "shake_none",
+        [16] = "shake_all_taken",
+        [17] = "shake_overload",
+        [18] = "shake_handed_out",
+        [20] = "conn_opened",
+        [21] = "conn_closed",
+        [22] = "shake_envelopes",
+        [23] = "shake_received",
+        [24] = "shake_amount_issued",
+        [25] = "shake_amount_received",
+        [30] = "send_created",
+        [31] = "claims_granted",
+        [32] = "send_amount_issued",
+        [33] = "send_amount_claimed",
+
+        [26] = "envelopes_dropped",
+        [27] = "ids_wait",
+        [34] = "claims_repeated",
+        [35] = "claims_try_again",
+        [36] = "login_timeouts",
+        [37] = "store_errors",
+        [38] = "login_refused",
+        [39] = "rate_limited",
+        [40] = "envq_full",
+        [41] = "bad_frames",
+        [42] = "slow_peers",
+        [43] = "conn_rejected",
+        [44] = "claims_refused",
+        [45] = "chat_delivered",
+        [46] = "chat_failed",
+        [47] = "conn_kicked",
+        [48] = "send_expired",
+        [49] = "notice_offline",
+
+        [50] = "latency_p50_us",
+        [51] = "latency_p90_us",
+        [52] = "latency_p99_us",
+        [53] = "latency_p999_us",
+        [54] = "latency_max_us",
+        [55] = "claim_latency_p50_us",
+        [56] = "claim_latency_p99_us",
+        [57] = "send_missed",
     };
-    unsigned named = 0;
+    unsigned named = 0, by_owner[3] = {0};
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        const hb_counter_info_t *info = hb_counter_info(i);
         if (expected[i] == NULL) {
             ck_assert_ptr_null(hb_counter_name(i));
-        } else {
-            ck_assert_str_eq(hb_counter_name(i), expected[i]);
-            named++;
+            ck_assert_ptr_null(info);
+            ck_assert_int_eq(hb_counter_combine(i), HB_COUNTER_COMBINE_SUM);
+            continue;
         }
+        ck_assert_str_eq(hb_counter_name(i), expected[i]);
+        ck_assert_ptr_nonnull(info);
+        ck_assert_str_eq(info->name, expected[i]);
+        ck_assert_uint_gt(strlen(info->help), 0);
+        ck_assert_int_ne(info->help[strlen(info->help) - 1], '.');
+        by_owner[info->owner]++;
+        /* Whose it is decides the reporter types that name it. */
+        const char *server = hb_counter_name_for(HB_REPORTER_SERVER, i);
+        const char *client = hb_counter_name_for(HB_REPORTER_CLIENT, i);
+        if (info->owner == HB_COUNTER_OWNER_REFERENCE) {
+            ck_assert_uint_le(i, 33);
+            ck_assert_ptr_eq(server, info->name);
+            ck_assert_ptr_eq(client, info->name);
+        } else if (info->owner == HB_COUNTER_OWNER_SERVER) {
+            ck_assert_ptr_eq(server, info->name);
+            ck_assert_ptr_null(client);
+        } else {
+            ck_assert_int_eq(info->owner, HB_COUNTER_OWNER_CLIENT);
+            ck_assert_ptr_null(server);
+            ck_assert_ptr_eq(client, info->name);
+        }
+        ck_assert_int_eq(info->combine, hb_counter_combine(i));
+        ck_assert_int_eq(info->combine == HB_COUNTER_COMBINE_MAX, i >= 50 && i <= 56);
+        /* Names are unique. */
+        for (unsigned j = 0; j < i; j++)
+            if (expected[j] != NULL)
+                ck_assert_str_ne(expected[j], expected[i]);
+        named++;
     }
-    ck_assert_uint_eq(named, 24);
+    ck_assert_uint_eq(named, 24 + 18 + 8);
+    ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_REFERENCE], 24);
+    ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_SERVER], 18);
+    ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_CLIENT], 8);
     ck_assert_str_eq(hb_counter_name(HB_CTR_SHAKE_GOT), "shake_got");
     ck_assert_str_eq(hb_counter_name(HB_CTR_SEND_AMOUNT_CLAIMED), "send_amount_claimed");
+    ck_assert_str_eq(hb_counter_name(HB_CTR_X_NOTICE_OFFLINE), "notice_offline");
+    ck_assert_str_eq(hb_counter_name(HB_CTR_C_SEND_MISSED), "send_missed");
     ck_assert_ptr_null(hb_counter_name(HB_COUNTER_SLOTS));
     ck_assert_ptr_null(hb_counter_name(1000));
     ck_assert_ptr_null(hb_counter_name(UINT32_MAX));
+    ck_assert_ptr_null(hb_counter_info(HB_COUNTER_SLOTS));
+    ck_assert_ptr_null(hb_counter_name_for(2, HB_CTR_REQUESTS));
+    ck_assert_ptr_null(hb_counter_name_for(HB_REPORTER_SERVER, HB_COUNTER_SLOTS));
+    ck_assert_int_eq(hb_counter_combine(HB_COUNTER_SLOTS), HB_COUNTER_COMBINE_SUM);
 }
 END_TEST
 

@@ -358,26 +358,29 @@ static const char *body_of(const char *response)
 
 START_TEST(test_slot_names_and_rules)
 {
-    ck_assert_int_eq(HB_CTR_LAT_P50, HB_MONITOR_MAX_SLOT_FIRST);
-    ck_assert_int_eq(HB_CTR_LAT_CLAIM_P99, HB_MONITOR_MAX_SLOT_LAST);
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_SERVER, HB_CTR_REQUESTS), "requests");
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_REQUESTS), "requests");
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_SERVER, HB_CTR_X_BAD_FRAME),
-                     hb_server_counter_name(HB_CTR_X_BAD_FRAME));
-    ck_assert_ptr_null(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_X_BAD_FRAME));
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_LAT_P50), "latency_p50_us");
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_LAT_P999), "latency_p999_us");
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_LAT_CLAIM_P99),
+    /* The monitor names and combines the slots as the counter catalogue says. */
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++)
+        ck_assert_int_eq(hb_counter_combine(i) == HB_COUNTER_COMBINE_MAX,
+                         i >= HB_CTR_LAT_P50 && i <= HB_CTR_LAT_CLAIM_P99);
+    ck_assert_int_eq(HB_CTR_LAT_P50, 50);
+    ck_assert_int_eq(HB_CTR_LAT_CLAIM_P99, 56);
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_SERVER, HB_CTR_REQUESTS), "requests");
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_REQUESTS), "requests");
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_SERVER, HB_CTR_X_BAD_FRAME), "bad_frames");
+    ck_assert_ptr_null(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_X_BAD_FRAME));
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_LAT_P50), "latency_p50_us");
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_LAT_P999), "latency_p999_us");
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_LAT_CLAIM_P99),
                      "claim_latency_p99_us");
-    ck_assert_str_eq(hb_monitor_slot_name(HB_REPORTER_CLIENT, HB_CTR_C_SEND_MISSED), "send_missed");
-    ck_assert_ptr_null(hb_monitor_slot_name(HB_REPORTER_SERVER, HB_CTR_LAT_P50));
-    ck_assert_ptr_null(hb_monitor_slot_name(HB_REPORTER_CLIENT, 58));
-    ck_assert_ptr_null(hb_monitor_slot_name(2, HB_CTR_REQUESTS));
-    ck_assert_ptr_null(hb_monitor_slot_name(HB_REPORTER_SERVER, HB_COUNTER_SLOTS));
-    ck_assert_int_eq(hb_monitor_slot_is_max(49), 0);
-    ck_assert_int_eq(hb_monitor_slot_is_max(HB_CTR_LAT_P50), 1);
-    ck_assert_int_eq(hb_monitor_slot_is_max(HB_CTR_LAT_CLAIM_P99), 1);
-    ck_assert_int_eq(hb_monitor_slot_is_max(HB_CTR_C_SEND_MISSED), 0);
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_CLIENT, HB_CTR_C_SEND_MISSED), "send_missed");
+    ck_assert_ptr_null(hb_counter_name_for(HB_REPORTER_SERVER, HB_CTR_LAT_P50));
+    ck_assert_ptr_null(hb_counter_name_for(HB_REPORTER_CLIENT, 58));
+    ck_assert_ptr_null(hb_counter_name_for(2, HB_CTR_REQUESTS));
+    ck_assert_ptr_null(hb_counter_name_for(HB_REPORTER_SERVER, HB_COUNTER_SLOTS));
+    ck_assert_int_eq(hb_counter_combine(49), HB_COUNTER_COMBINE_SUM);
+    ck_assert_int_eq(hb_counter_combine(HB_CTR_LAT_P50), HB_COUNTER_COMBINE_MAX);
+    ck_assert_int_eq(hb_counter_combine(HB_CTR_LAT_CLAIM_P99), HB_COUNTER_COMBINE_MAX);
+    ck_assert_int_eq(hb_counter_combine(HB_CTR_C_SEND_MISSED), HB_COUNTER_COMBINE_SUM);
 }
 END_TEST
 
@@ -1029,7 +1032,7 @@ START_TEST(test_csv_and_line_output)
     ck_assert_int_gt(c_env, c_req);
     ck_assert_int_eq(csv_column(header, "latency_p50_us_total"), -1);
     ck_assert_int_eq(csv_column(header, "send_missed_total") > 0, 1);
-    ck_assert_str_eq(hb_server_counter_name(40), "envq_full");
+    ck_assert_str_eq(hb_counter_name_for(HB_REPORTER_SERVER, 40), "envq_full");
 
     hb_monitor_second_t s;
     memset(&s, 0, sizeof s);

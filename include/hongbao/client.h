@@ -21,18 +21,9 @@
 extern "C" {
 #endif
 
-/* Counter slots the client fills beyond the reference's: its shake and claim latency percentiles
- * (microseconds) for each second; a monitor combines these by maximum, not by sum. */
-enum {
-    HB_CTR_LAT_P50 = 50,
-    HB_CTR_LAT_P90 = 51,
-    HB_CTR_LAT_P99 = 52,
-    HB_CTR_LAT_P999 = 53,
-    HB_CTR_LAT_MAX = 54,
-    HB_CTR_LAT_CLAIM_P50 = 55,
-    HB_CTR_LAT_CLAIM_P99 = 56,
-    HB_CTR_C_SEND_MISSED = 57 /* scheduled shakes not sent: the user had too many outstanding */
-};
+/* The client counts in the reference's slots and in its own (HB_CTR_LAT_*, HB_CTR_C_SEND_MISSED,
+ * 50..57), all named in the counter catalogue (hongbao/counters.h); a monitor combines the latency
+ * percentiles by maximum, not by sum. */
 
 #define HB_CLIENT_MAX_SOURCES 64
 #define HB_CLIENT_PHASES      10 /* 100 ms phases of a second (phase_latency) */
@@ -157,7 +148,7 @@ HB_EXTERN uint64_t hb_client_rate(const hb_client_t *client);
  * measurement window so that they describe that window alone. Loop thread. Cannot fail. */
 HB_EXTERN void hb_client_reset_latency(hb_client_t *client);
 
-/* The client's counters, in the reference's slots plus HB_CTR_LAT_* (reporter type client). */
+/* The client's counters, in the reference's slots plus its own (reporter type client). */
 HB_EXTERN hb_counters_t *hb_client_counters(hb_client_t *client);
 
 /* Register GET /qps?qps=N (change the rate) and GET /stats (JSON) on an HTTP server on the same

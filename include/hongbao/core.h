@@ -12,6 +12,7 @@
 #include "hongbao/envelope.h"
 #include "hongbao/envq.h"
 #include "hongbao/counters.h"
+#include "hongbao/aggregate.h"
 #include "hongbao/hist.h"
 #include "hongbao/msgq.h"
 #include "hongbao/book.h"

@@ -19,8 +19,13 @@ extern "C" {
 /* The report's size on the wire: second, type, 60 per-second, 60 cumulative, all u64 BE. */
 #define HB_REPORT_SIZE 976
 
-/* Slot indices, the reference's; the slots not listed are free (no name, never rendered, but
- * they may be counted). Amounts are in the smallest currency unit (cents). */
+/* The counter catalogue: every slot anyone fills, with its name (the one used in Prometheus text,
+ * JSON and CSV), its meaning, whose slot it is and how a monitor combines it across processes.
+ * Slots not listed are free: counted and reported like any other, never named or rendered.
+ * Amounts are in the smallest currency unit (cents).
+ *
+ * The reference's slots (HB_COUNTER_OWNER_REFERENCE): servers and clients fill those that apply
+ * to them. */
 enum {
     HB_CTR_FRAME_LOGIN = 0,            /* login frames seen (cmd 0) */
     HB_CTR_FRAME_LOGIN_REPLY = 1,      /* login reply frames seen (cmd 1) */
@@ -48,12 +53,85 @@ enum {
     HB_CTR_SEND_AMOUNT_CLAIMED = 33    /* send-envelope amount claimed */
 };
 
+/* The server's own slots (HB_COUNTER_OWNER_SERVER), free in the reference's table. */
+enum {
+    HB_CTR_X_ENVELOPE_DROPPED = 26, /* send-envelopes dropped unannounced: the journal failed
+                                       before they were durable (or their book refused them) */
+    HB_CTR_X_IDS_WAIT = 27,         /* generator ticks that found no durable id reservation yet,
+                                       or the id space used up */
+    HB_CTR_X_CLAIM_REPEAT = 34,     /* claims answered again with the share granted before */
+    HB_CTR_X_CLAIM_TRY_AGAIN = 35,  /* claims answered "try again": nothing could be made
+                                       durable, or the connection was over its rate limit */
+    HB_CTR_X_LOGIN_TIMEOUT = 36,    /* connections closed for not logging in within the time */
+    HB_CTR_X_STORE_ERRORS = 37,     /* the journal failed for good (once per failure) */
+    HB_CTR_X_LOGIN_REFUSED = 38,    /* logins refused: user id outside the configured range */
+    HB_CTR_X_RATE_LIMITED = 39,     /* requests over a connection's rate limit (17 / amount 0) */
+    HB_CTR_X_ENVQ_FULL = 40,        /* generator found every bucket full (retried next tick) */
+    HB_CTR_X_BAD_FRAME = 41,        /* connections closed for a malformed or unexpected frame */
+    HB_CTR_X_SLOW_PEER = 42,        /* connections closed for not draining their output */
+    HB_CTR_X_CONN_REJECTED = 43,    /* connections refused past max_connections */
+    HB_CTR_X_CLAIM_REFUSED = 44,    /* claims that granted nothing */
+    HB_CTR_X_CHAT = 45,             /* chat messages handed to the recipient's SET */
+    HB_CTR_X_CHAT_FAILED = 46,      /* chat to an offline user or a full queue */
+    HB_CTR_X_KICKED = 47,           /* older connections closed by a newer login of the user */
+    HB_CTR_X_SEND_EXPIRED = 48,     /* send-envelopes expired with shares unclaimed */
+    HB_CTR_X_NOTICE_OFFLINE = 49    /* notices not sent: the recipient was offline */
+};
+
+/* The client's own slots (HB_COUNTER_OWNER_CLIENT): its shake and claim latency percentiles of
+ * each second, in microseconds (combined by maximum: HB_COUNTER_COMBINE_MAX), and one count. */
+enum {
+    HB_CTR_LAT_P50 = 50,
+    HB_CTR_LAT_P90 = 51,
+    HB_CTR_LAT_P99 = 52,
+    HB_CTR_LAT_P999 = 53,
+    HB_CTR_LAT_MAX = 54,
+    HB_CTR_LAT_CLAIM_P50 = 55,
+    HB_CTR_LAT_CLAIM_P99 = 56,
+    HB_CTR_C_SEND_MISSED = 57 /* scheduled shakes not sent: the user had too many outstanding */
+};
+
 /* Reporter types in a report. */
 enum { HB_REPORTER_CLIENT = 0, HB_REPORTER_SERVER = 1 };
 
-/* The snake_case name of a slot ("shake_got", "conn_opened"), static, or NULL for a slot the
- * reference leaves free (and for idx >= HB_COUNTER_SLOTS). */
+/* Whose slot it is: the reference's (a server and a client each fill those that apply to them),
+ * or one a server or a client adds in a slot the reference leaves free. */
+typedef enum {
+    HB_COUNTER_OWNER_REFERENCE = 0,
+    HB_COUNTER_OWNER_SERVER = 1,
+    HB_COUNTER_OWNER_CLIENT = 2
+} hb_counter_owner_t;
+
+/* How a monitor combines one slot of the reports of many processes of one type.
+ * SUM: per second, the sum of the reports' values; cumulative, the sum over every reporter of
+ *      its latest cumulative value.
+ * MAX: per second and cumulative, the maximum over the reports (a sum of percentiles means
+ *      nothing; the maximum is the worst process's, an upper bound of the fleet's). */
+typedef enum { HB_COUNTER_COMBINE_SUM = 0, HB_COUNTER_COMBINE_MAX = 1 } hb_counter_combine_t;
+
+/* One entry of the catalogue. */
+typedef struct hb_counter_info {
+    const char *name; /* snake_case, unique ("shake_got", "latency_p99_us") */
+    const char *help; /* its meaning, one line, no final period (the Prometheus HELP text) */
+    hb_counter_owner_t owner;
+    hb_counter_combine_t combine;
+} hb_counter_info_t;
+
+/* The catalogue's entry of slot idx, static, or NULL for a free slot (and idx >=
+ * HB_COUNTER_SLOTS). */
+HB_EXTERN const hb_counter_info_t *hb_counter_info(unsigned idx);
+
+/* The name of slot idx ("shake_got", "bad_frames", "latency_p50_us"), static, or NULL for a free
+ * slot (and idx >= HB_COUNTER_SLOTS). */
 HB_EXTERN const char *hb_counter_name(unsigned idx);
+
+/* The name of slot idx when a reporter of type type fills it (the reference's slots and that
+ * type's own), else NULL; NULL too for a type neither HB_REPORTER_CLIENT nor HB_REPORTER_SERVER. */
+HB_EXTERN const char *hb_counter_name_for(uint64_t type, unsigned idx);
+
+/* How a monitor combines slot idx: HB_COUNTER_COMBINE_MAX for the client's latency percentiles
+ * (50..56), HB_COUNTER_COMBINE_SUM for every other slot, free ones included. */
+HB_EXTERN hb_counter_combine_t hb_counter_combine(unsigned idx);
 
 /* One second's view: what the reference sends the monitor. */
 typedef struct hb_report {
@@ -132,7 +210,8 @@ HB_EXTERN int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
 #define HB_REPORT_PROMETHEUS_MAX(prefix_len) ((size_t)7978 + 147 * (size_t)(prefix_len))
 #define HB_REPORT_JSON_MAX                   1892
 
-/* Render *r as Prometheus text exposition (format 0.0.4): for each named slot, a counter
+/* Render *r as Prometheus text exposition (format 0.0.4): for each of the reference's slots
+ * (HB_COUNTER_OWNER_REFERENCE, whatever r->type; a server's /metrics adds its own), a counter
  * "<prefix>_<name>_total" with the cumulative value and a gauge "<prefix>_<name>_per_second"
  * with second r->second's value, plus the gauge "<prefix>_report_second" giving that second
  * (one series per slot, not one per second); prefix NULL means "hongbao". Every series has its
@@ -147,8 +226,8 @@ HB_EXTERN int hb_report_format_prometheus(const hb_report_t *r, const char *pref
 
 /* Render *r as one JSON object on one line, no spaces, no trailing newline:
  * {"second":N,"type":"server","per_second":{"frame_login":N,...},"cumulative":{...}} with the
- * named slots only, in slot order ("type" is "client" or "server"). Same return contract as the
- * Prometheus renderer; HB_EINVAL also when r->type is neither client nor server. */
+ * reference's slots only, in slot order ("type" is "client" or "server"). Same return contract as
+ * the Prometheus renderer; HB_EINVAL also when r->type is neither client nor server. */
 HB_EXTERN int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap);
 
 #ifdef __cplusplus

@@ -1,7 +1,9 @@
 /* The monitor: accepts the 976-byte counter reports of any number of servers and clients over
- * TCP, on a libuv loop the caller owns, adds them up per second and reporter type, decides when a
- * second is complete, keeps a bounded history and renders it (one line a second, CSV rows,
- * Prometheus text, JSON series for the dashboard). hb-monitor is a thin consumer of this API. */
+ * TCP, on a libuv loop the caller owns, and hands them to its aggregate (hongbao/aggregate.h, the
+ * core), which adds them up per second and reporter type, decides when a second is complete,
+ * keeps a bounded history and renders it (one line a second, CSV rows, Prometheus text, JSON
+ * series for the dashboard); serves /metrics and /api/series. hb-monitor is a thin consumer of
+ * this API. */
 #ifndef HONGBAO_MONITOR_H
 #define HONGBAO_MONITOR_H
 
@@ -10,6 +12,7 @@
 
 #include <uv.h>
 
+#include "hongbao/aggregate.h"
 #include "hongbao/common.h"
 #include "hongbao/counters.h"
 #include "hongbao/http.h"
@@ -20,63 +23,23 @@ extern "C" {
 
 /* Defaults used for a zero option, and the bounds of each option. */
 #define HB_MONITOR_DEFAULT_PORT          8002 /* the reference monitor's port */
-#define HB_MONITOR_DEFAULT_MAX_REPORTERS 1024
-#define HB_MONITOR_MAX_REPORTERS         65536
-#define HB_MONITOR_DEFAULT_HISTORY_S     3600
-#define HB_MONITOR_MIN_HISTORY_S         16
-#define HB_MONITOR_MAX_HISTORY_S         86400
-#define HB_MONITOR_DEFAULT_GRACE_MS      2000
-#define HB_MONITOR_DEFAULT_KNOWN_MS      10000
+#define HB_MONITOR_DEFAULT_MAX_REPORTERS HB_AGGREGATE_DEFAULT_MAX_REPORTERS
+#define HB_MONITOR_MAX_REPORTERS         HB_AGGREGATE_MAX_REPORTERS
+#define HB_MONITOR_DEFAULT_HISTORY_S     HB_AGGREGATE_DEFAULT_HISTORY_S
+#define HB_MONITOR_MIN_HISTORY_S         HB_AGGREGATE_MIN_HISTORY_S
+#define HB_MONITOR_MAX_HISTORY_S         HB_AGGREGATE_MAX_HISTORY_S
+#define HB_MONITOR_DEFAULT_GRACE_MS      HB_AGGREGATE_DEFAULT_GRACE_MS
+#define HB_MONITOR_DEFAULT_KNOWN_MS      HB_AGGREGATE_DEFAULT_KNOWN_MS
 /* A report whose second is further than this from the monitor's clock is garbage. */
-#define HB_MONITOR_MAX_SKEW_S 86400
+#define HB_MONITOR_MAX_SKEW_S HB_AGGREGATE_MAX_SKEW_S
 /* How often the loop re-checks the grace periods. */
 #define HB_MONITOR_TICK_MS 100
 /* Seconds /api/series returns when its "seconds" parameter is absent. */
 #define HB_MONITOR_SERIES_DEFAULT_S 300
 
-/* Aggregation. For each (second, type) the monitor adds up, slot by slot, the per_second values
- * of every report of that second and type, and sums the cumulative values as "each reporter's
- * latest cumulative, summed over every reporter seen since start" (a reporter that left keeps
- * counting with its final totals). EXCEPT the slots HB_MONITOR_MAX_SLOT_FIRST..LAST (50..56):
- * the client's latency percentiles, HB_CTR_LAT_P50, P90, P99, P999, MAX, CLAIM_P50, CLAIM_P99
- * in hongbao/client.h, in microseconds. A sum of percentiles means nothing, so for these slots
- * (whatever the reporter type) both per_second and cumulative take the maximum over the
- * reporters: the worst process's percentile, an upper bound of the fleet's. */
-#define HB_MONITOR_MAX_SLOT_FIRST 50
-#define HB_MONITOR_MAX_SLOT_LAST  56
-
-/* Whether slot idx is combined by maximum (1) or by sum (0). */
-HB_EXTERN int hb_monitor_slot_is_max(unsigned idx);
-
-/* The snake_case name of slot idx for reporter type type, static, or NULL when that type does not
- * use the slot: for servers, hb_server_counter_name (the reference's names and the server's own
- * 40..49); for clients, hb_counter_name plus "latency_p50_us", "latency_p90_us",
- * "latency_p99_us", "latency_p999_us", "latency_max_us", "claim_latency_p50_us",
- * "claim_latency_p99_us" (50..56) and "send_missed" (57). Unnamed slots are still aggregated and
- * kept, but not rendered. NULL for an unknown type or idx >= HB_COUNTER_SLOTS. */
-HB_EXTERN const char *hb_monitor_slot_name(uint64_t type, unsigned idx);
-
-/* How a second came to be output.
- * COMPLETE:   every expected reporter had reported it (see hb_monitor_options_t).
- * GRACE:      the grace period ran out first: some expected reporter had not reported it.
- * INCOMPLETE: output before either, by hb_monitor_flush (at exit) or because the history had
- *             to make room for newer seconds. */
-typedef enum {
-    HB_MONITOR_COMPLETE = 0,
-    HB_MONITOR_GRACE = 1,
-    HB_MONITOR_INCOMPLETE = 2
-} hb_monitor_status_t;
-
-/* One (second, type) of the aggregate. */
-typedef struct hb_monitor_second {
-    uint64_t second;            /* the Unix second */
-    uint64_t type;              /* HB_REPORTER_CLIENT or HB_REPORTER_SERVER */
-    unsigned reports;           /* reports added into it */
-    hb_monitor_status_t status; /* how it was output (meaningful once output) */
-    int output;                 /* 1 once handed to on_second */
-    uint64_t per_second[HB_COUNTER_SLOTS];
-    uint64_t cumulative[HB_COUNTER_SLOTS];
-} hb_monitor_second_t;
+/* What a second's values are (sums, the cumulative rule, the maximum for the client's latency
+ * percentiles, as the counter catalogue's hb_counter_combine says) is written at
+ * hb_monitor_second_t, in hongbao/aggregate.h, with hb_monitor_status_t and hb_monitor_stats_t. */
 
 typedef struct hb_monitor hb_monitor_t;
 
@@ -123,22 +86,6 @@ typedef struct hb_monitor_options {
     void *now_arg;
 } hb_monitor_options_t;
 
-/* Counters of one monitor, updated on the loop thread; read them there. */
-typedef struct hb_monitor_stats {
-    uint64_t connections_accepted; /* reporter connections accepted (rejected ones excluded) */
-    uint64_t connections_rejected; /* over max_reporters: accepted and closed at once */
-    uint64_t connections_open;     /* reporter connections open now */
-    uint64_t reports;              /* reports accepted and added */
-    uint64_t bad_reports; /* connections closed for garbage: a type other than 0/1, a second more
-                             than HB_MONITOR_MAX_SKEW_S from the clock, a type change */
-    uint64_t truncated;   /* connections that ended (EOF, error) in the middle of a report */
-    uint64_t too_old;     /* reports for a second older than the history: ignored */
-    uint64_t late;        /* reports for a (second, type) already output: kept, not re-output */
-    uint64_t seconds_complete;   /* (second, type)s output COMPLETE */
-    uint64_t seconds_grace;      /* ... GRACE */
-    uint64_t seconds_incomplete; /* ... INCOMPLETE */
-} hb_monitor_stats_t;
-
 /* The monitor. Caller-owned; initialise with hb_monitor_init, end with hb_monitor_close. Every
  * function taking an hb_monitor_t runs on the loop's thread only. */
 struct hb_monitor {
@@ -147,7 +94,7 @@ struct hb_monitor {
     /* read-only */
     uv_loop_t *loop;
     hb_monitor_options_t opts; /* in effect, defaults filled in */
-    hb_monitor_stats_t stats;
+    hb_monitor_stats_t stats;  /* updated on the loop thread; read them there */
     /* private */
     struct hb_monitor_impl *impl;
 };
@@ -200,56 +147,27 @@ HB_EXTERN int hb_monitor_latest(const hb_monitor_t *m, uint64_t type, uint64_t *
  * only then may m be freed. A second call does nothing. */
 HB_EXTERN void hb_monitor_close(hb_monitor_t *m, hb_monitor_close_cb cb);
 
-/* Renderers. Each writes a NUL-terminated string into buf[0..cap) and returns its length without
- * the NUL, or UV_ENOBUFS when it does not fit (buf then holds "" when cap > 0; nothing is written
- * at or past buf + cap), or UV_EINVAL (NULL s or m, or buf NULL with cap > 0). No allocation. */
+/* Renderers: the aggregate's (hongbao/aggregate.h), with the monitor's statistics and clock. Each
+ * writes a NUL-terminated string into buf[0..cap) and returns its length without the NUL, or
+ * UV_ENOBUFS when it does not fit (buf then holds "" when cap > 0; nothing is written at or past
+ * buf + cap), or UV_EINVAL (NULL s or m, or buf NULL with cap > 0). No allocation. */
 
-/* The one-line summary of s for a terminal, no trailing newline. A server line:
- *   "1700000000 server [2] req=1234 got=100 none=1000 overload=0 gen=100 out=100 send=3
- *    claims=9 amount=12345+600 conn=2000(+5)"
- * (reports added in brackets; gen: shake envelopes generated, out: handed out, send:
- * send-envelopes created, claims: claims granted, amount: shake + send-envelope amount issued,
- * conn: open connections (cumulative opened - closed) and opened this second). A client line:
- *   "1700000000 client [1] req=1234 replies=1234 env=100 amount=12345 claims=9 claimed=600
- *    lat_us p50=120 p99=900 max=2100"
- * A GRACE second ends in " (grace)", an INCOMPLETE one in " (incomplete)". Always fits in
- * HB_MONITOR_LINE_MAX. */
-#define HB_MONITOR_LINE_MAX 512
+/* hb_aggregate_format_line: the one-line summary of s for a terminal. */
+#define HB_MONITOR_LINE_MAX HB_AGGREGATE_LINE_MAX
 HB_EXTERN int hb_monitor_format_line(const hb_monitor_second_t *s, char *buf, size_t cap);
 
-/* The CSV header, "\n"-terminated: second,type,status,reports, then for every slot named for
- * either type (hb_monitor_slot_name, in slot order) its per-second column <name>, then the same
- * slots' cumulative columns <name>_total. */
+/* hb_aggregate_format_csv_header: the CSV header. */
 HB_EXTERN int hb_monitor_format_csv_header(char *buf, size_t cap);
 
-/* One CSV row for s matching the header, "\n"-terminated: type is "server" or "client", status
- * "complete", "grace" or "incomplete"; a slot the type does not name is written as 0. Always fits
- * in HB_MONITOR_CSV_ROW_MAX. */
-#define HB_MONITOR_CSV_ROW_MAX 4096
+/* hb_aggregate_format_csv_row: one CSV row for s matching the header. */
+#define HB_MONITOR_CSV_ROW_MAX HB_AGGREGATE_CSV_ROW_MAX
 HB_EXTERN int hb_monitor_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t cap);
 
-/* Prometheus text exposition (0.0.4) of the latest output second of each type (see
- * hb_monitor_latest), with the prefixes hongbao_server_ and hongbao_client_: for each named slot
- * a counter <prefix><name>_total (cumulative) and a gauge <prefix><name>_per_second, except the
- * maximum slots, which get one gauge <prefix><name> (that second's value); plus the gauges
- * <prefix>report_second and <prefix>reports, and the monitor's own hongbao_monitor_* counters
- * (reporters connected, reports, bad reports, ...). A type with no second output yet has no
- * series. Always fits in HB_MONITOR_METRICS_MAX. */
-#define HB_MONITOR_METRICS_MAX (64 * 1024)
+/* hb_aggregate_format_metrics with m's statistics: what GET /metrics answers. */
+#define HB_MONITOR_METRICS_MAX HB_AGGREGATE_METRICS_MAX
 HB_EXTERN int hb_monitor_format_metrics(const hb_monitor_t *m, char *buf, size_t cap);
 
-/* The JSON of /api/series: the last `seconds` seconds ending at the newest second output (of
- * either type), no further back than the oldest second the history holds (hb_monitor_range):
- *   {"now":N,"first":N,"last":N,"seconds":[N,...],
- *    "server":{"reports":[..],"status":[..],"per_second":{"<name>":[..],...},
- *              "cumulative":{"<name>":[..],...}},
- *    "client":{...same shape, the client's names...},
- *    "monitor":{"reporters":N,"reports":N,"bad_reports":N,"truncated":N,"late":N,"too_old":N}}
- * Every array has one element per second of "seconds" (oldest first); a (second, type) not
- * output (no report, or still waiting) is null in every array of that type; status is 0
- * complete, 1 grace, 2 incomplete. With nothing output yet, first and last are null and every
- * array is empty. seconds is clamped to 1..history_s. The size grows with seconds: about
- * seconds x 800 bytes for realistic values. */
+/* hb_aggregate_format_series with m's statistics at m's clock: what GET /api/series answers. */
 HB_EXTERN int hb_monitor_format_series(const hb_monitor_t *m, unsigned seconds, char *buf,
                                        size_t cap);
 

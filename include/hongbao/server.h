@@ -25,35 +25,8 @@ extern "C" {
  * connections, its envelope bucket, its book of send-envelopes and a receive queue that any thread
  * may post to. Callbacks run in the thread noted at each one. */
 
-/* Counter slots the server uses beyond the reference's (free in its table); their names are
- * given by hb_server_counter_name and shown in /metrics and /stats. */
-enum {
-    HB_CTR_X_ENVELOPE_DROPPED = 26, /* send-envelopes dropped unannounced: the journal failed
-                                       before they were durable (or their book refused them) */
-    HB_CTR_X_IDS_WAIT = 27,         /* generator ticks that found no durable id reservation yet,
-                                       or the id space used up */
-    HB_CTR_X_CLAIM_REPEAT = 34,     /* claims answered again with the share granted before */
-    HB_CTR_X_CLAIM_TRY_AGAIN = 35,  /* claims answered "try again": nothing could be made
-                                       durable, or the connection was over its rate limit */
-    HB_CTR_X_STORE_ERRORS = 37,     /* the journal failed for good (once per failure) */
-    HB_CTR_X_LOGIN_TIMEOUT = 36,    /* connections closed for not logging in within the time */
-    HB_CTR_X_LOGIN_REFUSED = 38,    /* logins refused: user id outside the configured range */
-    HB_CTR_X_RATE_LIMITED = 39,     /* requests over a connection's rate limit (17 / amount 0) */
-    HB_CTR_X_ENVQ_FULL = 40,        /* generator found every bucket full (retried next tick) */
-    HB_CTR_X_BAD_FRAME = 41,        /* connections closed for a malformed or unexpected frame */
-    HB_CTR_X_SLOW_PEER = 42,        /* connections closed for not draining their output */
-    HB_CTR_X_CONN_REJECTED = 43,    /* connections refused past max_connections */
-    HB_CTR_X_CLAIM_REFUSED = 44,    /* claims that granted nothing */
-    HB_CTR_X_CHAT = 45,             /* chat messages handed to the recipient's SET */
-    HB_CTR_X_CHAT_FAILED = 46,      /* chat to an offline user or a full queue */
-    HB_CTR_X_KICKED = 47,           /* older connections closed by a newer login of the user */
-    HB_CTR_X_SEND_EXPIRED = 48,     /* send-envelopes expired with shares unclaimed */
-    HB_CTR_X_NOTICE_OFFLINE = 49    /* notices not sent: the recipient was offline */
-};
-
-/* The name of a slot: the reference's (hb_counter_name) or one of the server's own above; NULL for
- * a slot nobody uses. */
-HB_EXTERN const char *hb_server_counter_name(unsigned idx);
+/* The server counts in the reference's slots and in its own (HB_CTR_X_*, 26, 27, 34..49), all
+ * named in the counter catalogue (hongbao/counters.h) and shown in /metrics and /stats. */
 
 typedef struct hb_server_options {
     const char *listen_host; /* default "127.0.0.1" */

@@ -1,13 +1,17 @@
-/* Per-second and cumulative counters: one shard per writer thread, a ring of recent seconds per
- * shard guarded by a seqlock-like tag, and the monitor report's wire format and renderings. */
+/* Per-second and cumulative counters: the catalogue of the slots, one shard per writer thread, a
+ * ring of recent seconds per shard guarded by a seqlock-like tag, the monitor report's wire format
+ * and its renderings, with the library's one Prometheus writer. */
 #include "hongbao/counters.h"
 
 #include <stdalign.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hb_counters_int.h"
 #include "hongbao/proto.h"
 
 #define HB_COUNTERS_MAX_SHARDS 1024
@@ -40,42 +44,131 @@ struct hb_counters_shard {
     _Atomic uint64_t newest;
 };
 
-/* Names and meanings (the Prometheus HELP text) of the slots; NULL for the free ones. */
-static const struct {
-    const char *name;
-    const char *help;
-} hb_counter_slots[HB_COUNTER_SLOTS] = {
-    [HB_CTR_FRAME_LOGIN] = {"frame_login", "Login frames seen (cmd 0)"},
-    [HB_CTR_FRAME_LOGIN_REPLY] = {"frame_login_reply", "Login reply frames seen (cmd 1)"},
-    [HB_CTR_FRAME_SHAKE] = {"frame_shake", "Shake frames seen (cmd 2)"},
-    [HB_CTR_FRAME_SHAKE_REPLY] = {"frame_shake_reply", "Shake reply frames seen (cmd 3)"},
-    [HB_CTR_FRAME_NOTICE] = {"frame_notice", "Send-envelope notice frames seen (cmd 4)"},
-    [HB_CTR_FRAME_CLAIM] = {"frame_claim", "Claim frames seen (cmd 5)"},
-    [HB_CTR_FRAME_CLAIM_REPLY] = {"frame_claim_reply", "Claim reply frames seen (cmd 6)"},
-    [HB_CTR_REQUESTS] = {"requests", "Requests"},
-    [HB_CTR_RESPONSES] = {"responses", "Responses"},
-    [HB_CTR_SHAKE_GOT] = {"shake_got", "Shakes that got an envelope (result 14)"},
-    [HB_CTR_SHAKE_NONE] = {"shake_none", "Shakes that got no envelope (result 15)"},
+/* The catalogue. The server's help texts are those its /metrics always gave. */
+#define REF    HB_COUNTER_OWNER_REFERENCE
+#define SERVER HB_COUNTER_OWNER_SERVER
+#define CLIENT HB_COUNTER_OWNER_CLIENT
+#define SUM    HB_COUNTER_COMBINE_SUM
+#define MAX    HB_COUNTER_COMBINE_MAX
+static const hb_counter_info_t catalogue[HB_COUNTER_SLOTS] = {
+    [HB_CTR_FRAME_LOGIN] = {"frame_login", "Login frames seen (cmd 0)", REF, SUM},
+    [HB_CTR_FRAME_LOGIN_REPLY] = {"frame_login_reply", "Login reply frames seen (cmd 1)", REF, SUM},
+    [HB_CTR_FRAME_SHAKE] = {"frame_shake", "Shake frames seen (cmd 2)", REF, SUM},
+    [HB_CTR_FRAME_SHAKE_REPLY] = {"frame_shake_reply", "Shake reply frames seen (cmd 3)", REF, SUM},
+    [HB_CTR_FRAME_NOTICE] = {"frame_notice", "Send-envelope notice frames seen (cmd 4)", REF, SUM},
+    [HB_CTR_FRAME_CLAIM] = {"frame_claim", "Claim frames seen (cmd 5)", REF, SUM},
+    [HB_CTR_FRAME_CLAIM_REPLY] = {"frame_claim_reply", "Claim reply frames seen (cmd 6)", REF, SUM},
+    [HB_CTR_REQUESTS] = {"requests", "Requests", REF, SUM},
+    [HB_CTR_RESPONSES] = {"responses", "Responses", REF, SUM},
+    [HB_CTR_SHAKE_GOT] = {"shake_got", "Shakes that got an envelope (result 14)", REF, SUM},
+    [HB_CTR_SHAKE_NONE] = {"shake_none", "Shakes that got no envelope (result 15)", REF, SUM},
     [HB_CTR_SHAKE_ALL_TAKEN] = {"shake_all_taken",
-                                "Shakes answered all envelopes taken (result 16)"},
-    [HB_CTR_SHAKE_OVERLOAD] = {"shake_overload", "Shakes answered overloaded (result 17)"},
-    [HB_CTR_SHAKE_HANDED_OUT] = {"shake_handed_out", "Shake envelopes handed out"},
-    [HB_CTR_CONN_OPENED] = {"conn_opened", "Connections opened"},
-    [HB_CTR_CONN_CLOSED] = {"conn_closed", "Connections closed"},
-    [HB_CTR_SHAKE_ENVELOPES] = {"shake_envelopes", "Shake envelopes generated"},
-    [HB_CTR_SHAKE_RECEIVED] = {"shake_received", "Shake envelopes received (client side)"},
-    [HB_CTR_SHAKE_AMOUNT_ISSUED] = {"shake_amount_issued", "Shake envelope amount issued (cents)"},
+                                "Shakes answered all envelopes taken (result 16)", REF, SUM},
+    [HB_CTR_SHAKE_OVERLOAD] = {"shake_overload", "Shakes answered overloaded (result 17)", REF,
+                               SUM},
+    [HB_CTR_SHAKE_HANDED_OUT] = {"shake_handed_out", "Shake envelopes handed out", REF, SUM},
+    [HB_CTR_CONN_OPENED] = {"conn_opened", "Connections opened", REF, SUM},
+    [HB_CTR_CONN_CLOSED] = {"conn_closed", "Connections closed", REF, SUM},
+    [HB_CTR_SHAKE_ENVELOPES] = {"shake_envelopes", "Shake envelopes generated", REF, SUM},
+    [HB_CTR_SHAKE_RECEIVED] = {"shake_received", "Shake envelopes received (client side)", REF,
+                               SUM},
+    [HB_CTR_SHAKE_AMOUNT_ISSUED] = {"shake_amount_issued", "Shake envelope amount issued (cents)",
+                                    REF, SUM},
     [HB_CTR_SHAKE_AMOUNT_RECEIVED] = {"shake_amount_received",
-                                      "Shake envelope amount received (cents)"},
-    [HB_CTR_SEND_CREATED] = {"send_created", "Send-envelopes created"},
-    [HB_CTR_CLAIMS_GRANTED] = {"claims_granted", "Send-envelope claims granted"},
-    [HB_CTR_SEND_AMOUNT_ISSUED] = {"send_amount_issued", "Send-envelope amount issued (cents)"},
-    [HB_CTR_SEND_AMOUNT_CLAIMED] = {"send_amount_claimed", "Send-envelope amount claimed (cents)"},
+                                      "Shake envelope amount received (cents)", REF, SUM},
+    [HB_CTR_SEND_CREATED] = {"send_created", "Send-envelopes created", REF, SUM},
+    [HB_CTR_CLAIMS_GRANTED] = {"claims_granted", "Send-envelope claims granted", REF, SUM},
+    [HB_CTR_SEND_AMOUNT_ISSUED] = {"send_amount_issued", "Send-envelope amount issued (cents)", REF,
+                                   SUM},
+    [HB_CTR_SEND_AMOUNT_CLAIMED] = {"send_amount_claimed", "Send-envelope amount claimed (cents)",
+                                    REF, SUM},
+
+    [HB_CTR_X_ENVELOPE_DROPPED] = {"envelopes_dropped",
+                                   "Send-envelopes dropped unannounced: not made durable", SERVER,
+                                   SUM},
+    [HB_CTR_X_IDS_WAIT] = {"ids_wait", "Generator ticks that waited for an id reservation", SERVER,
+                           SUM},
+    [HB_CTR_X_CLAIM_REPEAT] = {"claims_repeated",
+                               "Claims answered again with the share granted before", SERVER, SUM},
+    [HB_CTR_X_CLAIM_TRY_AGAIN] = {"claims_try_again", "Claims answered try-again: nothing decided",
+                                  SERVER, SUM},
+    [HB_CTR_X_LOGIN_TIMEOUT] = {"login_timeouts", "Connections closed for not logging in in time",
+                                SERVER, SUM},
+    [HB_CTR_X_STORE_ERRORS] = {"store_errors", "Failures of the claim journal", SERVER, SUM},
+    [HB_CTR_X_LOGIN_REFUSED] = {"login_refused",
+                                "Logins refused: user id outside the allowed range", SERVER, SUM},
+    [HB_CTR_X_RATE_LIMITED] = {"rate_limited", "Requests over a connection's rate limit", SERVER,
+                               SUM},
+    [HB_CTR_X_ENVQ_FULL] = {"envq_full", "Generator ticks that found every bucket full", SERVER,
+                            SUM},
+    [HB_CTR_X_BAD_FRAME] = {"bad_frames", "Connections closed for a malformed or unexpected frame",
+                            SERVER, SUM},
+    [HB_CTR_X_SLOW_PEER] = {"slow_peers", "Connections closed for not draining their output",
+                            SERVER, SUM},
+    [HB_CTR_X_CONN_REJECTED] = {"conn_rejected", "Connections refused past the maximum", SERVER,
+                                SUM},
+    [HB_CTR_X_CLAIM_REFUSED] = {"claims_refused", "Claims that granted nothing", SERVER, SUM},
+    [HB_CTR_X_CHAT] = {"chat_delivered", "Chat messages handed to the recipient's SET", SERVER,
+                       SUM},
+    [HB_CTR_X_CHAT_FAILED] = {"chat_failed", "Chat messages to an offline user or a full queue",
+                              SERVER, SUM},
+    [HB_CTR_X_KICKED] = {"conn_kicked", "Connections closed by a newer login of the same user",
+                         SERVER, SUM},
+    [HB_CTR_X_SEND_EXPIRED] = {"send_expired", "Send-envelopes expired with shares unclaimed",
+                               SERVER, SUM},
+    [HB_CTR_X_NOTICE_OFFLINE] = {"notice_offline", "Notices not sent: recipient offline", SERVER,
+                                 SUM},
+
+    [HB_CTR_LAT_P50] = {"latency_p50_us",
+                        "Shake latency p50 from the scheduled send (microseconds)", CLIENT, MAX},
+    [HB_CTR_LAT_P90] = {"latency_p90_us",
+                        "Shake latency p90 from the scheduled send (microseconds)", CLIENT, MAX},
+    [HB_CTR_LAT_P99] = {"latency_p99_us",
+                        "Shake latency p99 from the scheduled send (microseconds)", CLIENT, MAX},
+    [HB_CTR_LAT_P999] = {"latency_p999_us",
+                         "Shake latency p99.9 from the scheduled send (microseconds)", CLIENT, MAX},
+    [HB_CTR_LAT_MAX] = {"latency_max_us",
+                        "Shake latency maximum from the scheduled send (microseconds)", CLIENT,
+                        MAX},
+    [HB_CTR_LAT_CLAIM_P50] = {"claim_latency_p50_us",
+                              "Claim latency p50 from the notice (microseconds)", CLIENT, MAX},
+    [HB_CTR_LAT_CLAIM_P99] = {"claim_latency_p99_us",
+                              "Claim latency p99 from the notice (microseconds)", CLIENT, MAX},
+    [HB_CTR_C_SEND_MISSED] = {"send_missed", "Scheduled shakes not sent: too many outstanding",
+                              CLIENT, SUM},
 };
+#undef REF
+#undef SERVER
+#undef CLIENT
+#undef SUM
+#undef MAX
+
+const hb_counter_info_t *hb_counter_info(unsigned idx)
+{
+    if (idx >= HB_COUNTER_SLOTS || catalogue[idx].name == NULL)
+        return NULL;
+    return &catalogue[idx];
+}
 
 const char *hb_counter_name(unsigned idx)
 {
-    return idx < HB_COUNTER_SLOTS ? hb_counter_slots[idx].name : NULL;
+    return idx < HB_COUNTER_SLOTS ? catalogue[idx].name : NULL;
+}
+
+const char *hb_counter_name_for(uint64_t type, unsigned idx)
+{
+    const hb_counter_info_t *info = hb_counter_info(idx);
+    if (info == NULL || (type != HB_REPORTER_CLIENT && type != HB_REPORTER_SERVER))
+        return NULL;
+    hb_counter_owner_t own =
+        type == HB_REPORTER_SERVER ? HB_COUNTER_OWNER_SERVER : HB_COUNTER_OWNER_CLIENT;
+    return info->owner == HB_COUNTER_OWNER_REFERENCE || info->owner == own ? info->name : NULL;
+}
+
+hb_counter_combine_t hb_counter_combine(unsigned idx)
+{
+    const hb_counter_info_t *info = hb_counter_info(idx);
+    return info != NULL ? info->combine : HB_COUNTER_COMBINE_SUM;
 }
 
 int hb_counters_init(hb_counters_t *c, unsigned nshards, uint64_t type)
@@ -229,45 +322,9 @@ int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
     return 0;
 }
 
-/* A bounded output string for the renderers: appends stop at the first one that does not fit
- * (one byte is always kept for the NUL), and nothing is written at or past cap. */
-typedef struct hb_outbuf {
-    char *p;
-    size_t cap;
-    size_t len;
-    bool overflow;
-} hb_outbuf_t;
+/* ---- text and the Prometheus writer ---- */
 
-static void hb_out_mem(hb_outbuf_t *o, const char *s, size_t n)
-{
-    if (o->overflow)
-        return;
-    if (o->cap - o->len <= n) { /* cap > len always holds while no overflow and cap > 0 */
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-}
-
-static void hb_out_str(hb_outbuf_t *o, const char *s)
-{
-    hb_out_mem(o, s, strlen(s));
-}
-
-static void hb_out_u64(hb_outbuf_t *o, uint64_t v)
-{
-    char digits[20];
-    size_t n = 0;
-    do {
-        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    hb_out_mem(o, digits + sizeof digits - n, n);
-}
-
-/* Start writing into buf[0..cap); cap 0 is an overflow from the start. */
-static void hb_out_init(hb_outbuf_t *o, char *buf, size_t cap)
+void hb__text_init(hb__text_t *o, char *buf, size_t cap)
 {
     o->p = buf;
     o->cap = cap;
@@ -275,8 +332,51 @@ static void hb_out_init(hb_outbuf_t *o, char *buf, size_t cap)
     o->overflow = cap == 0;
 }
 
-/* NUL-terminate and return the length, or HB_ENOBUFS leaving "" when there is room for it. */
-static int hb_out_finish(hb_outbuf_t *o)
+void hb__text_mem(hb__text_t *o, const char *s, size_t n)
+{
+    if (o->overflow)
+        return;
+    if (o->cap - o->len <= n) { /* cap > len always holds while no overflow */
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+void hb__text_str(hb__text_t *o, const char *s)
+{
+    hb__text_mem(o, s, strlen(s));
+}
+
+void hb__text_u64(hb__text_t *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    hb__text_mem(o, digits + sizeof digits - n, n);
+}
+
+void hb__text_fmt(hb__text_t *o, const char *fmt, ...)
+{
+    if (o->overflow)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= o->cap - o->len) {
+        o->p[o->len] = '\0'; /* vsnprintf wrote a truncated string: nothing is half appended */
+        o->overflow = true;
+        return;
+    }
+    o->len += (size_t)n;
+}
+
+int hb__text_finish(hb__text_t *o)
 {
     if (o->overflow) {
         if (o->cap > 0)
@@ -287,7 +387,38 @@ static int hb_out_finish(hb_outbuf_t *o)
     return (int)o->len;
 }
 
-static bool hb_is_metric_name(const char *s)
+static void put_parts(hb__text_t *o, const char *const parts[4])
+{
+    for (unsigned i = 0; i < 4 && parts[i] != NULL; i++)
+        hb__text_str(o, parts[i]);
+}
+
+void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *samples,
+                    size_t n)
+{
+    hb__text_str(o, "# HELP ");
+    put_parts(o, f->name);
+    hb__text_str(o, " ");
+    put_parts(o, f->help);
+    hb__text_str(o, "\n# TYPE ");
+    put_parts(o, f->name);
+    hb__text_str(o, " ");
+    hb__text_str(o, f->type);
+    hb__text_str(o, "\n");
+    for (size_t i = 0; i < n; i++) {
+        put_parts(o, f->name);
+        if (samples[i].labels != NULL) {
+            hb__text_str(o, "{");
+            hb__text_str(o, samples[i].labels);
+            hb__text_str(o, "}");
+        }
+        hb__text_str(o, " ");
+        hb__text_u64(o, samples[i].value);
+        hb__text_str(o, "\n");
+    }
+}
+
+static bool is_metric_name(const char *s)
 {
     if (*s == '\0')
         return false;
@@ -300,30 +431,40 @@ static bool hb_is_metric_name(const char *s)
     return true;
 }
 
-/* One Prometheus metric family of one sample: HELP, TYPE and sample lines. The name is
- * prefix "_" name suffix; the help text is help and help_tail. */
-static void hb_prom_family(hb_outbuf_t *o, const char *prefix, const char *name, const char *suffix,
-                           const char *help, const char *help_tail, const char *type,
-                           uint64_t value)
+/* Whether a report of r's type renders slot i: the reference's always, its type's own with own. */
+static bool report_renders(const hb_report_t *r, unsigned i, bool own)
 {
-    const char *line_starts[2] = {"# HELP ", "# TYPE "};
-    for (unsigned k = 0; k < 3; k++) {
-        if (k < 2)
-            hb_out_str(o, line_starts[k]);
-        hb_out_str(o, prefix);
-        hb_out_str(o, "_");
-        hb_out_str(o, name);
-        hb_out_str(o, suffix);
-        hb_out_str(o, " ");
-        if (k == 0) {
-            hb_out_str(o, help);
-            hb_out_str(o, help_tail);
-        } else if (k == 1) {
-            hb_out_str(o, type);
-        } else {
-            hb_out_u64(o, value);
-        }
-        hb_out_str(o, "\n");
+    const hb_counter_info_t *info = hb_counter_info(i);
+    if (info == NULL)
+        return false;
+    return info->owner == HB_COUNTER_OWNER_REFERENCE ||
+           (own && hb_counter_name_for(r->type, i) != NULL);
+}
+
+void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own)
+{
+    hb__prom_family_t f = {
+        .name = {prefix, "_report_second"},
+        .help = {"Unix second that the per_second gauges describe."},
+        .type = "gauge",
+    };
+    hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->second}, 1);
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        if (!report_renders(r, i, own))
+            continue;
+        const hb_counter_info_t *info = hb_counter_info(i);
+        f = (hb__prom_family_t){
+            .name = {prefix, "_", info->name, "_total"},
+            .help = {info->help, ", cumulative."},
+            .type = "counter",
+        };
+        hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->cumulative[i]}, 1);
+        f = (hb__prom_family_t){
+            .name = {prefix, "_", info->name, "_per_second"},
+            .help = {info->help, ", in the report second."},
+            .type = "gauge",
+        };
+        hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->per_second[i]}, 1);
     }
 }
 
@@ -333,40 +474,42 @@ int hb_report_format_prometheus(const hb_report_t *r, const char *prefix, char *
         return HB_EINVAL;
     if (prefix == NULL)
         prefix = "hongbao";
-    if (!hb_is_metric_name(prefix))
+    if (!is_metric_name(prefix))
         return HB_EINVAL;
-    hb_outbuf_t o;
-    hb_out_init(&o, buf, cap);
-    hb_prom_family(&o, prefix, "report_second", "",
-                   "Unix second that the per_second gauges describe", ".", "gauge", r->second);
-    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        const char *name = hb_counter_slots[i].name;
-        if (name == NULL)
-            continue;
-        const char *help = hb_counter_slots[i].help;
-        hb_prom_family(&o, prefix, name, "_total", help, ", cumulative.", "counter",
-                       r->cumulative[i]);
-        hb_prom_family(&o, prefix, name, "_per_second", help, ", in the report second.", "gauge",
-                       r->per_second[i]);
-    }
-    return hb_out_finish(&o);
+    hb__text_t o;
+    hb__text_init(&o, buf, cap);
+    hb__report_prometheus(&o, r, prefix, false);
+    return hb__text_finish(&o);
 }
 
-/* One JSON object of the named slots' values. */
-static void hb_json_slots(hb_outbuf_t *o, const uint64_t *values)
+/* One JSON object of the reference's slots' values. */
+static void json_slots(hb__text_t *o, const hb_report_t *r, const uint64_t *values)
 {
     const char *sep = "{";
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (hb_counter_slots[i].name == NULL)
+        if (!report_renders(r, i, false))
             continue;
-        hb_out_str(o, sep);
-        hb_out_str(o, "\"");
-        hb_out_str(o, hb_counter_slots[i].name);
-        hb_out_str(o, "\":");
-        hb_out_u64(o, values[i]);
+        hb__text_str(o, sep);
+        hb__text_str(o, "\"");
+        hb__text_str(o, catalogue[i].name);
+        hb__text_str(o, "\":");
+        hb__text_u64(o, values[i]);
         sep = ",";
     }
-    hb_out_str(o, "}");
+    hb__text_str(o, "}");
+}
+
+void hb__report_json(hb__text_t *o, const hb_report_t *r)
+{
+    hb__text_str(o, "{\"second\":");
+    hb__text_u64(o, r->second);
+    hb__text_str(o,
+                 r->type == HB_REPORTER_SERVER ? ",\"type\":\"server\"" : ",\"type\":\"client\"");
+    hb__text_str(o, ",\"per_second\":");
+    json_slots(o, r, r->per_second);
+    hb__text_str(o, ",\"cumulative\":");
+    json_slots(o, r, r->cumulative);
+    hb__text_str(o, "}");
 }
 
 int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap)
@@ -375,15 +518,8 @@ int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap)
         return HB_EINVAL;
     if (r->type != HB_REPORTER_CLIENT && r->type != HB_REPORTER_SERVER)
         return HB_EINVAL;
-    hb_outbuf_t o;
-    hb_out_init(&o, buf, cap);
-    hb_out_str(&o, "{\"second\":");
-    hb_out_u64(&o, r->second);
-    hb_out_str(&o, r->type == HB_REPORTER_SERVER ? ",\"type\":\"server\"" : ",\"type\":\"client\"");
-    hb_out_str(&o, ",\"per_second\":");
-    hb_json_slots(&o, r->per_second);
-    hb_out_str(&o, ",\"cumulative\":");
-    hb_json_slots(&o, r->cumulative);
-    hb_out_str(&o, "}");
-    return hb_out_finish(&o);
+    hb__text_t o;
+    hb__text_init(&o, buf, cap);
+    hb__report_json(&o, r);
+    return hb__text_finish(&o);
 }

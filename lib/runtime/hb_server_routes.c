@@ -1,49 +1,11 @@
 /* The server's control routes (hb_server_mount_http: shake and send-envelope generation,
- * /metrics, /stats) and the names of the server's own counter slots. Control loop. */
+ * /metrics, /stats), the counters rendered with the catalogue's names. Control loop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hb_counters_int.h"
 #include "hb_server_int.h"
-
-/* ---- counter names
- * ---------------------------------------------------------------------------------- */
-
-static const struct {
-    unsigned slot;
-    const char *name, *help;
-} server_slots[] = {
-    {HB_CTR_X_ENVELOPE_DROPPED, "envelopes_dropped",
-     "Send-envelopes dropped unannounced: not made durable"},
-    {HB_CTR_X_IDS_WAIT, "ids_wait", "Generator ticks that waited for an id reservation"},
-    {HB_CTR_X_CLAIM_REPEAT, "claims_repeated",
-     "Claims answered again with the share granted before"},
-    {HB_CTR_X_CLAIM_TRY_AGAIN, "claims_try_again", "Claims answered try-again: nothing decided"},
-    {HB_CTR_X_STORE_ERRORS, "store_errors", "Failures of the claim journal"},
-    {HB_CTR_X_LOGIN_TIMEOUT, "login_timeouts", "Connections closed for not logging in in time"},
-    {HB_CTR_X_LOGIN_REFUSED, "login_refused", "Logins refused: user id outside the allowed range"},
-    {HB_CTR_X_RATE_LIMITED, "rate_limited", "Requests over a connection's rate limit"},
-    {HB_CTR_X_ENVQ_FULL, "envq_full", "Generator ticks that found every bucket full"},
-    {HB_CTR_X_BAD_FRAME, "bad_frames", "Connections closed for a malformed or unexpected frame"},
-    {HB_CTR_X_SLOW_PEER, "slow_peers", "Connections closed for not draining their output"},
-    {HB_CTR_X_CONN_REJECTED, "conn_rejected", "Connections refused past the maximum"},
-    {HB_CTR_X_CLAIM_REFUSED, "claims_refused", "Claims that granted nothing"},
-    {HB_CTR_X_CHAT, "chat_delivered", "Chat messages handed to the recipient's SET"},
-    {HB_CTR_X_CHAT_FAILED, "chat_failed", "Chat messages to an offline user or a full queue"},
-    {HB_CTR_X_KICKED, "conn_kicked", "Connections closed by a newer login of the same user"},
-    {HB_CTR_X_SEND_EXPIRED, "send_expired", "Send-envelopes expired with shares unclaimed"},
-    {HB_CTR_X_NOTICE_OFFLINE, "notice_offline", "Notices not sent: recipient offline"},
-};
-
-#define SERVER_SLOTS (sizeof server_slots / sizeof server_slots[0])
-
-const char *hb_server_counter_name(unsigned idx)
-{
-    for (size_t i = 0; i < SERVER_SLOTS; i++)
-        if (server_slots[i].slot == idx)
-            return server_slots[i].name;
-    return hb_counter_name(idx);
-}
 
 /* ---- control routes
  * ------------------------------------------------------------------------------------ */
@@ -127,31 +89,24 @@ static void route_metrics(const hb_http_request_t *req, hb_http_response_t *res,
     char *buf = render_start(server, res, &rep);
     if (buf == NULL)
         return;
-    int n = hb_report_format_prometheus(&rep, "hongbao", buf, HB_METRICS_BUF);
-    for (size_t i = 0; i < SERVER_SLOTS && n >= 0; i++) {
-        unsigned k = server_slots[i].slot;
-        int m = snprintf(
-            buf + n, HB_METRICS_BUF - (size_t)n,
-            "# HELP hongbao_%s_total %s, cumulative.\n# TYPE hongbao_%s_total counter\n"
-            "hongbao_%s_total %llu\n# HELP hongbao_%s_per_second %s, in the report "
-            "second.\n# TYPE hongbao_%s_per_second gauge\nhongbao_%s_per_second %llu\n",
-            server_slots[i].name, server_slots[i].help, server_slots[i].name, server_slots[i].name,
-            (unsigned long long)rep.cumulative[k], server_slots[i].name, server_slots[i].help,
-            server_slots[i].name, server_slots[i].name, (unsigned long long)rep.per_second[k]);
-        n = (m > 0 && (size_t)m < HB_METRICS_BUF - (size_t)n) ? n + m : -1;
+    hb__text_t o;
+    hb__text_init(&o, buf, HB_METRICS_BUF);
+    hb__report_prometheus(&o, &rep, "hongbao", true);
+    static const struct {
+        const char *name, *help;
+    } gauges[] = {
+        {"users_online", "Users logged in now."},
+        {"connections", "Connections open now."},
+        {"envelopes_queued", "Shake envelopes waiting in buckets."},
+    };
+    const uint64_t now[] = {hb_server_users_online(server), hb_server_connections(server),
+                            hb_server_envelopes_queued(server)};
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        hb__prom_family_t f = {
+            .name = {"hongbao_", gauges[i].name}, .help = {gauges[i].help}, .type = "gauge"};
+        hb__prom_write(&o, &f, &(hb__prom_sample_t){NULL, now[i]}, 1);
     }
-    if (n >= 0) {
-        int m = snprintf(buf + n, HB_METRICS_BUF - (size_t)n,
-                         "# HELP hongbao_users_online Users logged in now.\n"
-                         "# TYPE hongbao_users_online gauge\nhongbao_users_online %zu\n"
-                         "# HELP hongbao_connections Connections open now.\n"
-                         "# TYPE hongbao_connections gauge\nhongbao_connections %zu\n"
-                         "# HELP hongbao_envelopes_queued Shake envelopes waiting in buckets.\n"
-                         "# TYPE hongbao_envelopes_queued gauge\nhongbao_envelopes_queued %zu\n",
-                         hb_server_users_online(server), hb_server_connections(server),
-                         hb_server_envelopes_queued(server));
-        n = (m > 0 && (size_t)m < HB_METRICS_BUF - (size_t)n) ? n + m : -1;
-    }
+    int n = hb__text_finish(&o);
     if (n < 0)
         reply_text(res, 500, "metrics do not fit the buffer\n");
     else
@@ -168,31 +123,34 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     if (buf == NULL)
         return;
     int store_err = hb_server_store_error(server);
-    int n = snprintf(
-        buf, HB_METRICS_BUF,
-        "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
-        "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
-        "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
-        hb_server_users_online(server), hb_server_connections(server),
-        hb_server_envelopes_queued(server), server->nthreads, server->nsets,
-        server->max_connections, hb__store_local_journaled(&server->impl->store) ? "true" : "false",
-        store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
-    for (size_t i = 0; i < SERVER_SLOTS; i++) {
-        unsigned k = server_slots[i].slot;
-        n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "%s\"%s\":[%llu,%llu]",
-                      i == 0 ? "\"server_counters\":{" : ",", server_slots[i].name,
-                      (unsigned long long)rep.per_second[k], (unsigned long long)rep.cumulative[k]);
+    hb__text_t o;
+    hb__text_init(&o, buf, HB_METRICS_BUF);
+    hb__text_fmt(&o,
+                 "{\"users_online\":%zu,\"connections\":%zu,\"envelopes_queued\":%zu,"
+                 "\"threads\":%u,\"sets\":%u,\"max_connections\":%u,"
+                 "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
+                 hb_server_users_online(server), hb_server_connections(server),
+                 hb_server_envelopes_queued(server), server->nthreads, server->nsets,
+                 server->max_connections, hb__store_local_journaled(&server->impl->store) ? "true" : "false",
+                 store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
+    /* The server's own slots as "name":[per second, cumulative]; the reference's in "report". */
+    const char *sep = "\"server_counters\":{";
+    for (unsigned k = 0; k < HB_COUNTER_SLOTS; k++) {
+        const hb_counter_info_t *info = hb_counter_info(k);
+        if (info == NULL || info->owner != HB_COUNTER_OWNER_SERVER)
+            continue;
+        hb__text_fmt(&o, "%s\"%s\":[%llu,%llu]", sep, info->name,
+                     (unsigned long long)rep.per_second[k], (unsigned long long)rep.cumulative[k]);
+        sep = ",";
     }
-    n += snprintf(buf + n, HB_METRICS_BUF - (size_t)n, "},\"report\":");
-    int m = hb_report_format_json(&rep, buf + n, HB_METRICS_BUF - (size_t)n - 2);
-    if (m < 0) {
+    hb__text_str(&o, "},\"report\":");
+    hb__report_json(&o, &rep);
+    hb__text_str(&o, "}\n");
+    int n = hb__text_finish(&o);
+    if (n < 0)
         reply_text(res, 500, "stats do not fit the buffer\n");
-    } else {
-        n += m;
-        buf[n++] = '}';
-        buf[n++] = '\n';
+    else
         hb_http_respond(res, 200, "application/json", buf, (size_t)n);
-    }
     free(buf);
 }
 

@@ -80,13 +80,13 @@ static void fill(uint64_t k, uint64_t second, hb_report_t *sv, hb_report_t *cl)
     c[HB_CTR_SEND_AMOUNT_CLAIMED] = 8 * 300;
     c[HB_CTR_CONN_OPENED] = s[HB_CTR_CONN_OPENED];
     c[HB_CTR_CONN_CLOSED] = 1;
-    c[HB_MONITOR_MAX_SLOT_FIRST + 0] = 800 + 20 * (k % 7);      /* p50 */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 1] = 1600 + 40 * (k % 5);     /* p90 */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 2] = 3000 + (k * 97) % 900;   /* p99 */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 3] = 5000 + (k * 131) % 1500; /* p99.9 */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 4] = 7000 + (k * 211) % 3000; /* max */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 5] = 600 + (k * 13) % 100;    /* claim p50 */
-    c[HB_MONITOR_MAX_SLOT_FIRST + 6] = 2500 + (k * 53) % 400;   /* claim p99 */
+    c[HB_CTR_LAT_P50] = 800 + 20 * (k % 7);          /* p50 */
+    c[HB_CTR_LAT_P90] = 1600 + 40 * (k % 5);         /* p90 */
+    c[HB_CTR_LAT_P99] = 3000 + (k * 97) % 900;       /* p99 */
+    c[HB_CTR_LAT_P999] = 5000 + (k * 131) % 1500;    /* p99.9 */
+    c[HB_CTR_LAT_MAX] = 7000 + (k * 211) % 3000;     /* max */
+    c[HB_CTR_LAT_CLAIM_P50] = 600 + (k * 13) % 100;  /* claim p50 */
+    c[HB_CTR_LAT_CLAIM_P99] = 2500 + (k * 53) % 400; /* claim p99 */
 
     for (int i = 0; i < HB_COUNTER_SLOTS; i++) {
         sum_sv[i] += s[i];

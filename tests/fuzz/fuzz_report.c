@@ -1,7 +1,7 @@
 /* libFuzzer target for the monitor report: decode arbitrary bytes, re-encode what decodes, and
  * render reports as Prometheus text and JSON into exact-size and too-small heap buffers, checking
- * the output against an independent rendering of the same values. (The monitor module adds
- * reports up only as they arrive on its sockets, so its aggregation is not fuzzed here.)
+ * the output against an independent rendering of the same values. (Adding reports up is the
+ * aggregate module's, unit-tested on its own; it is not fuzzed here.)
  *
  * Input: a report's 976 bytes (shorter is zero-padded for rendering; the type is forced valid
  * there), then optionally a byte choosing how the rest becomes the Prometheus prefix (odd:
@@ -93,6 +93,13 @@ static void check_decode(const uint8_t *data, size_t size)
 
 /* ---- an independent rendering to compare with ---- */
 
+/* The name of slot i when it is one of the reference's: the slots the report renderers show. */
+static const char *reference_name(unsigned i)
+{
+    const hb_counter_info_t *info = hb_counter_info(i);
+    return info != NULL && info->owner == HB_COUNTER_OWNER_REFERENCE ? info->name : NULL;
+}
+
 typedef struct text {
     char *p;
     size_t len, cap;
@@ -117,7 +124,7 @@ static void json_slots(text_t *t, const uint64_t *values)
 {
     const char *sep = "{";
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        const char *name = hb_counter_name(i);
+        const char *name = reference_name(i);
         if (name == NULL)
             continue;
         text_str(t, sep);
@@ -174,7 +181,7 @@ static void prom_check(const hb_report_t *r, const char *prefix, const char *out
     size_t pos = 0;
     prom_family(out, len, &pos, prefix, "report_second", "", "gauge", r->second);
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        const char *name = hb_counter_name(i);
+        const char *name = reference_name(i);
         if (name == NULL)
             continue;
         prom_family(out, len, &pos, prefix, name, "_total", "counter", r->cumulative[i]);

@@ -1,0 +1,262 @@
+/* The monitor's aggregation, pure: the counter reports of many servers and clients added up per
+ * second and reporter type in a bounded history, the completeness rule that decides when a second
+ * is output, and the renderers of what it holds (a line, CSV, Prometheus text, JSON series). No
+ * socket, no loop, no clock: the caller hands in each report and the time. hongbao/monitor.h puts
+ * it on a libuv loop with a listener and an HTTP endpoint; the types the two share, the monitor's
+ * seconds and statistics (hb_monitor_*), are defined here. */
+#ifndef HONGBAO_AGGREGATE_H
+#define HONGBAO_AGGREGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hongbao/common.h"
+#include "hongbao/counters.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Defaults used for a zero option, and the bounds of each option. */
+#define HB_AGGREGATE_DEFAULT_MAX_REPORTERS 1024
+#define HB_AGGREGATE_MAX_REPORTERS         65536
+#define HB_AGGREGATE_DEFAULT_HISTORY_S     3600
+#define HB_AGGREGATE_MIN_HISTORY_S         16
+#define HB_AGGREGATE_MAX_HISTORY_S         86400
+#define HB_AGGREGATE_DEFAULT_GRACE_MS      2000
+#define HB_AGGREGATE_DEFAULT_KNOWN_MS      10000
+/* A report whose second is further than this from the caller's clock is refused. */
+#define HB_AGGREGATE_MAX_SKEW_S 86400
+
+/* How a second came to be output.
+ * COMPLETE:   every expected reporter had reported it (see hb_aggregate_options_t).
+ * GRACE:      the grace period ran out first: some expected reporter had not reported it.
+ * INCOMPLETE: output before either, by a flush (at exit) or because the history had to make room
+ *             for newer seconds. */
+typedef enum {
+    HB_MONITOR_COMPLETE = 0,
+    HB_MONITOR_GRACE = 1,
+    HB_MONITOR_INCOMPLETE = 2
+} hb_monitor_status_t;
+
+/* One (second, type) of the aggregate. Slot i combines the reports by hb_counter_combine(i):
+ * - HB_COUNTER_COMBINE_SUM: per_second is the sum of the reports' per_second values; cumulative
+ *   is the sum over every reporter seen since the start of *its latest* cumulative values (a
+ *   reporter that left keeps counting with its final totals), as of the latest report added;
+ * - HB_COUNTER_COMBINE_MAX (the client's latency percentiles, 50..56, whatever the type): both
+ *   take the maximum over the reports added (the worst process's percentile). */
+typedef struct hb_monitor_second {
+    uint64_t second;            /* the Unix second */
+    uint64_t type;              /* HB_REPORTER_CLIENT or HB_REPORTER_SERVER */
+    unsigned reports;           /* reports added into it */
+    hb_monitor_status_t status; /* how it was output (meaningful once output) */
+    int output;                 /* 1 once output */
+    uint64_t per_second[HB_COUNTER_SLOTS];
+    uint64_t cumulative[HB_COUNTER_SLOTS];
+} hb_monitor_second_t;
+
+/* A monitor's statistics: kept by hb_monitor_t (hongbao/monitor.h) and shown by the renderers
+ * below. A caller of the aggregate alone counts them from the results of hb_aggregate_add and
+ * the seconds output, or passes NULL to the renderers. */
+typedef struct hb_monitor_stats {
+    uint64_t connections_accepted; /* reporter connections accepted (rejected ones excluded) */
+    uint64_t connections_rejected; /* over max_reporters: accepted and closed at once */
+    uint64_t connections_open;     /* reporter connections open now */
+    uint64_t reports;              /* reports accepted and added */
+    uint64_t bad_reports; /* connections closed for garbage: a type other than 0/1, a second more
+                             than HB_AGGREGATE_MAX_SKEW_S from the clock, a type change */
+    uint64_t truncated;   /* connections that ended (EOF, error) in the middle of a report */
+    uint64_t too_old;     /* reports for a second older than the history: ignored */
+    uint64_t late;        /* reports for a (second, type) already output: kept, not re-output */
+    uint64_t seconds_complete;   /* (second, type)s output COMPLETE */
+    uint64_t seconds_grace;      /* ... GRACE */
+    uint64_t seconds_incomplete; /* ... INCOMPLETE */
+} hb_monitor_stats_t;
+
+typedef struct hb_aggregate hb_aggregate_t;
+
+/* Called once per (second, type) when it is output, in ascending order of seconds per type (a
+ * second whose first report arrives after later ones were output comes when due, out of order);
+ * s is valid during the call only. It must not call hb_aggregate_tick or hb_aggregate_flush
+ * (they would do nothing) nor hb_aggregate_close. */
+typedef void (*hb_aggregate_second_cb)(hb_aggregate_t *a, const hb_monitor_second_t *s, void *arg);
+
+/* Options. Zero-initialise, set what you need; a zero field takes its default.
+ *
+ * Completeness. A second of a type is output as soon as every expected reporter of that type has
+ * reported it or a later second (reporters send in order), or grace_ms after the first report of
+ * that second and type was added, whichever comes first. The expected reporters are those joined
+ * (hb_aggregate_join) and heard from within the last known_ms: that added a report of that type,
+ * or joined and have added nothing yet (their type is not known yet, so they count for both). A
+ * reporter that left (hb_aggregate_leave) is never waited for. */
+typedef struct hb_aggregate_options {
+    unsigned max_reporters; /* reporters joined at once; default 1024, 1..65536 */
+    unsigned history_s;     /* seconds kept, a ring ending at the newest second added; default
+                               3600, 16..86400; about 2 KiB a second */
+    unsigned grace_ms;      /* default 2000 */
+    unsigned known_ms;      /* default 10000 */
+    hb_aggregate_second_cb on_second; /* NULL: nothing is called, seconds are still output */
+    void *on_second_arg;
+} hb_aggregate_options_t;
+
+/* One reporter: a process that sends reports, one after another, in order of seconds. Caller-
+ * owned (e.g. inside a connection), joined to one aggregate at a time. */
+typedef struct hb_aggregate_reporter {
+    /* public */
+    void *data;
+    /* read-only */
+    int joined;           /* between hb_aggregate_join and hb_aggregate_leave */
+    int reported;         /* a report of it was added: type and last_second hold */
+    uint64_t type;        /* the type of its reports */
+    uint64_t last_second; /* the newest second it reported */
+    uint64_t heard_ms;    /* when it joined, then when its latest report was added */
+    /* private */
+    unsigned index;
+    uint64_t cum[HB_COUNTER_SLOTS]; /* its latest cumulative values */
+} hb_aggregate_reporter_t;
+
+/* The aggregate. Caller-owned; hb_aggregate_init, then hb_aggregate_close. Not thread-safe: one
+ * thread at a time. */
+struct hb_aggregate {
+    /* public */
+    void *data;
+    /* read-only */
+    hb_aggregate_options_t opts;         /* in effect, defaults filled in */
+    hb_aggregate_reporter_t **reporters; /* the reporters joined, nreporters of them, any order */
+    unsigned nreporters;
+    /* private */
+    struct hb_aggregate_entry *ring; /* history_s * 2 entries: [(second % history_s) * 2 + type] */
+    int have_newest;
+    uint64_t newest;  /* the newest second held, either type */
+    uint64_t next[2]; /* per type: every held entry below it was output */
+    int have_latest[2];
+    uint64_t latest[2];                      /* per type: the newest second output */
+    uint64_t total_cum[2][HB_COUNTER_SLOTS]; /* per type: sum of every reporter's latest */
+    int emitting;                            /* inside on_second */
+};
+
+/* Set a up with opts (NULL: all defaults) and allocate its history and reporter table. Sets
+ * a->data to NULL. Returns 0; HB_EINVAL (NULL a, an option out of bounds) or HB_ENOMEM, and then
+ * nothing needs closing. */
+HB_EXTERN int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts);
+
+/* Free what init allocated. Outputs nothing (flush first for that); the reporters still joined
+ * are forgotten (their joined becomes 0). A second call does nothing. */
+HB_EXTERN void hb_aggregate_close(hb_aggregate_t *a);
+
+/* Join rep as a reporter heard from at now_ms: it is expected from now on. Rep must not be
+ * joined already (here or elsewhere); its fields but data are reset. Returns 0; HB_ENOBUFS when
+ * max_reporters are joined already, HB_EINVAL (NULL argument). */
+HB_EXTERN int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t now_ms);
+
+/* Rep leaves: it is no longer expected, and its latest cumulative values keep counting. Nothing
+ * is output here: call hb_aggregate_tick, as seconds waiting for rep may now be complete. Does
+ * nothing for a reporter not joined. */
+HB_EXTERN void hb_aggregate_leave(hb_aggregate_t *a, hb_aggregate_reporter_t *rep);
+
+/* What hb_aggregate_add did with a report. The first three took it (rep's cumulative values and
+ * newest second count from now on); the last two refused it and changed nothing. */
+typedef enum {
+    HB_AGGREGATE_ADDED = 0,       /* added to a second not output yet */
+    HB_AGGREGATE_LATE = 1,        /* added to a second already output: kept, not output again */
+    HB_AGGREGATE_TOO_OLD = 2,     /* its second is older than the history: not kept */
+    HB_AGGREGATE_SKEWED = 3,      /* its second is more than HB_AGGREGATE_MAX_SKEW_S from now */
+    HB_AGGREGATE_TYPE_CHANGED = 4 /* its type is not that of rep's earlier reports */
+} hb_aggregate_result_t;
+
+/* Add report r (a decoded report: hb_report_decode) of joined reporter rep, at now_ms. Outputs
+ * only the seconds the history must drop to make room (INCOMPLETE when not due): call
+ * hb_aggregate_tick afterwards for the seconds the report completed. Returns an
+ * hb_aggregate_result_t, or HB_EINVAL (NULL argument, rep not joined, r->type neither client nor
+ * server). */
+HB_EXTERN int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep,
+                               const hb_report_t *r, uint64_t now_ms);
+
+/* Output every (second, type) due at now_ms by the completeness rule, in ascending order per
+ * type. Does nothing inside on_second. */
+HB_EXTERN void hb_aggregate_tick(hb_aggregate_t *a, uint64_t now_ms);
+
+/* Output every (second, type) held and not output yet, in ascending order, marked INCOMPLETE
+ * unless due at now_ms (at exit). Does nothing inside on_second. */
+HB_EXTERN void hb_aggregate_flush(hb_aggregate_t *a, uint64_t now_ms);
+
+/* The aggregate of (second, type) in the history, or NULL when it holds no report of them. Valid
+ * until the next add, tick, flush or close. */
+HB_EXTERN const hb_monitor_second_t *hb_aggregate_at(const hb_aggregate_t *a, uint64_t second,
+                                                     uint64_t type);
+
+/* Copy the aggregate of (second, type) into *out. Returns 0, HB_ENOENT when the history holds no
+ * report of that second and type, HB_EINVAL (NULL argument). */
+HB_EXTERN int hb_aggregate_get(const hb_aggregate_t *a, uint64_t second, uint64_t type,
+                               hb_monitor_second_t *out);
+
+/* The oldest and newest seconds the history holds a report of (either type). Returns 0,
+ * HB_ENOENT when it holds nothing, HB_EINVAL (NULL argument). */
+HB_EXTERN int hb_aggregate_range(const hb_aggregate_t *a, uint64_t *oldest, uint64_t *newest);
+
+/* The newest second of type output so far, while the history holds it. Returns 0, HB_ENOENT when
+ * none (or it left the history), HB_EINVAL (NULL argument). */
+HB_EXTERN int hb_aggregate_latest(const hb_aggregate_t *a, uint64_t type, uint64_t *second);
+
+/* Renderers. Each writes a NUL-terminated string into buf[0..cap) and returns its length without
+ * the NUL, or HB_ENOBUFS when it does not fit (buf then holds "" when cap > 0; nothing is written
+ * at or past buf + cap), or HB_EINVAL (a NULL second or aggregate, or buf NULL with cap > 0). No
+ * allocation. Slot names are the catalogue's (hb_counter_name_for). */
+
+/* The one-line summary of s for a terminal, no trailing newline. A server line:
+ *   "1700000000 server [2] req=1234 got=100 none=1000 overload=0 gen=100 out=100 send=3
+ *    claims=9 amount=12345+600 conn=2000(+5)"
+ * (reports added in brackets; gen: shake envelopes generated, out: handed out, send:
+ * send-envelopes created, claims: claims granted, amount: shake + send-envelope amount issued,
+ * conn: open connections (cumulative opened - closed) and opened this second). A client line:
+ *   "1700000000 client [1] req=1234 replies=1234 env=100 amount=12345 claims=9 claimed=600
+ *    lat_us p50=120 p99=900 max=2100"
+ * A GRACE second ends in " (grace)", an INCOMPLETE one in " (incomplete)". Always fits in
+ * HB_AGGREGATE_LINE_MAX. */
+#define HB_AGGREGATE_LINE_MAX 512
+HB_EXTERN int hb_aggregate_format_line(const hb_monitor_second_t *s, char *buf, size_t cap);
+
+/* The CSV header, "\n"-terminated: second,type,status,reports, then for every slot of the
+ * catalogue (named for either type, in slot order) its per-second column <name>, then the same
+ * slots' cumulative columns <name>_total, except the slots combined by maximum. */
+HB_EXTERN int hb_aggregate_format_csv_header(char *buf, size_t cap);
+
+/* One CSV row for s matching the header, "\n"-terminated: type is "server" or "client", status
+ * "complete", "grace" or "incomplete"; a slot the type does not fill is written as 0. Always fits
+ * in HB_AGGREGATE_CSV_ROW_MAX. */
+#define HB_AGGREGATE_CSV_ROW_MAX 4096
+HB_EXTERN int hb_aggregate_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t cap);
+
+/* Prometheus text exposition (0.0.4) of the latest output second of each type
+ * (hb_aggregate_latest), with the prefixes hongbao_server_ and hongbao_client_: for each slot the
+ * type fills, a counter <prefix><name>_total (cumulative) and a gauge <prefix><name>_per_second,
+ * except the slots combined by maximum, which get one gauge <prefix><name> (that second's value);
+ * plus the gauges <prefix>report_second and <prefix>reports. Then, unless stats is NULL, the
+ * monitor's own hongbao_monitor_* (reporters connected, reports, bad reports, ...). A type with
+ * no second output yet has no series. Always fits in HB_AGGREGATE_METRICS_MAX. */
+#define HB_AGGREGATE_METRICS_MAX (64 * 1024)
+HB_EXTERN int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_monitor_stats_t *stats,
+                                          char *buf, size_t cap);
+
+/* The JSON of a monitor's /api/series at now_s: the last `seconds` seconds ending at the newest
+ * second output (of either type), no further back than the oldest second held
+ * (hb_aggregate_range):
+ *   {"now":N,"first":N,"last":N,"seconds":[N,...],
+ *    "server":{"reports":[..],"status":[..],"per_second":{"<name>":[..],...},
+ *              "cumulative":{"<name>":[..],...}},
+ *    "client":{...same shape, the client's names...},
+ *    "monitor":{"reporters":N,"reports":N,"bad_reports":N,"truncated":N,"late":N,"too_old":N}}
+ * ("monitor" only when stats is not NULL). Every array has one element per second of "seconds"
+ * (oldest first); a (second, type) not output (no report, or still waiting) is null in every
+ * array of that type; status is 0 complete, 1 grace, 2 incomplete; "cumulative" leaves out the
+ * slots combined by maximum. With nothing output yet, first and last are null and every array is
+ * empty. seconds is clamped to 1..history_s. The size grows with seconds: about seconds x 800
+ * bytes for realistic values. */
+HB_EXTERN int hb_aggregate_format_series(const hb_aggregate_t *a, const hb_monitor_stats_t *stats,
+                                         uint64_t now_s, unsigned seconds, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HONGBAO_AGGREGATE_H */

@@ -1,0 +1,318 @@
+/* The monitor's aggregation: reports added per (second, type) into a bounded ring, the reporters
+ * a second waits for, and the completeness rule that outputs it. Pure: the caller gives the time.
+ */
+#include "hongbao/aggregate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NTYPES 2
+
+/* One (second, type) of the history. */
+struct hb_aggregate_entry {
+    hb_monitor_second_t s;
+    uint64_t first_ms; /* when its first report was added */
+    int held;          /* a report of this second and type was added */
+};
+
+int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
+{
+    if (a == NULL)
+        return HB_EINVAL;
+    hb_aggregate_options_t o;
+    if (opts != NULL)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof o);
+    if (o.max_reporters == 0)
+        o.max_reporters = HB_AGGREGATE_DEFAULT_MAX_REPORTERS;
+    if (o.history_s == 0)
+        o.history_s = HB_AGGREGATE_DEFAULT_HISTORY_S;
+    if (o.grace_ms == 0)
+        o.grace_ms = HB_AGGREGATE_DEFAULT_GRACE_MS;
+    if (o.known_ms == 0)
+        o.known_ms = HB_AGGREGATE_DEFAULT_KNOWN_MS;
+    if (o.max_reporters > HB_AGGREGATE_MAX_REPORTERS || o.history_s < HB_AGGREGATE_MIN_HISTORY_S ||
+        o.history_s > HB_AGGREGATE_MAX_HISTORY_S)
+        return HB_EINVAL;
+    struct hb_aggregate_entry *ring = calloc((size_t)o.history_s * NTYPES, sizeof *ring);
+    hb_aggregate_reporter_t **reporters = calloc(o.max_reporters, sizeof *reporters);
+    if (ring == NULL || reporters == NULL) {
+        free(ring);
+        free(reporters);
+        return HB_ENOMEM;
+    }
+    memset(a, 0, sizeof *a);
+    a->opts = o;
+    a->ring = ring;
+    a->reporters = reporters;
+    return 0;
+}
+
+void hb_aggregate_close(hb_aggregate_t *a)
+{
+    if (a == NULL || a->ring == NULL)
+        return;
+    for (unsigned i = 0; i < a->nreporters; i++)
+        a->reporters[i]->joined = 0;
+    free(a->ring);
+    free(a->reporters);
+    a->ring = NULL;
+    a->reporters = NULL;
+    a->nreporters = 0;
+}
+
+int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t now_ms)
+{
+    if (a == NULL || a->ring == NULL || rep == NULL)
+        return HB_EINVAL;
+    if (a->nreporters >= a->opts.max_reporters)
+        return HB_ENOBUFS;
+    void *data = rep->data;
+    memset(rep, 0, sizeof *rep);
+    rep->data = data;
+    rep->joined = 1;
+    rep->heard_ms = now_ms;
+    rep->index = a->nreporters;
+    a->reporters[a->nreporters++] = rep;
+    return 0;
+}
+
+void hb_aggregate_leave(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
+{
+    if (a == NULL || rep == NULL || !rep->joined)
+        return;
+    rep->joined = 0;
+    hb_aggregate_reporter_t *last = a->reporters[--a->nreporters];
+    a->reporters[rep->index] = last;
+    last->index = rep->index;
+    a->reporters[a->nreporters] = NULL;
+}
+
+/* ---- the ring ---- */
+
+/* The oldest second the ring may hold, given its newest. */
+static uint64_t oldest_second(const hb_aggregate_t *a)
+{
+    unsigned history = a->opts.history_s;
+    return a->newest >= history - 1 ? a->newest - (history - 1) : 0;
+}
+
+static struct hb_aggregate_entry *slot_of(const hb_aggregate_t *a, uint64_t second, uint64_t type)
+{
+    return &a->ring[(second % a->opts.history_s) * NTYPES + type];
+}
+
+/* The entry of (second, type) if the history holds it, else NULL. */
+static struct hb_aggregate_entry *entry(const hb_aggregate_t *a, uint64_t second, uint64_t type)
+{
+    if (!a->have_newest || type >= NTYPES || second > a->newest || second < oldest_second(a))
+        return NULL;
+    struct hb_aggregate_entry *e = slot_of(a, second, type);
+    return e->held && e->s.second == second ? e : NULL;
+}
+
+/* ---- completeness and output ---- */
+
+/* The newest second every expected reporter of type has reached, into *horizon (UINT64_MAX when
+ * none is expected). Returns 0 when some expected reporter has not reported yet, so no second
+ * can be complete by the rule. */
+static int horizon_of(const hb_aggregate_t *a, uint64_t type, uint64_t now, uint64_t *horizon)
+{
+    uint64_t h = UINT64_MAX;
+    for (unsigned i = 0; i < a->nreporters; i++) {
+        const hb_aggregate_reporter_t *rep = a->reporters[i];
+        if (now > rep->heard_ms && now - rep->heard_ms > a->opts.known_ms)
+            continue; /* silent too long: not waited for */
+        if (!rep->reported)
+            return 0;
+        if (rep->type != type)
+            continue;
+        if (rep->last_second < h)
+            h = rep->last_second;
+    }
+    *horizon = h;
+    return 1;
+}
+
+static void output(hb_aggregate_t *a, struct hb_aggregate_entry *e, uint64_t type,
+                   hb_monitor_status_t status)
+{
+    e->s.output = 1;
+    e->s.status = status;
+    if (!a->have_latest[type] || e->s.second > a->latest[type]) {
+        a->have_latest[type] = 1;
+        a->latest[type] = e->s.second;
+    }
+    if (a->opts.on_second != NULL) {
+        hb_monitor_second_t s = e->s; /* a copy: the callback may add reports */
+        a->emitting++;
+        a->opts.on_second(a, &s, a->opts.on_second_arg);
+        a->emitting--;
+    }
+}
+
+/* Output the entries of type from next[type] on, in order, while they are due at now; with force,
+ * every entry up to and including limit is output whether due or not (INCOMPLETE when not). */
+static void emit(hb_aggregate_t *a, uint64_t type, uint64_t now, int force, uint64_t limit)
+{
+    if (!a->have_newest)
+        return;
+    uint64_t horizon = 0;
+    int rule = horizon_of(a, type, now, &horizon);
+    uint64_t s = a->next[type];
+    uint64_t oldest = oldest_second(a);
+    if (s < oldest)
+        s = oldest;
+    for (; s <= a->newest; s++) {
+        struct hb_aggregate_entry *e = entry(a, s, type);
+        if (e == NULL || e->s.output)
+            continue;
+        hb_monitor_status_t status;
+        if (rule && s <= horizon)
+            status = HB_MONITOR_COMPLETE;
+        else if (now >= e->first_ms + a->opts.grace_ms)
+            status = HB_MONITOR_GRACE;
+        else if (force && s <= limit)
+            status = HB_MONITOR_INCOMPLETE;
+        else
+            break;
+        output(a, e, type, status);
+    }
+    a->next[type] = s;
+}
+
+void hb_aggregate_tick(hb_aggregate_t *a, uint64_t now_ms)
+{
+    if (a == NULL || a->ring == NULL || a->emitting)
+        return;
+    for (uint64_t t = 0; t < NTYPES; t++)
+        emit(a, t, now_ms, 0, 0);
+}
+
+void hb_aggregate_flush(hb_aggregate_t *a, uint64_t now_ms)
+{
+    if (a == NULL || a->ring == NULL || a->emitting)
+        return;
+    for (uint64_t t = 0; t < NTYPES; t++)
+        emit(a, t, now_ms, 1, UINT64_MAX);
+}
+
+/* Make the ring's newest second `second`, outputting first what would fall out of it. */
+static void advance(hb_aggregate_t *a, uint64_t second, uint64_t now)
+{
+    unsigned history = a->opts.history_s;
+    if (a->have_newest) {
+        uint64_t new_oldest = second >= history - 1 ? second - (history - 1) : 0;
+        if (new_oldest > 0 && !a->emitting)
+            for (uint64_t t = 0; t < NTYPES; t++)
+                emit(a, t, now, 1, new_oldest - 1);
+    } else {
+        a->next[0] = a->next[1] = second;
+    }
+    a->have_newest = 1;
+    a->newest = second;
+}
+
+int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_report_t *r,
+                     uint64_t now_ms)
+{
+    if (a == NULL || a->ring == NULL || rep == NULL || !rep->joined || r == NULL ||
+        r->type >= NTYPES)
+        return HB_EINVAL;
+    uint64_t now_s = now_ms / 1000;
+    uint64_t skew = r->second > now_s ? r->second - now_s : now_s - r->second;
+    if (skew > HB_AGGREGATE_MAX_SKEW_S)
+        return HB_AGGREGATE_SKEWED;
+    if (rep->reported && r->type != rep->type)
+        return HB_AGGREGATE_TYPE_CHANGED;
+
+    /* The cumulative rule: each reporter's latest totals, summed over every reporter. */
+    uint64_t t = r->type;
+    uint64_t *total = a->total_cum[t];
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        total[i] += r->cumulative[i] - rep->cum[i]; /* wraps like the counters themselves */
+        rep->cum[i] = r->cumulative[i];
+    }
+    rep->heard_ms = now_ms;
+    if (!rep->reported || r->second > rep->last_second)
+        rep->last_second = r->second;
+    rep->reported = 1;
+    rep->type = t;
+
+    if (!a->have_newest || r->second > a->newest)
+        advance(a, r->second, now_ms);
+    if (r->second < oldest_second(a))
+        return HB_AGGREGATE_TOO_OLD;
+    struct hb_aggregate_entry *e = slot_of(a, r->second, t);
+    if (!e->held || e->s.second != r->second) {
+        memset(e, 0, sizeof *e);
+        e->s.second = r->second;
+        e->s.type = t;
+        e->held = 1;
+        e->first_ms = now_ms;
+        if (r->second < a->next[t])
+            a->next[t] = r->second;
+    }
+    e->s.reports++;
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        if (hb_counter_combine(i) == HB_COUNTER_COMBINE_MAX) {
+            if (r->per_second[i] > e->s.per_second[i])
+                e->s.per_second[i] = r->per_second[i];
+            if (r->cumulative[i] > e->s.cumulative[i])
+                e->s.cumulative[i] = r->cumulative[i];
+        } else {
+            e->s.per_second[i] += r->per_second[i];
+            e->s.cumulative[i] = total[i];
+        }
+    }
+    return e->s.output ? HB_AGGREGATE_LATE : HB_AGGREGATE_ADDED;
+}
+
+/* ---- queries ---- */
+
+const hb_monitor_second_t *hb_aggregate_at(const hb_aggregate_t *a, uint64_t second, uint64_t type)
+{
+    if (a == NULL || a->ring == NULL)
+        return NULL;
+    const struct hb_aggregate_entry *e = entry(a, second, type);
+    return e != NULL ? &e->s : NULL;
+}
+
+int hb_aggregate_get(const hb_aggregate_t *a, uint64_t second, uint64_t type,
+                     hb_monitor_second_t *out)
+{
+    if (a == NULL || a->ring == NULL || out == NULL)
+        return HB_EINVAL;
+    const hb_monitor_second_t *s = hb_aggregate_at(a, second, type);
+    if (s == NULL)
+        return HB_ENOENT;
+    *out = *s;
+    return 0;
+}
+
+int hb_aggregate_range(const hb_aggregate_t *a, uint64_t *oldest, uint64_t *newest)
+{
+    if (a == NULL || a->ring == NULL || oldest == NULL || newest == NULL)
+        return HB_EINVAL;
+    if (!a->have_newest)
+        return HB_ENOENT;
+    for (uint64_t s = oldest_second(a); s <= a->newest; s++) {
+        if (entry(a, s, 0) != NULL || entry(a, s, 1) != NULL) {
+            *oldest = s;
+            *newest = a->newest;
+            return 0;
+        }
+    }
+    return HB_ENOENT;
+}
+
+int hb_aggregate_latest(const hb_aggregate_t *a, uint64_t type, uint64_t *second)
+{
+    if (a == NULL || a->ring == NULL || second == NULL)
+        return HB_EINVAL;
+    if (type >= NTYPES || !a->have_latest[type] || entry(a, a->latest[type], type) == NULL)
+        return HB_ENOENT;
+    *second = a->latest[type];
+    return 0;
+}
