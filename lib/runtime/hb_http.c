@@ -154,10 +154,15 @@ static const char *status_reason(int status)
 static void server_handle_closed(hb_http_server_t *srv)
 {
     srv->handles_--;
-    if (srv->closing_ && srv->handles_ == 0 && srv->close_cb_ != NULL) {
+    if (srv->closing_ && srv->handles_ == 0) {
+        /* The lifetime rule: srv is whole and readable in the callback, which may free it; the
+         * library's own memory goes after, without touching srv. */
+        struct hb_http_listen *ls = srv->listen_;
         hb_http_close_cb cb = srv->close_cb_;
         srv->close_cb_ = NULL;
-        cb(srv); /* srv may be freed now: touch nothing after. */
+        if (cb != NULL)
+            cb(srv);
+        free(ls);
     }
 }
 
@@ -889,8 +894,6 @@ static void on_accept(hb_listener_t *l, int fd)
 
 static void listen_freed(hb_http_server_t *srv)
 {
-    free(srv->listen_);
-    srv->listen_ = NULL;
     server_handle_closed(srv);
 }
 

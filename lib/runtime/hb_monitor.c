@@ -344,6 +344,8 @@ static void handle_closed(hb_monitor_t *m)
     struct hb_monitor_impl *impl = m->impl;
     if (--impl->handles > 0 || !impl->closing)
         return;
+    /* The monitor's state goes first (m->impl is NULL in the callback: closed); the struct is the
+     * caller's to free in or after the callback, and the library does not touch it again. */
     hb_monitor_close_cb cb = impl->close_cb;
     hb_aggregate_close(&impl->agg);
     free(impl);

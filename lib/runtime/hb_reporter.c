@@ -66,12 +66,15 @@ static uint64_t hb_reporter_ms_to_next_tick(void)
 static void hb_reporter_maybe_finish(hb_reporter_t *r)
 {
     if (r->closing_ && r->handles_closing_ && r->live_handles_ == 0 && r->sock_ != NULL) {
-        free(r->sock_);
+        /* The lifetime rule: r is readable in the callback, which may free it; the library's own
+         * memory goes after, without touching r. */
+        struct hb_sock *sock = r->sock_;
         r->sock_ = NULL;
         hb_reporter_close_cb cb = r->close_cb_;
         r->close_cb_ = NULL;
         if (cb != NULL)
-            cb(r); /* r may be freed now: touch nothing after */
+            cb(r);
+        free(sock);
     }
 }
 
