@@ -14,6 +14,7 @@
 #include "hongbao/counters.h"
 #include "hongbao/hist.h"
 #include "hongbao/msgq.h"
+#include "hongbao/idmap.h"
 #include "hongbao/book.h"
 
 #endif /* HONGBAO_CORE_H */
