@@ -16,5 +16,6 @@
 #include "hongbao/msgq.h"
 #include "hongbao/idmap.h"
 #include "hongbao/book.h"
+#include "hongbao/addr.h"
 
 #endif /* HONGBAO_CORE_H */
