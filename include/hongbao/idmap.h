@@ -26,9 +26,11 @@ extern "C" {
  * random hashing would (a stride it spreads badly, or keys with no such pattern), the map switches
  * to the mixing hash hb_idmap_hash, which spreads any keys as random ones would, until it next
  * grows and gives Fibonacci hashing another chance. Every u32 is a valid key, 0 and UINT32_MAX
- * included. Values are aligned to 8 bytes (enough for integers,
- * pointers and doubles), and a value pointer from find, insert or next is valid until the next
- * insert or remove of any key (either may move every entry), or close.
+ * included.
+ *
+ * Values are aligned to 8 bytes (enough for integers, pointers and doubles). A value pointer from
+ * find, insert or next stays valid until the next insert or removal (remove, remove_found,
+ * remove_if) of any key, or close: each may move every entry.
  *
  * Not thread-safe: one owner at a time (the registry puts each of its maps behind a mutex).
  * Caller-owned struct: init allocates the table, insert may grow it, close frees it. */
