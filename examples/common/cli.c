@@ -36,33 +36,24 @@ int cli_u64(const char *prog, const char *flag, const char *text, uint64_t min, 
 int cli_endpoint(const char *prog, const char *flag, const char *text, char *host, size_t host_len,
                  int *port, int allow_zero)
 {
-    const char *colon = strrchr(text, ':');
-    const char *h = text;
-    size_t hl = colon ? (size_t)(colon - text) : 0;
-    if (colon == NULL || hl == 0) {
-        fprintf(stderr, "%s: %s: '%s' is not HOST:PORT\n", prog, flag, text);
-        return -1;
-    }
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= host_len) {
+    int p = 0;
+    int r = hb_addr_parse(text, host, host_len, &p);
+    if (r == HB_ENOBUFS) {
         fprintf(stderr, "%s: %s: host too long\n", prog, flag);
         return -1;
     }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    if (uv_ip4_addr(host, 0, &a4) != 0 && uv_ip6_addr(host, 0, &a6) != 0) {
-        fprintf(stderr, "%s: %s: '%s' is not an IP address\n", prog, flag, host);
+    if (r != 0) {
+        fprintf(stderr,
+                "%s: %s: '%s' is not HOST:PORT (an IPv4 address or [IPv6 address], a port "
+                "0..65535)\n",
+                prog, flag, text);
         return -1;
     }
-    uint64_t p;
-    if (cli_u64(prog, flag, colon + 1, allow_zero ? 0 : 1, 65535, &p) != 0)
+    if (p == 0 && !allow_zero) {
+        fprintf(stderr, "%s: %s: '%s': port 0 is not allowed here\n", prog, flag, text);
         return -1;
-    *port = (int)p;
+    }
+    *port = p;
     return 0;
 }
 

@@ -11,8 +11,9 @@
 int cli_u64(const char *prog, const char *flag, const char *text, uint64_t min, uint64_t max,
             uint64_t *out);
 
-/* Parse "HOST:PORT" (an IPv4 literal, or [IPv6]:PORT) into host and port; port 0 allowed only
- * when allow_zero. Prints an error naming flag and returns -1 on failure. */
+/* Parse "HOST:PORT" (an IPv4 literal, or [IPv6]:PORT) into host and port with the library's
+ * parser (hb_addr_parse); port 0 allowed only when allow_zero. Prints an error naming flag and
+ * returns -1 on failure. */
 int cli_endpoint(const char *prog, const char *flag, const char *text, char *host, size_t host_len,
                  int *port, int allow_zero);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "hongbao/common.h"
+#include "hongbao/idmap.h"
 #include "hongbao/proto.h"
 
 #ifdef __cplusplus
@@ -31,9 +32,9 @@ typedef struct hb_sendenv {
  * that share (a positive value, so it is never mistaken for an error code). */
 #define HB_BOOK_REPEAT 1
 
-/* An open-addressing hash map envelope id -> hb_sendenv_t. Not thread-safe: one book is owned by
- * one thread (the runtime routes every claim of an envelope to the SET owning its id). Caller-owned
- * struct; the table is allocated by init, grown by add, freed by close. */
+/* The envelopes by id, kept inline in an id map (hongbao/idmap.h). Not thread-safe: one book is
+ * owned by one thread (the runtime routes every claim of an envelope to the SET owning its id).
+ * Caller-owned struct; the table is allocated by init, grown by add, freed by close. */
 typedef struct hb_book {
     /* public */
     void *data;
@@ -42,9 +43,7 @@ typedef struct hb_book {
     uint64_t granted;     /* claims granted so far */
     uint64_t granted_sum; /* amount granted so far */
     /* private */
-    struct hb_book_slot *slots;
-    size_t mask;
-    size_t tombstones;
+    hb_idmap_t envelopes; /* id -> hb_sendenv_t */
 } hb_book_t;
 
 /* Set up a book sized to hold expected envelopes before it grows (0 is fine: the table starts
@@ -62,8 +61,8 @@ HB_EXTERN void hb_book_close(hb_book_t *b);
  * share is 0, the shares do not add up to total, or the claimed state is inconsistent (a bit above
  * the three recipients, or claimed_sum not the sum of the claimed shares); HB_ENOMEM
  * (nothing changed). Any user id, 0 included, may be a recipient. The only call that allocates:
- * it may rebuild the table (growing it, or dropping tombstones left by removals), which moves
- * every envelope and so invalidates pointers from hb_book_find. */
+ * it may grow the table, which moves every envelope and so invalidates pointers from
+ * hb_book_find. */
 HB_EXTERN int hb_book_add(hb_book_t *b, const hb_sendenv_t *e);
 
 /* Claim user's share of envelope id. A first claim returns 0, stores the share in *amount, and

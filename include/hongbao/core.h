@@ -15,7 +15,9 @@
 #include "hongbao/aggregate.h"
 #include "hongbao/hist.h"
 #include "hongbao/msgq.h"
+#include "hongbao/idmap.h"
 #include "hongbao/book.h"
 #include "hongbao/journal.h"
+#include "hongbao/addr.h"
 
 #endif /* HONGBAO_CORE_H */

@@ -19,7 +19,7 @@ typedef struct hb_registry_entry {
     uint64_t gen;
 } hb_registry_entry_t;
 
-/* A hash map user_id -> entry split into shards, each an open-addressing table behind its own
+/* A hash map user_id -> entry split into shards, each an id map (hongbao/idmap.h) behind its own
  * mutex, so threads touching different users rarely meet. All functions are thread-safe.
  * Caller-owned struct; tables allocated by init, grown on insert, freed by close. */
 typedef struct hb_registry {
@@ -32,9 +32,9 @@ typedef struct hb_registry {
 } hb_registry_t;
 
 /* Set up nshards shards (rounded up to a power of two, at most 4096), each sized for
- * expected_users / nshards users before it grows (expected_users may be 0). A user's shard and
- * slot come from a mixing hash of the id, so sequential ids spread evenly. Returns 0, UV_EINVAL
- * (r NULL, nshards 0 or above 4096), UV_ENOMEM (nothing is left allocated). */
+ * expected_users / nshards users before it grows (expected_users may be 0). A user's shard comes
+ * from a mixing hash of the id (hb_idmap_hash), so sequential ids spread evenly. Returns 0,
+ * UV_EINVAL (r NULL, nshards 0 or above 4096), UV_ENOMEM (nothing is left allocated). */
 HB_EXTERN int hb_registry_init(hb_registry_t *r, unsigned nshards, size_t expected_users);
 
 /* Free every table. No other call may run concurrently or afterwards (until the next init).

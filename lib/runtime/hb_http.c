@@ -673,18 +673,14 @@ static bool authorized(const hb_http_server_t *srv, const hb_http_request_t *req
 
 int hb_http_is_loopback(const char *host)
 {
-    struct sockaddr_in a4;
-    struct sockaddr_in6 a6;
-    if (host == NULL) {
+    struct sockaddr_storage ss;
+    if (hb__sock_addr(host, 0, &ss) != 0) {
         return 0;
     }
-    if (uv_ip4_addr(host, 0, &a4) == 0) {
-        return (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET) {
+        return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
     }
-    if (uv_ip6_addr(host, 0, &a6) == 0) {
-        return IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr);
-    }
-    return 0;
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
 }
 
 static void conn_dispatch(hb_http_conn_t *c)

@@ -1,133 +1,41 @@
-/* The user registry: user_id -> (SET, login generation), sharded open-addressing hash tables
- * with linear probing and backward-shift deletion, one mutex per shard. */
+/* The user registry: user_id -> (SET, login generation), one id map (hongbao/idmap.h) a shard,
+ * each behind its own mutex. */
 #include "hongbao/registry.h"
 
 #include <uv.h>
 
 #include <stdalign.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+
+#include "hongbao/idmap.h"
 
 #define HB_REGISTRY_CACHELINE  64
 #define HB_REGISTRY_MAX_SHARDS 4096
-#define HB_REGISTRY_MIN_SLOTS  8
-/* A table grows when an insert would fill more than LOAD_NUM / LOAD_DEN of its slots. */
-#define HB_REGISTRY_LOAD_NUM 7
-#define HB_REGISTRY_LOAD_DEN 10
 
-typedef struct hb_registry_slot {
-    uint64_t gen;
-    uint32_t user;
-    uint32_t set;
-    bool used;
-} hb_registry_slot_t;
+_Static_assert(alignof(hb_registry_entry_t) <= 8,
+               "an entry needs no more than the id map's alignment");
 
 /* One shard, alone on its cache lines so that threads locking neighbouring shards do not
  * contend for the same line. */
 struct hb_registry_shard {
     alignas(HB_REGISTRY_CACHELINE) uv_mutex_t lock;
-    hb_registry_slot_t *slots; /* nslots entries */
-    size_t mask;               /* nslots - 1; nslots is a power of two */
-    size_t count;              /* used slots */
+    hb_idmap_t users; /* user -> hb_registry_entry_t */
 };
 
-/* splitmix64's finaliser: every bit of the user id affects every bit of the hash, so sequential
- * ids spread evenly over the shards (top bits) and over the slots (low bits). */
-static uint64_t hb_registry_hash(uint32_t user)
+/* The shard of user: the low bits of the id map's mixing hash, so sequential ids spread evenly
+ * over the shards while each shard's map takes its slots from other bits (the top of its own
+ * hash). */
+static struct hb_registry_shard *shard_of(hb_registry_t *r, uint32_t user)
 {
-    uint64_t x = (uint64_t)user + UINT64_C(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return x ^ (x >> 31);
+    return &r->shards[(size_t)hb_idmap_hash(user) & (r->nshards - 1)];
 }
 
-static struct hb_registry_shard *hb_registry_shard_of(hb_registry_t *r, uint64_t hash)
-{
-    /* The top bits; nshards is a power of two, so this is an even split. With one shard the
-     * shift would be 64, so mask instead. */
-    return &r->shards[(size_t)(hash >> 32) & (r->nshards - 1)];
-}
-
-static size_t hb_registry_home(const struct hb_registry_shard *sh, uint64_t hash)
-{
-    return (size_t)hash & sh->mask;
-}
-
-/* The slot holding user, or the empty slot where it would go. The table is never full. */
-static size_t hb_registry_find(const struct hb_registry_shard *sh, uint32_t user, uint64_t hash)
-{
-    size_t i = hb_registry_home(sh, hash);
-    while (sh->slots[i].used && sh->slots[i].user != user)
-        i = (i + 1) & sh->mask;
-    return i;
-}
-
-static hb_registry_slot_t *hb_registry_alloc_slots(size_t nslots)
-{
-    if (nslots > SIZE_MAX / sizeof(hb_registry_slot_t))
-        return NULL;
-    return calloc(nslots, sizeof(hb_registry_slot_t));
-}
-
-/* Double the shard's table. Returns 0 or UV_ENOMEM (the table is unchanged). */
-static int hb_registry_grow(struct hb_registry_shard *sh)
-{
-    size_t old_n = sh->mask + 1;
-    if (old_n > SIZE_MAX / 2)
-        return UV_ENOMEM;
-    hb_registry_slot_t *old = sh->slots;
-    hb_registry_slot_t *slots = hb_registry_alloc_slots(old_n * 2);
-    if (slots == NULL)
-        return UV_ENOMEM;
-    sh->slots = slots;
-    sh->mask = old_n * 2 - 1;
-    for (size_t i = 0; i < old_n; i++) {
-        if (old[i].used)
-            sh->slots[hb_registry_find(sh, old[i].user, hb_registry_hash(old[i].user))] = old[i];
-    }
-    free(old);
-    return 0;
-}
-
-/* Empty slot i, moving later members of its probe run back so that no lookup stops short. */
-static void hb_registry_delete_at(struct hb_registry_shard *sh, size_t i)
-{
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & sh->mask;
-        if (!sh->slots[j].used)
-            break;
-        size_t home = hb_registry_home(sh, hb_registry_hash(sh->slots[j].user));
-        /* The entry at j may fill the hole at i when i lies on its probe path, from home to j. */
-        if (((j - home) & sh->mask) >= ((j - i) & sh->mask)) {
-            sh->slots[i] = sh->slots[j];
-            i = j;
-        }
-    }
-    sh->slots[i].used = false;
-    sh->count--;
-}
-
-static size_t hb_registry_slots_for(size_t users)
-{
-    /* Enough slots that users entries stay within the load factor. */
-    size_t need = users / HB_REGISTRY_LOAD_NUM * HB_REGISTRY_LOAD_DEN +
-                  (users % HB_REGISTRY_LOAD_NUM * HB_REGISTRY_LOAD_DEN + HB_REGISTRY_LOAD_NUM - 1) /
-                      HB_REGISTRY_LOAD_NUM +
-                  1;
-    size_t n = HB_REGISTRY_MIN_SLOTS;
-    while (n < need && n <= SIZE_MAX / 2)
-        n <<= 1;
-    return n;
-}
-
-static void hb_registry_free_shards(hb_registry_t *r, unsigned n)
+static void free_shards(hb_registry_t *r, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         uv_mutex_destroy(&r->shards[i].lock);
-        free(r->shards[i].slots);
+        hb_idmap_close(&r->shards[i].users);
     }
     free(r->shards);
     r->shards = NULL;
@@ -143,7 +51,7 @@ int hb_registry_init(hb_registry_t *r, unsigned nshards, size_t expected_users)
     /* User ids are 32-bit: never more than 2^32 users to plan for. */
     if ((uint64_t)expected_users > UINT64_C(1) << 32)
         expected_users = (size_t)(UINT64_C(1) << 32);
-    size_t nslots = hb_registry_slots_for((expected_users + n - 1) / n);
+    size_t per_shard = (expected_users + n - 1) / n;
 
     struct hb_registry_shard *shards =
         aligned_alloc(HB_REGISTRY_CACHELINE, n * sizeof(struct hb_registry_shard));
@@ -154,18 +62,14 @@ int hb_registry_init(hb_registry_t *r, unsigned nshards, size_t expected_users)
         struct hb_registry_shard *sh = &shards[i];
         int err = uv_mutex_init(&sh->lock);
         if (err == 0) {
-            sh->slots = hb_registry_alloc_slots(nslots);
-            if (sh->slots == NULL) {
+            err = hb_idmap_init(&sh->users, sizeof(hb_registry_entry_t), per_shard);
+            if (err != 0)
                 uv_mutex_destroy(&sh->lock);
-                err = UV_ENOMEM;
-            }
         }
         if (err != 0) {
-            hb_registry_free_shards(r, i);
+            free_shards(r, i);
             return err;
         }
-        sh->mask = nslots - 1;
-        sh->count = 0;
     }
     r->nshards = n;
     return 0;
@@ -175,7 +79,7 @@ void hb_registry_close(hb_registry_t *r)
 {
     if (r == NULL || r->shards == NULL)
         return;
-    hb_registry_free_shards(r, r->nshards);
+    free_shards(r, r->nshards);
 }
 
 int hb_registry_put(hb_registry_t *r, uint32_t user, hb_registry_entry_t e,
@@ -183,33 +87,16 @@ int hb_registry_put(hb_registry_t *r, uint32_t user, hb_registry_entry_t e,
 {
     if (r == NULL || r->shards == NULL)
         return UV_EINVAL;
-    uint64_t hash = hb_registry_hash(user);
-    struct hb_registry_shard *sh = hb_registry_shard_of(r, hash);
-    int ret;
+    struct hb_registry_shard *sh = shard_of(r, user);
     uv_mutex_lock(&sh->lock);
-    size_t i = hb_registry_find(sh, user, hash);
-    if (sh->slots[i].used) {
-        if (old != NULL) {
-            old->set = sh->slots[i].set;
-            old->gen = sh->slots[i].gen;
-        }
-        ret = 1;
-    } else {
-        /* A new user: make room first, so that a failed growth changes nothing. */
-        if ((sh->count + 1) * HB_REGISTRY_LOAD_DEN > (sh->mask + 1) * HB_REGISTRY_LOAD_NUM) {
-            ret = hb_registry_grow(sh);
-            if (ret != 0)
-                goto out;
-            i = hb_registry_find(sh, user, hash);
-        }
-        sh->slots[i].user = user;
-        sh->slots[i].used = true;
-        sh->count++;
-        ret = 0;
+    void *slot;
+    int ret = hb_idmap_insert(&sh->users, user, &slot);
+    if (ret >= 0) {
+        hb_registry_entry_t *held = slot;
+        if (ret == 1 && old != NULL)
+            *old = *held;
+        *held = e;
     }
-    sh->slots[i].set = e.set;
-    sh->slots[i].gen = e.gen;
-out:
     uv_mutex_unlock(&sh->lock);
     return ret;
 }
@@ -218,14 +105,12 @@ int hb_registry_get(hb_registry_t *r, uint32_t user, hb_registry_entry_t *out)
 {
     if (r == NULL || r->shards == NULL || out == NULL)
         return UV_EINVAL;
-    uint64_t hash = hb_registry_hash(user);
-    struct hb_registry_shard *sh = hb_registry_shard_of(r, hash);
+    struct hb_registry_shard *sh = shard_of(r, user);
     int ret = UV_ENOENT;
     uv_mutex_lock(&sh->lock);
-    size_t i = hb_registry_find(sh, user, hash);
-    if (sh->slots[i].used) {
-        out->set = sh->slots[i].set;
-        out->gen = sh->slots[i].gen;
+    const hb_registry_entry_t *held = hb_idmap_find(&sh->users, user);
+    if (held != NULL) {
+        *out = *held;
         ret = 0;
     }
     uv_mutex_unlock(&sh->lock);
@@ -236,13 +121,12 @@ int hb_registry_remove(hb_registry_t *r, uint32_t user, uint64_t gen)
 {
     if (r == NULL || r->shards == NULL)
         return UV_EINVAL;
-    uint64_t hash = hb_registry_hash(user);
-    struct hb_registry_shard *sh = hb_registry_shard_of(r, hash);
+    struct hb_registry_shard *sh = shard_of(r, user);
     int ret = UV_ENOENT;
     uv_mutex_lock(&sh->lock);
-    size_t i = hb_registry_find(sh, user, hash);
-    if (sh->slots[i].used && sh->slots[i].gen == gen) {
-        hb_registry_delete_at(sh, i);
+    hb_registry_entry_t *held = hb_idmap_find(&sh->users, user);
+    if (held != NULL && held->gen == gen) {
+        hb_idmap_remove_found(&sh->users, held);
         ret = 0;
     }
     uv_mutex_unlock(&sh->lock);
@@ -256,7 +140,7 @@ size_t hb_registry_count(hb_registry_t *r)
     size_t total = 0;
     for (unsigned i = 0; i < r->nshards; i++) {
         uv_mutex_lock(&r->shards[i].lock);
-        total += r->shards[i].count;
+        total += r->shards[i].users.count;
         uv_mutex_unlock(&r->shards[i].lock);
     }
     return total;

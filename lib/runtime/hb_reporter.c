@@ -348,13 +348,9 @@ int hb_reporter_init(uv_loop_t *loop, hb_reporter_t *r, hb_counters_t *counters,
         return UV_EINVAL;
 
     struct sockaddr_storage addr;
-    memset(&addr, 0, sizeof addr);
-    int v6 = 0;
-    if (uv_ip4_addr(o.host, o.port, (struct sockaddr_in *)&addr) != 0) {
-        if (uv_ip6_addr(o.host, o.port, (struct sockaddr_in6 *)&addr) != 0)
-            return UV_EINVAL;
-        v6 = 1;
-    }
+    if (hb__sock_addr(o.host, o.port, &addr) != 0)
+        return UV_EINVAL;
+    int v6 = addr.ss_family == AF_INET6;
 
     hb_sock_t *sock = calloc(1, sizeof *sock);
     if (sock == NULL)

@@ -1037,15 +1037,12 @@ static int parse_args(int argc, char **argv)
         const char *v = argv[++i];
         uint64_t x = 0;
         if (strcmp(a, "--server") == 0) {
-            const char *colon = strrchr(v, ':');
-            if (colon == NULL || (size_t)(colon - v) >= sizeof o.host ||
-                parse_uint(a, colon + 1, 65535, &x) != 0) {
+            /* dial() connects over IPv4 only. */
+            if (hb_addr_parse(v, o.host, sizeof o.host, &o.port) != 0 ||
+                hb_addr_family(o.host) != HB_ADDR_IPV4) {
                 fprintf(stderr, "%s: --server: '%s' is not IPV4:PORT\n", prog, v);
                 return -1;
             }
-            memcpy(o.host, v, (size_t)(colon - v));
-            o.host[colon - v] = '\0';
-            o.port = (int)x;
             continue;
         }
         if (strcmp(a, "--pidfile") == 0) {
