@@ -14,86 +14,31 @@
 #include "hb_set.h"
 #include "hb_store.h"
 
-/* ---- the SET-local user -> connection map ---------------------------------------------------- */
+/* ---- the SET-local user -> connection map (the core's one id map) ----------------------------- */
 
-struct hb_conn_map_slot {
-    uint32_t user;
-    hb_conn_t *conn; /* NULL: empty */
-};
-
-static size_t map_hash(uint32_t user, size_t mask)
+static hb_conn_t *map_get(const hb_idmap_t *m, uint32_t user)
 {
-    return (size_t)(((uint64_t)user * 0x9E3779B97F4A7C15ull) >> 32) & mask;
-}
-
-static int map_init(hb_conn_map_t *m, size_t cap)
-{
-    m->slots = calloc(cap, sizeof *m->slots);
-    if (m->slots == NULL)
-        return HB_ENOMEM;
-    m->mask = cap - 1;
-    m->count = 0;
-    return 0;
-}
-
-static hb_conn_t *map_get(const hb_conn_map_t *m, uint32_t user)
-{
-    for (size_t i = map_hash(user, m->mask);; i = (i + 1) & m->mask) {
-        if (m->slots[i].conn == NULL)
-            return NULL;
-        if (m->slots[i].user == user)
-            return m->slots[i].conn;
-    }
-}
-
-static int map_put(hb_conn_map_t *m, uint32_t user, hb_conn_t *c);
-
-static int map_grow(hb_conn_map_t *m)
-{
-    hb_conn_map_t bigger;
-    if (map_init(&bigger, (m->mask + 1) * 2) != 0)
-        return HB_ENOMEM;
-    for (size_t i = 0; i <= m->mask; i++)
-        if (m->slots[i].conn != NULL)
-            map_put(&bigger, m->slots[i].user, m->slots[i].conn);
-    free(m->slots);
-    *m = bigger;
-    return 0;
+    hb_conn_t **v = hb_idmap_find(m, user);
+    return v != NULL ? *v : NULL;
 }
 
 /* Insert or replace. */
-static int map_put(hb_conn_map_t *m, uint32_t user, hb_conn_t *c)
+static int map_put(hb_idmap_t *m, uint32_t user, hb_conn_t *c)
 {
-    if ((m->count + 1) * 10 > (m->mask + 1) * 7 && map_grow(m) != 0)
-        return HB_ENOMEM;
-    size_t i = map_hash(user, m->mask);
-    while (m->slots[i].conn != NULL && m->slots[i].user != user)
-        i = (i + 1) & m->mask;
-    if (m->slots[i].conn == NULL)
-        m->count++;
-    m->slots[i].user = user;
-    m->slots[i].conn = c;
+    void *v;
+    int r = hb_idmap_insert(m, user, &v);
+    if (r < 0)
+        return r;
+    *(hb_conn_t **)v = c;
     return 0;
 }
 
-/* Remove user's entry if it points at c; backward-shift deletion keeps probes short. */
-static void map_remove(hb_conn_map_t *m, uint32_t user, const hb_conn_t *c)
+/* Remove user's entry if it points at c. */
+static void map_remove(hb_idmap_t *m, uint32_t user, const hb_conn_t *c)
 {
-    size_t i = map_hash(user, m->mask);
-    while (m->slots[i].conn != NULL && m->slots[i].user != user)
-        i = (i + 1) & m->mask;
-    if (m->slots[i].conn != c || c == NULL)
-        return;
-    m->count--;
-    for (size_t j = (i + 1) & m->mask; m->slots[j].conn != NULL; j = (j + 1) & m->mask) {
-        size_t home = map_hash(m->slots[j].user, m->mask);
-        /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
-        if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
-            m->slots[i] = m->slots[j];
-            i = j;
-        }
-    }
-    m->slots[i].conn = NULL;
+    hb_conn_t **v = hb_idmap_find(m, user);
+    if (v != NULL && *v == c)
+        hb_idmap_remove_found(m, v);
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -720,7 +665,7 @@ int hb__set_init(hb_setgroup_t *g, hb_set_t *set, hb_worker_t *w, unsigned index
     int r = hb_msgq_init(&set->queue, g->queue_capacity, sizeof(hb_set_msg_t));
     if (r != 0)
         return r;
-    r = map_init(&set->users, 1024);
+    r = hb_idmap_init(&set->users, sizeof(hb_conn_t *), 1024);
     if (r != 0)
         hb_msgq_close(&set->queue);
     return r;
@@ -733,5 +678,5 @@ void hb__set_free(hb_set_t *set)
         if (m.type == HB_MSG_FRAME_HEAP)
             free(m.u.heap);
     hb_msgq_close(&set->queue);
-    free(set->users.slots);
+    hb_idmap_close(&set->users);
 }

@@ -15,6 +15,7 @@
 #include "hongbao/book.h"
 #include "hongbao/counters.h"
 #include "hongbao/envq.h"
+#include "hongbao/idmap.h"
 #include "hongbao/msgq.h"
 #include "hongbao/registry.h"
 #include "hongbao/server.h"
@@ -61,13 +62,6 @@ typedef struct hb_set_msg {
     } u;
 } hb_set_msg_t;
 
-/* A user-id -> connection map local to one SET (single-threaded, linear probing). */
-typedef struct hb_conn_map {
-    struct hb_conn_map_slot *slots;
-    size_t mask;
-    size_t count;
-} hb_conn_map_t;
-
 typedef struct hb_set {
     hb_setgroup_t *group;
     hb_worker_t *worker;
@@ -75,7 +69,7 @@ typedef struct hb_set {
     hb_msgq_t queue;
     uv_async_t async;
     int async_open;
-    hb_conn_map_t users;
+    hb_idmap_t users; /* user id -> its hb_conn_t * in this SET */
 } hb_set_t;
 
 /* One user's connection: kept small, since a server holds tens of thousands. Its SET is
