@@ -595,7 +595,7 @@ static void route_qps(const hb_http_request_t *req, hb_http_response_t *res, voi
     (void)arg;
     uint64_t qps;
     const uint64_t max = (uint64_t)1 << 32;
-    int r = hb_http_query_u64(req->query, req->query_len, "qps", 0, max, &qps);
+    int r = hb_query_u64(req->query, req->query_len, "qps", 0, max, &qps);
     if (r != 0) {
         hb_http_bad_param_range(res, "qps", r, 0, max);
         return;

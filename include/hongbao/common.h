@@ -35,6 +35,7 @@ extern "C" {
 #define HB_EAGAIN    (-EAGAIN)
 #define HB_ECANCELED (-ECANCELED)
 #define HB_EPERM     (-EPERM)
+#define HB_ERANGE    (-ERANGE)
 #define HB_ERRNO_MAP(XX)                                                                           \
     XX(EFRAMESHORT, -30001, "frame length is below the 12-byte header")                            \
     XX(EFRAMELONG, -30002, "frame length is above the maximum frame size")                         \

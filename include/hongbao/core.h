@@ -19,5 +19,6 @@
 #include "hongbao/book.h"
 #include "hongbao/journal.h"
 #include "hongbao/addr.h"
+#include "hongbao/query.h"
 
 #endif /* HONGBAO_CORE_H */

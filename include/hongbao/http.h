@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "hongbao/common.h"
+#include "hongbao/query.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -197,44 +198,16 @@ HB_EXTERN int hb_http_response_header(hb_http_response_t *res, const char *name,
 HB_EXTERN int hb_http_respond(hb_http_response_t *res, int status, const char *content_type,
                               const void *body, size_t len);
 
-/* The query helpers below are pure functions of their arguments: any thread may call them. */
-
-/* Find parameter name in a raw query string (query, len bytes; "a=1&b=2", without '?'). Pairs
- * are split on '&'; a key is compared with name after percent-decoding ('+' is a space); the
- * first match wins; "name" without '=' has an empty value. Stores the raw, still encoded value in
- * *val (pointing into query) and its length in *val_len. Returns 0, UV_ENOENT (absent), UV_EINVAL
- * (NULL name or out pointer). */
-HB_EXTERN int hb_http_query_get(const char *query, size_t len, const char *name, const char **val,
-                                size_t *val_len);
-
-/* Percent-decode len bytes of src into dst ('+' becomes a space), NUL-terminated. Returns the
- * decoded length (without the NUL), UV_EINVAL (a '%' not followed by two hex digits, NULL dst,
- * len above INT_MAX), UV_ENOBUFS (dst, size bytes, too small for the result and its NUL). */
-HB_EXTERN int hb_http_percent_decode(const char *src, size_t len, char *dst, size_t size);
-
-/* Find parameter name as hb_http_query_get does and percent-decode its value into buf (size
- * bytes), NUL-terminated; the decoded length goes to *out_len if not NULL. Returns 0,
- * UV_ENOENT (absent), UV_EINVAL (bad percent-encoding), UV_ENOBUFS (buf too small). */
-HB_EXTERN int hb_http_query_copy(const char *query, size_t len, const char *name, char *buf,
-                                 size_t size, size_t *out_len);
-
-/* Parse parameter name (percent-decoded) as a decimal unsigned integer in [min, max] into *out.
- * Returns 0, UV_ENOENT (absent), UV_EINVAL (empty, not all digits: a sign, a space, trailing
- * junk; or min > max), UV_ERANGE (above 2^64-1, or outside [min, max]). *out is written only on
- * success. */
-HB_EXTERN int hb_http_query_u64(const char *query, size_t len, const char *name, uint64_t min,
-                                uint64_t max, uint64_t *out);
-
 /* Answer 400, text/plain, with one line naming the parameter and what is wrong with it, by err:
  *   UV_ENOENT  "parameter 'qps': missing"
  *   UV_EINVAL  "parameter 'qps': not a non-negative integer"
- *   UV_ERANGE  "parameter 'qps': out of range"
+ *   HB_ERANGE  "parameter 'qps': out of range"
  *   other      "parameter 'qps': invalid (<hb_strerror(err)>)"
  * Returns what hb_http_respond returns. */
 HB_EXTERN int hb_http_bad_param(hb_http_response_t *res, const char *name, int err);
 
-/* As hb_http_bad_param, but UV_ERANGE reads "parameter 'qps': out of range [min, max]": pass the
- * bounds given to hb_http_query_u64. */
+/* As hb_http_bad_param, but HB_ERANGE reads "parameter 'qps': out of range [min, max]": pass the
+ * bounds given to hb_query_u64. */
 HB_EXTERN int hb_http_bad_param_range(hb_http_response_t *res, const char *name, int err,
                                       uint64_t min, uint64_t max);
 

@@ -1,7 +1,9 @@
 /* The load-generating client: simulated users on one loop, connected at a bounded rate through
  * the library's socket layer (hb_sock.h), shaking on the modulo schedule, claiming what they are
  * sent until each claim has a final answer, timing every request from its intended send time (so
- * a late send shows as latency instead of hiding). */
+ * a late send shows as latency instead of hiding).
+ * Over 800 lines for one job: a simulated user's connection, schedule and claims work on one
+ * struct. */
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -872,7 +874,7 @@ static void route_qps(const hb_http_request_t *req, hb_http_response_t *res, voi
     hb_client_t *client = arg;
     uint64_t qps;
     const uint64_t max = (uint64_t)1 << 32;
-    int r = hb_http_query_u64(req->query, req->query_len, "qps", 0, max, &qps);
+    int r = hb_query_u64(req->query, req->query_len, "qps", 0, max, &qps);
     if (r != 0) {
         hb_http_bad_param_range(res, "qps", r, 0, max);
         return;

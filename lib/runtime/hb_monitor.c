@@ -460,8 +460,7 @@ static void http_series(const hb_http_request_t *req, hb_http_response_t *res, v
     uint64_t seconds = HB_MONITOR_SERIES_DEFAULT_S;
     if (seconds > m->opts.history_s)
         seconds = m->opts.history_s;
-    int r =
-        hb_http_query_u64(req->query, req->query_len, "seconds", 1, m->opts.history_s, &seconds);
+    int r = hb_query_u64(req->query, req->query_len, "seconds", 1, m->opts.history_s, &seconds);
     if (r != 0 && r != UV_ENOENT) {
         hb_http_bad_param_range(res, "seconds", r, 1, m->opts.history_s);
         return;

@@ -15,7 +15,7 @@
 static int want_u64(const hb_http_request_t *req, hb_http_response_t *res, const char *name,
                     uint64_t min, uint64_t max, uint64_t *out)
 {
-    int r = hb_http_query_u64(req->query, req->query_len, name, min, max, out);
+    int r = hb_query_u64(req->query, req->query_len, name, min, max, out);
     if (r != 0)
         hb_http_bad_param_range(res, name, r, min, max);
     return r;
@@ -131,7 +131,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  "\"store\":{\"journal\":%s,\"ok\":%s,\"error\":\"%s\"},",
                  hb_server_users_online(server), hb_server_connections(server),
                  hb_server_envelopes_queued(server), server->nthreads, server->nsets,
-                 server->max_connections, hb__store_local_journaled(&server->impl->store) ? "true" : "false",
+                 server->max_connections,
+                 hb__store_local_journaled(&server->impl->store) ? "true" : "false",
                  store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
     /* The server's own slots as "name":[per second, cumulative]; the reference's in "report". */
     const char *sep = "\"server_counters\":{";

@@ -14,7 +14,8 @@
 #include "hb_set.h"
 #include "hb_store.h"
 
-/* ---- the SET-local user -> connection map (the core's one id map) ----------------------------- */
+/* ---- the SET-local user -> connection map (the core's one id map) -----------------------------
+ */
 
 static hb_conn_t *map_get(const hb_idmap_t *m, uint32_t user)
 {

@@ -167,13 +167,13 @@ static void h_echo(const hb_http_request_t *req, hb_http_response_t *res, void *
     const char *q = req->query;
     size_t ql = req->query_len;
     uint64_t a, b;
-    int r = hb_http_query_u64(q, ql, "a", 0, 1000, &a);
+    int r = hb_query_u64(q, ql, "a", 0, 1000, &a);
     if (r != 0) {
         bad_param(fz, res, "a", r, 0, 1000);
         return;
     }
     FUZZ_CHECK(a <= 1000);
-    r = hb_http_query_u64(q, ql, "b", 10, UINT64_MAX - 10, &b);
+    r = hb_query_u64(q, ql, "b", 10, UINT64_MAX - 10, &b);
     if (r != 0) {
         bad_param(fz, res, "b", r, 10, UINT64_MAX - 10);
         return;
@@ -181,7 +181,7 @@ static void h_echo(const hb_http_request_t *req, hb_http_response_t *res, void *
     FUZZ_CHECK(b >= 10 && b <= UINT64_MAX - 10);
     char s[16] = "";
     size_t slen = 0;
-    r = hb_http_query_copy(q, ql, "s", s, sizeof s, &slen);
+    r = hb_query_copy(q, ql, "s", s, sizeof s, &slen);
     if (r != 0 && r != UV_ENOENT) {
         FUZZ_CHECK(r == UV_EINVAL || r == UV_ENOBUFS);
         count(fz, 400, hb_http_bad_param(res, "s", r));
@@ -190,8 +190,8 @@ static void h_echo(const hb_http_request_t *req, hb_http_response_t *res, void *
     }
     FUZZ_CHECK(r != 0 || slen < sizeof s);
     char name[32], value[64];
-    if (hb_http_query_copy(q, ql, "n", name, sizeof name, NULL) == 0 &&
-        hb_http_query_copy(q, ql, "h", value, sizeof value, NULL) == 0) {
+    if (hb_query_copy(q, ql, "n", name, sizeof name, NULL) == 0 &&
+        hb_query_copy(q, ql, "h", value, sizeof value, NULL) == 0) {
         r = hb_http_response_header(res, name, value);
         bool reserved = strcasecmp(name, "content-length") == 0 ||
                         strcasecmp(name, "connection") == 0 ||
@@ -216,7 +216,7 @@ static void h_body(const hb_http_request_t *req, hb_http_response_t *res, void *
     fz->calls++;
     check_request(fz, req, "/body");
     uint64_t status = 200;
-    int r = hb_http_query_u64(req->query, req->query_len, "status", 200, 599, &status);
+    int r = hb_query_u64(req->query, req->query_len, "status", 200, 599, &status);
     if (r != 0 && r != UV_ENOENT) {
         bad_param(fz, res, "status", r, 200, 599);
         return;
@@ -250,7 +250,7 @@ static void h_big(const hb_http_request_t *req, hb_http_response_t *res, void *a
     fz->calls++;
     check_request(fz, req, "/big");
     uint64_t k;
-    int r = hb_http_query_u64(req->query, req->query_len, "k", 0, FUZZ_BIG_MAX_KIB, &k);
+    int r = hb_query_u64(req->query, req->query_len, "k", 0, FUZZ_BIG_MAX_KIB, &k);
     if (r != 0) {
         bad_param(fz, res, "k", r, 0, FUZZ_BIG_MAX_KIB);
         return;

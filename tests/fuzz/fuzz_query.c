@@ -1,5 +1,5 @@
-/* libFuzzer target for the HTTP query-string helpers: hb_http_query_get, hb_http_query_copy,
- * hb_http_percent_decode and hb_http_query_u64 on an arbitrary query and parameter name, each
+/* libFuzzer target for the HTTP query-string helpers: hb_query_get, hb_query_copy,
+ * hb_query_percent_decode and hb_query_u64 on an arbitrary query and parameter name, each
  * compared with a plain reading of the header's rules, into heap buffers of exactly the size
  * given so that ASan catches a write past it. */
 #include <stdbool.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hongbao/http.h"
+#include "hongbao/query.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* The input: a fixed header, the name, then the query (the rest).
  *   [0]     name length (% (FUZZ_NAME_MAX + 1))
  *   [1]     size of the output buffers (% FUZZ_OUT_MAX)
- *   [2]     how the bounds of hb_http_query_u64 are made from a and b (% 4)
+ *   [2]     how the bounds of hb_query_u64 are made from a and b (% 4)
  *   [3..7)  a, u32 big-endian
  *   [7..11) b, u32 big-endian */
 #define FUZZ_HEADER   11
@@ -93,19 +93,19 @@ static bool ref_get(const uint8_t *q, size_t len, const char *name, size_t *voff
 
 /* ---- checks ---- */
 
-/* hb_http_percent_decode of src[0..len) into a heap buffer of exactly size bytes. */
+/* hb_query_percent_decode of src[0..len) into a heap buffer of exactly size bytes. */
 static void check_decode(const uint8_t *src, size_t len, size_t size, uint8_t *scratch)
 {
     size_t good;
     long want = ref_decode(src, len, scratch, &good);
     char *dst = malloc(size);
     FUZZ_CHECK(dst != NULL || size == 0);
-    int rc = hb_http_percent_decode((const char *)src, len, dst, size);
+    int rc = hb_query_percent_decode((const char *)src, len, dst, size);
     if (want < 0) {
         /* Either error may win when both apply. */
-        FUZZ_CHECK(rc == UV_EINVAL || (rc == UV_ENOBUFS && good + 1 > size));
+        FUZZ_CHECK(rc == HB_EINVAL || (rc == HB_ENOBUFS && good + 1 > size));
     } else if ((size_t)want + 1 > size) {
-        FUZZ_CHECK(rc == UV_ENOBUFS);
+        FUZZ_CHECK(rc == HB_ENOBUFS);
     } else {
         FUZZ_CHECK(rc == want);
         FUZZ_CHECK(memcmp(dst, scratch, (size_t)want) == 0 && dst[want] == '\0');
@@ -120,56 +120,56 @@ static void check_name(const uint8_t *q, size_t qlen, const char *name, size_t o
     size_t voff = 0, vlen = 0;
     bool present = ref_get(q, qlen, name, &voff, &vlen, scratch);
 
-    /* hb_http_query_get: the same pair, pointing into the query. */
+    /* hb_query_get: the same pair, pointing into the query. */
     const char *val = NULL;
     size_t val_len = 12345;
-    int rc = hb_http_query_get(query, qlen, name, &val, &val_len);
+    int rc = hb_query_get(query, qlen, name, &val, &val_len);
     if (!present) {
-        FUZZ_CHECK(rc == UV_ENOENT);
+        FUZZ_CHECK(rc == HB_ENOENT);
     } else {
         FUZZ_CHECK(rc == 0 && val == query + voff && val_len == vlen);
     }
 
-    /* hb_http_percent_decode of the raw value, and of the whole query. */
+    /* hb_query_percent_decode of the raw value, and of the whole query. */
     check_decode(q + voff, vlen, out_size, scratch);
     check_decode(q, qlen, out_size, scratch);
 
-    /* hb_http_query_copy: the decoded value, its length < size, or an error. */
+    /* hb_query_copy: the decoded value, its length < size, or an error. */
     size_t good;
     long dlen = present ? ref_decode(q + voff, vlen, scratch, &good) : 0;
     char *buf = malloc(out_size);
     FUZZ_CHECK(buf != NULL || out_size == 0);
     size_t out_len = 777;
-    rc = hb_http_query_copy(query, qlen, name, buf, out_size, &out_len);
+    rc = hb_query_copy(query, qlen, name, buf, out_size, &out_len);
     if (!present) {
-        FUZZ_CHECK(rc == UV_ENOENT && out_len == 777);
+        FUZZ_CHECK(rc == HB_ENOENT && out_len == 777);
     } else if (dlen < 0) {
-        FUZZ_CHECK(rc == UV_EINVAL || (rc == UV_ENOBUFS && good + 1 > out_size));
+        FUZZ_CHECK(rc == HB_EINVAL || (rc == HB_ENOBUFS && good + 1 > out_size));
         FUZZ_CHECK(out_len == 777);
     } else if ((size_t)dlen + 1 > out_size) {
-        FUZZ_CHECK(rc == UV_ENOBUFS && out_len == 777);
+        FUZZ_CHECK(rc == HB_ENOBUFS && out_len == 777);
     } else {
         FUZZ_CHECK(rc == 0 && out_len == (size_t)dlen && out_len < out_size);
         FUZZ_CHECK(memcmp(buf, scratch, out_len) == 0 && buf[out_len] == '\0');
         /* A NULL out_len is allowed. */
-        FUZZ_CHECK(hb_http_query_copy(query, qlen, name, buf, out_size, NULL) == 0);
+        FUZZ_CHECK(hb_query_copy(query, qlen, name, buf, out_size, NULL) == 0);
     }
     free(buf);
 
-    /* hb_http_query_u64: all digits after decoding, within [min, max]; *out untouched on error. */
+    /* hb_query_u64: all digits after decoding, within [min, max]; *out untouched on error. */
     int want = 0;
     uint64_t n = 0;
     if (min > max) {
-        want = UV_EINVAL;
+        want = HB_EINVAL;
     } else if (!present) {
-        want = UV_ENOENT;
+        want = HB_ENOENT;
     } else if (dlen <= 0) {
-        want = UV_EINVAL; /* bad encoding or empty */
+        want = HB_EINVAL; /* bad encoding or empty */
     } else {
         bool overflow = false;
         for (long i = 0; i < dlen && want == 0; i++) {
             if (scratch[i] < '0' || scratch[i] > '9') {
-                want = UV_EINVAL;
+                want = HB_EINVAL;
             } else {
                 unsigned d = scratch[i] - '0';
                 if (n > (UINT64_MAX - d) / 10)
@@ -178,12 +178,12 @@ static void check_name(const uint8_t *q, size_t qlen, const char *name, size_t o
             }
         }
         if (want == 0 && (overflow || n < min || n > max))
-            want = UV_ERANGE;
+            want = HB_ERANGE;
     }
     uint64_t out = 0xDEADBEEFCAFEF00Du;
-    rc = hb_http_query_u64(query, qlen, name, min, max, &out);
-    if (want == UV_EINVAL && min > max && !present) {
-        FUZZ_CHECK(rc == UV_EINVAL || rc == UV_ENOENT); /* the header orders neither first */
+    rc = hb_query_u64(query, qlen, name, min, max, &out);
+    if (want == HB_EINVAL && min > max && !present) {
+        FUZZ_CHECK(rc == HB_EINVAL || rc == HB_ENOENT); /* the header orders neither first */
     } else {
         FUZZ_CHECK(rc == want);
     }
@@ -244,9 +244,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Argument errors. */
     const char *v;
     size_t vl;
-    FUZZ_CHECK(hb_http_query_get(NULL, 0, name, &v, &vl) == UV_ENOENT);
-    FUZZ_CHECK(hb_http_query_get((const char *)q, qlen, NULL, &v, &vl) == UV_EINVAL);
-    FUZZ_CHECK(hb_http_percent_decode((const char *)q, qlen, NULL, 8) == UV_EINVAL);
-    FUZZ_CHECK(hb_http_query_u64((const char *)q, qlen, name, 0, 1, NULL) == UV_EINVAL);
+    FUZZ_CHECK(hb_query_get(NULL, 0, name, &v, &vl) == HB_ENOENT);
+    FUZZ_CHECK(hb_query_get((const char *)q, qlen, NULL, &v, &vl) == HB_EINVAL);
+    FUZZ_CHECK(hb_query_percent_decode((const char *)q, qlen, NULL, 8) == HB_EINVAL);
+    FUZZ_CHECK(hb_query_u64((const char *)q, qlen, name, 0, 1, NULL) == HB_EINVAL);
     return 0;
 }
