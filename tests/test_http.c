@@ -501,7 +501,6 @@ static void assert_header(const fixture_t *f, int i, const char *name, const cha
 
 /* ---- query helpers (no sockets) ---- */
 
-
 static void dummy_handler(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
 {
     (void)req;

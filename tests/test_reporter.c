@@ -133,7 +133,7 @@ static void rep_close(ctx_t *c)
     ck_assert_int_eq(c->closed, 0); /* never from inside the call */
     run_until(c, p_closed);
     ck_assert_int_eq(c->closed, 1);
-    ck_assert_uint_eq(c->rep.queued_reports_, 0); /* every report sent or dropped */
+    ck_assert_uint_eq(c->rep.queued_reports, 0); /* every report sent or dropped */
 }
 
 static void count_handle(uv_handle_t *h, void *arg)
@@ -275,7 +275,7 @@ static int p_reconnected(ctx_t *c)
 
 static int p_drained(ctx_t *c)
 {
-    return hb__sock_queued(c->rep.sock_) == 0;
+    return hb__sock_queued(c->rep.sock) == 0;
 }
 
 static int p_closed_and_eof(ctx_t *c)
@@ -514,7 +514,7 @@ START_TEST(test_monitor_down_at_start)
     c->want_failures = 4;
     run_until(c, p_failures);
     ck_assert_int_eq(c->rep.connected, 0);
-    ck_assert_uint_eq(c->rep.backoff_ms_, 40); /* doubled up to the maximum */
+    ck_assert_uint_eq(c->rep.backoff_ms, 40); /* doubled up to the maximum */
     ck_assert_int_eq(c->nlines, 1);
     assert_line(c, 0,
                 "unreachable (connection refused); reports dropped until it is back, retrying");
@@ -548,7 +548,7 @@ START_TEST(test_monitor_down_at_start)
     for (size_t i = 0; i < batch; i++)
         ck_assert_uint_eq(mon_report(c, i).second, first + i);
     ck_assert_uint_eq(c->rep.stats.sent + c->rep.stats.dropped, (T0 + 97) - (T0 + 7) + 1);
-    ck_assert_uint_eq(c->rep.backoff_ms_, 10); /* a write succeeded: back to the minimum */
+    ck_assert_uint_eq(c->rep.backoff_ms, 10); /* a write succeeded: back to the minimum */
     ck_assert_int_eq(c->nlines, 2);
     ctx_free(c);
 }
@@ -670,7 +670,7 @@ static void connect_stuck_monitor(ctx_t *c)
     ck_assert_int_eq(hb_reporter_start(&c->rep), 0);
     run_until(c, p_connected);
     small = 4096;
-    ck_assert_int_eq(setsockopt(c->rep.sock_->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    ck_assert_int_eq(setsockopt(c->rep.sock->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     hb_reporter_tick(&c->rep);
 }
 
@@ -683,10 +683,10 @@ START_TEST(test_stuck_monitor_costs_drops_not_memory)
         c->now += HB_COUNTERS_HISTORY - 3;
         hb_reporter_tick(&c->rep);
         uv_run(&c->loop, UV_RUN_NOWAIT);
-        ck_assert_uint_le(hb__sock_queued(c->rep.sock_), HB_REPORTER_MAX_PENDING_BYTES);
+        ck_assert_uint_le(hb__sock_queued(c->rep.sock), HB_REPORTER_MAX_PENDING_BYTES);
     }
     ck_assert_uint_gt(c->rep.stats.dropped, 0);
-    ck_assert_uint_gt(hb__sock_queued(c->rep.sock_), 0);
+    ck_assert_uint_gt(hb__sock_queued(c->rep.sock), 0);
     ck_assert_int_eq(c->rep.connected, 1);
     ck_assert_uint_eq(c->rep.stats.disconnects, 0);
 
@@ -715,20 +715,20 @@ START_TEST(test_close_waits_for_queued_writes)
     connect_stuck_monitor(c);
     const uint64_t first = c->now - c->rep.opts.delay_s;
     /* Queue writes the kernel cannot take yet. */
-    for (int i = 0; i < 400 && hb__sock_queued(c->rep.sock_) == 0; i++) {
+    for (int i = 0; i < 400 && hb__sock_queued(c->rep.sock) == 0; i++) {
         c->now += HB_COUNTERS_HISTORY - 3;
         hb_reporter_tick(&c->rep);
         uv_run(&c->loop, UV_RUN_NOWAIT);
     }
-    ck_assert_uint_gt(hb__sock_queued(c->rep.sock_), 0);
+    ck_assert_uint_gt(hb__sock_queued(c->rep.sock), 0);
     const uint64_t sent_before = c->rep.stats.sent;
 
     /* Close waits for them, for a bounded time; the monitor reads meanwhile and gets them all. */
     hb_reporter_close(&c->rep, on_rep_closed);
     ck_assert_int_eq(c->closed, 0);
-    ck_assert_int_ne(uv_is_active((uv_handle_t *)&c->rep.timer_), 0);
-    ck_assert_uint_gt(uv_timer_get_due_in(&c->rep.timer_), 0);
-    ck_assert_uint_le(uv_timer_get_due_in(&c->rep.timer_), HB_REPORTER_CLOSE_TIMEOUT_MS);
+    ck_assert_int_ne(uv_is_active((uv_handle_t *)&c->rep.timer), 0);
+    ck_assert_uint_gt(uv_timer_get_due_in(&c->rep.timer), 0);
+    ck_assert_uint_le(uv_timer_get_due_in(&c->rep.timer), HB_REPORTER_CLOSE_TIMEOUT_MS);
     ck_assert_int_eq(uv_read_start((uv_stream_t *)&c->mon.conn[0], mon_alloc, mon_on_read), 0);
     run_until(c, p_closed_and_eof);
     ck_assert_uint_gt(c->rep.stats.sent, sent_before);
@@ -745,12 +745,12 @@ START_TEST(test_monitor_reset_with_queued_reports)
     ctx_t *c = ctx_new();
     connect_stuck_monitor(c);
     const uint64_t first = c->now - c->rep.opts.delay_s;
-    for (int i = 0; i < 400 && hb__sock_queued(c->rep.sock_) == 0; i++) {
+    for (int i = 0; i < 400 && hb__sock_queued(c->rep.sock) == 0; i++) {
         c->now += HB_COUNTERS_HISTORY - 3;
         hb_reporter_tick(&c->rep);
         uv_run(&c->loop, UV_RUN_NOWAIT);
     }
-    ck_assert_uint_gt(hb__sock_queued(c->rep.sock_), 0);
+    ck_assert_uint_gt(hb__sock_queued(c->rep.sock), 0);
     const uint64_t dropped_before = c->rep.stats.dropped;
 
     /* The monitor closes with unread data: a reset. The reports queued are counted as dropped

@@ -105,7 +105,7 @@ struct hb_http_request {
     unsigned short http_major;
     unsigned short http_minor;
     /* private */
-    struct hb_http_conn *conn_;
+    struct hb_http_conn *conn;
 };
 
 /* private: a route table entry. */
@@ -126,17 +126,17 @@ struct hb_http_server {
     hb_http_stats_t stats;
     hb_http_options_t opts; /* the options in effect, defaults filled in */
     /* private */
-    struct hb_http_listen *listen_; /* the listening socket (lib/hb_http.c) */
-    struct hb_http_route routes_[HB_HTTP_MAX_ROUTES];
-    unsigned nroutes_;
-    struct hb_http_conn *conns_; /* open connections, a doubly linked list */
-    unsigned handles_;           /* handles initialised and not yet closed */
-    int listening_;
-    int closing_;
-    uint64_t refused_log_ms_;   /* no refusal is logged before this (loop clock) */
-    uint64_t refused_unlogged_; /* refusals since the last line */
-    hb_http_close_cb close_cb_;
-    char token_[HB_HTTP_TOKEN_MAX + 1];
+    struct hb_http_listen *listen; /* the listening socket (lib/hb_http.c) */
+    struct hb_http_route routes[HB_HTTP_MAX_ROUTES];
+    unsigned nroutes;
+    struct hb_http_conn *conns; /* open connections, a doubly linked list */
+    unsigned handles;           /* handles initialised and not yet closed */
+    int listening;
+    int closing;
+    uint64_t refused_log_ms;   /* no refusal is logged before this (loop clock) */
+    uint64_t refused_unlogged; /* refusals since the last line */
+    hb_http_close_cb close_cb;
+    char token[HB_HTTP_TOKEN_MAX + 1];
 };
 
 /* Whether host is a loopback address literal (127.0.0.0/8 or ::1): what may be served without a

@@ -111,7 +111,7 @@ typedef struct hb_ledger {
     int err;
     char errstr[HB_JOURNAL_ERRSTR_SIZE];
     /* private */
-    struct hb_ledger_state *state_;
+    struct hb_ledger_state *state;
 } hb_ledger_t;
 
 /* Open (creating it if need be) the journal in o->dir and replay it. A torn last record is
@@ -181,7 +181,7 @@ HB_EXTERN int hb_ledger_wait_synced(hb_ledger_t *l, uint64_t seq, uint64_t timeo
  * join the writer, close the files and free the ledger's memory. l->stats then holds the final
  * counters, l->err and l->errstr the sticky error if there was one (a failure of the final
  * fdatasync becomes it too). No other call on l may run concurrently; appends after it fail with
- * UV_EINVAL. Harmless on a ledger not open (never opened needs l->state_ NULL: zero the struct). */
+ * UV_EINVAL. Harmless on a ledger not open (never opened needs l->state NULL: zero the struct). */
 HB_EXTERN void hb_ledger_close(hb_ledger_t *l);
 
 #ifdef __cplusplus

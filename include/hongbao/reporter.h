@@ -90,29 +90,29 @@ struct hb_reporter {
     /* read-only */
     uv_loop_t *loop;
     hb_counters_t *counters;
-    hb_reporter_options_t opts; /* in effect, defaults filled in, host pointing to host_ */
+    hb_reporter_options_t opts; /* in effect, defaults filled in, host pointing to host */
     hb_reporter_stats_t stats;
     int connected;                   /* 1 while a monitor connection is established */
     char peer[HB_REPORTER_PEER_MAX]; /* "127.0.0.1:8002", "[::1]:8002": used in log lines */
     /* private */
-    char host_[HB_REPORTER_HOST_MAX];
-    struct sockaddr_storage addr_;
-    struct hb_sock *sock_;  /* the monitor connection (lib/hb_sock.h), allocated by init */
-    uv_timer_t tick_timer_; /* the once-a-second tick */
-    uv_timer_t timer_;      /* reconnect back-off, connect timeout, or close deadline */
-    int state_;             /* connection state, HB_REPORTER_S_* in hb_reporter.c */
-    int started_;
-    int closing_;
-    int handles_closing_;   /* uv_close called on the timers */
-    unsigned live_handles_; /* handles initialised and not yet closed */
-    int have_next_;
-    uint64_t next_; /* the oldest second due and not yet sent or dropped */
-    unsigned backoff_ms_;
-    uint64_t queued_reports_; /* reports handed to the socket and not yet wholly taken */
-    int ever_connected_;
-    int down_logged_; /* the "unreachable"/"lost" line was logged, "connected" not since */
-    char read_buf_[64];
-    hb_reporter_close_cb close_cb_;
+    char host[HB_REPORTER_HOST_MAX];
+    struct sockaddr_storage addr;
+    struct hb_sock *sock;  /* the monitor connection (lib/hb_sock.h), allocated by init */
+    uv_timer_t tick_timer; /* the once-a-second tick */
+    uv_timer_t timer;      /* reconnect back-off, connect timeout, or close deadline */
+    int state;             /* connection state, HB_REPORTER_S_* in hb_reporter.c */
+    int started;
+    int closing;
+    int handles_closing;   /* uv_close called on the timers */
+    unsigned live_handles; /* handles initialised and not yet closed */
+    int have_next;
+    uint64_t next; /* the oldest second due and not yet sent or dropped */
+    unsigned backoff_ms;
+    uint64_t queued_reports; /* reports handed to the socket and not yet wholly taken */
+    int ever_connected;
+    int down_logged; /* the "unreachable"/"lost" line was logged, "connected" not since */
+    char read_buf[64];
+    hb_reporter_close_cb close_cb;
 };
 
 /* Initialise r on loop to report counters per opts (NULL: all defaults). The counters are read

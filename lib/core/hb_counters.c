@@ -213,7 +213,7 @@ void hb_counters_close(hb_counters_t *c)
 }
 
 /* The single writer's increment: no read-modify-write needed, nobody else stores here. */
-static inline void hb_counters_bump(_Atomic uint64_t *p, uint64_t delta, memory_order order)
+static inline void bump(_Atomic uint64_t *p, uint64_t delta, memory_order order)
 {
     uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
     atomic_store_explicit(p, v + delta, order);
@@ -222,7 +222,7 @@ static inline void hb_counters_bump(_Atomic uint64_t *p, uint64_t delta, memory_
 /* Give entry e to second t. The zeroes (like every later value of t) are release stores after
  * the "resetting" tag, so a reader that acquires any of them sees the tag changed; the final
  * release store of tag t publishes the zeroes to a reader that acquires it. */
-static void hb_counters_entry_reset(struct hb_counters_entry *e, uint64_t t)
+static void entry_reset(struct hb_counters_entry *e, uint64_t t)
 {
     atomic_store_explicit(&e->second_tag, HB_TAG_RESETTING, memory_order_relaxed);
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++)
@@ -235,7 +235,7 @@ void hb_counters_add(hb_counters_t *c, unsigned shard, unsigned idx, uint64_t no
     if (shard >= c->nshards || idx >= HB_COUNTER_SLOTS)
         return;
     struct hb_counters_shard *sh = &c->shards[shard];
-    hb_counters_bump(&sh->cumulative[idx], delta, memory_order_relaxed);
+    bump(&sh->cumulative[idx], delta, memory_order_relaxed);
     if (now_s == HB_TAG_RESETTING)
         return;
     /* newest is stored before the entry's tag, so a reader that acquires tag now_s also sees a
@@ -250,14 +250,14 @@ void hb_counters_add(hb_counters_t *c, unsigned shard, unsigned idx, uint64_t no
     /* Inside the window, the entry holds now_s or a second at least HISTORY older. */
     struct hb_counters_entry *e = &sh->ring[now_s % HB_COUNTERS_HISTORY];
     if (atomic_load_explicit(&e->second_tag, memory_order_relaxed) != now_s)
-        hb_counters_entry_reset(e, now_s);
-    hb_counters_bump(&e->v[idx], delta, memory_order_release);
+        entry_reset(e, now_s);
+    bump(&e->v[idx], delta, memory_order_release);
 }
 
 /* Add shard sh's values for second t into sum, if it has that second in its window. The values
  * are used only when the tag reads t both before and after them: tags only grow, so the entry
  * held t all along (a reused entry means t left the window, and the shard gives 0). */
-static void hb_counters_shard_read(const struct hb_counters_shard *sh, uint64_t t, uint64_t *sum)
+static void shard_read(const struct hb_counters_shard *sh, uint64_t t, uint64_t *sum)
 {
     const struct hb_counters_entry *e = &sh->ring[t % HB_COUNTERS_HISTORY];
     uint64_t v[HB_COUNTER_SLOTS];
@@ -281,7 +281,7 @@ void hb_counters_snapshot(const hb_counters_t *c, uint64_t second, hb_report_t *
     out->type = c->type;
     if (second != HB_TAG_RESETTING) {
         for (unsigned s = 0; s < c->nshards; s++)
-            hb_counters_shard_read(&c->shards[s], second, out->per_second);
+            shard_read(&c->shards[s], second, out->per_second);
     }
     /* After the per-second values, so the totals are as late as possible. */
     for (unsigned s = 0; s < c->nshards; s++) {

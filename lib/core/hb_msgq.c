@@ -39,17 +39,17 @@ struct hb_msgq_ring {
     alignas(HB_MSGQ_CACHELINE) unsigned char end_[1];
 };
 
-static size_t hb_msgq_round_up(size_t n, size_t to)
+static size_t round_up(size_t n, size_t to)
 {
     return (n + to - 1) / to * to;
 }
 
-static atomic_size_t *hb_msgq_cell_seq(const struct hb_msgq_ring *ring, size_t pos)
+static atomic_size_t *cell_seq(const struct hb_msgq_ring *ring, size_t pos)
 {
     return (atomic_size_t *)(void *)(ring->cells + (pos & ring->mask) * ring->stride);
 }
 
-static unsigned char *hb_msgq_cell_data(const struct hb_msgq_ring *ring, size_t pos)
+static unsigned char *cell_data(const struct hb_msgq_ring *ring, size_t pos)
 {
     return ring->cells + (pos & ring->mask) * ring->stride + HB_MSGQ_DATA_OFFSET;
 }
@@ -66,11 +66,11 @@ int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size)
     while (cap < capacity)
         cap <<= 1;
 
-    size_t stride = hb_msgq_round_up(HB_MSGQ_DATA_OFFSET + elem_size, 8);
+    size_t stride = round_up(HB_MSGQ_DATA_OFFSET + elem_size, 8);
     size_t header = offsetof(struct hb_msgq_ring, end_);
     if ((SIZE_MAX - header - HB_MSGQ_CACHELINE) / stride < cap)
         return HB_ENOMEM;
-    size_t total = hb_msgq_round_up(header + (size_t)cap * stride, HB_MSGQ_CACHELINE);
+    size_t total = round_up(header + (size_t)cap * stride, HB_MSGQ_CACHELINE);
 
     struct hb_msgq_ring *ring = aligned_alloc(HB_MSGQ_CACHELINE, total);
     if (ring == NULL)
@@ -85,7 +85,7 @@ int hb_msgq_init(hb_msgq_t *q, uint32_t capacity, size_t elem_size)
     atomic_init(&ring->ovf_count, 0);
     ring->ovf_head = ring->ovf_tail = NULL;
     for (size_t i = 0; i < cap; i++)
-        atomic_init(hb_msgq_cell_seq(ring, i), i);
+        atomic_init(cell_seq(ring, i), i);
 
     q->capacity = cap;
     q->elem_size = elem_size;
@@ -139,7 +139,7 @@ int hb_msgq_push(hb_msgq_t *q, const void *msg)
     size_t pos = atomic_load_explicit(&ring->enq_pos, memory_order_relaxed);
     atomic_size_t *seq;
     for (;;) {
-        seq = hb_msgq_cell_seq(ring, pos);
+        seq = cell_seq(ring, pos);
         size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - pos);
         if (dif == 0) {
@@ -155,7 +155,7 @@ int hb_msgq_push(hb_msgq_t *q, const void *msg)
             pos = atomic_load_explicit(&ring->enq_pos, memory_order_relaxed);
         }
     }
-    memcpy(hb_msgq_cell_data(ring, pos), msg, ring->elem_size);
+    memcpy(cell_data(ring, pos), msg, ring->elem_size);
     atomic_store_explicit(seq, pos + 1, memory_order_release);
     return 0;
 }
@@ -168,7 +168,7 @@ int hb_msgq_pop(hb_msgq_t *q, void *msg)
     size_t pos = atomic_load_explicit(&ring->deq_pos, memory_order_relaxed);
     atomic_size_t *seq;
     for (;;) {
-        seq = hb_msgq_cell_seq(ring, pos);
+        seq = cell_seq(ring, pos);
         size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - (pos + 1));
         if (dif == 0) {
@@ -183,7 +183,7 @@ int hb_msgq_pop(hb_msgq_t *q, void *msg)
             pos = atomic_load_explicit(&ring->deq_pos, memory_order_relaxed);
         }
     }
-    memcpy(msg, hb_msgq_cell_data(ring, pos), ring->elem_size);
+    memcpy(msg, cell_data(ring, pos), ring->elem_size);
     atomic_store_explicit(seq, pos + ring->mask + 1, memory_order_release);
     return 0;
 }

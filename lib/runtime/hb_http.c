@@ -30,8 +30,8 @@
 /* Status line, Content-Type, Content-Length, Connection, the handler's headers, blank line. */
 #define HB_HTTP_RESPONSE_FMT "HTTP/1.1 %d %s\r\n%s%s%s%sConnection: %s\r\n%.*s\r\n"
 
-static const char hb_http_text_plain[] = "text/plain; charset=utf-8";
-static const char hb_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+static const char text_plain[] = "text/plain; charset=utf-8";
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* A byte range of a connection's buffer. */
 typedef struct hb_http_span {
@@ -102,7 +102,7 @@ static int on_headers_complete(http_parser *p);
 static int on_body(http_parser *p, const char *at, size_t n);
 static int on_message_complete(http_parser *p);
 
-static const http_parser_settings hb_http_settings = {
+static const http_parser_settings parser_settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
     .on_header_field = on_header_field,
@@ -156,13 +156,13 @@ static const char *status_reason(int status)
 
 static void server_handle_closed(hb_http_server_t *srv)
 {
-    srv->handles_--;
-    if (srv->closing_ && srv->handles_ == 0) {
+    srv->handles--;
+    if (srv->closing && srv->handles == 0) {
         /* The lifetime rule: srv is whole and readable in the callback, which may free it; the
          * library's own memory goes after, without touching srv. */
-        struct hb_http_listen *ls = srv->listen_;
-        hb_http_close_cb cb = srv->close_cb_;
-        srv->close_cb_ = NULL;
+        struct hb_http_listen *ls = srv->listen;
+        hb_http_close_cb cb = srv->close_cb;
+        srv->close_cb = NULL;
         if (cb != NULL)
             cb(srv);
         free(ls);
@@ -191,7 +191,7 @@ static void conn_forget(hb_http_conn_t *c)
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
-        srv->conns_ = c->next;
+        srv->conns = c->next;
     }
     if (c->next != NULL) {
         c->next->prev = c->prev;
@@ -354,7 +354,7 @@ int hb_http_respond(hb_http_response_t *res, int status, const char *content_typ
     hb_http_conn_t *c = res->conn;
     hb_http_server_t *srv = c->srv;
     res->responded = true;
-    if (c->closing || c->draining || srv->closing_) {
+    if (c->closing || c->draining || srv->closing) {
         return UV_ECANCELED;
     }
 
@@ -437,7 +437,7 @@ int hb_http_response_header(hb_http_response_t *res, const char *name, const cha
 /* Answer with a short text/plain body from the library itself. */
 static void respond_text(hb_http_response_t *res, int status, const char *text)
 {
-    hb_http_respond(res, status, hb_http_text_plain, text, strlen(text));
+    hb_http_respond(res, status, text_plain, text, strlen(text));
 }
 
 /* ---- parsing ---- */
@@ -556,7 +556,7 @@ static void maybe_continue(hb_http_conn_t *c)
     }
     /* A failed write is not acted on here, inside the parser: the next one fails again and
      * closes, or the read side reports the error. */
-    (void)hb__sock_write(&c->sock, hb_http_continue, sizeof hb_http_continue - 1);
+    (void)hb__sock_write(&c->sock, continue_line, sizeof continue_line - 1);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -597,8 +597,8 @@ static void respond_405(hb_http_server_t *srv, hb_http_response_t *res, const ch
 {
     char allow[HB_HTTP_MAX_ROUTES * (HB_HTTP_ROUTE_METHOD_MAX + 2) + 1];
     size_t n = 0;
-    for (unsigned i = 0; i < srv->nroutes_; i++) {
-        const struct hb_http_route *r = &srv->routes_[i];
+    for (unsigned i = 0; i < srv->nroutes; i++) {
+        const struct hb_http_route *r = &srv->routes[i];
         if (strlen(r->path) == path_len && memcmp(r->path, path, path_len) == 0) {
             n +=
                 (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n > 0 ? ", " : "", r->method);
@@ -620,7 +620,7 @@ static bool request_build(hb_http_conn_t *c)
         return false;
     }
     req->server = c->srv;
-    req->conn_ = c;
+    req->conn = c;
     req->method = http_method_str((enum http_method)p->method);
     req->http_major = p->http_major;
     req->http_minor = p->http_minor;
@@ -658,7 +658,7 @@ static bool request_build(hb_http_conn_t *c)
 /* Whether req carries the server's bearer token (compared in constant time). */
 static bool authorized(const hb_http_server_t *srv, const hb_http_request_t *req)
 {
-    if (srv->token_[0] == '\0') {
+    if (srv->token[0] == '\0') {
         return true;
     }
     const char *h = hb_http_request_header(req, "authorization");
@@ -666,10 +666,10 @@ static bool authorized(const hb_http_server_t *srv, const hb_http_request_t *req
         return false;
     }
     h += 7;
-    size_t want = strlen(srv->token_), got = strlen(h);
+    size_t want = strlen(srv->token), got = strlen(h);
     unsigned diff = (unsigned)(want ^ got);
     for (size_t i = 0; i < want; i++) {
-        diff |= (unsigned char)srv->token_[i] ^ (unsigned char)(i < got ? h[i] : 0);
+        diff |= (unsigned char)srv->token[i] ^ (unsigned char)(i < got ? h[i] : 0);
     }
     return diff == 0;
 }
@@ -708,8 +708,8 @@ static void conn_dispatch(hb_http_conn_t *c)
     }
     const struct hb_http_route *match = NULL;
     bool path_known = false;
-    for (unsigned i = 0; i < srv->nroutes_ && match == NULL; i++) {
-        const struct hb_http_route *r = &srv->routes_[i];
+    for (unsigned i = 0; i < srv->nroutes && match == NULL; i++) {
+        const struct hb_http_route *r = &srv->routes[i];
         if (strlen(r->path) != req->path_len || memcmp(r->path, req->path, req->path_len) != 0) {
             continue;
         }
@@ -786,7 +786,7 @@ static void conn_process(hb_http_conn_t *c)
         if (hb__sock_queued(&c->sock) > HB_HTTP_WRITE_HIGH_WATER) {
             break;
         }
-        size_t n = http_parser_execute(&c->parser, &hb_http_settings, c->buf + c->parsed,
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->buf + c->parsed,
                                        c->len - c->parsed);
         c->parsed += n;
         if (c->complete) {
@@ -829,16 +829,16 @@ static void conn_process(hb_http_conn_t *c)
  * of descriptors): said at most once a second. */
 static void note_refused(hb_http_server_t *srv, int err)
 {
-    srv->refused_unlogged_++;
+    srv->refused_unlogged++;
     uint64_t now = uv_now(srv->loop);
-    if (srv->opts.log == NULL || now < srv->refused_log_ms_)
+    if (srv->opts.log == NULL || now < srv->refused_log_ms)
         return;
     hb__vlogf_line(srv->opts.log, srv->opts.log_arg,
                    "connection refused: %s; %llu refused since the last line",
                    err != 0 ? hb_strerror(err) : "max_connections reached",
-                   (unsigned long long)srv->refused_unlogged_);
-    srv->refused_unlogged_ = 0;
-    srv->refused_log_ms_ = now + 1000;
+                   (unsigned long long)srv->refused_unlogged);
+    srv->refused_unlogged = 0;
+    srv->refused_log_ms = now + 1000;
 }
 
 static void on_accept(hb_listener_t *l, int fd)
@@ -848,7 +848,7 @@ static void on_accept(hb_listener_t *l, int fd)
         note_refused(srv, fd);
         return;
     }
-    if (srv->closing_) {
+    if (srv->closing) {
         close(fd);
         return;
     }
@@ -875,12 +875,12 @@ static void on_accept(hb_listener_t *l, int fd)
     uv_timer_init(srv->loop, &c->timer); /* cannot fail */
     c->timer.data = c;
     c->handles = 2;
-    srv->handles_ += 2;
-    c->next = srv->conns_;
-    if (srv->conns_ != NULL) {
-        srv->conns_->prev = c;
+    srv->handles += 2;
+    c->next = srv->conns;
+    if (srv->conns != NULL) {
+        srv->conns->prev = c;
     }
-    srv->conns_ = c;
+    srv->conns = c;
     srv->stats.connections_open++;
     srv->stats.connections_accepted++;
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -940,24 +940,24 @@ int hb_http_server_init(uv_loop_t *loop, hb_http_server_t *srv, const hb_http_op
     }
     memset(srv, 0, sizeof *srv);
     if (token_len > 0) {
-        memcpy(srv->token_, o.bearer_token, token_len + 1);
+        memcpy(srv->token, o.bearer_token, token_len + 1);
     }
-    o.bearer_token = token_len > 0 ? srv->token_ : NULL;
+    o.bearer_token = token_len > 0 ? srv->token : NULL;
     ls->l.poll.data = srv;
     ls->later.data = srv;
-    srv->listen_ = ls;
+    srv->listen = ls;
     srv->loop = loop;
     srv->opts = o;
-    srv->handles_ = 1; /* the listening side, closed by hb_http_server_close */
+    srv->handles = 1; /* the listening side, closed by hb_http_server_close */
     return 0;
 }
 
 int hb_http_server_listen(hb_http_server_t *srv, const char *host, int port)
 {
-    if (srv == NULL || srv->closing_ || srv->listening_ || port < 0 || port > 65535) {
+    if (srv == NULL || srv->closing || srv->listening || port < 0 || port > 65535) {
         return UV_EINVAL;
     }
-    struct hb_http_listen *ls = srv->listen_;
+    struct hb_http_listen *ls = srv->listen;
     if (ls->started) {
         return UV_EINVAL; /* a listen that failed half-way: the server can only be closed */
     }
@@ -972,7 +972,7 @@ int hb_http_server_listen(hb_http_server_t *srv, const char *host, int port)
     ls->started = true;
     r = hb__listener_start(srv->loop, &ls->l, fd, 1, on_accept);
     if (r == 0) {
-        srv->listening_ = 1;
+        srv->listening = 1;
     }
     return r;
 }
@@ -982,10 +982,10 @@ int hb_http_server_port(const hb_http_server_t *srv)
     if (srv == NULL) {
         return UV_EINVAL;
     }
-    if (!srv->listening_) {
+    if (!srv->listening) {
         return UV_EBADF;
     }
-    return hb__sock_local_port(srv->listen_->l.fd);
+    return hb__sock_local_port(srv->listen->l.fd);
 }
 
 int hb_http_server_route(hb_http_server_t *srv, const char *method, const char *path,
@@ -1001,16 +1001,16 @@ int hb_http_server_route(hb_http_server_t *srv, const char *method, const char *
     if (strlen(method) > HB_HTTP_ROUTE_METHOD_MAX || strlen(path) > HB_HTTP_ROUTE_PATH_MAX) {
         return UV_ENAMETOOLONG;
     }
-    for (unsigned i = 0; i < srv->nroutes_; i++) {
-        const struct hb_http_route *r = &srv->routes_[i];
+    for (unsigned i = 0; i < srv->nroutes; i++) {
+        const struct hb_http_route *r = &srv->routes[i];
         if (strcmp(r->path, path) == 0 && strcmp(r->method, method) == 0) {
             return UV_EEXIST;
         }
     }
-    if (srv->nroutes_ == HB_HTTP_MAX_ROUTES) {
+    if (srv->nroutes == HB_HTTP_MAX_ROUTES) {
         return UV_ENOBUFS;
     }
-    struct hb_http_route *r = &srv->routes_[srv->nroutes_++];
+    struct hb_http_route *r = &srv->routes[srv->nroutes++];
     memset(r, 0, sizeof *r);
     memcpy(r->method, method, strlen(method));
     memcpy(r->path, path, strlen(path));
@@ -1021,12 +1021,12 @@ int hb_http_server_route(hb_http_server_t *srv, const char *method, const char *
 
 void hb_http_server_close(hb_http_server_t *srv, hb_http_close_cb cb)
 {
-    if (srv == NULL || srv->closing_) {
+    if (srv == NULL || srv->closing) {
         return;
     }
-    srv->closing_ = 1;
-    srv->close_cb_ = cb;
-    struct hb_http_listen *ls = srv->listen_;
+    srv->closing = 1;
+    srv->close_cb = cb;
+    struct hb_http_listen *ls = srv->listen;
     if (ls->started && ls->l.inited) {
         hb__listener_close(&ls->l, on_listener_closed);
     } else {
@@ -1036,17 +1036,17 @@ void hb_http_server_close(hb_http_server_t *srv, hb_http_close_cb cb)
         uv_timer_init(srv->loop, &ls->later); /* cannot fail */
         uv_close((uv_handle_t *)&ls->later, on_later_closed);
     }
-    while (srv->conns_ != NULL) {
-        conn_close(srv->conns_);
+    while (srv->conns != NULL) {
+        conn_close(srv->conns);
     }
 }
 
 const char *hb_http_request_header(const hb_http_request_t *req, const char *name)
 {
-    if (req == NULL || name == NULL || req->conn_ == NULL) {
+    if (req == NULL || name == NULL || req->conn == NULL) {
         return NULL;
     }
-    const hb_http_conn_t *c = req->conn_;
+    const hb_http_conn_t *c = req->conn;
     const hb_http_header_t *h = find_header(c, name);
     if (h == NULL) {
         return NULL;
@@ -1080,7 +1080,7 @@ static int bad_param(hb_http_response_t *res, const char *name, int err, bool ra
         snprintf(text, sizeof text, "parameter '%.64s': invalid (%s)\n", nm, hb_strerror(err));
         break;
     }
-    return hb_http_respond(res, 400, hb_http_text_plain, text, strlen(text));
+    return hb_http_respond(res, 400, text_plain, text, strlen(text));
 }
 
 int hb_http_bad_param(hb_http_response_t *res, const char *name, int err)

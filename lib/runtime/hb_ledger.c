@@ -582,7 +582,7 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
 {
     if (l == NULL)
         return UV_EINVAL;
-    l->state_ = NULL;
+    l->state = NULL;
     l->max_envelope_id = 0;
     l->reserved_shake = 0;
     l->reserved_send = 0;
@@ -661,9 +661,9 @@ int hb_ledger_open(hb_ledger_t *l, const hb_ledger_options_t *o,
         uv_mutex_destroy(&st->mu);
         goto fail;
     }
-    l->state_ = st;
+    l->state = st;
     if ((rc = uv_thread_create(&st->thread, writer_main, st)) != 0) {
-        l->state_ = NULL;
+        l->state = NULL;
         uv_cond_destroy(&st->done);
         uv_cond_destroy(&st->wake);
         uv_mutex_destroy(&st->mu);
@@ -687,9 +687,9 @@ fail_early:
 
 void hb_ledger_close(hb_ledger_t *l)
 {
-    if (l == NULL || l->state_ == NULL)
+    if (l == NULL || l->state == NULL)
         return;
-    struct hb_ledger_state *st = l->state_;
+    struct hb_ledger_state *st = l->state;
     uv_mutex_lock(&st->mu);
     st->closing = true;
     uv_cond_signal(&st->wake);
@@ -698,7 +698,7 @@ void hb_ledger_close(hb_ledger_t *l)
     uv_cond_destroy(&st->done);
     uv_cond_destroy(&st->wake);
     uv_mutex_destroy(&st->mu);
-    l->state_ = NULL;
+    l->state = NULL;
     state_free(st);
 }
 
@@ -721,7 +721,7 @@ static int append_record(hb_ledger_t *l, const hb_journal_record_t *r, uint64_t 
     int n = hb_journal_encode(r, rec, sizeof rec);
     if (n < 0)
         return n;
-    struct hb_ledger_state *st = l->state_;
+    struct hb_ledger_state *st = l->state;
     int rc = 0;
     uv_mutex_lock(&st->mu);
     if (st->closing)
@@ -751,7 +751,7 @@ static int append_record(hb_ledger_t *l, const hb_journal_record_t *r, uint64_t 
 
 int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, uint64_t *seq)
 {
-    if (l == NULL || l->state_ == NULL || e == NULL || e->claimed != 0 ||
+    if (l == NULL || l->state == NULL || e == NULL || e->claimed != 0 ||
         hb_sendenv_check(e) != NULL || hb_envelope_id_kind(e->id) != HB_ENVELOPE_SEND)
         return UV_EINVAL;
     hb_journal_record_t r;
@@ -765,7 +765,7 @@ int hb_ledger_append_envelope(hb_ledger_t *l, const hb_sendenv_t *e, uint64_t *s
 int hb_ledger_append_claim(hb_ledger_t *l, uint32_t envelope_id, uint32_t user, uint32_t amount,
                            uint64_t *seq)
 {
-    if (l == NULL || l->state_ == NULL)
+    if (l == NULL || l->state == NULL)
         return UV_EINVAL;
     hb_journal_record_t r;
     memset(&r, 0, sizeof r);
@@ -778,7 +778,7 @@ int hb_ledger_append_claim(hb_ledger_t *l, uint32_t envelope_id, uint32_t user, 
 
 int hb_ledger_append_expire(hb_ledger_t *l, uint32_t envelope_id, uint64_t *seq)
 {
-    if (l == NULL || l->state_ == NULL)
+    if (l == NULL || l->state == NULL)
         return UV_EINVAL;
     hb_journal_record_t r;
     memset(&r, 0, sizeof r);
@@ -789,7 +789,7 @@ int hb_ledger_append_expire(hb_ledger_t *l, uint32_t envelope_id, uint64_t *seq)
 
 int hb_ledger_append_reserve(hb_ledger_t *l, hb_envelope_kind_t kind, uint32_t last, uint64_t *seq)
 {
-    if (l == NULL || l->state_ == NULL || (kind != HB_ENVELOPE_SHAKE && kind != HB_ENVELOPE_SEND) ||
+    if (l == NULL || l->state == NULL || (kind != HB_ENVELOPE_SHAKE && kind != HB_ENVELOPE_SEND) ||
         hb_envelope_id_kind(last) != (int)kind)
         return UV_EINVAL;
     hb_journal_record_t r;
@@ -804,7 +804,7 @@ void hb_ledger_stats(hb_ledger_t *l, hb_ledger_stats_t *out)
 {
     if (l == NULL || out == NULL)
         return;
-    struct hb_ledger_state *st = l->state_;
+    struct hb_ledger_state *st = l->state;
     if (st == NULL) {
         *out = l->stats;
         return;
@@ -816,9 +816,9 @@ void hb_ledger_stats(hb_ledger_t *l, hb_ledger_stats_t *out)
 
 static int wait_for(hb_ledger_t *l, uint64_t seq, bool synced, uint64_t timeout_ms)
 {
-    if (l == NULL || l->state_ == NULL)
+    if (l == NULL || l->state == NULL)
         return UV_EINVAL;
-    struct hb_ledger_state *st = l->state_;
+    struct hb_ledger_state *st = l->state;
     uint64_t start = uv_hrtime();
     uint64_t timeout_ns = timeout_ms > UINT64_MAX / NS_PER_MS ? UINT64_MAX : timeout_ms * NS_PER_MS;
     int rc;
