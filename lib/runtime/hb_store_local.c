@@ -292,6 +292,12 @@ static void judge(lset_t *ls, uint32_t user, uint64_t gen, uint32_t envelope_id,
                          ext);
 }
 
+/* The SET that owns envelope id: the one rule that places an envelope's book. */
+static unsigned owner_of(const local_t *L, uint32_t id)
+{
+    return id % L->g->nsets;
+}
+
 static local_t *local_of(hb_store_t *st)
 {
     return st->impl;
@@ -306,7 +312,7 @@ static void store_claim(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t g
                         uint32_t envelope_id, uint8_t ext)
 {
     local_t *L = local_of(st);
-    hb_set_t *owner = &L->g->sets[envelope_id % L->g->nsets];
+    hb_set_t *owner = &L->g->sets[owner_of(L, envelope_id)];
     if (owner == set) {
         judge(lset_of(st, set), user, gen, envelope_id, set->index, ext);
         return;
@@ -460,7 +466,7 @@ static void ledger_log(void *arg, const char *line)
 static void restore_envelope(void *arg, const hb_sendenv_t *e)
 {
     local_t *L = arg;
-    hb_book_add(&L->sets[e->id % L->g->nsets].book, e);
+    hb_book_add(&L->sets[owner_of(L, e->id)].book, e);
 }
 
 /* ---- ids ---- */
@@ -578,7 +584,7 @@ static int store_create_send(hb_store_t *st, const uint32_t recipients[3], uint3
         return r;
     hb_set_msg_t m = {.type = HB_MSG_STORE, .ext = LS_ENVELOPE, .gen = seq};
     m.u.env = e;
-    r = hb__set_post_external(L->g, &L->g->sets[e.id % L->g->nsets], &m);
+    r = hb__set_post_external(L->g, &L->g->sets[owner_of(L, e.id)], &m);
     if (r != 0)
         return r;
     hb__group_count_control(L->g, HB_CTR_SEND_CREATED, 1);
