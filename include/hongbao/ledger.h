@@ -52,7 +52,7 @@ typedef struct hb_ledger_options {
     /* Log lines (no trailing newline, valid during the call only): a torn tail truncated at
      * open, records that make no sense in the books (skipped), compaction, the first I/O error.
      * NULL: nothing is logged. */
-    void (*log)(void *arg, const char *line);
+    hb_log_cb log;
     void *log_arg;
     /* After each group commit: seq is the highest sequence number now durable per the policy
      * (ALWAYS: after fdatasync; EVERYSEC and NO: after write()). Called with increasing seq, never

@@ -78,7 +78,7 @@ typedef struct hb_monitor_options {
     void *on_second_arg;
     /* Log lines (one line, no newline, valid during the call), on the loop thread: a reporter
      * closed for garbage, a connection rejected. NULL: nothing is logged. */
-    void (*log)(void *arg, const char *line);
+    hb_log_cb log;
     void *log_arg;
     /* The wall clock in Unix milliseconds, called on the loop thread; NULL means the system's
      * (uv_gettimeofday). Tests inject theirs and call hb_monitor_tick. */

@@ -59,7 +59,7 @@ typedef struct hb_reporter_options {
     unsigned backoff_max_ms;
     /* Where the reporter's log lines go (one line, no trailing newline, valid during the call
      * only), called on the loop thread with log_arg. NULL: the reporter logs nothing. */
-    void (*log)(void *arg, const char *line);
+    hb_log_cb log;
     void *log_arg;
     /* The clock that says which second it is (Unix seconds), called with now_arg on the loop
      * thread; NULL means the wall clock, time(NULL). For tests: drive the reporter with

@@ -66,7 +66,7 @@ typedef struct hb_server_options {
     /* Log lines (no trailing newline; valid during the call): the journal's failures and replay
      * notes, an exhausted id space. Called from any of the server's threads, one line at a time.
      * NULL: lines go to stderr, prefixed "hongbao server: ". */
-    void (*log)(void *arg, const char *line);
+    hb_log_cb log;
     void *log_arg;
 } hb_server_options_t;
 
