@@ -97,7 +97,7 @@ struct hb_server {
     unsigned nsets;
     uint32_t max_connections;
     int err;          /* why hb_server_init or hb_server_start failed (the error it returned) */
-    char errstr[200]; /* the same in words, naming the option, address or file; "" when none */
+    char errstr[256]; /* the same in words, naming the option, address or file; "" when none */
     /* private */
     struct hb_server_impl *impl;
 };
