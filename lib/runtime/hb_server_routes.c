@@ -132,7 +132,7 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  hb_server_users_online(server), hb_server_connections(server),
                  hb_server_envelopes_queued(server), server->nthreads, server->nsets,
                  server->max_connections,
-                 hb__store_local_journaled(&server->impl->store) ? "true" : "false",
+                 server->impl->store.ops->durable(&server->impl->store) ? "true" : "false",
                  store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
     /* The server's own slots as "name":[per second, cumulative]; the reference's in "report". */
     const char *sep = "\"server_counters\":{";

@@ -60,6 +60,9 @@ typedef struct hb_store_ops {
     int (*shake_id)(hb_store_t *st, uint32_t *id);
     /* The store's sticky error, or 0 while it can make things durable. Any thread. */
     int (*error)(hb_store_t *st);
+    /* Whether the store makes anything durable at all (a journal, a replicated store). Any
+     * thread. */
+    int (*durable)(const hb_store_t *st);
 } hb_store_ops_t;
 
 struct hb_store {
@@ -75,7 +78,5 @@ struct hb_store {
  * the shares (control loop only). Fills *st; its open does the rest. Returns 0 or HB_ENOMEM. */
 int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, int fsync,
                          uint32_t send_expiry_s, hb_rand_t *rng);
-/* Whether the local store journals (for /stats). */
-int hb__store_local_journaled(const hb_store_t *st);
 
 #endif /* HB_STORE_H */

@@ -680,6 +680,12 @@ static void store_close(hb_store_t *st)
     st->impl = NULL;
 }
 
+static int store_durable(const hb_store_t *st)
+{
+    const local_t *L = st->impl;
+    return L != NULL && L->have_ledger;
+}
+
 static const hb_store_ops_t local_ops = {
     .name = "local",
     .open = store_open,
@@ -693,6 +699,7 @@ static const hb_store_ops_t local_ops = {
     .create_send = store_create_send,
     .shake_id = store_shake_id,
     .error = store_error,
+    .durable = store_durable,
 };
 
 int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, int fsync,
@@ -717,10 +724,4 @@ int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, 
     st->send_expiry_s = send_expiry_s;
     st->impl = L;
     return 0;
-}
-
-int hb__store_local_journaled(const hb_store_t *st)
-{
-    const local_t *L = st->impl;
-    return L != NULL && L->have_ledger;
 }
