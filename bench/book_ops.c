@@ -46,6 +46,7 @@ static hb_sendenv_t envelope(uint32_t k, uint32_t stride)
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
     e.id = HB_SEND_ENVELOPE_ID_BASE + k * stride;
+    e.count = 3;
     for (unsigned r = 0; r < 3; r++) {
         e.recipients[r] = 3 * k + r;
         e.shares[r] = 1 + r;

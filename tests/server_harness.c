@@ -55,6 +55,12 @@ void loop_thread(void *arg)
 
 void start_server(const hb_server_options_t *extra)
 {
+    start_server_with(extra, NULL, NULL);
+}
+
+void start_server_with(const hb_server_options_t *extra, void (*prepare)(hb_server_t *, void *),
+                       void *arg)
+{
     memset(&H, 0, sizeof H);
     ck_assert_int_eq(uv_loop_init(&H.loop), 0);
     ck_assert_int_eq(uv_mutex_init(&H.lock), 0);
@@ -72,6 +78,8 @@ void start_server(const hb_server_options_t *extra)
         o.sets = 4;
     o.seed = 42;
     ck_assert_int_eq(hb_server_init(&H.loop, &H.server, &o), 0);
+    if (prepare != NULL)
+        prepare(&H.server, arg);
     ck_assert_int_eq(hb_server_start(&H.server), 0);
     ck_assert_int_gt(H.server.port, 0);
     ck_assert_int_eq(uv_thread_create(&H.thread, loop_thread, NULL), 0);

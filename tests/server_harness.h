@@ -32,6 +32,10 @@ void on_loop(void (*fn)(void *), void *arg);
 void loop_thread(void *arg);
 /* Start a server (2 threads, 4 SETs unless extra says otherwise; port 0; seed 42). */
 void start_server(const hb_server_options_t *extra);
+/* The same, calling prepare(server, arg) between hb_server_init and hb_server_start (to register
+ * handlers and counter slots). */
+void start_server_with(const hb_server_options_t *extra, void (*prepare)(hb_server_t *, void *),
+                       void *arg);
 void on_closed(hb_server_t *s);
 void do_close(void *arg);
 /* Close the server and check that its loop ends with no handle left. */

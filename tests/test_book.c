@@ -37,6 +37,7 @@ static hb_sendenv_t make_env(uint32_t id, const uint32_t users[3], const uint32_
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
     e.id = id;
+    e.count = 3;
     e.total = shares[0] + shares[1] + shares[2];
     for (unsigned i = 0; i < 3; i++) {
         e.recipients[i] = users[i];
@@ -273,6 +274,57 @@ START_TEST(test_sendenv_check_reasons)
     ck_assert_str_eq(hb_sendenv_check(&e), "recipients are not distinct");
     e = make_env(ID0, users_abc, (const uint32_t[3]){1, 0, 2}, 0);
     ck_assert_str_eq(hb_sendenv_check(&e), "a share is 0");
+}
+END_TEST
+
+/* Any count from 1 to HB_SEND_MAX_RECIPIENTS: each recipient claims its own share once, and only
+ * the first count recipients are recipients. */
+START_TEST(test_any_recipient_count)
+{
+    hb_book_t b;
+    ck_assert_int_eq(hb_book_init(&b, 0), 0);
+    for (unsigned n = 1; n <= HB_SEND_MAX_RECIPIENTS; n++) {
+        hb_sendenv_t e;
+        memset(&e, 0, sizeof e);
+        e.id = ID0 + n;
+        e.count = (uint8_t)n;
+        for (unsigned i = 0; i < n; i++) {
+            e.recipients[i] = 500 + i;
+            e.shares[i] = 10 + i;
+            e.total += e.shares[i];
+        }
+        ck_assert_ptr_null(hb_sendenv_check(&e));
+        /* A recipient past the count is none. */
+        e.recipients[n % HB_SEND_MAX_RECIPIENTS] = n < HB_SEND_MAX_RECIPIENTS ? 999 : 500;
+        ck_assert_int_eq(hb_book_add(&b, &e), 0);
+        if (n < HB_SEND_MAX_RECIPIENTS)
+            ck_assert_int_eq(hb_book_claim(&b, e.id, 999, NULL), HB_ENOTRECIPIENT);
+        uint64_t sum = 0;
+        for (unsigned i = n; i-- > 0;) {
+            const hb_sendenv_t *held = hb_book_find(&b, e.id);
+            uint32_t share = 0;
+            ck_assert_int_eq(hb_sendenv_share_of(held, 500 + i, &share), 0);
+            ck_assert_uint_eq(share, 10 + i);
+            ck_assert_int_eq(hb_sendenv_fully_claimed(held), 0);
+            uint32_t amount = 0;
+            ck_assert_int_eq(hb_book_claim(&b, e.id, 500 + i, &amount), 0);
+            ck_assert_uint_eq(amount, 10 + i);
+            ck_assert_int_eq(hb_book_claim(&b, e.id, 500 + i, &amount), HB_BOOK_REPEAT);
+            ck_assert_int_eq(hb_sendenv_share_of(held, 500 + i, NULL), 1);
+            sum += amount;
+        }
+        ck_assert_uint_eq(sum, e.total);
+        ck_assert_int_eq(hb_sendenv_fully_claimed(hb_book_find(&b, e.id)), 1);
+        ck_assert_int_eq(hb_sendenv_share_of(hb_book_find(&b, e.id), 4242, NULL), HB_ENOTRECIPIENT);
+    }
+    /* No recipients, or more than the maximum: refused. */
+    hb_sendenv_t e = make_env(ID0 + 100, users_abc, shares_abc, 0);
+    e.count = 0;
+    ck_assert_str_eq(hb_sendenv_check(&e), "recipient count outside 1..HB_SEND_MAX_RECIPIENTS");
+    ck_assert_int_eq(hb_book_add(&b, &e), HB_EINVAL);
+    e.count = HB_SEND_MAX_RECIPIENTS + 1;
+    ck_assert_int_eq(hb_book_add(&b, &e), HB_EINVAL);
+    hb_book_close(&b);
 }
 END_TEST
 
@@ -1087,6 +1139,7 @@ static Suite *book_suite(void)
     tcase_add_test(tc, test_add_copies_and_finds);
     tcase_add_test(tc, test_add_validates);
     tcase_add_test(tc, test_each_recipient_claims_its_share_once);
+    tcase_add_test(tc, test_any_recipient_count);
     tcase_add_test(tc, test_removal_leaves_nothing_behind);
     tcase_add_test(tc, test_refused_and_repeated_claims_change_nothing);
     tcase_add_test(tc, test_user_zero_is_an_ordinary_user);

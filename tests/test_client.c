@@ -178,7 +178,7 @@ START_TEST(test_claims_what_it_is_sent)
     const uint32_t who[3] = {3, 17, 42};
     send_total = 999;
     uint32_t id;
-    ck_assert_int_eq(hb_server_send_envelope(&server, who, send_total, &id), 0);
+    ck_assert_int_eq(hb_server_send_envelope(&server, who, 3, send_total, &id), 0);
     ck_assert(run_until(claims_done, 10000));
     ck_assert_uint_eq(client.stats.notices, 3);
     ck_assert_uint_eq(client.stats.claims, 3);

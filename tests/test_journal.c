@@ -24,6 +24,7 @@ static hb_sendenv_t make_env(uint32_t id)
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
     e.id = id;
+    e.count = 3;
     for (uint32_t i = 0; i < 3; i++) {
         e.recipients[i] = 3 * id + 1 + i;
         e.shares[i] = 10 * (i + 1);
@@ -39,6 +40,7 @@ static void check_env_eq(const hb_sendenv_t *a, const hb_sendenv_t *b)
 {
     ck_assert_uint_eq(a->id, b->id);
     ck_assert_uint_eq(a->total, b->total);
+    ck_assert_uint_eq(a->count, b->count);
     ck_assert_mem_eq(a->recipients, b->recipients, sizeof a->recipients);
     ck_assert_mem_eq(a->shares, b->shares, sizeof a->shares);
     ck_assert_uint_eq(a->claimed, b->claimed);
@@ -339,10 +341,10 @@ START_TEST(test_scan_version_1)
     buf[11] = 2;
     ck_assert_int_eq(hb_journal_scan(buf, len + rec[0].size, NULL, NULL, &sr), 0);
 
-    /* Versions 0 and 3 are not read. */
-    buf[11] = 3;
+    /* Versions 0 and 4 are not read. */
+    buf[11] = 4;
     ck_assert_int_eq(hb_journal_scan(buf, len, NULL, NULL, &sr), HB_ENOTSUP);
-    ck_assert_ptr_nonnull(strstr(sr.errstr, "version 3"));
+    ck_assert_ptr_nonnull(strstr(sr.errstr, "version 4"));
     buf[11] = 0;
     ck_assert_int_eq(hb_journal_scan(buf, len, NULL, NULL, &sr), HB_ENOTSUP);
     /* A header cut short is torn whatever version it was going to name. */
@@ -473,7 +475,7 @@ START_TEST(test_scan_torn_versus_corrupt)
     ck_assert_int_eq(hb_journal_scan(buf, len, NULL, NULL, &sr), HB_ECORRUPT);
     ck_assert_uint_eq(sr.good_end, 0);
     memcpy(buf, img, len);
-    buf[11] = 3;
+    buf[11] = 4;
     ck_assert_int_eq(hb_journal_scan(buf, len, NULL, NULL, &sr), HB_ENOTSUP);
     ck_assert_int_eq(hb_journal_scan(img, 5, NULL, NULL, &sr), HB_JOURNAL_TORN);
     ck_assert_uint_eq(sr.good_end, 0);
@@ -629,14 +631,14 @@ START_TEST(test_decode_one_record)
     ck_assert_int_eq(hb_journal_decode(NULL, 10, 2, &r), HB_EINVAL);
     ck_assert_int_eq(hb_journal_decode(img + 12, len - 12, 2, NULL), HB_EINVAL);
     ck_assert_int_eq(hb_journal_decode(img + 12, len - 12, 0, &r), HB_EINVAL);
-    ck_assert_int_eq(hb_journal_decode(img + 12, len - 12, 3, &r), HB_EINVAL);
+    ck_assert_int_eq(hb_journal_decode(img + 12, len - 12, 4, &r), HB_EINVAL);
 
     /* The header the writer writes. */
     uint8_t h[16];
     ck_assert_int_eq(hb_journal_encode_header(h, 11), HB_ENOBUFS);
     ck_assert_int_eq(hb_journal_encode_header(NULL, 12), HB_EINVAL);
     ck_assert_int_eq(hb_journal_encode_header(h, sizeof h), HB_JOURNAL_HEADER_SIZE);
-    ck_assert_mem_eq(h, "HBLEDGER\0\0\0\2", HB_JOURNAL_HEADER_SIZE);
+    ck_assert_mem_eq(h, "HBLEDGER\0\0\0\3", HB_JOURNAL_HEADER_SIZE);
 }
 END_TEST
 
@@ -672,11 +674,11 @@ START_TEST(test_reasons_in_callers_structs)
     ck_assert_int_eq(sr.err, HB_ECORRUPT);
     ck_assert_ptr_nonnull(strstr(sr.errstr, "offset 12: corrupt record: CRC mismatch"));
     buf[12 + 10] ^= 0x40;
-    buf[11] = 3;
+    buf[11] = 4;
     ck_assert_int_eq(hb_journal_scan(buf, len, NULL, NULL, &sr), HB_ENOTSUP);
     ck_assert_int_eq(sr.err, HB_ENOTSUP);
     ck_assert_uint_eq(sr.version, 0);
-    ck_assert_ptr_nonnull(strstr(sr.errstr, "offset 8: journal format version 3"));
+    ck_assert_ptr_nonnull(strstr(sr.errstr, "offset 8: journal format version 4"));
     ck_assert_int_eq(hb_journal_scan(NULL, 5, NULL, NULL, &sr), HB_EINVAL);
     ck_assert_int_eq(sr.err, HB_EINVAL);
 
@@ -684,7 +686,7 @@ START_TEST(test_reasons_in_callers_structs)
     hb_journal_audit_t t;
     ck_assert_int_eq(hb_journal_audit_buf(buf, len, &t, NULL, NULL), HB_ENOTSUP);
     ck_assert_int_eq(t.err, HB_ENOTSUP);
-    ck_assert_ptr_nonnull(strstr(t.errstr, "version 3"));
+    ck_assert_ptr_nonnull(strstr(t.errstr, "version 4"));
     ck_assert_int_eq(hb_journal_audit_buf((const uint8_t *)"hello, world", 12, &t, NULL, NULL),
                      HB_ECORRUPT);
     ck_assert_int_eq(t.err, HB_ECORRUPT);
@@ -770,6 +772,104 @@ START_TEST(test_audit_snapshot)
 }
 END_TEST
 
+/* An envelope of n recipients (n other than 3 takes the variable-size records). */
+static hb_sendenv_t make_env_n(uint32_t id, unsigned n)
+{
+    hb_sendenv_t e;
+    memset(&e, 0, sizeof e);
+    e.id = id;
+    e.count = (uint8_t)n;
+    for (unsigned i = 0; i < n; i++) {
+        e.recipients[i] = 100 * id + i;
+        e.shares[i] = 1 + i;
+        e.total += e.shares[i];
+    }
+    e.created_s = 1700000000u;
+    return e;
+}
+
+/* Envelopes of 1..HB_SEND_MAX_RECIPIENTS recipients: written as types 7 and 8 (3 keeps 1 and 4),
+ * read back the same, audited like any other; a version 2 journal cannot hold them. */
+START_TEST(test_any_recipient_count)
+{
+    for (unsigned n = 1; n <= HB_SEND_MAX_RECIPIENTS; n++) {
+        hb_sendenv_t e = make_env_n(SEND_ID(n), n);
+        hb_journal_record_t r, back;
+        memset(&r, 0, sizeof r);
+        r.type = HB_JOURNAL_ENVELOPE;
+        r.envelope = e;
+        r.envelope_id = e.id;
+        uint8_t buf[HB_JOURNAL_MAX_RECORD];
+        int len = hb_journal_encode(&r, buf, sizeof buf);
+        ck_assert_int_eq(len, n == 3 ? 8 + 41 : 8 + 18 + 8 * (int)n);
+        ck_assert_uint_eq(buf[8], n == 3 ? 1 : 7);
+        ck_assert_int_eq(hb_journal_decode(buf, (size_t)len, HB_JOURNAL_VERSION, &back), len);
+        ck_assert_int_eq(back.type, HB_JOURNAL_ENVELOPE);
+        check_env_eq(&back.envelope, &e);
+        /* Too small a buffer, by one byte. */
+        ck_assert_int_eq(hb_journal_encode(&r, buf, (size_t)len - 1), HB_ENOBUFS);
+        /* A state, with claims. */
+        e.claimed = 1;
+        e.claimed_sum = e.shares[0];
+        r.type = HB_JOURNAL_STATE;
+        r.envelope = e;
+        len = hb_journal_encode(&r, buf, sizeof buf);
+        ck_assert_int_eq(len, n == 3 ? 8 + 46 : 8 + 23 + 8 * (int)n);
+        ck_assert_int_le(len, HB_JOURNAL_MAX_RECORD);
+        ck_assert_int_eq(hb_journal_decode(buf, (size_t)len, HB_JOURNAL_VERSION, &back), len);
+        ck_assert_int_eq(back.type, HB_JOURNAL_STATE);
+        check_env_eq(&back.envelope, &e);
+        /* Version 2 has no such record. */
+        if (n != 3)
+            ck_assert_int_eq(hb_journal_decode(buf, (size_t)len, 2, &back), HB_ECORRUPT);
+    }
+    /* No recipients, or too many: not encoded. */
+    hb_journal_record_t r;
+    memset(&r, 0, sizeof r);
+    r.type = HB_JOURNAL_ENVELOPE;
+    r.envelope = make_env_n(SEND_ID(1), 2);
+    uint8_t buf[HB_JOURNAL_MAX_RECORD];
+    r.envelope.count = 0;
+    ck_assert_int_eq(hb_journal_encode(&r, buf, sizeof buf), HB_EINVAL);
+    r.envelope.count = HB_SEND_MAX_RECIPIENTS + 1;
+    ck_assert_int_eq(hb_journal_encode(&r, buf, sizeof buf), HB_EINVAL);
+
+    /* A count byte that disagrees with the record's length is corrupt. */
+    hb_sendenv_t five = make_env_n(SEND_ID(5), 5);
+    r.envelope = five;
+    int len = hb_journal_encode(&r, buf, sizeof buf);
+    buf[8 + 17] = 4; /* n */
+    uint32_t crc = hb_journal_crc32c(buf + 8, (size_t)len - 8);
+    buf[4] = (uint8_t)(crc >> 24), buf[5] = (uint8_t)(crc >> 16), buf[6] = (uint8_t)(crc >> 8);
+    buf[7] = (uint8_t)crc;
+    hb_journal_record_t back;
+    ck_assert_int_eq(hb_journal_decode(buf, (size_t)len, HB_JOURNAL_VERSION, &back), HB_ECORRUPT);
+
+    /* The audit judges their claims as any other's. */
+    craft_t c;
+    craft_start(&c, HB_JOURNAL_VERSION);
+    craft_reserve(&c, HB_ENVELOPE_SEND, SEND_ID(100));
+    hb_sendenv_t one = make_env_n(SEND_ID(1), 1);
+    craft_envelope(&c, &one);
+    craft_envelope(&c, &five);
+    craft_claim(&c, one.id, one.recipients[0], one.shares[0]);
+    for (unsigned i = 0; i < 5; i++)
+        craft_claim(&c, five.id, five.recipients[i], five.shares[i]);
+    size_t twice = craft_claim(&c, five.id, five.recipients[4], five.shares[4]);
+    size_t stranger = craft_claim(&c, five.id, 7, 1);
+    found_t f = {0};
+    hb_journal_audit_t t;
+    /* (each also over-claims the envelope and unbalances the books: 5 violations in all) */
+    ck_assert_int_eq(hb_journal_audit_buf(c.buf, c.len, &t, on_violation, &f), 5);
+    ck_assert_int_ge(find_violation(&f, twice, "granted twice"), 0);
+    ck_assert_int_ge(find_violation(&f, stranger, "not a recipient"), 0);
+    ck_assert_uint_eq(t.totals.envelopes, 2);
+    ck_assert_uint_eq(t.totals.issued, one.total + five.total);
+    ck_assert_uint_eq(t.held, 2);
+    ck_assert_uint_eq(t.outstanding, 0);
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
     Suite *s = suite_create("journal");
@@ -781,6 +881,7 @@ static Suite *journal_suite(void)
     tcase_add_test(format, test_scan_version_1);
     tcase_add_test(format, test_decode_one_record);
     tcase_add_test(format, test_reasons_in_callers_structs);
+    tcase_add_test(format, test_any_recipient_count);
     suite_add_tcase(s, format);
 
     TCase *audit = tcase_create("audit");

@@ -163,6 +163,7 @@ static hb_sendenv_t make_env(uint32_t id)
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
     e.id = id;
+    e.count = 3;
     for (uint32_t i = 0; i < 3; i++) {
         e.recipients[i] = 3 * id + 1 + i;
         e.shares[i] = 10 * (i + 1);
@@ -276,6 +277,7 @@ static void check_env_eq(const hb_sendenv_t *a, const hb_sendenv_t *b)
 {
     ck_assert_uint_eq(a->id, b->id);
     ck_assert_uint_eq(a->total, b->total);
+    ck_assert_uint_eq(a->count, b->count);
     ck_assert_mem_eq(a->recipients, b->recipients, sizeof a->recipients);
     ck_assert_mem_eq(a->shares, b->shares, sizeof a->shares);
     ck_assert_uint_eq(a->claimed, b->claimed);
@@ -444,7 +446,7 @@ START_TEST(test_open_creates_and_validates)
     ck_assert_uint_eq(file_size(jpath), HB_JOURNAL_HEADER_SIZE);
     size_t hlen;
     uint8_t *header = read_all(jpath, &hlen);
-    ck_assert_mem_eq(header, "HBLEDGER\0\0\0\2", HB_JOURNAL_HEADER_SIZE);
+    ck_assert_mem_eq(header, "HBLEDGER\0\0\0\3", HB_JOURNAL_HEADER_SIZE);
     free(header);
 
     /* One ledger per directory. */
@@ -907,6 +909,63 @@ static records_t *journal_records(const char *path)
     return &k;
 }
 
+/* Envelopes of every recipient count, claimed in part, kept through compactions (their snapshot
+ * records have variable sizes) and a reopen, then audited clean. */
+START_TEST(test_any_recipient_count_survives)
+{
+    hb_ledger_t l;
+    logbook_t log;
+    logbook_init(&log);
+    hb_ledger_options_t o = opts_for(HB_FSYNC_NO, &log);
+    o.compact_min_bytes = 2048;
+    ck_assert_int_eq(hb_ledger_open(&l, &o, NULL, NULL), 0);
+    ck_assert_int_eq(hb_ledger_append_reserve(&l, HB_ENVELOPE_SEND, SEND_ID(1000), NULL), 0);
+    hb_sendenv_t want[HB_SEND_MAX_RECIPIENTS];
+    for (uint32_t round = 0; round < 40; round++) {
+        for (unsigned n = 1; n <= HB_SEND_MAX_RECIPIENTS; n++) {
+            hb_sendenv_t e;
+            memset(&e, 0, sizeof e);
+            e.id = SEND_ID(round * 10 + n);
+            e.count = (uint8_t)n;
+            for (unsigned i = 0; i < n; i++) {
+                e.recipients[i] = e.id * 10 + i;
+                e.shares[i] = 7 + i;
+                e.total += e.shares[i];
+            }
+            e.created_s = 1700000000u;
+            ck_assert_int_eq(hb_ledger_append_envelope(&l, &e, NULL), 0);
+            /* The first n / 2 recipients claim. */
+            for (unsigned i = 0; i < n / 2; i++) {
+                claim_share(&l, &e, i);
+                e.claimed |= (uint8_t)(1u << i);
+                e.claimed_sum += e.shares[i];
+            }
+            if (round < 39)
+                ck_assert_int_eq(hb_ledger_append_expire(&l, e.id, NULL), 0);
+            else
+                want[n - 1] = e;
+        }
+    }
+    hb_ledger_close(&l);
+    ck_assert_uint_ge(l.stats.compactions, 1);
+    ck_assert_uint_eq(l.stats.anomalies, 0);
+
+    collected_t c = {0};
+    ck_assert_int_eq(hb_ledger_open(&l, &o, collect, &c), 0);
+    ck_assert_uint_eq(l.stats.anomalies, 0);
+    hb_ledger_close(&l);
+    collected_sort(&c);
+    ck_assert_uint_eq(c.n, HB_SEND_MAX_RECIPIENTS);
+    for (unsigned i = 0; i < HB_SEND_MAX_RECIPIENTS; i++)
+        check_env_eq(&c.e[i], &want[i]);
+    hb_journal_audit_t t;
+    ck_assert_int_eq(hb_journal_audit(jdir, &t, NULL, NULL), 0);
+    ck_assert_uint_eq(t.totals.envelopes, 40 * HB_SEND_MAX_RECIPIENTS);
+    ck_assert_uint_eq(t.outstanding, HB_SEND_MAX_RECIPIENTS);
+    uv_mutex_destroy(&log.mu);
+}
+END_TEST
+
 START_TEST(test_compaction)
 {
     hb_ledger_t l;
@@ -1023,7 +1082,7 @@ START_TEST(test_compaction)
     hb_journal_audit_t t;
     found_t f = {0};
     ck_assert_int_eq(hb_journal_audit(jdir, &t, on_violation, &f), 0);
-    ck_assert_uint_eq(t.version, 2);
+    ck_assert_uint_eq(t.version, HB_JOURNAL_VERSION);
     ck_assert_uint_eq(t.totals.envelopes, 600);
     ck_assert_uint_eq(t.totals.claims, claims);
     ck_assert_uint_eq(t.totals.issued, issued);
@@ -1494,7 +1553,7 @@ START_TEST(test_reserve)
     size_t len;
     uint8_t *buf = read_all(jpath, &len);
     craft_t k;
-    craft_start(&k, 2);
+    craft_start(&k, HB_JOURNAL_VERSION);
     memcpy(k.buf + 12, buf + 12, len - 12);
     k.len = len;
     free(buf);
@@ -1514,7 +1573,7 @@ START_TEST(test_reserve)
 }
 END_TEST
 
-/* A version 1 journal is read, by replay and audit; opened, its header is rewritten to version 2
+/* A version 1 journal is read, by replay and audit; opened, its header is rewritten to version 3
  * and synced before anything is appended. */
 START_TEST(test_version_1_journal)
 {
@@ -1530,7 +1589,7 @@ START_TEST(test_version_1_journal)
     ck_assert_uint_eq(t.records, 13);
     ck_assert_uint_eq(t.held, 4);
 
-    /* Opened: replayed as it was, then the header says 2; the records are untouched. */
+    /* Opened: replayed as it was, then the header says 3; the records are untouched. */
     logbook_t log;
     logbook_init(&log);
     hb_ledger_options_t o = opts_for(HB_FSYNC_ALWAYS, &log);
@@ -1540,17 +1599,17 @@ START_TEST(test_version_1_journal)
     check_history_outstanding(&c);
     ck_assert_uint_eq(l.stats.replayed, 13);
     ck_assert_int_eq(logbook_lines(&log), 1);
-    ck_assert_ptr_nonnull(strstr(log.last, "format version 1 rewritten as version 2"));
+    ck_assert_ptr_nonnull(strstr(log.last, "format version 1 rewritten as version 3"));
     size_t now_len;
     uint8_t *now = read_all(jpath, &now_len);
     ck_assert_uint_eq(now_len, len);
-    ck_assert_mem_eq(now, "HBLEDGER\0\0\0\2", 12);
+    ck_assert_mem_eq(now, "HBLEDGER\0\0\0\3", 12);
     ck_assert_mem_eq(now + 12, v1 + 12, len - 12);
     free(now);
     ck_assert_int_eq(hb_ledger_append_reserve(&l, HB_ENVELOPE_SHAKE, SHAKE_ID(3), NULL), 0);
     hb_ledger_close(&l);
     ck_assert_int_eq(hb_journal_audit(jdir, &t, NULL, NULL), 0);
-    ck_assert_uint_eq(t.version, 2);
+    ck_assert_uint_eq(t.version, HB_JOURNAL_VERSION);
     ck_assert_uint_eq(t.reserved_shake, SHAKE_ID(3));
 
     /* A torn version 1 journal: the tail goes, then the header is upgraded. */
@@ -1562,7 +1621,7 @@ START_TEST(test_version_1_journal)
     hb_ledger_close(&l);
     now = read_all(jpath, &now_len);
     ck_assert_uint_eq(now_len, len - 13);
-    ck_assert_uint_eq(now[11], 2);
+    ck_assert_uint_eq(now[11], HB_JOURNAL_VERSION);
     free(now);
 
     /* A version 1 journal that cannot be opened is left as it was. */
@@ -1592,7 +1651,7 @@ START_TEST(test_version_1_journal)
     ck_assert_uint_eq(l.max_envelope_id, SEND_ID(600));
     hb_ledger_close(&l);
     ck_assert_int_eq(hb_journal_audit(jdir, &t, NULL, NULL), 0);
-    ck_assert_uint_eq(t.version, 2);
+    ck_assert_uint_eq(t.version, HB_JOURNAL_VERSION);
     free(v1);
     uv_mutex_destroy(&log.mu);
 }
@@ -1624,7 +1683,7 @@ START_TEST(test_audit_clean_books)
     ck_assert_uint_eq(t.max_envelope_id, 0x200005);
     ck_assert_uint_eq(t.reserved_shake, 0);
     ck_assert_uint_eq(t.reserved_send, 0);
-    ck_assert_uint_eq(t.version, 2);
+    ck_assert_uint_eq(t.version, HB_JOURNAL_VERSION);
     ck_assert_int_eq(t.torn, 0);
 
     /* A torn tail is a warning, not a violation; the audit never truncates. */
@@ -1755,6 +1814,7 @@ static Suite *ledger_suite(void)
     tcase_add_test(journal, test_torn_tail_every_offset);
     tcase_add_test(journal, test_corrupt_middle_fails_open);
     tcase_add_test(journal, test_compaction);
+    tcase_add_test(journal, test_any_recipient_count_survives);
     tcase_add_test(journal, test_no_compaction_below_minimum);
     tcase_add_test(journal, test_snapshot_cut_is_corrupt);
     tcase_add_test(journal, test_sticky_io_error_announced);

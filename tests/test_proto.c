@@ -90,6 +90,10 @@ static const uint8_t v_claim_ex[] = {0x00, 0x14, 0x01, 0x03, TS_BYTES, 0x00, 0x0
                                      0x00, 0x00, 0x00, 0x20, 0x00,     0x02};
 static const uint8_t v_claim_ex_reply[] = {0x00, 0x18, 0x01, 0x04, TS_BYTES, 0x00, 0x20, 0x00, 0x02,
                                            0x00, 0x00, 0x01, 0x55, 0x00,     0x00, 0x00, 0x01};
+/* A notice of a 2-recipient envelope: 8 + 2 * 4 payload bytes. */
+static const uint8_t v_notice_ex[] = {0x00, 0x1c, 0x01, 0x05, TS_BYTES, 0x00, 0x20,
+                                      0x00, 0x02, 0x00, 0x00, 0x01,     0xf4, 0x00,
+                                      0x00, 0x00, 0x0b, 0x00, 0x00,     0x00, 0x0c};
 
 typedef struct vector {
     const char *name;
@@ -137,6 +141,10 @@ static const vector_t vectors[] = {
         {.cmd = HB_CMD_CLAIM_EX_REPLY,
          .timestamp = TS,
          .u.claim_ex_reply = {HB_SEND_ENVELOPE_ID_BASE + 2, 341, HB_CLAIM_REPEAT}}),
+    VEC("notice-ex", v_notice_ex,
+        {.cmd = HB_CMD_NOTICE_EX,
+         .timestamp = TS,
+         .u.notice_ex = {HB_SEND_ENVELOPE_ID_BASE + 2, 500, 2, {11, 12}}}),
 };
 #define NVECTORS (sizeof vectors / sizeof vectors[0])
 
@@ -193,15 +201,22 @@ static void assert_msg_eq(const hb_msg_t *a, const hb_msg_t *b)
         ck_assert_uint_eq(a->u.chat_reply.user_id, b->u.chat_reply.user_id);
         ck_assert_uint_eq(a->u.chat_reply.result, b->u.chat_reply.result);
         break;
+    case HB_CMD_NOTICE_EX:
+        ck_assert_uint_eq(a->u.notice_ex.envelope_id, b->u.notice_ex.envelope_id);
+        ck_assert_uint_eq(a->u.notice_ex.total_amount, b->u.notice_ex.total_amount);
+        ck_assert_uint_eq(a->u.notice_ex.count, b->u.notice_ex.count);
+        for (size_t i = 0; i < a->u.notice_ex.count; i++)
+            ck_assert_uint_eq(a->u.notice_ex.user_ids[i], b->u.notice_ex.user_ids[i]);
+        break;
     default:
         ck_abort_msg("unexpected cmd %u", a->cmd);
     }
 }
 
-static const uint16_t all_cmds[] = {HB_CMD_LOGIN,       HB_CMD_LOGIN_REPLY, HB_CMD_SHAKE,
-                                    HB_CMD_SHAKE_REPLY, HB_CMD_NOTICE,      HB_CMD_CLAIM,
-                                    HB_CMD_CLAIM_REPLY, HB_CMD_CHAT,        HB_CMD_CHAT_DELIVER,
-                                    HB_CMD_CHAT_REPLY,  HB_CMD_CLAIM_EX,    HB_CMD_CLAIM_EX_REPLY};
+static const uint16_t all_cmds[] = {
+    HB_CMD_LOGIN,    HB_CMD_LOGIN_REPLY,    HB_CMD_SHAKE,    HB_CMD_SHAKE_REPLY,  HB_CMD_NOTICE,
+    HB_CMD_CLAIM,    HB_CMD_CLAIM_REPLY,    HB_CMD_CHAT,     HB_CMD_CHAT_DELIVER, HB_CMD_CHAT_REPLY,
+    HB_CMD_CLAIM_EX, HB_CMD_CLAIM_EX_REPLY, HB_CMD_NOTICE_EX};
 #define NCMDS (sizeof all_cmds / sizeof all_cmds[0])
 
 /* A message of a random command with random fields; chat text from text_pool[0..HB_CHAT_MAX). */
@@ -218,6 +233,13 @@ static void random_msg(uint64_t *s, hb_msg_t *m, const uint8_t *text_pool)
         m->u.chat.text_len =
             (uint16_t)(xs_next(s) % 4 == 0 ? HB_CHAT_MAX : xs_range(s, 1, HB_CHAT_MAX));
         m->u.chat.text = text_pool + xs_range(s, 0, HB_CHAT_MAX - m->u.chat.text_len);
+        break;
+    case HB_CMD_NOTICE_EX:
+        m->u.notice_ex.envelope_id = (uint32_t)xs_next(s);
+        m->u.notice_ex.total_amount = (uint32_t)xs_next(s);
+        m->u.notice_ex.count = (uint32_t)xs_range(s, 1, HB_NOTICE_EX_MAX);
+        for (size_t i = 0; i < m->u.notice_ex.count; i++)
+            m->u.notice_ex.user_ids[i] = (uint32_t)xs_next(s);
         break;
     default:
         /* Every other payload is made only of u32 fields: fill the union's first 6 words. */
@@ -341,6 +363,7 @@ START_TEST(test_payload_ranges_and_names)
         {HB_CMD_CHAT_REPLY, 8, 8, "chat-reply"},
         {HB_CMD_CLAIM_EX, 8, 8, "claim-ex"},
         {HB_CMD_CLAIM_EX_REPLY, 12, 12, "claim-ex-reply"},
+        {HB_CMD_NOTICE_EX, 12, 8 + 4 * HB_NOTICE_EX_MAX, "notice-ex"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         size_t min = 0, max = 0;
@@ -352,7 +375,7 @@ START_TEST(test_payload_ranges_and_names)
     }
     ck_assert_int_eq(hb_cmd_payload_range(HB_CMD_CHAT, NULL, NULL), 0);
 
-    static const uint16_t unknown[] = {0x0007, 0x0008, 0x00ff, 0x0105, 0x1000, 0xffff};
+    static const uint16_t unknown[] = {0x0007, 0x0008, 0x00ff, 0x0106, 0x1000, 0xffff};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         size_t min = 77, max = 77;
         ck_assert_int_eq(hb_cmd_payload_range(unknown[i], &min, &max), HB_EBADCMD);
@@ -387,7 +410,9 @@ static const bad_input_t bad_inputs[] = {
     {{0xff, 0xff, 0x00, 0x00}, 4, 2, HB_EFRAMELONG},
     /* unknown cmds, with a plausible length */
     {{0x00, 0x10, 0x00, 0x07}, 4, 4, HB_EBADCMD},
-    {{0x00, 0x10, 0x01, 0x05}, 4, 4, HB_EBADCMD},
+    {{0x00, 0x10, 0x01, 0x06}, 4, 4, HB_EBADCMD},
+    {{0x00, 0x1a, 0x01, 0x05}, 4, 4, HB_EBADSIZE}, /* notice-ex with 14: not whole user ids */
+    {{0x00, 0x38, 0x01, 0x05}, 4, 4, HB_EBADSIZE}, /* notice-ex with 9 user ids */
     {{0x00, 0x10, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 16, 4, HB_EBADCMD},
     /* payload sizes the cmd does not allow */
     {{0x00, 0x11, 0x00, 0x00}, 4, 4, HB_EBADSIZE}, /* login with 5 */

@@ -171,16 +171,18 @@ START_TEST(test_generator_feeds_sets_round_robin)
 END_TEST
 
 typedef struct send_args {
-    uint32_t recipients[3];
+    uint32_t recipients[HB_SEND_MAX_RECIPIENTS];
     uint32_t total;
     uint32_t id;
     int result;
+    unsigned count; /* 0: 3 */
 } send_args_t;
 
 static void do_send(void *arg)
 {
     send_args_t *a = arg;
-    a->result = hb_server_send_envelope(&H.server, a->recipients, a->total, &a->id);
+    a->result = hb_server_send_envelope(&H.server, a->recipients, a->count ? a->count : 3, a->total,
+                                        &a->id);
 }
 
 START_TEST(test_send_envelope_claims_exactly_once)
@@ -189,7 +191,7 @@ START_TEST(test_send_envelope_claims_exactly_once)
     int fd[4];
     for (int i = 0; i < 4; i++)
         fd[i] = login(100 + (uint32_t)i);
-    send_args_t a = {{100, 101, 102}, 1000, 0, -1};
+    send_args_t a = {{100, 101, 102}, 1000, 0, -1, 0};
     on_loop(do_send, &a);
     ck_assert_int_eq(a.result, 0);
     ck_assert_uint_ge(a.id, HB_SEND_ENVELOPE_ID_BASE);
@@ -230,7 +232,7 @@ START_TEST(test_send_envelope_claims_exactly_once)
     ck_assert_uint_eq(counter(HB_CTR_SEND_CREATED), 1);
     ck_assert_uint_eq(counter(HB_CTR_SEND_AMOUNT_ISSUED), 1000);
     /* Recipients must be distinct. */
-    send_args_t bad = {{5, 5, 6}, 1000, 0, 0};
+    send_args_t bad = {{5, 5, 6}, 1000, 0, 0, 0};
     on_loop(do_send, &bad);
     ck_assert_int_eq(bad.result, UV_EINVAL);
     for (int i = 0; i < 4; i++)
@@ -683,7 +685,7 @@ START_TEST(test_claims_stay_exactly_once_across_restarts)
 
     start_server(&o);
     int a = login(100), b = login(101), c = login(102);
-    send_args_t env = {{100, 101, 102}, 900, 0, -1};
+    send_args_t env = {{100, 101, 102}, 900, 0, -1, 0};
     on_loop(do_send, &env);
     ck_assert_int_eq(env.result, 0);
     recv_notice(a, env.id);
@@ -704,7 +706,7 @@ START_TEST(test_claims_stay_exactly_once_across_restarts)
     ck_assert_uint_eq(claim(a, 0, env.id).u.claim_reply.amount, first);
     uint32_t second = claim(b, 0, env.id).u.claim_reply.amount;
     ck_assert_uint_ge(second, 1);
-    send_args_t env2 = {{1, 2, 3}, 30, 0, -1};
+    send_args_t env2 = {{1, 2, 3}, 30, 0, -1, 0};
     on_loop(do_send, &env2);
     ck_assert_int_eq(env2.result, 0);
     ck_assert_uint_gt(env2.id, env.id);

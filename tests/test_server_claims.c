@@ -40,21 +40,23 @@ static void remove_tree(const char *dir)
 }
 
 typedef struct send_args {
-    uint32_t recipients[3];
+    uint32_t recipients[HB_SEND_MAX_RECIPIENTS];
     uint32_t total;
     uint32_t id;
     int result;
+    unsigned count; /* 0: 3 */
 } send_args_t;
 
 static void do_send(void *arg)
 {
     send_args_t *a = arg;
-    a->result = hb_server_send_envelope(&H.server, a->recipients, a->total, &a->id);
+    a->result = hb_server_send_envelope(&H.server, a->recipients, a->count ? a->count : 3, a->total,
+                                        &a->id);
 }
 
 static uint32_t send_envelope(uint32_t a, uint32_t b, uint32_t c, uint32_t total)
 {
-    send_args_t s = {{a, b, c}, total, 0, -1};
+    send_args_t s = {{a, b, c}, total, 0, -1, 0};
     on_loop(do_send, &s);
     ck_assert_int_eq(s.result, 0);
     return s.id;
@@ -328,7 +330,7 @@ START_TEST(test_journal_failure_rolls_back_and_refuses)
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &full), 0);
 
     /* An envelope accepted before the failure is noticed is never announced. */
-    send_args_t lost = {{100, 101, 102}, 500, 0, -1};
+    send_args_t lost = {{100, 101, 102}, 500, 0, -1, 0};
     on_loop(do_send, &lost);
     /* A claim now cannot be made durable: a clear "try again", not silence and not 0 forever. */
     hb_msg_t r = claim_ex(b, id);
@@ -345,7 +347,7 @@ START_TEST(test_journal_failure_rolls_back_and_refuses)
     ck_assert_uint_eq(r.u.claim_ex_reply.amount, first);
     ck_assert_uint_eq(shake(d, 103).u.shake_reply.result, HB_SHAKE_NONE);
     /* No new envelope while the journal is down. */
-    send_args_t refused = {{100, 101, 102}, 500, 0, -1};
+    send_args_t refused = {{100, 101, 102}, 500, 0, -1, 0};
     on_loop(do_send, &refused);
     ck_assert_int_ne(refused.result, 0);
     /* Nobody heard of the lost envelope: nothing but the replies above reached a, b or c. */
@@ -453,6 +455,7 @@ static void journal_with_envelope(const char *dir, uint32_t id)
     r.type = HB_JOURNAL_ENVELOPE;
     r.envelope.id = id;
     r.envelope.total = 30;
+    r.envelope.count = 3;
     for (unsigned i = 0; i < 3; i++) {
         r.envelope.recipients[i] = 1 + i;
         r.envelope.shares[i] = 10;
@@ -475,7 +478,7 @@ START_TEST(test_send_ids_never_wrap)
     hb_server_options_t o = journaled(dir);
     journal_with_envelope(dir, UINT32_C(0x7FFFFFFF));
     start_server(&o);
-    send_args_t s = {{7, 8, 9}, 300, 0, -1};
+    send_args_t s = {{7, 8, 9}, 300, 0, -1, 0};
     on_loop(do_send, &s);
     ck_assert_int_eq(s.result, HB_EIDSPACE);
     ck_assert_uint_eq(counter(HB_CTR_SEND_CREATED), 0);
@@ -555,7 +558,7 @@ START_TEST(test_claim_never_overtakes_its_envelope)
     claimers_t cl = {{login(100), login(101), login(102)}, 0, 0, 0};
     uv_thread_t t;
     ck_assert_int_eq(uv_thread_create(&t, claimers_main, &cl), 0);
-    send_args_t s = {{100, 101, 102}, 300, 0, -1};
+    send_args_t s = {{100, 101, 102}, 300, 0, -1, 0};
     for (int i = 0; i < OVERTAKE_ENVELOPES; i++) {
         on_loop(do_send, &s);
         ck_assert_int_eq(s.result, 0);

@@ -16,15 +16,20 @@
 extern "C" {
 #endif
 
-/* A send-envelope: its total split in advance into one share per recipient (recipient i may claim
- * shares[i]). claimed has bit i set once recipient i has claimed. */
+/* The most recipients one send-envelope may have (its notice then travels as HB_CMD_NOTICE_EX;
+ * with exactly HB_NOTICE_RECIPIENTS, 3, as the reference's notice). */
+#define HB_SEND_MAX_RECIPIENTS HB_NOTICE_EX_MAX
+
+/* A send-envelope: its total split in advance into one share per recipient (recipient i of the
+ * first `count` may claim shares[i]). claimed has bit i set once recipient i has claimed. */
 typedef struct hb_sendenv {
     uint32_t id;
     uint32_t total;
-    uint32_t recipients[HB_NOTICE_RECIPIENTS];
-    uint32_t shares[HB_NOTICE_RECIPIENTS];
+    uint32_t recipients[HB_SEND_MAX_RECIPIENTS];
+    uint32_t shares[HB_SEND_MAX_RECIPIENTS];
     uint32_t claimed_sum;
     uint8_t claimed;
+    uint8_t count;      /* recipients: 1..HB_SEND_MAX_RECIPIENTS */
     uint64_t created_s; /* Unix second of creation, for expiry */
 } hb_sendenv_t;
 
@@ -88,6 +93,10 @@ HB_EXTERN const char *hb_sendenv_check(const hb_sendenv_t *e);
 
 /* Whether every share of e has been claimed. */
 HB_EXTERN int hb_sendenv_fully_claimed(const hb_sendenv_t *e);
+
+/* user's share of e in *share (if not NULL): returns 1 when it has been claimed, 0 when not yet,
+ * HB_ENOTRECIPIENT when user is none of e's recipients. */
+HB_EXTERN int hb_sendenv_share_of(const hb_sendenv_t *e, uint32_t user, uint32_t *share);
 
 /* Remove envelope id (one that could not be made durable), copying it into *out if not NULL.
  * Returns 0 or HB_ENOENVELOPE. Never allocates. */

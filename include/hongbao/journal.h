@@ -25,7 +25,7 @@ extern "C" {
  *
  * All integers are big-endian, as on the wire.
  * The journal is the file "journal" in the ledger's directory. At offset 0 a 12-byte header:
- *   "HBLEDGER" (8 bytes), u32 version: HB_JOURNAL_VERSION (2) is written; 1 is still read.
+ *   "HBLEDGER" (8 bytes), u32 version: HB_JOURNAL_VERSION (3) is written; 1 and 2 are still read.
  * Then records, one after the other, each framed as
  *   u32 payload length, u32 CRC32C of the payload (Castagnoli), payload.
  * The payload starts with a u8 type; its length is fixed by the type:
@@ -37,6 +37,12 @@ extern "C" {
  *                    claims, expired, issued, claimed, expired_amount (u64 each)
  *   6 RESERVE   (6)  kind (u8: 1 shake, 2 send, as hb_envelope_kind_t), last (u32): envelope ids
  *                    of that kind up to and including last may have been handed out (version 2)
+ *   7 ENVELOPE (18 + 8n) for an envelope of n recipients, n other than 3 (version 3): id, total
+ *                    (u32 each), created_s (u64), n (u8), then n pairs recipient, share (u32 each);
+ *                    decoded as an ENVELOPE record
+ *   8 STATE    (23 + 8n) the same, then claimed (u8 bitmask), claimed_sum (u32) (version 3);
+ *                    decoded as a STATE record
+ * An envelope of exactly three recipients keeps types 1 and 4.
  * Envelopes stay in the books, fully claimed or not, until an EXPIRE retires them (version 2: an
  * EXPIRE may name a fully claimed envelope; version 1 dropped them when fully claimed). ENVELOPE
  * ids are send-envelope ids, each above every envelope id journaled before it. A compacted journal
@@ -49,11 +55,11 @@ extern "C" {
  * impossible, and a record whose CRC matches but whose type or length does not (in version 1:
  * RESERVE) is corrupt. */
 #define HB_JOURNAL_MAGIC       "HBLEDGER"
-#define HB_JOURNAL_VERSION     2u
+#define HB_JOURNAL_VERSION     3u
 #define HB_JOURNAL_VERSION_MIN 1u /* the oldest version read (upgraded by hb_ledger_open) */
 #define HB_JOURNAL_HEADER_SIZE 12u
 #define HB_JOURNAL_FRAME_SIZE  8u  /* length + CRC in front of every payload */
-#define HB_JOURNAL_MAX_PAYLOAD 57u /* the longest payload (SNAPSHOT) */
+#define HB_JOURNAL_MAX_PAYLOAD 87u /* the longest payload (type 8 with 8 recipients) */
 #define HB_JOURNAL_MAX_RECORD  (HB_JOURNAL_FRAME_SIZE + HB_JOURNAL_MAX_PAYLOAD)
 /* The journal's file name in a ledger's directory. */
 #define HB_JOURNAL_FILE_NAME "journal"

@@ -36,7 +36,10 @@ typedef enum {
     HB_CMD_CHAT_DELIVER = 0x0101,  /* server->client: from_user_id, text */
     HB_CMD_CHAT_REPLY = 0x0102,    /* server->client: to_user_id, result (HB_CHAT_*) */
     HB_CMD_CLAIM_EX = 0x0103,      /* client->server: user_id (ignored), envelope_id */
-    HB_CMD_CLAIM_EX_REPLY = 0x0104 /* server->client: envelope_id, amount, result (HB_CLAIM_*) */
+    HB_CMD_CLAIM_EX_REPLY = 0x0104, /* server->client: envelope_id, amount, result (HB_CLAIM_*) */
+    HB_CMD_NOTICE_EX = 0x0105       /* server->client: a send-envelope notice of any size:
+                                       envelope_id, total_amount, user_id x 1..HB_NOTICE_EX_MAX
+                                       (their number is the payload's size) */
 } hb_cmd_t;
 
 /* Application commands: a consumer of the server runtime may define its own commands in this range
@@ -77,8 +80,10 @@ enum {
 /* Shake envelope ids count up from here; send-envelope ids from HB_SEND_ENVELOPE_ID_BASE. */
 #define HB_SHAKE_ENVELOPE_ID_BASE 0x100000u
 #define HB_SEND_ENVELOPE_ID_BASE  0x200000u
-/* A send-envelope always has three recipients on the wire. */
+/* The reference's notice (HB_CMD_NOTICE) names exactly three recipients; a send-envelope with
+ * another count (1..HB_NOTICE_EX_MAX) is announced with HB_CMD_NOTICE_EX. */
 #define HB_NOTICE_RECIPIENTS 3
+#define HB_NOTICE_EX_MAX     8
 
 /* A whole frame located in a caller's buffer. payload points into that buffer (zero copy) and
  * is valid as long as the buffer is. */
@@ -106,7 +111,7 @@ HB_EXTERN int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max);
 
 /* A short lowercase static name of cmd ("login", "login-reply", "shake", "shake-reply",
  * "notice", "claim", "claim-reply", "chat", "chat-deliver", "chat-reply", "claim-ex",
- * "claim-ex-reply", "application"), or NULL when unknown. */
+ * "claim-ex-reply", "notice-ex", "application"), or NULL when unknown. */
 HB_EXTERN const char *hb_cmd_name(uint16_t cmd);
 
 /* A decoded message. Which member of u is valid depends on cmd. Text fields point into the
@@ -163,6 +168,12 @@ typedef struct hb_msg {
             uint32_t amount;
             uint32_t result; /* HB_CLAIM_* */
         } claim_ex_reply;
+        struct {
+            uint32_t envelope_id;
+            uint32_t total_amount;
+            uint32_t count; /* 1..HB_NOTICE_EX_MAX: from the payload's size, not on the wire */
+            uint32_t user_ids[HB_NOTICE_EX_MAX];
+        } notice_ex;
     } u;
 } hb_msg_t;
 

@@ -28,6 +28,17 @@ extern "C" {
 /* The server counts in the reference's slots and in its own (HB_CTR_X_*, 26, 27, 34..49), all
  * named in the counter catalogue (hongbao/counters.h) and shown in /metrics and /stats. */
 
+typedef struct hb_server hb_server_t;
+/* One user connection, owned by the server; valid only during the callback that hands it over. */
+typedef struct hb_conn hb_conn_t;
+
+/* Called on the connection's worker thread once for each connection that logged in, when it leaves
+ * the server: closed by its peer or by the server (a bad frame, a slow peer, a newer login of the
+ * same user, shutdown). Release what you attached with hb_conn_set_data here; hb_conn_user,
+ * hb_conn_data and hb_conn_count still work during the call, hb_conn_send does nothing useful,
+ * and the connection is gone after it returns. */
+typedef void (*hb_conn_close_cb)(hb_conn_t *conn, void *arg);
+
 typedef struct hb_server_options {
     const char *listen_host; /* default "127.0.0.1" */
     int listen_port;         /* default 1025; 0 picks a free port (see hb_server_t.port) */
@@ -48,6 +59,16 @@ typedef struct hb_server_options {
                                   17 and claims "try again", past twice it it is closed;
                                   0 = 1000, at most 30,000, UINT32_MAX = no limit */
     uint32_t login_timeout_ms; /* a connection must log in within this; 0 = 10 s */
+    /* Money the generators make (hb_server_generate_shake, hb_server_generate_send), in cents,
+     * bounds included. A shake envelope is worth shake_amount_min..shake_amount_max (0 and 0:
+     * 10..309, the reference's). A send-envelope totals send_total_min..send_total_max (0 and 0:
+     * 300..30,000), split by the double-mean rule (hongbao/envelope.h) among send_recipients
+     * distinct users (0: 3, the reference's; at most HB_SEND_MAX_RECIPIENTS). A min above its max,
+     * or send_total_min below send_recipients, is UV_EINVAL. Envelopes you make yourself
+     * (hb_server_put_shake_envelopes, hb_server_send_envelope) are not bound by these. */
+    uint32_t shake_amount_min, shake_amount_max;
+    uint32_t send_total_min, send_total_max;
+    unsigned send_recipients;
     /* The claim journal (hongbao/ledger.h): when set, every send-envelope and every granted
      * claim is journaled, a claim's reply and an envelope's notices leave only once the record is
      * durable per fsync, envelope ids are reserved in it, and hb_server_init replays it so claims
@@ -68,13 +89,13 @@ typedef struct hb_server_options {
      * NULL: lines go to stderr, prefixed "hongbao server: ". */
     hb_log_cb log;
     void *log_arg;
+    /* NULL, or called as each logged-in connection leaves (see hb_conn_close_cb), with conn_arg. */
+    hb_conn_close_cb on_conn_close;
+    void *conn_arg;
 } hb_server_options_t;
 
 /* Fill *o with the defaults above. */
 HB_EXTERN void hb_server_options_default(hb_server_options_t *o);
-
-typedef struct hb_server hb_server_t;
-typedef struct hb_conn hb_conn_t;
 
 /* Runs on the control loop once every worker has stopped and every handle is closed. The server is
  * still readable inside it (counters, users online, connections); the callback (or the caller,
@@ -84,7 +105,8 @@ typedef void (*hb_server_close_cb)(hb_server_t *server);
 /* A handler for an application command (HB_CMD_APP_FIRST..HB_CMD_APP_LAST), or one of our
  * extensions (0x0100..0x01FF: the built-in chat handler of HB_CMD_CHAT can be replaced), called on
  * the connection's worker thread for each such frame from a logged-in connection. frame->payload is
- * valid only during the call. Return 0, or a negative error to close the connection. */
+ * valid only during the call. A frame past the connection's rate limit (max_conn_qps) is dropped
+ * without a call. Return 0, or a negative error to close the connection (counted in bad_frames). */
 typedef int (*hb_frame_handler_cb)(hb_conn_t *conn, const hb_frame_t *frame, void *arg);
 
 struct hb_server {
@@ -108,8 +130,11 @@ struct hb_server {
 HB_EXTERN int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options_t *opts);
 
 /* Register (or replace) the handler for cmd before hb_server_start. Up to 16 handlers, the built-in
- * chat among them. Returns 0, UV_EINVAL (cmd outside 0x0100..0x01FF and the application range, or
- * NULL cb), UV_ENOBUFS (table full), UV_EBUSY (already started). */
+ * chat among them. A frame of a command with no handler (an application command nobody registered,
+ * or any unknown one) is a bad frame: the connection is closed and counted in bad_frames
+ * (HB_CTR_X_BAD_FRAME), as is any frame before login. Returns 0, UV_EINVAL (cmd outside
+ * 0x0100..0x01FF and the application range, or NULL cb), UV_ENOBUFS (table full), UV_EBUSY
+ * (already started). Control-loop thread. */
 HB_EXTERN int hb_server_handle(hb_server_t *server, uint16_t cmd, hb_frame_handler_cb cb,
                                void *arg);
 
@@ -130,25 +155,40 @@ HB_EXTERN const char *hb_server_last_error(const hb_server_t *server);
  * Every successful hb_server_init, whether hb_server_start succeeded or not, is ended this way. */
 HB_EXTERN void hb_server_close(hb_server_t *server, hb_server_close_cb cb);
 
-/* Generate sum shake envelopes at qps a second, paced evenly inside each second, fed round-robin
- * into the SETs' buckets (10..309 cents each, like the reference). Replaces any generation in
- * progress; qps 0 or sum 0 stops it. Returns 0 or UV_EINVAL. Control-loop thread. */
-HB_EXTERN int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t sum);
-
-/* Generate sum send-envelopes at qps a second, each with a total of 300..30,000 cents split by the
- * double-mean rule among 3 distinct random users of [min_user, max_user] (both included); each
- * online recipient is sent the notice at once. Returns 0, or UV_EINVAL (max_user - min_user < 2).
+/* Generate count shake envelopes at qps a second, paced evenly inside each second, fed round-robin
+ * into the SETs' buckets, each worth shake_amount_min..shake_amount_max cents (the options).
+ * Replaces any generation in progress; qps 0 or count 0 stops it. Returns 0 or UV_EINVAL.
  * Control-loop thread. */
-HB_EXTERN int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t sum,
+HB_EXTERN int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t count);
+
+/* Generate count send-envelopes at qps a second, each totalling send_total_min..send_total_max
+ * cents split among send_recipients distinct random users of [min_user, max_user] (both
+ * included; the options); their online recipients are told once each is durable. Returns 0, or
+ * UV_EINVAL (fewer than send_recipients users in the range). Control-loop thread. */
+HB_EXTERN int hb_server_generate_send(hb_server_t *server, uint64_t qps, uint64_t count,
                                       uint32_t min_user, uint32_t max_user);
 
-/* Create one send-envelope now for the given distinct recipients and total (>= 3). Its id is
- * stored in *id if not NULL; its recipients are told once its journal record is durable. Returns
- * 0, UV_EINVAL, HB_EIDSPACE (no send-envelope ids left), HB_ESTORE (the id reservation is not
- * durable yet: try again shortly), the journal's sticky error, UV_ECANCELED (closing), UV_ENOMEM.
- * Control-loop thread. */
-HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3],
-                                      uint32_t total, uint32_t *id);
+/* Queue n shake envelopes now, envelope i worth amounts[i] cents (each >= 1: a batch of shares you
+ * split yourself, e.g. with hb_envelope_split), into the SETs' buckets round-robin, each with a
+ * fresh shake envelope id; shakes hand them out in order per bucket. amounts is read during the
+ * call only. The number queued goes to *queued if not NULL, also on error (then the rest were
+ * not). Returns 0 when all n were queued; UV_EINVAL (not started, closing, a 0 amount: then none
+ * is); HB_EAGAIN (the store has no durable id reservation yet: try again shortly); UV_ENOBUFS
+ * (every bucket is full: bucket_capacity); HB_EIDSPACE (shake ids used up); the journal's sticky
+ * error. Control-loop thread. */
+HB_EXTERN int hb_server_put_shake_envelopes(hb_server_t *server, const uint32_t *amounts, size_t n,
+                                            size_t *queued);
+
+/* Create one send-envelope now of total cents split by the double-mean rule among the count
+ * distinct recipients (1..HB_SEND_MAX_RECIPIENTS; read during the call only; total >= count).
+ * Its id is stored in *id if not NULL. Its online recipients are told once its journal record is
+ * durable: with the reference's notice (HB_CMD_NOTICE) when count is 3, else with HB_CMD_NOTICE_EX,
+ * which a reference client does not know. Returns 0, UV_EINVAL (count, total or recipients),
+ * HB_EIDSPACE (no send-envelope ids left), HB_ESTORE (the id reservation is not durable yet: try
+ * again shortly), the journal's sticky error, UV_ECANCELED (closing), UV_ENOMEM. Control-loop
+ * thread. */
+HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t *recipients,
+                                      unsigned count, uint32_t total, uint32_t *id);
 
 /* Queue one frame (whole, encoded) to the online user's connection, from any thread. The bytes are
  * copied. Returns 0, HB_EOFFLINE, UV_ECANCELED (the server is closing), UV_EINVAL (len outside
@@ -180,8 +220,12 @@ HB_EXTERN int hb_server_store_error(hb_server_t *server);
  * validated: 400 with a message. Returns 0 or an hb_http_server_route error. */
 HB_EXTERN int hb_server_mount_http(hb_server_t *server, hb_http_server_t *http);
 
-/* On a connection, from within a frame handler (its worker thread). */
+/* On a connection, from within a frame handler or on_conn_close (its worker thread). */
 HB_EXTERN uint32_t hb_conn_user(const hb_conn_t *conn);
+/* Your own pointer for this connection, NULL until you set one; the server never reads or frees
+ * it (free it in on_conn_close). */
+HB_EXTERN void hb_conn_set_data(hb_conn_t *conn, void *data);
+HB_EXTERN void *hb_conn_data(const hb_conn_t *conn);
 HB_EXTERN unsigned hb_conn_set(const hb_conn_t *conn);
 HB_EXTERN hb_server_t *hb_conn_server(const hb_conn_t *conn);
 /* Add delta to counter slot `slot` (0..59: a reference slot, one of the server's, or one your

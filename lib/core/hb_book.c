@@ -5,8 +5,13 @@
 #include <stdalign.h>
 #include <stdint.h>
 
-/* Every recipient has claimed. */
-#define HB_BOOK_ALL_CLAIMED ((uint8_t)((1u << HB_NOTICE_RECIPIENTS) - 1u))
+/* Every recipient of e has claimed. */
+static uint8_t all_claimed(const hb_sendenv_t *e)
+{
+    return (uint8_t)((1u << e->count) - 1u);
+}
+
+_Static_assert(HB_SEND_MAX_RECIPIENTS <= 8, "claimed is a bitmask of 8 bits");
 
 /* The id map keeps values aligned to 8 bytes, and envelopes inline. */
 _Static_assert(alignof(hb_sendenv_t) <= 8, "an envelope needs no more than the id map's alignment");
@@ -16,9 +21,11 @@ const char *hb_sendenv_check(const hb_sendenv_t *e)
 {
     if (e == NULL)
         return "no envelope";
+    if (e->count < 1 || e->count > HB_SEND_MAX_RECIPIENTS)
+        return "recipient count outside 1..HB_SEND_MAX_RECIPIENTS";
     uint64_t sum = 0;
     uint64_t claimed_sum = 0;
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
+    for (unsigned i = 0; i < e->count; i++) {
         if (e->shares[i] == 0)
             return "a share is 0";
         for (unsigned j = 0; j < i; j++) {
@@ -31,7 +38,7 @@ const char *hb_sendenv_check(const hb_sendenv_t *e)
     }
     if (sum != e->total)
         return "shares do not add up to the total";
-    if ((e->claimed & ~HB_BOOK_ALL_CLAIMED) != 0)
+    if ((e->claimed & ~all_claimed(e)) != 0)
         return "claimed bits beyond the recipients";
     if (claimed_sum != e->claimed_sum)
         return "claimed_sum is not the sum of the claimed shares";
@@ -65,18 +72,28 @@ int hb_book_add(hb_book_t *b, const hb_sendenv_t *e)
     return 0;
 }
 
-/* The index of user among e's recipients, or HB_NOTICE_RECIPIENTS. */
+/* The index of user among e's recipients, or e->count. */
 static unsigned recipient_index(const hb_sendenv_t *e, uint32_t user)
 {
     unsigned r = 0;
-    while (r < HB_NOTICE_RECIPIENTS && e->recipients[r] != user)
+    while (r < e->count && e->recipients[r] != user)
         r++;
     return r;
 }
 
 int hb_sendenv_fully_claimed(const hb_sendenv_t *e)
 {
-    return e->claimed == HB_BOOK_ALL_CLAIMED;
+    return e->claimed == all_claimed(e);
+}
+
+int hb_sendenv_share_of(const hb_sendenv_t *e, uint32_t user, uint32_t *share)
+{
+    unsigned r = recipient_index(e, user);
+    if (r == e->count)
+        return HB_ENOTRECIPIENT;
+    if (share != NULL)
+        *share = e->shares[r];
+    return (e->claimed >> r) & 1u;
 }
 
 int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount)
@@ -87,7 +104,7 @@ int hb_book_claim(hb_book_t *b, uint32_t id, uint32_t user, uint32_t *amount)
     if (e == NULL)
         return HB_ENOENVELOPE;
     unsigned r = recipient_index(e, user);
-    if (r == HB_NOTICE_RECIPIENTS)
+    if (r == e->count)
         return HB_ENOTRECIPIENT;
     uint8_t bit = (uint8_t)(1u << r);
     uint32_t share = e->shares[r];
@@ -108,7 +125,7 @@ int hb_book_unclaim(hb_book_t *b, uint32_t id, uint32_t user)
     if (e == NULL)
         return HB_ENOENVELOPE;
     unsigned r = recipient_index(e, user);
-    if (r == HB_NOTICE_RECIPIENTS)
+    if (r == e->count)
         return HB_ENOTRECIPIENT;
     uint8_t bit = (uint8_t)(1u << r);
     if (!(e->claimed & bit))

@@ -87,12 +87,27 @@ static uint32_t payload_size(unsigned type, uint32_t version)
     }
 }
 
+/* Whether len is a variable-size envelope payload (types 7, 8) of some recipient count. */
+static bool possible_n_length(uint32_t len)
+{
+    return (len >= HB__PAYLOAD_ENVELOPE_N(1) &&
+            len <= HB__PAYLOAD_ENVELOPE_N(HB_SEND_MAX_RECIPIENTS) &&
+            (len - HB__PAYLOAD_ENVELOPE_N(0)) % 8 == 0) ||
+           (len >= HB__PAYLOAD_STATE_N(1) && len <= HB__PAYLOAD_STATE_N(HB_SEND_MAX_RECIPIENTS) &&
+            (len - HB__PAYLOAD_STATE_N(0)) % 8 == 0);
+}
+
 /* Whether some record type of this version has a payload of this length. */
 static bool possible_length(uint32_t len, uint32_t version)
 {
     return len == HB__PAYLOAD_ENVELOPE || len == HB__PAYLOAD_CLAIM || len == HB__PAYLOAD_EXPIRE ||
            len == HB__PAYLOAD_STATE || len == HB__PAYLOAD_SNAPSHOT ||
-           (len == HB__PAYLOAD_RESERVE && version >= 2);
+           (len == HB__PAYLOAD_RESERVE && version >= 2) || (version >= 3 && possible_n_length(len));
+}
+
+uint32_t hb__state_payload(const hb_sendenv_t *e)
+{
+    return e->count == HB_NOTICE_RECIPIENTS ? HB__PAYLOAD_STATE : HB__PAYLOAD_STATE_N(e->count);
 }
 
 int hb_journal_encode_header(uint8_t *buf, size_t len)
@@ -120,15 +135,45 @@ static void put_envelope(uint8_t *p, const hb_sendenv_t *e)
 
 static void get_envelope(const uint8_t *p, hb_sendenv_t *e)
 {
+    memset(e, 0, sizeof *e);
     e->id = hb_get_u32(p);
     e->total = hb_get_u32(p + 4);
+    e->count = HB_NOTICE_RECIPIENTS;
     for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++) {
         e->recipients[i] = hb_get_u32(p + 8 + 4 * i);
         e->shares[i] = hb_get_u32(p + 20 + 4 * i);
     }
     e->created_s = hb_get_u64(p + 32);
-    e->claimed = 0;
-    e->claimed_sum = 0;
+}
+
+/* The variable layout (types 7, 8): id, total, created_s, n, n pairs; 17 + 8n bytes at p. */
+static void put_envelope_n(uint8_t *p, const hb_sendenv_t *e)
+{
+    hb_put_u32(p, e->id);
+    hb_put_u32(p + 4, e->total);
+    hb_put_u64(p + 8, e->created_s);
+    p[16] = e->count;
+    for (unsigned i = 0; i < e->count; i++) {
+        hb_put_u32(p + 17 + 8 * i, e->recipients[i]);
+        hb_put_u32(p + 21 + 8 * i, e->shares[i]);
+    }
+}
+
+/* Decode the variable layout of avail bytes; false when n is out of range or does not fit. */
+static bool get_envelope_n(const uint8_t *p, uint32_t avail, hb_sendenv_t *e)
+{
+    memset(e, 0, sizeof *e);
+    if (avail < 17 || p[16] < 1 || p[16] > HB_SEND_MAX_RECIPIENTS || avail < 17 + 8u * p[16])
+        return false;
+    e->id = hb_get_u32(p);
+    e->total = hb_get_u32(p + 4);
+    e->created_s = hb_get_u64(p + 8);
+    e->count = p[16];
+    for (unsigned i = 0; i < e->count; i++) {
+        e->recipients[i] = hb_get_u32(p + 17 + 8 * i);
+        e->shares[i] = hb_get_u32(p + 21 + 8 * i);
+    }
+    return true;
 }
 
 int hb_journal_encode(const hb_journal_record_t *r, uint8_t *buf, size_t len)
@@ -138,6 +183,26 @@ int hb_journal_encode(const hb_journal_record_t *r, uint8_t *buf, size_t len)
     uint32_t plen = payload_size((unsigned)r->type, HB_JOURNAL_VERSION);
     if (plen == 0)
         return HB_EINVAL;
+    int variable = (r->type == HB_JOURNAL_ENVELOPE || r->type == HB_JOURNAL_STATE) &&
+                   r->envelope.count != HB_NOTICE_RECIPIENTS;
+    if (variable) {
+        unsigned n = r->envelope.count;
+        if (n < 1 || n > HB_SEND_MAX_RECIPIENTS)
+            return HB_EINVAL;
+        plen = r->type == HB_JOURNAL_ENVELOPE ? HB__PAYLOAD_ENVELOPE_N(n) : HB__PAYLOAD_STATE_N(n);
+        if (len < HB_JOURNAL_FRAME_SIZE + plen)
+            return HB_ENOBUFS;
+        uint8_t *p = buf + HB_JOURNAL_FRAME_SIZE;
+        p[0] = (uint8_t)(r->type == HB_JOURNAL_ENVELOPE ? HB__TYPE_ENVELOPE_N : HB__TYPE_STATE_N);
+        put_envelope_n(p + 1, &r->envelope);
+        if (r->type == HB_JOURNAL_STATE) {
+            p[18 + 8 * n] = r->envelope.claimed;
+            hb_put_u32(p + 19 + 8 * n, r->envelope.claimed_sum);
+        }
+        hb_put_u32(buf, plen);
+        hb_put_u32(buf + 4, hb_journal_crc32c(p, plen));
+        return (int)(HB_JOURNAL_FRAME_SIZE + plen);
+    }
     if (len < HB_JOURNAL_FRAME_SIZE + plen)
         return HB_ENOBUFS;
     uint8_t *p = buf + HB_JOURNAL_FRAME_SIZE;
@@ -186,6 +251,25 @@ static bool decode_payload(const uint8_t *p, uint32_t plen, uint32_t version,
 {
     memset(r, 0, sizeof *r);
     unsigned type = p[0];
+    if (version >= 3 && (type == HB__TYPE_ENVELOPE_N || type == HB__TYPE_STATE_N)) {
+        if (!get_envelope_n(p + 1, plen - 1, &r->envelope))
+            return false;
+        unsigned n = r->envelope.count;
+        if (type == HB__TYPE_ENVELOPE_N) {
+            if (plen != HB__PAYLOAD_ENVELOPE_N(n))
+                return false;
+            r->type = HB_JOURNAL_ENVELOPE;
+        } else {
+            if (plen != HB__PAYLOAD_STATE_N(n))
+                return false;
+            r->type = HB_JOURNAL_STATE;
+            r->envelope.claimed = p[18 + 8 * n];
+            r->envelope.claimed_sum = hb_get_u32(p + 19 + 8 * n);
+        }
+        r->envelope_id = r->envelope.id;
+        r->size = HB_JOURNAL_FRAME_SIZE + plen;
+        return true;
+    }
     if (payload_size(type, version) == 0 || payload_size(type, version) != plen)
         return false;
     r->type = (hb_journal_type_t)type;

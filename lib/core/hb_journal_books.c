@@ -44,7 +44,7 @@ void hb__books_free(hb__books_t *b)
 static unsigned claimed_count(uint8_t claimed)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS; i++)
+    for (unsigned i = 0; i < 8; i++)
         n += (claimed >> i) & 1u;
     return n;
 }
@@ -77,6 +77,7 @@ static int books_add(hb__books_t *b, const hb_sendenv_t *e, uint64_t pos, const 
         return rc;
     if (hb_sendenv_fully_claimed(e))
         b->full++;
+    b->state_bytes += HB_JOURNAL_FRAME_SIZE + hb__state_payload(e);
     return 0;
 }
 
@@ -166,6 +167,7 @@ static int books_expire(hb__books_t *b, uint32_t id, uint64_t pos)
             books_problem(b, pos, "expiry of envelope %" PRIu32 ", which is not in the books", id);
         return 1;
     }
+    b->state_bytes -= HB_JOURNAL_FRAME_SIZE + hb__state_payload(&e);
     if (hb_sendenv_fully_claimed(&e)) {
         b->full--;
     } else {
@@ -324,8 +326,7 @@ uint64_t hb__books_snapshot_records(const hb__books_t *b)
 
 uint64_t hb__books_snapshot_size(const hb__books_t *b)
 {
-    return HB_JOURNAL_HEADER_SIZE + HB_JOURNAL_FRAME_SIZE + HB__PAYLOAD_SNAPSHOT +
-           (uint64_t)b->book.count * (HB_JOURNAL_FRAME_SIZE + HB__PAYLOAD_STATE) +
+    return HB_JOURNAL_HEADER_SIZE + HB_JOURNAL_FRAME_SIZE + HB__PAYLOAD_SNAPSHOT + b->state_bytes +
            (uint64_t)snapshot_reserves(b) * (HB_JOURNAL_FRAME_SIZE + HB__PAYLOAD_RESERVE);
 }
 

@@ -17,6 +17,15 @@
 #define HB__PAYLOAD_STATE    46u
 #define HB__PAYLOAD_SNAPSHOT 57u
 #define HB__PAYLOAD_RESERVE  6u
+/* Version 3: envelopes of any recipient count (1..HB_SEND_MAX_RECIPIENTS) are written with these
+ * types; one of exactly HB_NOTICE_RECIPIENTS keeps the fixed ENVELOPE and STATE layouts. Decoded,
+ * they are ENVELOPE and STATE records like any other. */
+#define HB__TYPE_ENVELOPE_N       7u
+#define HB__TYPE_STATE_N          8u
+#define HB__PAYLOAD_ENVELOPE_N(n) (18u + 8u * (uint32_t)(n))
+#define HB__PAYLOAD_STATE_N(n)    (23u + 8u * (uint32_t)(n))
+/* The payload of a STATE record for e (fixed or variable layout). */
+uint32_t hb__state_payload(const hb_sendenv_t *e);
 
 /* Whether the torn record at off (the end of a scan's valid prefix) is a SNAPSHOT cut short: its
  * length field, when there, is the SNAPSHOT's, which no appended record has. (hb_journal.c) */
@@ -33,6 +42,7 @@ typedef struct hb__books {
     hb_book_t book;     /* the envelopes not expired, fully claimed or not */
     hb_book_t *retired; /* the audit's (else NULL): envelopes expired, to name a claim after one */
     uint64_t full;      /* fully claimed envelopes in the book */
+    uint64_t state_bytes; /* the framed STATE records a snapshot of the book takes */
     hb_journal_totals_t totals;
     uint32_t max_id;      /* the highest send-envelope id seen */
     uint32_t reserved[3]; /* the last id reserved, by hb_envelope_kind_t (0: none) */

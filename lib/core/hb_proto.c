@@ -30,6 +30,10 @@ int hb_cmd_payload_range(uint16_t cmd, size_t *min, size_t *max)
     case HB_CMD_CLAIM_EX_REPLY:
         lo = hi = 12;
         break;
+    case HB_CMD_NOTICE_EX:
+        lo = 8 + 4;
+        hi = 8 + 4 * HB_NOTICE_EX_MAX;
+        break;
     case HB_CMD_SHAKE_REPLY:
         lo = hi = 16;
         break;
@@ -82,6 +86,8 @@ const char *hb_cmd_name(uint16_t cmd)
         return "claim-ex";
     case HB_CMD_CLAIM_EX_REPLY:
         return "claim-ex-reply";
+    case HB_CMD_NOTICE_EX:
+        return "notice-ex";
     default:
         return HB_CMD_IS_APP(cmd) ? "application" : NULL;
     }
@@ -103,6 +109,8 @@ static int frame_check(uint16_t length, uint16_t cmd)
     payload = (size_t)length - HB_FRAME_HEADER;
     if (payload < min || payload > max)
         return HB_EBADSIZE;
+    if (cmd == HB_CMD_NOTICE_EX && payload % 4 != 0)
+        return HB_EBADSIZE; /* whole user ids only */
     return 0;
 }
 
@@ -146,7 +154,8 @@ int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out)
     rc = hb_cmd_payload_range(frame->cmd, &min, &max);
     if (rc != 0)
         return rc;
-    if (frame->payload_len < min || frame->payload_len > max || p == NULL)
+    if (frame->payload_len < min || frame->payload_len > max || p == NULL ||
+        (frame->cmd == HB_CMD_NOTICE_EX && frame->payload_len % 4 != 0))
         return HB_EBADSIZE;
 
     memset(out, 0, sizeof *out);
@@ -186,6 +195,14 @@ int hb_msg_decode(const hb_frame_t *frame, hb_msg_t *out)
         out->u.claim_ex_reply.amount = hb_get_u32(p + 4);
         out->u.claim_ex_reply.result = hb_get_u32(p + 8);
         break;
+    case HB_CMD_NOTICE_EX:
+        /* The payload's size says how many users follow. */
+        out->u.notice_ex.envelope_id = hb_get_u32(p);
+        out->u.notice_ex.total_amount = hb_get_u32(p + 4);
+        out->u.notice_ex.count = (uint32_t)((frame->payload_len - 8) / 4);
+        for (size_t i = 0; i < out->u.notice_ex.count; i++)
+            out->u.notice_ex.user_ids[i] = hb_get_u32(p + 8 + 4 * i);
+        break;
     case HB_CMD_CLAIM_REPLY:
         out->u.claim_reply.envelope_id = hb_get_u32(p);
         out->u.claim_reply.amount = hb_get_u32(p + 4);
@@ -222,6 +239,11 @@ int hb_msg_encoded_len(const hb_msg_t *msg)
         if (msg->u.chat.text == NULL)
             return HB_EINVAL;
         return (int)(HB_FRAME_HEADER + HB_CHAT_TEXT_OFFSET + msg->u.chat.text_len);
+    }
+    if (msg->cmd == HB_CMD_NOTICE_EX) {
+        if (msg->u.notice_ex.count < 1 || msg->u.notice_ex.count > HB_NOTICE_EX_MAX)
+            return HB_EBADSIZE;
+        return (int)(HB_FRAME_HEADER + 8 + 4 * msg->u.notice_ex.count);
     }
     if (HB_CMD_IS_APP(msg->cmd)) {
         if (msg->u.app.len > max)
@@ -280,6 +302,12 @@ int hb_msg_encode(const hb_msg_t *msg, uint8_t *buf, size_t cap)
         hb_put_u32(p, msg->u.claim_ex_reply.envelope_id);
         hb_put_u32(p + 4, msg->u.claim_ex_reply.amount);
         hb_put_u32(p + 8, msg->u.claim_ex_reply.result);
+        break;
+    case HB_CMD_NOTICE_EX:
+        hb_put_u32(p, msg->u.notice_ex.envelope_id);
+        hb_put_u32(p + 4, msg->u.notice_ex.total_amount);
+        for (size_t i = 0; i < msg->u.notice_ex.count; i++)
+            hb_put_u32(p + 8 + 4 * i, msg->u.notice_ex.user_ids[i]);
         break;
     case HB_CMD_CLAIM_REPLY:
         hb_put_u32(p, msg->u.claim_reply.envelope_id);

@@ -18,8 +18,7 @@
 #define HB_DEFAULT_PORT          1025
 #define HB_DEFAULT_MAX_QPS       65000
 #define HB_MAX_QPS_LIMIT         16000000 /* the overload counter holds 24 bits */
-#define HB_GENERATOR_TICK_MS     2
-#define HB_SHAKE_AMOUNT_MIN      10
+#define HB_SHAKE_AMOUNT_MIN      10       /* the reference's */
 #define HB_SHAKE_AMOUNT_MAX      309
 #define HB_SEND_TOTAL_MIN        300
 #define HB_SEND_TOTAL_MAX        30000
@@ -104,6 +103,24 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         o->login_timeout_ms = 10000;
     if (o->close_timeout_ms == 0)
         o->close_timeout_ms = HB_DEFAULT_CLOSE_TIMEOUT;
+    if (o->shake_amount_min == 0 && o->shake_amount_max == 0) {
+        o->shake_amount_min = HB_SHAKE_AMOUNT_MIN;
+        o->shake_amount_max = HB_SHAKE_AMOUNT_MAX;
+    }
+    if (o->shake_amount_min == 0 || o->shake_amount_max < o->shake_amount_min)
+        return fail(impl, UV_EINVAL,
+                    "shake amounts: shake_amount_min must be 1..shake_amount_max%s", "");
+    if (o->send_recipients == 0)
+        o->send_recipients = HB_NOTICE_RECIPIENTS;
+    if (o->send_recipients > HB_SEND_MAX_RECIPIENTS)
+        return fail(impl, UV_EINVAL, "send_recipients above HB_SEND_MAX_RECIPIENTS (8)%s", "");
+    if (o->send_total_min == 0 && o->send_total_max == 0) {
+        o->send_total_min = HB_SEND_TOTAL_MIN;
+        o->send_total_max = HB_SEND_TOTAL_MAX;
+    }
+    if (o->send_total_min < o->send_recipients || o->send_total_max < o->send_total_min)
+        return fail(impl, UV_EINVAL,
+                    "send totals: send_total_min must be send_recipients..send_total_max%s", "");
     struct rlimit rl;
     uint64_t fds = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -138,6 +155,8 @@ static void fill_group(struct hb_server_impl *impl)
     g->nworkers = o->threads;
     g->nsets = o->sets;
     g->registry = &impl->registry;
+    g->on_conn_close = o->on_conn_close;
+    g->conn_arg = o->conn_arg;
     g->envq = &impl->envq;
     g->counters = &impl->counters;
     g->store = &impl->store;
@@ -417,13 +436,13 @@ void hb_server_close(hb_server_t *server, hb_server_close_cb cb)
 /* ---- envelopes and users ----------------------------------------------------------------------
  */
 
-int hb_server_send_envelope(hb_server_t *server, const uint32_t recipients[3], uint32_t total,
-                            uint32_t *id)
+int hb_server_send_envelope(hb_server_t *server, const uint32_t *recipients, unsigned count,
+                            uint32_t total, uint32_t *id)
 {
     struct hb_server_impl *impl = server->impl;
     if (!impl->started || impl->closing)
         return UV_EINVAL;
-    return impl->store.ops->create_send(&impl->store, recipients, total, id);
+    return impl->store.ops->create_send(&impl->store, recipients, count, total, id);
 }
 
 int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame, size_t len)

@@ -16,10 +16,9 @@
 
 typedef struct hb_generator {
     uv_timer_t timer;
-    uint64_t qps, sum, done;
+    uint64_t qps, count, done;
     uint64_t start_ms;
     uint32_t min_user, max_user;
-    uint32_t kept_id; /* an id taken for an envelope every bucket refused: the next one's */
     int active;
 } hb_generator_t;
 
@@ -38,6 +37,7 @@ struct hb_server_impl {
     unsigned nhandlers;
     int listen_fd; /* the shared listening socket (without reuse_port) */
     hb_generator_t shake_gen, send_gen;
+    uint32_t kept_shake_id;   /* an id taken for an envelope every bucket refused: the next one's */
     uv_async_t control_async; /* workers and SETs wake the control loop (phases, ends) */
     atomic_uint workers_done;
     atomic_uint phase_acks;

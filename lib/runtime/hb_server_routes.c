@@ -52,10 +52,13 @@ static void route_send(const hb_http_request_t *req, hb_http_response_t *res, vo
         want_u64(req, res, "min", 0, UINT32_MAX, &min) != 0 ||
         want_u64(req, res, "max", 0, UINT32_MAX, &max) != 0)
         return;
-    if (max < min || max - min < 2) {
-        reply_text(res, 400,
-                   "parameters 'min' and 'max': need max >= min + 2 (three distinct "
-                   "recipients)\n");
+    unsigned n = server->impl->opts.send_recipients;
+    if (max < min || max - min < n - 1) {
+        char why[128];
+        snprintf(why, sizeof why,
+                 "parameters 'min' and 'max': need max >= min + %u (%u distinct recipients)\n",
+                 n - 1, n);
+        reply_text(res, 400, why);
         return;
     }
     if (hb_server_generate_send(server, qps, sum, (uint32_t)min, (uint32_t)max) != 0) {

@@ -147,6 +147,16 @@ void hb_conn_count(hb_conn_t *conn, unsigned slot, uint64_t delta)
         count(HB_CONN_SET(conn), slot, hb__now_s(), delta);
 }
 
+void hb_conn_set_data(hb_conn_t *conn, void *data)
+{
+    conn->data = data;
+}
+
+void *hb_conn_data(const hb_conn_t *conn)
+{
+    return conn->data;
+}
+
 uint32_t hb_conn_user(const hb_conn_t *conn)
 {
     return conn->user;
@@ -188,6 +198,9 @@ static void conn_forget(hb_conn_t *c)
     if (c->logged_in) {
         map_remove(&set->users, c->user, c);
         hb_registry_remove(g->registry, c->user, c->gen);
+        if (g->on_conn_close != NULL)
+            g->on_conn_close(c, g->conn_arg);
+        c->data = NULL;
     }
     atomic_fetch_sub_explicit(&g->nconns, 1, memory_order_relaxed);
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);

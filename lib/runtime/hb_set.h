@@ -79,6 +79,7 @@ struct hb_conn {
     hb_framer_t framer;
     uint64_t gen;
     uint32_t user;
+    void *data; /* the application's (hb_conn_set_data) */
     union {
         uint32_t accepted_ms; /* before login: uv_now at accept, truncated (login deadline) */
         uint32_t rate_s;      /* after login: the second rate_n counts requests of */
@@ -138,7 +139,9 @@ struct hb_setgroup {
     hb_store_t *store;
     const hb_handler_t *handlers;
     const unsigned *nhandlers;
-    void *owner; /* what hb_conn_server returns */
+    void *owner;                    /* what hb_conn_server returns */
+    hb_conn_close_cb on_conn_close; /* for each logged-in connection that leaves (worker thread) */
+    void *conn_arg;
     /* A SET finished its part of the shutdown phase posted last (any worker thread). */
     void (*phase_done)(hb_setgroup_t *g);
     hb_log_cb log;

@@ -52,9 +52,11 @@ typedef struct hb_store_ops {
     void (*give_up)(hb_store_t *st, hb_set_t *set);
     /* What drain must reach: the store's last appended record (0 when nothing is durable). */
     uint64_t (*drain_target)(hb_store_t *st);
-    /* Create a send-envelope (its notices go out once durable). Returns 0 with *id, HB_EINVAL,
-     * HB_EIDSPACE, HB_ESTORE (not now: try again), the store's error. */
-    int (*create_send)(hb_store_t *st, const uint32_t recipients[3], uint32_t total, uint32_t *id);
+    /* Create a send-envelope of total split among count distinct recipients (its notices go out
+     * once durable). Returns 0 with *id, HB_EINVAL, HB_EIDSPACE, HB_ESTORE (not now: try again),
+     * the store's error. */
+    int (*create_send)(hb_store_t *st, const uint32_t *recipients, unsigned count, uint32_t total,
+                       uint32_t *id);
     /* The next shake envelope id. Returns 0, HB_EAGAIN (no durable reservation yet: try on the
      * next tick), HB_EIDSPACE, the store's error. */
     int (*shake_id)(hb_store_t *st, uint32_t *id);

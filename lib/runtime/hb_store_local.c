@@ -135,16 +135,25 @@ static void announce(lset_t *ls, uint32_t id)
     if (e == NULL)
         return; /* expired meanwhile */
     uint64_t now_s = hb__now_s();
-    hb_msg_t n = {.cmd = HB_CMD_NOTICE, .timestamp = now_s};
-    n.u.notice.envelope_id = e->id;
-    n.u.notice.total_amount = e->total;
-    n.u.notice.recipient_count = HB_NOTICE_RECIPIENTS;
-    memcpy(n.u.notice.user_ids, e->recipients, sizeof e->recipients);
-    uint8_t frame[HB_FRAME_MAX_REFERENCE];
+    /* Three recipients: the reference's notice; any other count: the extension's. */
+    hb_msg_t n = {.timestamp = now_s};
+    if (e->count == HB_NOTICE_RECIPIENTS) {
+        n.cmd = HB_CMD_NOTICE;
+        n.u.notice.envelope_id = e->id;
+        n.u.notice.total_amount = e->total;
+        n.u.notice.recipient_count = HB_NOTICE_RECIPIENTS;
+        memcpy(n.u.notice.user_ids, e->recipients, sizeof n.u.notice.user_ids);
+    } else {
+        n.cmd = HB_CMD_NOTICE_EX;
+        n.u.notice_ex.envelope_id = e->id;
+        n.u.notice_ex.total_amount = e->total;
+        n.u.notice_ex.count = e->count;
+        memcpy(n.u.notice_ex.user_ids, e->recipients, sizeof n.u.notice_ex.user_ids);
+    }
+    uint8_t frame[HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS];
     int len = hb_msg_encode(&n, frame, sizeof frame);
-    for (unsigned i = 0; i < HB_NOTICE_RECIPIENTS && len > 0; i++)
-        if (hb__set_send_to_user(ls->L->g, ls->set, n.u.notice.user_ids[i], frame, (size_t)len) !=
-            0)
+    for (unsigned i = 0; i < e->count && len > 0; i++)
+        if (hb__set_send_to_user(ls->L->g, ls->set, e->recipients[i], frame, (size_t)len) != 0)
             hb__set_count(ls->set, HB_CTR_X_NOTICE_OFFLINE, now_s, 1);
 }
 
@@ -201,10 +210,7 @@ static void roll_back(lset_t *ls)
             /* Its grant survived the roll-back only if it was durable. */
             uint32_t a = 0;
             const hb_sendenv_t *e = hb_book_find(&ls->book, h.envelope_id);
-            for (unsigned i = 0; e != NULL && i < HB_NOTICE_RECIPIENTS; i++)
-                if (e->recipients[i] == h.user && (e->claimed & (1u << i)))
-                    a = e->shares[i];
-            if (a != 0) {
+            if (e != NULL && hb_sendenv_share_of(e, h.user, &a) == 1) {
                 result = HB_CLAIM_REPEAT;
                 amount = a;
             }
@@ -558,26 +564,26 @@ static int store_error(hb_store_t *st)
     return atomic_load_explicit(&local_of(st)->store_error, memory_order_acquire);
 }
 
-static int store_create_send(hb_store_t *st, const uint32_t recipients[3], uint32_t total,
-                             uint32_t *id)
+static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigned count,
+                             uint32_t total, uint32_t *id)
 {
     local_t *L = local_of(st);
     hb_sendenv_t e;
     memset(&e, 0, sizeof e);
-    if (recipients[0] == recipients[1] || recipients[0] == recipients[2] ||
-        recipients[1] == recipients[2])
+    if (recipients == NULL || count < 1 || count > HB_SEND_MAX_RECIPIENTS)
         return HB_EINVAL;
-    int r = hb_envelope_split(total, HB_NOTICE_RECIPIENTS, L->rng, e.shares);
-    if (r != 0)
-        return HB_EINVAL;
+    e.count = (uint8_t)count;
+    e.total = total;
+    memcpy(e.recipients, recipients, count * sizeof *recipients);
+    int r = hb_envelope_split(total, count, L->rng, e.shares);
+    if (r != 0 || hb_sendenv_check(&e) != NULL)
+        return HB_EINVAL; /* total < count, or recipients not distinct */
     r = idspace_take(L, &L->send_ids, &e.id);
     if (r == HB_EAGAIN)
         r = HB_ESTORE; /* the id reservation is not durable yet: try again shortly */
     if (r != 0)
         return r;
-    e.total = total;
     e.created_s = hb__now_s();
-    memcpy(e.recipients, recipients, sizeof e.recipients);
     uint64_t seq = 0;
     /* Journaled first; its owner announces it once durable. */
     if (L->have_ledger && (r = hb_ledger_append_envelope(&L->ledger, &e, &seq)) != 0)

@@ -90,7 +90,7 @@ static void setup(void)
     FUZZ_CHECK(hb_server_start(&F->server) == 0);
     for (uint32_t i = 0; i < 4; i++) {
         const uint32_t to[3] = {1, 2, 3};
-        FUZZ_CHECK(hb_server_send_envelope(&F->server, to, 300 + i, &F->envelopes[i]) == 0);
+        FUZZ_CHECK(hb_server_send_envelope(&F->server, to, 3, 300 + i, &F->envelopes[i]) == 0);
     }
     FUZZ_CHECK(hb_server_generate_shake(&F->server, 1000, 1000000) == 0);
     /* The control loop runs in its own thread from now on (a timer keeps it alive). */
