@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the built library into a temporary prefix, then build and run a consumer against it
-# twice: through pkg-config (shared and static) and through find_package (shared and static).
+# Install the built library into a temporary prefix, then build and run a consumer (a server program
+# that serves a login and a shake) against it: through pkg-config and through find_package, shared
+# and static; and the core alone. Everything runs from the prefix as it is: no LD_LIBRARY_PATH.
 # Usage: run.sh BUILD_DIR WORK_DIR [CC]
 set -euo pipefail
 build=$1 work=$2 cc=${3:-cc}
@@ -16,7 +17,7 @@ pkg-config --exists --print-errors hongbao
 test "$(pkg-config --modversion hongbao)" = "$(grep -o '"[0-9.]*"' "$prefix/include/hongbao/version.h" | tr -d '"')"
 # shellcheck disable=SC2046
 "$cc" -Wall -Werror -o "$work/pc_shared" "$here/consumer.c" $(pkg-config --cflags --libs hongbao)
-LD_LIBRARY_PATH="$libdir" "$work/pc_shared"
+"$work/pc_shared"
 # shellcheck disable=SC2046
 "$cc" -Wall -Werror -o "$work/pc_static" "$here/consumer.c" \
     $(pkg-config --cflags hongbao) "$libdir/libhongbao.a" $(pkg-config --libs --static hongbao | sed 's/-lhongbao//')
@@ -36,13 +37,13 @@ fi
 # shellcheck disable=SC2046
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -o "$work/core_shared" "$here/consumer_core.c" \
     $(pkg-config --cflags --libs hongbao-core)
-LD_LIBRARY_PATH="$libdir" "$work/core_shared"
+"$work/core_shared"
 # shellcheck disable=SC2046
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -o "$work/core_static" "$here/consumer_core.c" \
     $(pkg-config --cflags hongbao-core) "$libdir/libhongbao-core.a" \
     $(pkg-config --libs --static hongbao-core | sed 's/-lhongbao-core//')
 "$work/core_static"
-if LD_LIBRARY_PATH="$libdir" ldd "$work/core_shared" | grep -q libuv; then
+if ldd "$work/core_shared" | grep -q libuv; then
     echo "the core-only program links libuv" >&2
     exit 1
 fi
@@ -58,6 +59,13 @@ if ldd "$work/cmake-build/consumer_core_shared" | grep -q libuv; then
     echo "consumer_core_shared (hongbao::hongbao_core) links libuv" >&2
     exit 1
 fi
+
+echo "== the installed tools run from the prefix"
+for tool in hb-server hb-client hb-monitor hb-audit; do
+    if [ -x "$prefix/bin/$tool" ]; then
+        "$prefix/bin/$tool" --help >/dev/null
+    fi
+done
 
 echo "== exported symbols carry the hb_ prefix only"
 bad=$(nm -D --defined-only "$libdir/libhongbao.so" "$libdir/libhongbao-core.so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^hb_' || true)
