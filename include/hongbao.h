@@ -12,5 +12,6 @@
 #include "hongbao/server.h"
 #include "hongbao/client.h"
 #include "hongbao/monitor.h"
+#include "hongbao/netstat.h"
 
 #endif /* HONGBAO_H */

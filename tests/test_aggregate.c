@@ -483,7 +483,8 @@ START_TEST(test_series_and_metrics)
     int n = hb_aggregate_format_series(&f->a, NULL, 42, 300, buf, sizeof buf);
     ck_assert_int_gt(n, 0);
     const char *empty = "{\"now\":42,\"first\":null,\"last\":null,\"seconds\":[],"
-                        "\"server\":{\"reports\":[],\"status\":[],\"per_second\":{";
+                        "\"server\":{\"reports\":[],\"status\":[],\"nic_hosts\":[],"
+                        "\"per_second\":{";
     ck_assert_int_eq(strncmp(buf, empty, strlen(empty)), 0);
     ck_assert_int_eq(hb_aggregate_format_metrics(&f->a, NULL, buf, sizeof buf), 0);
     ck_assert_str_eq(buf, "");
@@ -505,7 +506,7 @@ START_TEST(test_series_and_metrics)
     char want[256];
     snprintf(want, sizeof want,
              "{\"now\":42,\"first\":%llu,\"last\":%llu,\"seconds\":[%llu],\"server\":{\"reports\":"
-             "[1],\"status\":[0],\"per_second\":{\"frame_login\":[0],",
+             "[1],\"status\":[0],\"nic_hosts\":[0],\"per_second\":{\"frame_login\":[0],",
              (unsigned long long)S0, (unsigned long long)S0, (unsigned long long)S0);
     ck_assert_int_eq(strncmp(buf, want, strlen(want)), 0);
     ck_assert_ptr_nonnull(strstr(buf, "\"requests\":[100],"));
@@ -536,11 +537,11 @@ START_TEST(test_series_and_metrics)
                                       "# TYPE hongbao_server_requests_total counter\n"
                                       "hongbao_server_requests_total 1000\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_bad_frames_per_second 3\n"));
-    ck_assert_ptr_nonnull(strstr(
-        buf, "# HELP hongbao_client_latency_p99_us Shake latency p99 "
-             "from the scheduled send (microseconds), in the report "
-             "second, maximum over the clients.\n# TYPE hongbao_client_latency_p99_us gauge\n"
-             "hongbao_client_latency_p99_us 900\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "# HELP hongbao_client_latency_p99_seconds Shake latency p99 "
+                                      "from the scheduled send (microseconds), in the report "
+                                      "second, maximum over the clients; here in seconds.\n"
+                                      "# TYPE hongbao_client_latency_p99_seconds gauge\n"
+                                      "hongbao_client_latency_p99_seconds 0.000900\n"));
     ck_assert_ptr_null(strstr(buf, "hongbao_client_bad_frames"));
     ck_assert_ptr_null(strstr(buf, "hongbao_server_latency"));
     ck_assert_ptr_nonnull(strstr(buf, "# HELP hongbao_monitor_seconds_total Seconds output, by how "
@@ -566,19 +567,206 @@ START_TEST(test_csv_columns_are_the_catalogue)
     char header[4096];
     int n = hb_aggregate_format_csv_header(header, sizeof header);
     ck_assert_int_gt(n, 0);
-    /* Every catalogued slot in slot order, then the totals of those not combined by maximum. */
+    /* Every catalogued quantity in slot order (the host identity is none), then the totals of
+     * those not combined by maximum. */
     char want[4096] = "second,type,status,reports";
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++)
-        if (hb_counter_name(i) != NULL)
+        if (hb_counter_name(i) != NULL && i != HB_CTR_NIC_HOST)
             snprintf(want + strlen(want), sizeof want - strlen(want), ",%s", hb_counter_name(i));
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++)
-        if (hb_counter_name(i) != NULL && hb_counter_combine(i) == HB_COUNTER_COMBINE_SUM)
+        if (hb_counter_name(i) != NULL && (hb_counter_combine(i) == HB_COUNTER_COMBINE_SUM ||
+                                           hb_counter_combine(i) == HB_COUNTER_COMBINE_PER_HOST))
             snprintf(want + strlen(want), sizeof want - strlen(want), ",%s_total",
                      hb_counter_name(i));
+    ck_assert_ptr_null(strstr(header, "nic_host"));
+    ck_assert_ptr_nonnull(strstr(header, ",nic_rx_packets,nic_tx_packets,nic_rx_bytes,requests,"));
     strcat(want, "\n");
     ck_assert_str_eq(header, want);
     ck_assert_int_eq(hb_aggregate_format_csv_header(header, (size_t)n), HB_ENOBUFS);
     ck_assert_int_eq(hb_aggregate_format_csv_header(NULL, 0), HB_ENOBUFS);
+}
+END_TEST
+
+/* ---- the host's NIC: per host, not per process ---- */
+
+/* A report of type t for second sec from a process of host id, with these NIC packet counts this
+ * second (rx, tx) and bytes 100 times them, and cumulative packets cum_rx. */
+static hb_report_t nic_report(uint64_t sec, uint64_t t, uint64_t id, uint64_t rx, uint64_t tx,
+                              uint64_t cum_rx)
+{
+    hb_report_t r = report(sec, t);
+    r.per_second[HB_CTR_NIC_RX_PACKETS] = rx;
+    r.per_second[HB_CTR_NIC_TX_PACKETS] = tx;
+    r.per_second[HB_CTR_NIC_RX_BYTES] = rx * 100;
+    r.per_second[HB_CTR_NIC_TX_BYTES] = tx * 100;
+    r.cumulative[HB_CTR_NIC_RX_PACKETS] = cum_rx;
+    r.cumulative[HB_CTR_NIC_HOST] = id;
+    r.per_second[HB_CTR_REQUESTS] = 10; /* an ordinary slot, summed per process */
+    return r;
+}
+
+START_TEST(test_nic_summed_per_host_not_per_process)
+{
+    fixture_t *f = setup(0, 0, 0);
+    /* Host 111 runs two server processes (a, b) and a client (cl); host 222 one server (c); e
+     * reports NIC values with no identity. */
+    hb_aggregate_reporter_t *a = join(f, 0), *b = join(f, 1), *c = join(f, 2), *cl = join(f, 3),
+                            *e = join(f, 4);
+    for (int k = 0; k < 2; k++) {
+        uint64_t sec = S0 + (uint64_t)k;
+        hb_report_t ra = nic_report(sec, HB_REPORTER_SERVER, 111, 1000, 900, 50000);
+        hb_report_t rb = nic_report(sec, HB_REPORTER_SERVER, 111, 1010, 880, 30000);
+        hb_report_t rc = nic_report(sec, HB_REPORTER_SERVER, 222, 500, 400, 7000);
+        hb_report_t rcl = nic_report(sec, HB_REPORTER_CLIENT, 111, 1005, 890, 40000);
+        hb_report_t re = nic_report(sec, HB_REPORTER_SERVER, 0, 77777, 77777, 77777);
+        /* Second S0 in one order, S0 + 1 in another: the same figures. */
+        if (k == 0) {
+            add(f, a, &ra);
+            add(f, b, &rb);
+        } else {
+            add(f, b, &rb);
+            add(f, a, &ra);
+        }
+        add(f, c, &rc);
+        add(f, e, &re);
+        add(f, cl, &rcl);
+        const hb_monitor_second_t *sv = find_out(f, sec, HB_REPORTER_SERVER);
+        ck_assert_ptr_nonnull(sv);
+        ck_assert_uint_eq(sv->reports, 4);
+        ck_assert_uint_eq(sv->nic_hosts, 2);
+        /* Per host the maximum of its processes' values, summed over the hosts. */
+        ck_assert_uint_eq(sv->per_second[HB_CTR_NIC_RX_PACKETS], 1010 + 500);
+        ck_assert_uint_eq(sv->per_second[HB_CTR_NIC_TX_PACKETS], 900 + 400);
+        ck_assert_uint_eq(sv->per_second[HB_CTR_NIC_RX_BYTES], 101000 + 50000);
+        ck_assert_uint_eq(sv->per_second[HB_CTR_NIC_TX_BYTES], 90000 + 40000);
+        ck_assert_uint_eq(sv->cumulative[HB_CTR_NIC_RX_PACKETS], 50000 + 7000);
+        /* Ordinary slots stay per process; the identity is not a quantity. */
+        ck_assert_uint_eq(sv->per_second[HB_CTR_REQUESTS], 40);
+        ck_assert_uint_eq(sv->per_second[HB_CTR_NIC_HOST], 0);
+        ck_assert_uint_eq(sv->cumulative[HB_CTR_NIC_HOST], 0);
+        /* The client side is its own: host 111's client alone. */
+        const hb_monitor_second_t *cs = find_out(f, sec, HB_REPORTER_CLIENT);
+        ck_assert_ptr_nonnull(cs);
+        ck_assert_uint_eq(cs->nic_hosts, 1);
+        ck_assert_uint_eq(cs->per_second[HB_CTR_NIC_RX_PACKETS], 1005);
+        ck_assert_uint_eq(cs->cumulative[HB_CTR_NIC_RX_PACKETS], 40000);
+    }
+    /* The line, the metrics and the series show it. */
+    char buf[65536];
+    const hb_monitor_second_t *sv = find_out(f, S0, HB_REPORTER_SERVER);
+    ck_assert_int_gt(hb_aggregate_format_line(sv, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, " nic_rx=1510 nic_tx=1300 hosts=2"));
+    ck_assert_int_gt(hb_aggregate_format_metrics(&f->a, NULL, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_nic_rx_packets_per_second 1510\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_nic_rx_packets_total 57000\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_nic_hosts 2\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_client_nic_hosts 1\n"));
+    ck_assert_ptr_null(strstr(buf, "nic_host_"));
+    ck_assert_ptr_null(strstr(buf, "nic_host "));
+    ck_assert_int_gt(hb_aggregate_format_series(&f->a, NULL, S0 + 5, 2, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\"nic_hosts\":[2,2]"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"nic_rx_packets\":[1510,1510]"));
+    ck_assert_ptr_null(strstr(buf, "\"nic_host\""));
+    teardown(f);
+}
+END_TEST
+
+START_TEST(test_nic_cumulative_per_host_through_leaving)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *a = join(f, 0), *b = join(f, 1);
+    /* Two processes of one host: the older one has counted more. */
+    hb_report_t r = nic_report(S0, HB_REPORTER_SERVER, 111, 10, 10, 50000);
+    add(f, a, &r);
+    r = nic_report(S0, HB_REPORTER_SERVER, 111, 10, 10, 30000);
+    add(f, b, &r);
+    ck_assert_uint_eq(find_out(f, S0, HB_REPORTER_SERVER)->cumulative[HB_CTR_NIC_RX_PACKETS],
+                      50000);
+    /* The older one leaves: the host's total never goes down, and grows again once the younger
+     * one's count passes it. */
+    hb_aggregate_leave(&f->a, a);
+    r = nic_report(S0 + 1, HB_REPORTER_SERVER, 111, 10, 10, 30010);
+    add(f, b, &r);
+    ck_assert_uint_eq(find_out(f, S0 + 1, HB_REPORTER_SERVER)->cumulative[HB_CTR_NIC_RX_PACKETS],
+                      50000);
+    ck_assert_uint_eq(find_out(f, S0 + 1, HB_REPORTER_SERVER)->per_second[HB_CTR_NIC_RX_PACKETS],
+                      10);
+    r = nic_report(S0 + 2, HB_REPORTER_SERVER, 111, 10, 10, 50500);
+    add(f, b, &r);
+    ck_assert_uint_eq(find_out(f, S0 + 2, HB_REPORTER_SERVER)->cumulative[HB_CTR_NIC_RX_PACKETS],
+                      50500);
+    /* A report without identity changes nothing of the host's. */
+    r = nic_report(S0 + 3, HB_REPORTER_SERVER, 0, 999, 999, 999999);
+    add(f, b, &r);
+    const hb_monitor_second_t *s3 = find_out(f, S0 + 3, HB_REPORTER_SERVER);
+    ck_assert_uint_eq(s3->cumulative[HB_CTR_NIC_RX_PACKETS], 50500);
+    ck_assert_uint_eq(s3->per_second[HB_CTR_NIC_RX_PACKETS], 0);
+    ck_assert_uint_eq(s3->nic_hosts, 0);
+    ck_assert_int_gt(
+        hb_aggregate_format_line(s3, (char[HB_AGGREGATE_LINE_MAX]){0}, HB_AGGREGATE_LINE_MAX), 0);
+    teardown(f);
+}
+END_TEST
+
+START_TEST(test_nic_late_reports_within_the_host_window)
+{
+    fixture_t *f = setup(0, 60000, 60000);
+    hb_aggregate_reporter_t *a = join(f, 0), *b = join(f, 1);
+    /* a reports S0 .. S0 + W; b, late, then reports S0 (out of the host's window: its second may
+     * have been counted already, it adds nothing) and S0 + W (inside: up to the maximum). */
+    uint64_t w = HB_AGGREGATE_HOST_WINDOW;
+    for (uint64_t k = 0; k <= w; k++) {
+        hb_report_t r = nic_report(S0 + k, HB_REPORTER_SERVER, 7, 100, 100, 100 * (k + 1));
+        add(f, a, &r);
+    }
+    hb_report_t r = nic_report(S0, HB_REPORTER_SERVER, 7, 150, 150, 100);
+    hb_aggregate_add(&f->a, b, &r, f->now);
+    hb_monitor_second_t s;
+    ck_assert_int_eq(hb_aggregate_get(&f->a, S0, HB_REPORTER_SERVER, &s), 0);
+    ck_assert_uint_eq(s.reports, 2);
+    ck_assert_uint_eq(s.nic_hosts, 1);
+    ck_assert_uint_eq(s.per_second[HB_CTR_NIC_RX_PACKETS], 100);
+    r = nic_report(S0 + w, HB_REPORTER_SERVER, 7, 150, 90, 100);
+    hb_aggregate_add(&f->a, b, &r, f->now);
+    ck_assert_int_eq(hb_aggregate_get(&f->a, S0 + w, HB_REPORTER_SERVER, &s), 0);
+    ck_assert_uint_eq(s.nic_hosts, 1);
+    ck_assert_uint_eq(s.per_second[HB_CTR_NIC_RX_PACKETS], 150);
+    ck_assert_uint_eq(s.per_second[HB_CTR_NIC_TX_PACKETS], 100);
+    ck_assert_uint_eq(s.per_second[HB_CTR_REQUESTS], 20);
+    teardown(f);
+}
+END_TEST
+
+START_TEST(test_nic_host_table_makes_room)
+{
+    /* Room for two reporters, so for two hosts at a time. */
+    hb_aggregate_t a;
+    hb_aggregate_options_t o = {.max_reporters = 2};
+    ck_assert_int_eq(hb_aggregate_init(&a, &o), 0);
+    hb_aggregate_reporter_t r0 = {0}, r1 = {0}, r2 = {0};
+    ck_assert_int_eq(hb_aggregate_join(&a, &r0, T0_MS), 0);
+    ck_assert_int_eq(hb_aggregate_join(&a, &r1, T0_MS), 0);
+    hb_report_t r = nic_report(S0, HB_REPORTER_SERVER, 1, 10, 10, 1000);
+    hb_aggregate_add(&a, &r0, &r, T0_MS);
+    r = nic_report(S0, HB_REPORTER_SERVER, 2, 20, 20, 2000);
+    hb_aggregate_add(&a, &r1, &r, T0_MS);
+    ck_assert_uint_eq(a.nhosts, 2);
+    /* r1's process now names another host: its old one has no reporter left and makes room. */
+    r = nic_report(S0 + 1, HB_REPORTER_SERVER, 3, 30, 30, 300);
+    hb_aggregate_add(&a, &r1, &r, T0_MS);
+    ck_assert_uint_eq(a.nhosts, 2);
+    /* r0 leaves and r2 comes with a fourth host: host 1 makes room, its total still counted. */
+    hb_aggregate_leave(&a, &r0);
+    ck_assert_int_eq(hb_aggregate_join(&a, &r2, T0_MS), 0);
+    r = nic_report(S0 + 1, HB_REPORTER_SERVER, 4, 40, 40, 400);
+    hb_aggregate_add(&a, &r2, &r, T0_MS);
+    ck_assert_uint_eq(a.nhosts, 2);
+    const hb_monitor_second_t *s = hb_aggregate_at(&a, S0 + 1, HB_REPORTER_SERVER);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(s->nic_hosts, 2);
+    ck_assert_uint_eq(s->per_second[HB_CTR_NIC_RX_PACKETS], 30 + 40);
+    ck_assert_uint_eq(s->cumulative[HB_CTR_NIC_RX_PACKETS], 1000 + 2000 + 300 + 400);
+    hb_aggregate_close(&a);
 }
 END_TEST
 
@@ -598,6 +786,10 @@ static Suite *aggregate_suite(void)
     tcase_add_test(tc, test_on_second_cannot_reenter);
     tcase_add_test(tc, test_series_and_metrics);
     tcase_add_test(tc, test_csv_columns_are_the_catalogue);
+    tcase_add_test(tc, test_nic_summed_per_host_not_per_process);
+    tcase_add_test(tc, test_nic_cumulative_per_host_through_leaving);
+    tcase_add_test(tc, test_nic_late_reports_within_the_host_window);
+    tcase_add_test(tc, test_nic_host_table_makes_room);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -25,8 +25,14 @@ static void ck_report_eq(const hb_report_t *a, const hb_report_t *b)
 
 START_TEST(test_names)
 {
-    /* The reference's names, unchanged; then the server's own and the client's own. */
+    /* The reference's names, unchanged; then the host's NIC, the server's own and the client's
+     * own. */
     static const char *const expected[HB_COUNTER_SLOTS] = {
+        [7] = "nic_rx_packets",
+        [8] = "nic_tx_packets",
+        [9] = "nic_rx_bytes",
+        [12] = "nic_tx_bytes",
+        [13] = "nic_host",
         [0] = "frame_login",
         [1] = "frame_login_reply",
         [2] = "frame_shake",
@@ -80,7 +86,7 @@ START_TEST(test_names)
         [56] = "claim_latency_p99_us",
         [57] = "send_missed",
     };
-    unsigned named = 0, by_owner[3] = {0};
+    unsigned named = 0, by_owner[4] = {0};
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
         const hb_counter_info_t *info = hb_counter_info(i);
         if (expected[i] == NULL) {
@@ -102,6 +108,9 @@ START_TEST(test_names)
             ck_assert_uint_le(i, 33);
             ck_assert_ptr_eq(server, info->name);
             ck_assert_ptr_eq(client, info->name);
+        } else if (info->owner == HB_COUNTER_OWNER_HOST) {
+            ck_assert_ptr_eq(server, info->name);
+            ck_assert_ptr_eq(client, info->name);
         } else if (info->owner == HB_COUNTER_OWNER_SERVER) {
             ck_assert_ptr_eq(server, info->name);
             ck_assert_ptr_null(client);
@@ -112,16 +121,28 @@ START_TEST(test_names)
         }
         ck_assert_int_eq(info->combine, hb_counter_combine(i));
         ck_assert_int_eq(info->combine == HB_COUNTER_COMBINE_MAX, i >= 50 && i <= 56);
+        ck_assert_int_eq(info->combine == HB_COUNTER_COMBINE_PER_HOST,
+                         i == 7 || i == 8 || i == 9 || i == 12);
+        ck_assert_int_eq(info->combine == HB_COUNTER_COMBINE_IDENTITY, i == 13);
+        ck_assert_int_eq(info->owner == HB_COUNTER_OWNER_HOST,
+                         i == 7 || i == 8 || i == 9 || i == 12 || i == 13);
         /* Names are unique. */
         for (unsigned j = 0; j < i; j++)
             if (expected[j] != NULL)
                 ck_assert_str_ne(expected[j], expected[i]);
         named++;
     }
-    ck_assert_uint_eq(named, 24 + 18 + 8);
+    ck_assert_uint_eq(named, 24 + 5 + 18 + 8);
     ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_REFERENCE], 24);
+    ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_HOST], 5);
     ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_SERVER], 18);
     ck_assert_uint_eq(by_owner[HB_COUNTER_OWNER_CLIENT], 8);
+    /* The enumerators are the slots named. */
+    ck_assert_int_eq(HB_CTR_NIC_RX_PACKETS, 7);
+    ck_assert_int_eq(HB_CTR_NIC_TX_PACKETS, 8);
+    ck_assert_int_eq(HB_CTR_NIC_RX_BYTES, 9);
+    ck_assert_int_eq(HB_CTR_NIC_TX_BYTES, 12);
+    ck_assert_int_eq(HB_CTR_NIC_HOST, 13);
     ck_assert_str_eq(hb_counter_name(HB_CTR_SHAKE_GOT), "shake_got");
     ck_assert_str_eq(hb_counter_name(HB_CTR_SEND_AMOUNT_CLAIMED), "send_amount_claimed");
     ck_assert_str_eq(hb_counter_name(HB_CTR_X_NOTICE_OFFLINE), "notice_offline");

@@ -889,7 +889,7 @@ START_TEST(test_http_series_and_metrics)
     const char *body = body_of(resp);
     snprintf(want, sizeof want,
              "{\"now\":%llu,\"first\":%llu,\"last\":%llu,\"seconds\":[%llu,%llu],"
-             "\"server\":{\"reports\":[1,1],\"status\":[0,0],"
+             "\"server\":{\"reports\":[1,1],\"status\":[0,0],\"nic_hosts\":[0,0],"
              "\"per_second\":{\"frame_login\":[0,0],",
              (unsigned long long)(T0_MS / 1000), (unsigned long long)(S0 - 1),
              (unsigned long long)S0, (unsigned long long)(S0 - 1), (unsigned long long)S0);
@@ -934,9 +934,10 @@ START_TEST(test_http_series_and_metrics)
                                        "hongbao_server_requests_total 1000\n"));
     ck_assert_ptr_nonnull(strstr(resp, "# TYPE hongbao_server_requests_per_second gauge\n"
                                        "hongbao_server_requests_per_second 100\n"));
-    ck_assert_ptr_nonnull(strstr(resp, "# TYPE hongbao_client_latency_p99_us gauge\n"
-                                       "hongbao_client_latency_p99_us 900\n"));
-    ck_assert_ptr_null(strstr(resp, "latency_p99_us_total"));
+    ck_assert_ptr_nonnull(strstr(resp, "# TYPE hongbao_client_latency_p99_seconds gauge\n"
+                                       "hongbao_client_latency_p99_seconds 0.000900\n"));
+    ck_assert_ptr_null(strstr(resp, "latency_p99_us"));
+    ck_assert_ptr_null(strstr(resp, "latency_p99_seconds_total"));
     ck_assert_ptr_nonnull(strstr(resp, "\nhongbao_monitor_reports_total 3\n"));
     ck_assert_ptr_nonnull(strstr(resp, "\nhongbao_monitor_seconds_total{status=\"complete\"} 3\n"));
     ck_assert_ptr_nonnull(strstr(resp, "\nhongbao_monitor_reporters 2\n"));
@@ -963,12 +964,20 @@ START_TEST(test_metrics_fit_their_bound)
     ck_assert_ptr_nonnull(buf);
     int n = hb_monitor_format_metrics(&c->mon, buf, HB_MONITOR_METRICS_MAX);
     ck_assert_int_gt(n, 0);
-    ck_assert_ptr_nonnull(strstr(buf, "hongbao_client_latency_max_us 18446744073709551615\n"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "hongbao_client_latency_max_seconds 18446744073709.551615\n"));
+    /* The host identity UINT64_MAX: one host of each type, its NIC values counted once. */
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_nic_hosts 1\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_client_nic_rx_packets_total "
+                                      "18446744073709551615\n"));
+    ck_assert_ptr_null(strstr(buf, "nic_host_"));
     ck_assert_int_eq(hb_monitor_format_metrics(&c->mon, buf, (size_t)n), UV_ENOBUFS);
     ck_assert_int_eq(hb_monitor_format_metrics(&c->mon, buf, (size_t)n + 1), n);
     for (int i = 0; i < 2; i++) {
         c->out[i].status = HB_MONITOR_INCOMPLETE;
+        ck_assert_uint_eq(c->out[i].nic_hosts, 1);
         ck_assert_int_gt(hb_monitor_format_line(&c->out[i], buf, HB_MONITOR_LINE_MAX), 0);
+        ck_assert_ptr_nonnull(strstr(buf, " nic_rx=18446744073709551615 "));
         ck_assert_int_gt(hb_monitor_format_csv_row(&c->out[i], buf, HB_MONITOR_CSV_ROW_MAX), 0);
     }
     free(buf);

@@ -33,6 +33,8 @@ typedef struct config {
     const char *claims_log;    /* write every claim reply here (worker i: FILE.i) */
     const char *control_token; /* bearer token required on the control port */
     uint64_t report_s;
+    const char *nic;                   /* --nic: NULL for the default, "" for off */
+    char nic_name[HB_NETDEV_NAME_MAX]; /* the interface each worker counts, "" for none */
 } config_t;
 
 /* What each worker process publishes for the parent, under a sequence lock. */
@@ -71,6 +73,9 @@ static void usage(FILE *out)
         "  --total T              users in the whole fleet (default B + 1)\n"
         "  --qps Q                the whole fleet's shake rate (default 0)\n"
         "  --monitor HOST:PORT    send counter reports every second to this monitor\n"
+        "  --nic IF|off           the network interface whose packet and byte rates go into\n"
+        "                         the reports (default: the one that reaches --server, e.g.\n"
+        "                         lo for 127.0.0.1; off: none)\n"
         "  --control HOST:PORT    HTTP control: GET /qps?qps=N, GET /stats, GET /reset-latency\n"
         "                         (default 127.0.0.1:9090; port 0 picks a free one; 'off' for\n"
         "                         none)\n"
@@ -197,6 +202,8 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--monitor") == 0) {
             r = cli_endpoint(prog, a, val, cfg.monitor_host, sizeof cfg.monitor_host,
                              &cfg.monitor_port, 0);
+        } else if (strcmp(a, "--nic") == 0) {
+            cfg.nic = strcmp(val, "off") == 0 ? "" : val;
         } else if (strcmp(a, "--control-token") == 0) {
             if ((cfg.control_token = cli_token(prog, a, val)) == NULL)
                 return -1;
@@ -284,6 +291,8 @@ typedef struct worker {
     hb_client_t client;
     hb_reporter_t reporter;
     int have_reporter;
+    hb_netstat_t nic; /* the NIC's rates into the client's counters */
+    int have_nic;
     uv_timer_t publish;
     uv_signal_t sigterm, sigint;
     published_t *out;
@@ -342,6 +351,8 @@ static void worker_stop(worker_t *w)
     uv_close((uv_handle_t *)&w->publish, NULL);
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->sigint, NULL);
+    if (w->have_nic)
+        hb_netstat_close(&w->nic, NULL);
     hb_client_close(&w->client, on_client_closed);
 }
 
@@ -402,6 +413,17 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
         return 1;
     }
     w.client.data = &w;
+    if (cfg.nic_name[0] != '\0') {
+        /* The client counts on its loop's thread through shard 0; the sampler runs there too. */
+        hb_netstat_options_t no = {.interface = cfg.nic_name, .shard = 0};
+        r = hb_netstat_init(w.loop, &w.nic, hb_client_counters(&w.client), &no);
+        w.have_nic = r == 0; /* closed by worker_stop from here on */
+        if (r == 0)
+            r = hb_netstat_start(&w.nic);
+        if (r != 0)
+            fprintf(stderr, "%s: worker %u: --nic %s: %s (going on without it)\n", prog, index,
+                    cfg.nic_name, hb_strerror(r));
+    }
     if (cfg.monitor_port != 0) {
         hb_reporter_options_t ro;
         memset(&ro, 0, sizeof ro);
@@ -719,6 +741,49 @@ static void print_summary(void)
            (unsigned long long)st.claims_retried, (unsigned long long)st.claims_refused);
 }
 
+/* The interface the workers count (cfg.nic_name): --nic, or the one that reaches the server.
+ * Tried once here, before forking, on a loop of its own. Returns 0, or -1 when the interface
+ * named with --nic cannot be read. */
+static int settle_nic(void)
+{
+    if (cfg.nic != NULL && cfg.nic[0] == '\0')
+        return 0;
+    if (cfg.nic == NULL) {
+        if (hb_netstat_interface_for(cfg.server_host, cfg.nic_name, sizeof cfg.nic_name) != 0) {
+            fprintf(stderr, "%s: no network interface found for %s: NIC rates not counted\n", prog,
+                    cfg.server_host);
+            cfg.nic_name[0] = '\0';
+            return 0;
+        }
+    } else if (strlen(cfg.nic) >= sizeof cfg.nic_name) {
+        fprintf(stderr, "%s: --nic %s: not an interface name (too long)\n", prog, cfg.nic);
+        return -1;
+    } else {
+        strcpy(cfg.nic_name, cfg.nic);
+    }
+    uv_loop_t loop;
+    hb_counters_t counters;
+    hb_netstat_t ns;
+    hb_netstat_options_t no = {.interface = cfg.nic_name};
+    int r = uv_loop_init(&loop);
+    if (r == 0 && (r = hb_counters_init(&counters, 1, HB_REPORTER_CLIENT)) == 0) {
+        r = hb_netstat_init(&loop, &ns, &counters, &no);
+        if (r == 0) {
+            hb_netstat_close(&ns, NULL);
+            uv_run(&loop, UV_RUN_DEFAULT);
+        }
+        hb_counters_close(&counters);
+    }
+    uv_loop_close(&loop);
+    if (r != 0) {
+        fprintf(stderr, "%s: --nic %s: %s%s\n", prog, cfg.nic_name, hb_strerror(r),
+                cfg.nic != NULL ? "" : " (NIC rates not counted)");
+        cfg.nic_name[0] = '\0';
+        return cfg.nic != NULL ? -1 : 0;
+    }
+    return 0;
+}
+
 /* Fail early, before forking, when the control port is taken: bind a plain socket and let go. */
 static int control_port_free(void)
 {
@@ -781,6 +846,8 @@ int main(int argc, char **argv)
                 prog, cfg.control_host, cfg.control_port);
         return 1;
     }
+    if (settle_nic() != 0)
+        return 1;
     size_t size = sizeof(shared_t) + cfg.procs * sizeof(published_t);
     shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED) {
@@ -792,6 +859,8 @@ int main(int argc, char **argv)
     printf("%s: users %u..%u of %llu at %llu shakes/s for the fleet, %u process%s\n", prog,
            cfg.copts.min_user, cfg.copts.max_user, (unsigned long long)cfg.copts.total_users,
            (unsigned long long)cfg.copts.qps, cfg.procs, cfg.procs == 1 ? "" : "es");
+    if (cfg.nic_name[0] != '\0')
+        printf("%s: counting network interface %s\n", prog, cfg.nic_name);
     fflush(stdout);
     fflush(stderr);
 

@@ -38,6 +38,7 @@ typedef struct app {
     char *page; /* the dashboard, from --assets DIR/dashboard.html; NULL: the built-in one */
     size_t page_len;
     int plot_data_written;
+    int plot_network; /* the history holds NIC data: draw network.png too */
 } app_t;
 
 static void usage(FILE *out)
@@ -216,7 +217,8 @@ static int write_plot_files(app_t *app)
     }
     fputs("# t second server_req client_req generated handed_out received send_created "
           "amount_issued amount_received server_conn_open server_conn_opened client_conn_open "
-          "lat_p50 lat_p99 lat_max claim_p99\n",
+          "lat_p50 lat_p99 lat_max claim_p99 server_nic_rx_pps server_nic_tx_pps "
+          "client_nic_rx_pps client_nic_tx_pps\n",
           f);
     uint64_t oldest, newest;
     if (hb_monitor_range(&app->mon, &oldest, &newest) == 0) {
@@ -246,6 +248,11 @@ static int write_plot_files(app_t *app)
             put_value(f, hc, cl.per_second[HB_CTR_LAT_P99]);
             put_value(f, hc, cl.per_second[HB_CTR_LAT_MAX]);
             put_value(f, hc, cl.per_second[HB_CTR_LAT_CLAIM_P99]);
+            app->plot_network |= (hs && sv.nic_hosts > 0) || (hc && cl.nic_hosts > 0);
+            put_value(f, hs && sv.nic_hosts > 0, sv.per_second[HB_CTR_NIC_RX_PACKETS]);
+            put_value(f, hs && sv.nic_hosts > 0, sv.per_second[HB_CTR_NIC_TX_PACKETS]);
+            put_value(f, hc && cl.nic_hosts > 0, cl.per_second[HB_CTR_NIC_RX_PACKETS]);
+            put_value(f, hc && cl.nic_hosts > 0, cl.per_second[HB_CTR_NIC_TX_PACKETS]);
             fputc('\n', f);
         }
     }
@@ -302,9 +309,20 @@ static int write_plot_files(app_t *app)
             "plot dat using 1:14 with lines lw 2 title 'shake p50', "
             "dat using 1:15 with lines lw 2 title 'shake p99', "
             "dat using 1:16 with lines lw 2 title 'shake max', "
-            "dat using 1:17 with lines lw 2 title 'claim p99'\n"
-            "set output\n",
+            "dat using 1:17 with lines lw 2 title 'claim p99'\n",
             d, d, d, d, d, d);
+    /* Only with NIC data: gnuplot refuses a chart with no point at all. */
+    if (app->plot_network)
+        fprintf(f,
+                "set output '%s/network.png'\n"
+                "set title 'Network packets per second (summed per host)'\n"
+                "set ylabel 'packets/s'\n"
+                "plot dat using 1:18 with lines lw 2 title 'servers: received', "
+                "dat using 1:19 with lines lw 2 title 'servers: transmitted', "
+                "dat using 1:20 with lines lw 2 dt 2 title 'clients: received', "
+                "dat using 1:21 with lines lw 2 dt 2 title 'clients: transmitted'\n",
+                d);
+    fputs("set output\n", f);
     if (fclose(f) != 0) {
         fprintf(stderr, "%s: --plot: %s: %s\n", prog, path, strerror(errno));
         return -1;
@@ -313,7 +331,7 @@ static int write_plot_files(app_t *app)
 }
 
 /* Run gnuplot on DIR/monitor.gp and wait for it. Returns 0 when the charts were drawn. */
-static int run_gnuplot(const char *dir)
+static int run_gnuplot(const char *dir, int network)
 {
     char script[4096];
     snprintf(script, sizeof script, "%s/monitor.gp", dir);
@@ -342,8 +360,8 @@ static int run_gnuplot(const char *dir)
         fprintf(stderr, "%s: --plot: gnuplot failed on %s\n", prog, script);
         return -1;
     }
-    printf("%s: charts in %s: qps.png envelopes.png amounts.png connections.png latency.png\n",
-           prog, dir);
+    printf("%s: charts in %s: qps.png envelopes.png amounts.png connections.png latency.png%s\n",
+           prog, dir, network ? " network.png" : "");
     return 0;
 }
 
@@ -391,7 +409,7 @@ static int finish(app_t *app, int code)
         code = 1;
     }
     if (code == 0 && app->plot_data_written)
-        run_gnuplot(app->plot_dir);
+        run_gnuplot(app->plot_dir, app->plot_network);
     free(app->chart_js);
     free(app->page);
     return code;

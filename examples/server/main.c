@@ -36,6 +36,9 @@ static void usage(FILE *out)
         "                          GET /fahongbao?qps=Q&sum=S&min=A&max=B  send-envelopes\n"
         "                          GET /metrics (Prometheus), GET /stats (JSON)\n"
         "  --monitor HOST:PORT   send a counter report every second to this monitor\n"
+        "  --nic IF|off          the network interface whose packet and byte rates go into the\n"
+        "                        reports and /metrics (default: the one the --listen address\n"
+        "                        uses, e.g. lo for 127.0.0.1; off: none)\n"
         "  --threads N           worker threads (default: one per core)\n"
         "  --sets N              SETs in all (default: one per thread)\n"
         "  --max-qps N           shake requests a second before overload replies (default 65000)\n"
@@ -150,6 +153,8 @@ int main(int argc, char **argv)
             if (cli_endpoint(prog, a, val, monitor_host, sizeof monitor_host, &monitor_port, 0) !=
                 0)
                 return 2;
+        } else if (strcmp(a, "--nic") == 0) {
+            opts.nic = strcmp(val, "off") == 0 ? "" : val;
         } else if (strcmp(a, "--threads") == 0) {
             if (cli_u64(prog, a, val, 1, 256, &v) != 0)
                 return 2;
@@ -243,6 +248,8 @@ int main(int argc, char **argv)
            "%u connections in this process\n",
            prog, listen_host, app.server.port, app.server.nthreads, app.server.nsets,
            (unsigned long long)nofile, app.server.max_connections);
+    if (hb_server_nic(&app.server)[0] != '\0')
+        printf("%s: counting network interface %s\n", prog, hb_server_nic(&app.server));
     if (ledger != NULL)
         printf("%s: claim journal in %s/ (fsync %s)\n", prog, ledger, hb_fsync_name(opts.fsync));
     else

@@ -44,11 +44,22 @@ typedef enum {
  *   is the sum over every reporter seen since the start of *its latest* cumulative values (a
  *   reporter that left keeps counting with its final totals), as of the latest report added;
  * - HB_COUNTER_COMBINE_MAX (the client's latency percentiles, 50..56, whatever the type): both
- *   take the maximum over the reports added (the worst process's percentile). */
+ *   take the maximum over the reports added (the worst process's percentile);
+ * - HB_COUNTER_COMBINE_PER_HOST (the host's NIC: 7, 8, 9, 12): the reports are grouped by the
+ *   host identity they carry (the cumulative value of HB_CTR_NIC_HOST; a report carrying 0 adds
+ *   nothing to these slots). per_second is the sum over the hosts of the maximum over that host's
+ *   reports of the second (every process of a host reads the same interface: counted once);
+ *   cumulative is the sum over every host seen of the maximum over its reporters' latest
+ *   cumulative values (a host that leaves keeps counting with its final totals). A report more
+ *   than HB_AGGREGATE_HOST_WINDOW seconds older than the newest its host reported adds nothing
+ *   to per_second (that host's second may have been counted already);
+ * - HB_COUNTER_COMBINE_IDENTITY (HB_CTR_NIC_HOST): left 0. */
+#define HB_AGGREGATE_HOST_WINDOW 16
 typedef struct hb_monitor_second {
     uint64_t second;            /* the Unix second */
     uint64_t type;              /* HB_REPORTER_CLIENT or HB_REPORTER_SERVER */
     unsigned reports;           /* reports added into it */
+    unsigned nic_hosts;         /* hosts whose NIC values were added into it (PER_HOST) */
     hb_monitor_status_t status; /* how it was output (meaningful once output) */
     int output;                 /* 1 once output */
     uint64_t per_second[HB_COUNTER_SLOTS];
@@ -112,6 +123,7 @@ typedef struct hb_aggregate_reporter {
     uint64_t heard_ms;    /* when it joined, then when its latest report was added */
     /* private */
     unsigned index;
+    unsigned host;                  /* 1 + the index of its host (PER_HOST), 0 for none */
     uint64_t cum[HB_COUNTER_SLOTS]; /* its latest cumulative values */
 } hb_aggregate_reporter_t;
 
@@ -131,11 +143,16 @@ struct hb_aggregate {
     uint64_t next[2]; /* per type: every held entry below it was output */
     int have_latest[2];
     uint64_t latest[2];                      /* per type: the newest second output */
-    uint64_t total_cum[2][HB_COUNTER_SLOTS]; /* per type: sum of every reporter's latest */
+    uint64_t total_cum[2][HB_COUNTER_SLOTS]; /* per type: sum of every reporter's latest (and
+                                                of every host's, for the PER_HOST slots) */
     int emitting;                            /* inside on_second */
+    struct hb_aggregate_host *hosts; /* the hosts of the PER_HOST slots: max_reporters of them */
+    unsigned nhosts;
 };
 
-/* Set a up with opts (NULL: all defaults) and allocate its history and reporter table. Sets
+/* Set a up with opts (NULL: all defaults) and allocate its history, reporter and host tables (at
+ * most max_reporters hosts: a host none of whose reporters is joined makes room for a new one,
+ * its totals still counted). Sets
  * a->data to NULL. Returns 0; HB_EINVAL (NULL a, an option out of bounds) or HB_ENOMEM, and then
  * nothing needs closing. */
 HB_EXTERN int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts);
@@ -211,14 +228,17 @@ HB_EXTERN int hb_aggregate_latest(const hb_aggregate_t *a, uint64_t type, uint64
  * conn: open connections (cumulative opened - closed) and opened this second). A client line:
  *   "1700000000 client [1] req=1234 replies=1234 env=100 amount=12345 claims=9 claimed=600
  *    lat_us p50=120 p99=900 max=2100"
- * A GRACE second ends in " (grace)", an INCOMPLETE one in " (incomplete)". Always fits in
- * HB_AGGREGATE_LINE_MAX. */
+ * When hosts' NIC values were added into s (nic_hosts > 0), either line goes on with
+ * " nic_rx=2400 nic_tx=2400 hosts=1": packets received and transmitted that second, per host
+ * (PER_HOST). A GRACE second ends in " (grace)", an INCOMPLETE one in " (incomplete)". Always
+ * fits in HB_AGGREGATE_LINE_MAX. */
 #define HB_AGGREGATE_LINE_MAX 512
 HB_EXTERN int hb_aggregate_format_line(const hb_monitor_second_t *s, char *buf, size_t cap);
 
 /* The CSV header, "\n"-terminated: second,type,status,reports, then for every slot of the
- * catalogue (named for either type, in slot order) its per-second column <name>, then the same
- * slots' cumulative columns <name>_total, except the slots combined by maximum. */
+ * catalogue (named for either type, in slot order, but the IDENTITY one) its per-second column
+ * <name>, then the same slots' cumulative columns <name>_total, except the slots combined by
+ * maximum. */
 HB_EXTERN int hb_aggregate_format_csv_header(char *buf, size_t cap);
 
 /* One CSV row for s matching the header, "\n"-terminated: type is "server" or "client", status
@@ -229,9 +249,11 @@ HB_EXTERN int hb_aggregate_format_csv_row(const hb_monitor_second_t *s, char *bu
 
 /* Prometheus text exposition (0.0.4) of the latest output second of each type
  * (hb_aggregate_latest), with the prefixes hongbao_server_ and hongbao_client_: for each slot the
- * type fills, a counter <prefix><name>_total (cumulative) and a gauge <prefix><name>_per_second,
- * except the slots combined by maximum, which get one gauge <prefix><name> (that second's value);
- * plus the gauges <prefix>report_second and <prefix>reports. Then, unless stats is NULL, the
+ * type fills (but the IDENTITY one), a counter <prefix><name>_total (cumulative) and a gauge
+ * <prefix><name>_per_second, except the slots combined by maximum, which get one gauge
+ * <prefix><name> (that second's value; the latency slots, in microseconds, are shown in seconds as
+ * Prometheus wants its base units: <prefix>latency_p99_seconds); plus the gauges
+ * <prefix>report_second, <prefix>reports and <prefix>nic_hosts. Then, unless stats is NULL, the
  * monitor's own hongbao_monitor_* (reporters connected, reports, bad reports, ...). A type with
  * no second output yet has no series. Always fits in HB_AGGREGATE_METRICS_MAX. */
 #define HB_AGGREGATE_METRICS_MAX (64 * 1024)
@@ -242,7 +264,7 @@ HB_EXTERN int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_moni
  * second output (of either type), no further back than the oldest second held
  * (hb_aggregate_range):
  *   {"now":N,"first":N,"last":N,"seconds":[N,...],
- *    "server":{"reports":[..],"status":[..],"per_second":{"<name>":[..],...},
+ *    "server":{"reports":[..],"status":[..],"nic_hosts":[..],"per_second":{"<name>":[..],...},
  *              "cumulative":{"<name>":[..],...}},
  *    "client":{...same shape, the client's names...},
  *    "monitor":{"reporters":N,"reports":N,"bad_reports":N,"truncated":N,"late":N,"too_old":N}}

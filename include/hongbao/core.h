@@ -13,6 +13,7 @@
 #include "hongbao/envq.h"
 #include "hongbao/counters.h"
 #include "hongbao/aggregate.h"
+#include "hongbao/netdev.h"
 #include "hongbao/hist.h"
 #include "hongbao/msgq.h"
 #include "hongbao/idmap.h"

@@ -91,23 +91,52 @@ enum {
     HB_CTR_C_SEND_MISSED = 57 /* scheduled shakes not sent: the user had too many outstanding */
 };
 
+/* The host's network interface (HB_COUNTER_OWNER_HOST), filled by servers and clients alike
+ * (hongbao/netstat.h samples it): the packets and bytes the kernel counted on one interface of
+ * the host the process runs on, received and transmitted. Several processes on one host report
+ * the same interface, so a monitor combines these per host (HB_COUNTER_COMBINE_PER_HOST), and
+ * knows the host by HB_CTR_NIC_HOST. */
+enum {
+    HB_CTR_NIC_RX_PACKETS = 7,
+    HB_CTR_NIC_TX_PACKETS = 8,
+    HB_CTR_NIC_RX_BYTES = 9,
+    HB_CTR_NIC_TX_BYTES = 12,
+    /* Not a quantity: which host and interface slots 7, 8, 9 and 12 describe, a nonzero 64-bit
+     * identity (hb_netdev_host_id) held in the slot's cumulative value (its per-second value stays
+     * 0); 0 when the process samples no interface (HB_COUNTER_COMBINE_IDENTITY). */
+    HB_CTR_NIC_HOST = 13
+};
+
 /* Reporter types in a report. */
 enum { HB_REPORTER_CLIENT = 0, HB_REPORTER_SERVER = 1 };
 
 /* Whose slot it is: the reference's (a server and a client each fill those that apply to them),
- * or one a server or a client adds in a slot the reference leaves free. */
+ * one a server or a client adds in a slot the reference leaves free, or the host's (a server and a
+ * client both fill them: the host's network interface). */
 typedef enum {
     HB_COUNTER_OWNER_REFERENCE = 0,
     HB_COUNTER_OWNER_SERVER = 1,
-    HB_COUNTER_OWNER_CLIENT = 2
+    HB_COUNTER_OWNER_CLIENT = 2,
+    HB_COUNTER_OWNER_HOST = 3
 } hb_counter_owner_t;
 
 /* How a monitor combines one slot of the reports of many processes of one type.
- * SUM: per second, the sum of the reports' values; cumulative, the sum over every reporter of
- *      its latest cumulative value.
- * MAX: per second and cumulative, the maximum over the reports (a sum of percentiles means
- *      nothing; the maximum is the worst process's, an upper bound of the fleet's). */
-typedef enum { HB_COUNTER_COMBINE_SUM = 0, HB_COUNTER_COMBINE_MAX = 1 } hb_counter_combine_t;
+ * SUM:      per second, the sum of the reports' values; cumulative, the sum over every reporter
+ *           of its latest cumulative value.
+ * MAX:      per second and cumulative, the maximum over the reports (a sum of percentiles means
+ *           nothing; the maximum is the worst process's, an upper bound of the fleet's).
+ * PER_HOST: the host's NIC (7, 8, 9, 12): every process of one host reports the same interface,
+ *           so the reports are grouped by host (the identity in HB_CTR_NIC_HOST): per second, the
+ *           sum over the hosts of the maximum over each host's reports of that second; cumulative,
+ *           the sum over the hosts of the maximum over each host's reporters of their latest
+ *           cumulative value. A report whose identity is 0 adds nothing to these slots.
+ * IDENTITY: not a quantity (HB_CTR_NIC_HOST): not combined, not rendered. */
+typedef enum {
+    HB_COUNTER_COMBINE_SUM = 0,
+    HB_COUNTER_COMBINE_MAX = 1,
+    HB_COUNTER_COMBINE_PER_HOST = 2,
+    HB_COUNTER_COMBINE_IDENTITY = 3
+} hb_counter_combine_t;
 
 /* One entry of the catalogue. */
 typedef struct hb_counter_info {
@@ -125,12 +154,15 @@ HB_EXTERN const hb_counter_info_t *hb_counter_info(unsigned idx);
  * slot (and idx >= HB_COUNTER_SLOTS). */
 HB_EXTERN const char *hb_counter_name(unsigned idx);
 
-/* The name of slot idx when a reporter of type type fills it (the reference's slots and that
- * type's own), else NULL; NULL too for a type neither HB_REPORTER_CLIENT nor HB_REPORTER_SERVER. */
+/* The name of slot idx when a reporter of type type fills it (the reference's slots, the host's
+ * and that type's own), else NULL; NULL too for a type neither HB_REPORTER_CLIENT nor
+ * HB_REPORTER_SERVER. Renderers show the slots named for a type except the IDENTITY one. */
 HB_EXTERN const char *hb_counter_name_for(uint64_t type, unsigned idx);
 
 /* How a monitor combines slot idx: HB_COUNTER_COMBINE_MAX for the client's latency percentiles
- * (50..56), HB_COUNTER_COMBINE_SUM for every other slot, free ones included. */
+ * (50..56), HB_COUNTER_COMBINE_PER_HOST for the host's NIC (7, 8, 9, 12),
+ * HB_COUNTER_COMBINE_IDENTITY for the host identity (13), HB_COUNTER_COMBINE_SUM for every other
+ * slot, free ones included. */
 HB_EXTERN hb_counter_combine_t hb_counter_combine(unsigned idx);
 
 /* One second's view: what the reference sends the monitor. */

@@ -42,7 +42,13 @@ typedef void (*hb_conn_close_cb)(hb_conn_t *conn, void *arg);
 typedef struct hb_server_options {
     const char *listen_host; /* default "127.0.0.1" */
     int listen_port;         /* default 1025; 0 picks a free port (see hb_server_t.port) */
-    unsigned threads;        /* worker threads; 0 = one per core */
+    /* The network interface whose packets and bytes the server counts, once a second on the
+     * control loop, into the host's NIC slots (7, 8, 9, 12, its identity in 13: hongbao/netstat.h).
+     * NULL: the one listen_host uses (hb_netstat_interface_for: 127.0.0.1 gives the loopback
+     * interface), best effort (when it cannot be found or read, a log line and no NIC counts);
+     * "": none. An interface named here must be readable, or hb_server_start fails. */
+    const char *nic;
+    unsigned threads; /* worker threads; 0 = one per core */
     unsigned sets;    /* SETs in all; 0 = one per thread; rounded up to a multiple of threads */
     uint64_t max_qps; /* shake requests a second past which replies are 17; 0 = 65,000 */
     uint64_t seed;    /* seeds every random draw (amounts, recipients); 0 = time-based */
@@ -199,6 +205,10 @@ HB_EXTERN int hb_server_send_to_user(hb_server_t *server, uint32_t user, const v
 
 /* The server's counters (read them with hb_counters_snapshot from any thread). */
 HB_EXTERN hb_counters_t *hb_server_counters(hb_server_t *server);
+
+/* The network interface whose rates the server counts (opts.nic), "" when none; after
+ * hb_server_start. Control-loop thread. */
+HB_EXTERN const char *hb_server_nic(const hb_server_t *server);
 
 /* Users online now, and connections open now (any thread; snapshots). */
 HB_EXTERN size_t hb_server_users_online(hb_server_t *server);

@@ -7,12 +7,34 @@
 #include <string.h>
 
 #define NTYPES 2
+/* The PER_HOST slots (the host's NIC), in the order a host keeps them. */
+#define NIC_SLOTS 4
+static const unsigned nic_slots[NIC_SLOTS] = {HB_CTR_NIC_RX_PACKETS, HB_CTR_NIC_TX_PACKETS,
+                                              HB_CTR_NIC_RX_BYTES, HB_CTR_NIC_TX_BYTES};
 
 /* One (second, type) of the history. */
 struct hb_aggregate_entry {
     hb_monitor_second_t s;
     uint64_t first_ms; /* when its first report was added */
     int held;          /* a report of this second and type was added */
+};
+
+/* One host of one type, for the PER_HOST slots: what it added to each recent second (the maximum
+ * over its reports of that second), and the maximum of its reporters' cumulative values. Entry
+ * s % HB_AGGREGATE_HOST_WINDOW of its window holds second s; the seconds an entry holds only grow,
+ * so a (host, second) whose entry moved on is never added again. */
+struct host_second {
+    uint64_t second;
+    int held;
+    uint64_t v[NIC_SLOTS];
+};
+struct hb_aggregate_host {
+    uint64_t id;
+    uint64_t type;
+    unsigned reporters; /* joined reporters whose latest report named it */
+    uint64_t newest;    /* the newest second its reports described */
+    uint64_t cum[NIC_SLOTS];
+    struct host_second win[HB_AGGREGATE_HOST_WINDOW];
 };
 
 int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
@@ -37,15 +59,18 @@ int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
         return HB_EINVAL;
     struct hb_aggregate_entry *ring = calloc((size_t)o.history_s * NTYPES, sizeof *ring);
     hb_aggregate_reporter_t **reporters = calloc(o.max_reporters, sizeof *reporters);
-    if (ring == NULL || reporters == NULL) {
+    struct hb_aggregate_host *hosts = calloc(o.max_reporters, sizeof *hosts);
+    if (ring == NULL || reporters == NULL || hosts == NULL) {
         free(ring);
         free(reporters);
+        free(hosts);
         return HB_ENOMEM;
     }
     memset(a, 0, sizeof *a);
     a->opts = o;
     a->ring = ring;
     a->reporters = reporters;
+    a->hosts = hosts;
     return 0;
 }
 
@@ -57,9 +82,12 @@ void hb_aggregate_close(hb_aggregate_t *a)
         a->reporters[i]->joined = 0;
     free(a->ring);
     free(a->reporters);
+    free(a->hosts);
     a->ring = NULL;
     a->reporters = NULL;
+    a->hosts = NULL;
     a->nreporters = 0;
+    a->nhosts = 0;
 }
 
 int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t now_ms)
@@ -78,10 +106,19 @@ int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t 
     return 0;
 }
 
+/* Rep's latest report names no host, or another than before: it leaves its host. */
+static void host_release(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
+{
+    if (rep->host != 0)
+        a->hosts[rep->host - 1].reporters--;
+    rep->host = 0;
+}
+
 void hb_aggregate_leave(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
 {
     if (a == NULL || rep == NULL || !rep->joined)
         return;
+    host_release(a, rep);
     rep->joined = 0;
     hb_aggregate_reporter_t *last = a->reporters[--a->nreporters];
     a->reporters[rep->index] = last;
@@ -214,6 +251,84 @@ static void advance(hb_aggregate_t *a, uint64_t second, uint64_t now)
     a->newest = second;
 }
 
+/* ---- hosts: the PER_HOST slots ---- */
+
+/* The host (type, id) that rep's report names, made rep's host; a new one takes a free place or
+ * that of the host no joined reporter names that was heard of least recently (its totals stay
+ * counted). NULL when every place holds a host with joined reporters. */
+static struct hb_aggregate_host *host_of(hb_aggregate_t *a, hb_aggregate_reporter_t *rep,
+                                         uint64_t type, uint64_t id)
+{
+    if (rep->host != 0) {
+        struct hb_aggregate_host *h = &a->hosts[rep->host - 1];
+        if (h->id == id && h->type == type)
+            return h;
+        host_release(a, rep);
+    }
+    unsigned found = a->nhosts, spare = a->nhosts;
+    for (unsigned i = 0; i < a->nhosts && found == a->nhosts; i++) {
+        const struct hb_aggregate_host *h = &a->hosts[i];
+        if (h->id == id && h->type == type)
+            found = i;
+        else if (h->reporters == 0 && (spare == a->nhosts || h->newest < a->hosts[spare].newest))
+            spare = i;
+    }
+    if (found == a->nhosts) {
+        if (a->nhosts < a->opts.max_reporters)
+            found = a->nhosts++;
+        else if (spare < a->nhosts)
+            found = spare;
+        else
+            return NULL;
+        struct hb_aggregate_host *h = &a->hosts[found];
+        memset(h, 0, sizeof *h);
+        h->id = id;
+        h->type = type;
+    }
+    struct hb_aggregate_host *h = &a->hosts[found];
+    h->reporters++;
+    rep->host = found + 1;
+    return h;
+}
+
+/* A reporter of host h sent r: the host's totals are the maximum of its reporters' latest. */
+static void host_add_cumulative(hb_aggregate_t *a, struct hb_aggregate_host *h,
+                                const hb_report_t *r)
+{
+    uint64_t *total = a->total_cum[h->type];
+    for (unsigned k = 0; k < NIC_SLOTS; k++) {
+        uint64_t v = r->cumulative[nic_slots[k]];
+        if (v > h->cum[k]) {
+            total[nic_slots[k]] += v - h->cum[k];
+            h->cum[k] = v;
+        }
+    }
+    if (r->second > h->newest)
+        h->newest = r->second;
+}
+
+/* Add host h's report r to its second's aggregate s: up to the maximum of the host's reports. */
+static void host_add_second(struct hb_aggregate_host *h, hb_monitor_second_t *s,
+                            const hb_report_t *r)
+{
+    struct host_second *w = &h->win[r->second % HB_AGGREGATE_HOST_WINDOW];
+    if (w->held && w->second > r->second)
+        return; /* older than the host's window: it may have been counted already */
+    if (!w->held || w->second != r->second) {
+        memset(w, 0, sizeof *w);
+        w->held = 1;
+        w->second = r->second;
+        s->nic_hosts++;
+    }
+    for (unsigned k = 0; k < NIC_SLOTS; k++) {
+        uint64_t v = r->per_second[nic_slots[k]];
+        if (v > w->v[k]) {
+            s->per_second[nic_slots[k]] += v - w->v[k];
+            w->v[k] = v;
+        }
+    }
+}
+
 int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_report_t *r,
                      uint64_t now_ms)
 {
@@ -227,13 +342,25 @@ int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_r
     if (rep->reported && r->type != rep->type)
         return HB_AGGREGATE_TYPE_CHANGED;
 
-    /* The cumulative rule: each reporter's latest totals, summed over every reporter. */
+    /* The cumulative rule: each reporter's latest totals, summed over every reporter; for the
+     * PER_HOST slots each host's, summed over every host. */
     uint64_t t = r->type;
     uint64_t *total = a->total_cum[t];
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        hb_counter_combine_t how = hb_counter_combine(i);
+        if (how == HB_COUNTER_COMBINE_PER_HOST || how == HB_COUNTER_COMBINE_IDENTITY)
+            continue;
         total[i] += r->cumulative[i] - rep->cum[i]; /* wraps like the counters themselves */
         rep->cum[i] = r->cumulative[i];
     }
+    uint64_t host_id = r->cumulative[HB_CTR_NIC_HOST];
+    struct hb_aggregate_host *host = NULL;
+    if (host_id != 0)
+        host = host_of(a, rep, t, host_id);
+    else
+        host_release(a, rep);
+    if (host != NULL)
+        host_add_cumulative(a, host, r);
     rep->heard_ms = now_ms;
     if (!rep->reported || r->second > rep->last_second)
         rep->last_second = r->second;
@@ -256,16 +383,26 @@ int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_r
     }
     e->s.reports++;
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (hb_counter_combine(i) == HB_COUNTER_COMBINE_MAX) {
+        switch (hb_counter_combine(i)) {
+        case HB_COUNTER_COMBINE_MAX:
             if (r->per_second[i] > e->s.per_second[i])
                 e->s.per_second[i] = r->per_second[i];
             if (r->cumulative[i] > e->s.cumulative[i])
                 e->s.cumulative[i] = r->cumulative[i];
-        } else {
+            break;
+        case HB_COUNTER_COMBINE_SUM:
             e->s.per_second[i] += r->per_second[i];
             e->s.cumulative[i] = total[i];
+            break;
+        case HB_COUNTER_COMBINE_PER_HOST: /* per_second: host_add_second */
+            e->s.cumulative[i] = total[i];
+            break;
+        case HB_COUNTER_COMBINE_IDENTITY:
+            break;
         }
     }
+    if (host != NULL)
+        host_add_second(host, &e->s, r);
     return e->s.output ? HB_AGGREGATE_LATE : HB_AGGREGATE_ADDED;
 }
 

@@ -2,6 +2,7 @@
  * the counters module's one writer) and the JSON series of the dashboard. Pure, bounded, no
  * allocation; slot names from the counter catalogue. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hb_counters_int.h"
@@ -28,6 +29,12 @@ static int start(hb__text_t *o, char *buf, size_t cap)
 static int is_max(unsigned idx)
 {
     return hb_counter_combine(idx) == HB_COUNTER_COMBINE_MAX;
+}
+
+/* A slot with a CSV column: named and a quantity. */
+static int in_csv(unsigned idx)
+{
+    return hb_counter_name(idx) != NULL && hb_counter_combine(idx) != HB_COUNTER_COMBINE_IDENTITY;
 }
 
 int hb_aggregate_format_line(const hb_monitor_second_t *s, char *buf, size_t cap)
@@ -58,6 +65,9 @@ int hb_aggregate_format_line(const hb_monitor_second_t *s, char *buf, size_t cap
                      ps[HB_CTR_SEND_AMOUNT_CLAIMED], ps[HB_CTR_LAT_P50], ps[HB_CTR_LAT_P99],
                      ps[HB_CTR_LAT_MAX]);
     }
+    if (s->nic_hosts > 0)
+        hb__text_fmt(&o, " nic_rx=%" PRIu64 " nic_tx=%" PRIu64 " hosts=%u",
+                     ps[HB_CTR_NIC_RX_PACKETS], ps[HB_CTR_NIC_TX_PACKETS], s->nic_hosts);
     if (s->status == HB_MONITOR_GRACE)
         hb__text_str(&o, " (grace)");
     else if (s->status == HB_MONITOR_INCOMPLETE)
@@ -72,17 +82,15 @@ int hb_aggregate_format_csv_header(char *buf, size_t cap)
         return HB_EINVAL;
     hb__text_str(&o, "second,type,status,reports");
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        const char *n = hb_counter_name(i);
-        if (n != NULL) {
+        if (in_csv(i)) {
             hb__text_str(&o, ",");
-            hb__text_str(&o, n);
+            hb__text_str(&o, hb_counter_name(i));
         }
     }
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        const char *n = hb_counter_name(i);
-        if (n != NULL && !is_max(i)) {
+        if (in_csv(i) && !is_max(i)) {
             hb__text_str(&o, ",");
-            hb__text_str(&o, n);
+            hb__text_str(&o, hb_counter_name(i));
             hb__text_str(&o, "_total");
         }
     }
@@ -100,7 +108,7 @@ int hb_aggregate_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t 
                  s->reports);
     for (int pass = 0; pass < 2; pass++) {
         for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-            if (hb_counter_name(i) == NULL || (pass == 1 && is_max(i)))
+            if (!in_csv(i) || (pass == 1 && is_max(i)))
                 continue;
             hb__text_str(&o, ",");
             if (hb_counter_name_for(s->type, i) == NULL)
@@ -138,16 +146,30 @@ static void metrics_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t)
                                .help = {"Reports from ", who, " added into that second."},
                                .type = "gauge"},
           e->reports);
+    prom1(o,
+          &(hb__prom_family_t){
+              .name = {prefix, "nic_hosts"},
+              .help = {"Hosts whose network interface counts were added into that second."},
+              .type = "gauge"},
+          e->nic_hosts);
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (hb_counter_name_for(t, i) == NULL)
+        if (!hb__counter_shown(t, i))
             continue;
         const hb_counter_info_t *info = hb_counter_info(i);
         if (is_max(i)) {
+            /* Microseconds ("_us") in Prometheus's base unit: "latency_p99_us" becomes
+             * "latency_p99_seconds". */
+            char base[64];
+            size_t len = strlen(info->name);
+            int micro = len > 3 && len < sizeof base && strcmp(info->name + len - 3, "_us") == 0;
+            snprintf(base, sizeof base, "%.*s", micro ? (int)(len - 3) : (int)len, info->name);
             prom1(o,
-                  &(hb__prom_family_t){
-                      .name = {prefix, info->name},
-                      .help = {info->help, ", in the report second, maximum over the ", who, "."},
-                      .type = "gauge"},
+                  &(hb__prom_family_t){.name = {prefix, base, micro ? "_seconds" : NULL},
+                                       .help = {info->help,
+                                                ", in the report second, maximum over the ", who,
+                                                micro ? "; here in seconds." : "."},
+                                       .type = "gauge",
+                                       .micro = micro},
                   e->per_second[i]);
             continue;
         }
@@ -217,7 +239,7 @@ int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_monitor_stats_
 }
 
 /* What a series array shows of each second. */
-enum series_what { PER_SECOND, CUMULATIVE, REPORTS, STATUS };
+enum series_what { PER_SECOND, CUMULATIVE, REPORTS, STATUS, NIC_HOSTS };
 
 /* The array of one value (slot i's, or the reports or status) of type t over [first, last]. */
 static void series_values(hb__text_t *o, const hb_aggregate_t *a, uint64_t t, enum series_what what,
@@ -236,6 +258,8 @@ static void series_values(hb__text_t *o, const hb_aggregate_t *a, uint64_t t, en
             hb__text_u64(o, e->cumulative[i]);
         else if (what == REPORTS)
             hb__text_u64(o, e->reports);
+        else if (what == NIC_HOSTS)
+            hb__text_u64(o, e->nic_hosts);
         else
             hb__text_u64(o, (uint64_t)e->status);
     }
@@ -257,12 +281,17 @@ static void series_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t, i
         series_values(o, a, t, STATUS, 0, first, last);
     else
         hb__text_str(o, "[]");
+    hb__text_str(o, ",\"nic_hosts\":");
+    if (have)
+        series_values(o, a, t, NIC_HOSTS, 0, first, last);
+    else
+        hb__text_str(o, "[]");
     for (int what = PER_SECOND; what <= CUMULATIVE; what++) {
         hb__text_str(o, what == PER_SECOND ? ",\"per_second\":{" : ",\"cumulative\":{");
         const char *sep = "";
         for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
             const char *n = hb_counter_name_for(t, i);
-            if (n == NULL || (what == CUMULATIVE && is_max(i)))
+            if (!hb__counter_shown(t, i) || (what == CUMULATIVE && is_max(i)))
                 continue;
             hb__text_fmt(o, "%s\"%s\":", sep, n);
             sep = ",";

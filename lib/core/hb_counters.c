@@ -48,6 +48,7 @@ struct hb_counters_shard {
 #define REF    HB_COUNTER_OWNER_REFERENCE
 #define SERVER HB_COUNTER_OWNER_SERVER
 #define CLIENT HB_COUNTER_OWNER_CLIENT
+#define HOST   HB_COUNTER_OWNER_HOST
 #define SUM    HB_COUNTER_COMBINE_SUM
 #define MAX    HB_COUNTER_COMBINE_MAX
 static const hb_counter_info_t catalogue[HB_COUNTER_SLOTS] = {
@@ -58,8 +59,19 @@ static const hb_counter_info_t catalogue[HB_COUNTER_SLOTS] = {
     [HB_CTR_FRAME_NOTICE] = {"frame_notice", "Send-envelope notice frames seen (cmd 4)", REF, SUM},
     [HB_CTR_FRAME_CLAIM] = {"frame_claim", "Claim frames seen (cmd 5)", REF, SUM},
     [HB_CTR_FRAME_CLAIM_REPLY] = {"frame_claim_reply", "Claim reply frames seen (cmd 6)", REF, SUM},
+    [HB_CTR_NIC_RX_PACKETS] = {"nic_rx_packets", "Packets received on the host's network interface",
+                               HOST, HB_COUNTER_COMBINE_PER_HOST},
+    [HB_CTR_NIC_TX_PACKETS] = {"nic_tx_packets",
+                               "Packets transmitted on the host's network interface", HOST,
+                               HB_COUNTER_COMBINE_PER_HOST},
+    [HB_CTR_NIC_RX_BYTES] = {"nic_rx_bytes", "Bytes received on the host's network interface", HOST,
+                             HB_COUNTER_COMBINE_PER_HOST},
     [HB_CTR_REQUESTS] = {"requests", "Requests", REF, SUM},
     [HB_CTR_RESPONSES] = {"responses", "Responses", REF, SUM},
+    [HB_CTR_NIC_TX_BYTES] = {"nic_tx_bytes", "Bytes transmitted on the host's network interface",
+                             HOST, HB_COUNTER_COMBINE_PER_HOST},
+    [HB_CTR_NIC_HOST] = {"nic_host", "Identity of the host and network interface (not a quantity)",
+                         HOST, HB_COUNTER_COMBINE_IDENTITY},
     [HB_CTR_SHAKE_GOT] = {"shake_got", "Shakes that got an envelope (result 14)", REF, SUM},
     [HB_CTR_SHAKE_NONE] = {"shake_none", "Shakes that got no envelope (result 15)", REF, SUM},
     [HB_CTR_SHAKE_ALL_TAKEN] = {"shake_all_taken",
@@ -140,6 +152,7 @@ static const hb_counter_info_t catalogue[HB_COUNTER_SLOTS] = {
 #undef REF
 #undef SERVER
 #undef CLIENT
+#undef HOST
 #undef SUM
 #undef MAX
 
@@ -162,13 +175,22 @@ const char *hb_counter_name_for(uint64_t type, unsigned idx)
         return NULL;
     hb_counter_owner_t own =
         type == HB_REPORTER_SERVER ? HB_COUNTER_OWNER_SERVER : HB_COUNTER_OWNER_CLIENT;
-    return info->owner == HB_COUNTER_OWNER_REFERENCE || info->owner == own ? info->name : NULL;
+    return info->owner == HB_COUNTER_OWNER_REFERENCE || info->owner == HB_COUNTER_OWNER_HOST ||
+                   info->owner == own
+               ? info->name
+               : NULL;
 }
 
 hb_counter_combine_t hb_counter_combine(unsigned idx)
 {
     const hb_counter_info_t *info = hb_counter_info(idx);
     return info != NULL ? info->combine : HB_COUNTER_COMBINE_SUM;
+}
+
+bool hb__counter_shown(uint64_t type, unsigned idx)
+{
+    return hb_counter_name_for(type, idx) != NULL &&
+           hb_counter_combine(idx) != HB_COUNTER_COMBINE_IDENTITY;
 }
 
 int hb_counters_init(hb_counters_t *c, unsigned nshards, uint64_t type)
@@ -413,7 +435,12 @@ void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sa
             hb__text_str(o, "}");
         }
         hb__text_str(o, " ");
-        hb__text_u64(o, samples[i].value);
+        if (f->micro) {
+            hb__text_u64(o, samples[i].value / 1000000);
+            hb__text_fmt(o, ".%06u", (unsigned)(samples[i].value % 1000000));
+        } else {
+            hb__text_u64(o, samples[i].value);
+        }
         hb__text_str(o, "\n");
     }
 }
@@ -437,8 +464,7 @@ static bool report_renders(const hb_report_t *r, unsigned i, bool own)
     const hb_counter_info_t *info = hb_counter_info(i);
     if (info == NULL)
         return false;
-    return info->owner == HB_COUNTER_OWNER_REFERENCE ||
-           (own && hb_counter_name_for(r->type, i) != NULL);
+    return info->owner == HB_COUNTER_OWNER_REFERENCE || (own && hb__counter_shown(r->type, i));
 }
 
 void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own)

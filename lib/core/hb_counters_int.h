@@ -10,6 +10,10 @@
 #include "hb_internal.h"
 #include "hongbao/counters.h"
 
+/* Whether renderers show slot idx for a reporter of type type: named for it
+ * (hb_counter_name_for) and a quantity (not HB_COUNTER_COMBINE_IDENTITY). */
+bool hb__counter_shown(uint64_t type, unsigned idx);
+
 /* A bounded output string over a caller's buffer: the appends stop at the first one that does not
  * fit (one byte is always kept for the NUL), and nothing is ever written at or past cap. */
 typedef struct hb__text {
@@ -31,11 +35,13 @@ int hb__text_finish(hb__text_t *o);
 /* A Prometheus metric family: its name and its HELP text, each the concatenation of up to four
  * parts (the first NULL part ends it), and its type ("counter" or "gauge"). The caller keeps the
  * texts to the exposition format: a name of [a-zA-Z_:][a-zA-Z0-9_:]*, a help text with no
- * backslash and no newline. */
+ * backslash and no newline. With micro, the samples' values are microseconds, written in seconds
+ * (Prometheus's base unit) with six decimals. */
 typedef struct hb__prom_family {
     const char *name[4];
     const char *help[4];
     const char *type;
+    bool micro;
 } hb__prom_family_t;
 
 /* One sample: labels NULL for none, else the pairs without braces ("status=\"complete\""). */

@@ -135,6 +135,19 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
     return 0;
 }
 
+/* Keep a copy of the name of opts.nic, read at hb_server_start. */
+static int settle_nic(struct hb_server_impl *impl)
+{
+    const char *nic = impl->opts.nic;
+    if (nic == NULL)
+        return 0;
+    if (strlen(nic) >= sizeof impl->nic_name)
+        return fail(impl, UV_EINVAL, "network interface name '%s' is too long", nic);
+    strcpy(impl->nic_name, nic);
+    impl->opts.nic = impl->nic_name;
+    return 0;
+}
+
 static void on_phase_done(hb_setgroup_t *g);
 
 /* What the SETs are given (hb_set.h). */
@@ -181,6 +194,8 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     impl->pub = server;
     impl->listen_fd = -1;
     int r = settle_options(impl, opts);
+    if (r == 0)
+        r = settle_nic(impl);
     if (r != 0)
         goto fail_impl;
     server->nthreads = impl->opts.threads;
@@ -265,6 +280,45 @@ static void worker_thread(void *arg)
 
 static void on_control_async(uv_async_t *a);
 
+static void nic_log(void *arg, const char *line)
+{
+    hb__group_log(arg, "%s", line);
+}
+
+/* Count the NIC's rates into the control loop's shard: opts.nic, or the listen address's
+ * interface (best effort). Returns 0, or why a named interface cannot be read. */
+static int start_nic(struct hb_server_impl *impl)
+{
+    const char *nic = impl->opts.nic;
+    char name[HB_NETDEV_NAME_MAX];
+    if (nic != NULL && nic[0] == '\0')
+        return 0;
+    if (nic == NULL && hb_netstat_interface_for(impl->host, name, sizeof name) != 0) {
+        hb__group_log(&impl->group, "no network interface found for %s: NIC rates not counted",
+                      impl->host);
+        return 0;
+    }
+    hb_netstat_options_t no = {.interface = nic != NULL ? nic : name,
+                               .shard = impl->opts.threads,
+                               .log = nic_log,
+                               .log_arg = &impl->group};
+    int r = hb_netstat_init(impl->pub->loop, &impl->nic, &impl->counters, &no);
+    if (r != 0 && nic != NULL) {
+        char what[96];
+        snprintf(what, sizeof what, "'%s': %s", nic, hb_strerror(r));
+        return fail(impl, r, "cannot count network interface %s", what);
+    }
+    if (r != 0) {
+        hb__group_log(&impl->group, "network interface %s: %s: NIC rates not counted", name,
+                      hb_strerror(r));
+        return 0;
+    }
+    impl->nic.data = impl;
+    impl->nic_open = 1;
+    impl->control_handles++;
+    return hb_netstat_start(&impl->nic);
+}
+
 int hb_server_start(hb_server_t *server)
 {
     struct hb_server_impl *impl = server->impl;
@@ -298,6 +352,9 @@ int hb_server_start(hb_server_t *server)
         return fail(impl, r, "cannot listen on %s", what);
     }
     server->port = port;
+    r = start_nic(impl);
+    if (r != 0)
+        return r;
     for (unsigned i = 0; i < g->nworkers; i++) {
         hb_worker_t *w = &g->workers[i];
         int shared = impl->listen_fd >= 0;
@@ -360,6 +417,11 @@ static void on_control_handle_closed(uv_handle_t *h)
     free_everything(impl);
 }
 
+static void on_nic_closed(hb_netstat_t *ns)
+{
+    on_control_handle_closed((uv_handle_t *)&(uv_handle_t){.data = ns->data});
+}
+
 /* Every worker loop has ended (or never ran): join, close their loops and the store, then our own
  * handles. */
 static void finish_close(struct hb_server_impl *impl)
@@ -388,6 +450,8 @@ static void finish_close(struct hb_server_impl *impl)
     uv_close((uv_handle_t *)&impl->control_async, on_control_handle_closed);
     uv_close(hb__generator_handle(&impl->shake_gen), on_control_handle_closed);
     uv_close(hb__generator_handle(&impl->send_gen), on_control_handle_closed);
+    if (impl->nic_open)
+        hb_netstat_close(&impl->nic, on_nic_closed);
 }
 
 static unsigned workers_running(const struct hb_server_impl *impl)
@@ -455,6 +519,11 @@ int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame
 hb_counters_t *hb_server_counters(hb_server_t *server)
 {
     return &server->impl->counters;
+}
+
+const char *hb_server_nic(const hb_server_t *server)
+{
+    return server->impl->nic_open ? server->impl->nic.interface : "";
 }
 
 size_t hb_server_users_online(hb_server_t *server)

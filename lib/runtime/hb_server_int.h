@@ -9,6 +9,7 @@
 
 #include "hb_set.h"
 #include "hb_store.h"
+#include "hongbao/netstat.h"
 #include "hongbao/rand.h"
 #include "hongbao/server.h"
 
@@ -45,6 +46,9 @@ struct hb_server_impl {
     int started, closing, control_open;
     hb_server_close_cb close_cb;
     unsigned control_handles;
+    hb_netstat_t nic; /* the NIC sampler on the control loop (opts.nic), while nic_open */
+    int nic_open;
+    char nic_name[HB_NETDEV_NAME_MAX]; /* opts.nic's copy */
 };
 
 /* hb_generator.c, on the control loop. */

@@ -1,6 +1,7 @@
 /* The browser test's reporter: connects to a monitor twice, as a server and as a client, and
  * sends each one report a second for N consecutive seconds ending 5 s ago, all at once, with
- * non-zero values in every slot the dashboard draws; then closes both connections.
+ * non-zero values in every slot the dashboard draws (the NIC's too, both processes on one host);
+ * then closes both connections.
  * Usage: monitor_feeder PORT [SECONDS]   (SECONDS: default 30) */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -88,12 +89,19 @@ static void fill(uint64_t k, uint64_t second, hb_report_t *sv, hb_report_t *cl)
     c[HB_CTR_LAT_CLAIM_P50] = 600 + (k * 13) % 100;  /* claim p50 */
     c[HB_CTR_LAT_CLAIM_P99] = 2500 + (k * 53) % 400; /* claim p99 */
 
+    /* One host runs both, and its interface carries both sides' packets: the same values. */
+    s[HB_CTR_NIC_RX_PACKETS] = c[HB_CTR_NIC_RX_PACKETS] = 2 * q + 40;
+    s[HB_CTR_NIC_TX_PACKETS] = c[HB_CTR_NIC_TX_PACKETS] = 2 * q + 36;
+    s[HB_CTR_NIC_RX_BYTES] = c[HB_CTR_NIC_RX_BYTES] = 70 * (2 * q + 40);
+    s[HB_CTR_NIC_TX_BYTES] = c[HB_CTR_NIC_TX_BYTES] = 70 * (2 * q + 36);
+
     for (int i = 0; i < HB_COUNTER_SLOTS; i++) {
         sum_sv[i] += s[i];
         sum_cl[i] += c[i];
         sv->cumulative[i] = sum_sv[i];
         cl->cumulative[i] = sum_cl[i];
     }
+    sv->cumulative[HB_CTR_NIC_HOST] = cl->cumulative[HB_CTR_NIC_HOST] = 0x5eedf00dull;
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser test of hb-monitor's dashboard. Starts hb-monitor on free loopback ports, feeds it 30 s
 # of a server's and a client's reports (monitor_feeder), loads the page in headless Chromium and
-# checks that every chart received data (the page's data-ok and data-points markers), saves a
+# checks that every chart received data (the page's data-ok, data-points and, for the network
+# chart, data-net-points markers), saves a
 # screenshot; then checks the outputs written at exit (CSV rows, gnuplot charts) and that the
 # page says so clearly when the chart library is missing.
 # Usage: tests/browser/run.sh HB_MONITOR MONITOR_FEEDER WORKDIR
@@ -101,6 +102,9 @@ case "$body" in *'data-chart-lib="ok"'*) ;; *) fail "the chart library did not l
 case "$body" in *'data-ok="1"'*) ;; *) fail "some chart has no non-zero point: $body" ;; esac
 points=$(printf '%s' "$body" | sed -n 's/.*data-points="\([0-9]*\)".*/\1/p')
 [ "${points:-0}" -eq "$seconds" ] || fail "expected $seconds seconds plotted, the page says ${points:-none}"
+net=$(printf '%s' "$body" | sed -n 's/.*data-net-points="\([0-9]*\)".*/\1/p')
+[ "${net:-0}" -eq "$seconds" ] || fail "expected $seconds seconds of packets/s in the network chart, the page says ${net:-none}"
+grep -q 'Network packets per second' "$work/dom.html" || fail "no network chart on the page"
 grep -q "reporters connected" "$work/dom.html" || fail "the status line was not updated"
 
 run_chromium --virtual-time-budget=8000 --window-size=1280,1600 \
@@ -118,7 +122,7 @@ wait "$mon_pid" || rc=$?
 head -1 "$work/monitor.csv" | grep -q '^second,type,status,reports,' || fail "CSV: no header"
 [ "$(grep -c ',server,complete,1,' "$work/monitor.csv")" -eq "$seconds" ] || fail "CSV: server rows"
 if command -v gnuplot >/dev/null 2>&1; then
-    for chart in qps envelopes amounts connections latency; do
+    for chart in qps envelopes amounts connections latency network; do
         [ -s "$work/plots/$chart.png" ] || fail "--plot: no $chart.png"
     done
     echo "browser: gnuplot charts in $work/plots"
