@@ -60,6 +60,13 @@ hb_msg_t claim(int fd, uint32_t payload_user, uint32_t envelope);
 /* A counter slot's cumulative total now. */
 uint64_t counter(unsigned slot);
 
+/* Serve the server's control routes (hb_server_mount_http) on an ephemeral loopback port, and
+ * stop. */
+void http_mount(void);
+void http_unmount(void);
+/* One GET on a fresh connection to it; returns the status and copies the body (NUL-terminated). */
+int http_get(const char *target, char *body, size_t cap);
+
 /* Wait (bounded) for a condition the server reaches asynchronously. */
 #define WAIT_FOR(cond)                                                                             \
     do {                                                                                           \

@@ -562,6 +562,47 @@ START_TEST(test_series_and_metrics)
 }
 END_TEST
 
+/* Application slots named in the options: summed, and shown in metrics and series by their names
+ * for their type alone; unnamed ones stay hidden. */
+START_TEST(test_application_counters_by_name)
+{
+    hb_counter_names_t names;
+    memset(&names, 0, sizeof names);
+    ck_assert_int_eq(
+        hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_1, "lucky_draws", "Draws"), 0);
+    fixture_t *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    hb_aggregate_options_t o = {.on_second = capture, .on_second_arg = f, .names = &names};
+    ck_assert_int_eq(hb_aggregate_init(&f->a, &o), 0);
+    memset(&names, 0, sizeof names); /* copied: the caller's may go */
+    ck_assert_ptr_ne(f->a.opts.names, &names);
+    f->now = T0_MS;
+    hb_aggregate_reporter_t *a = join(f, 0), *b = join(f, 1);
+    for (int i = 0; i < 2; i++) {
+        hb_report_t r = report(S0, HB_REPORTER_SERVER);
+        r.per_second[HB_CTR_APP_1] = 10 + (uint64_t)i;
+        r.cumulative[HB_CTR_APP_1] = 100 + (uint64_t)i;
+        r.per_second[HB_CTR_APP_2] = 7; /* not named */
+        add(f, i == 0 ? a : b, &r);
+    }
+    ck_assert_int_eq(f->nout, 1);
+    ck_assert_uint_eq(f->out[0].per_second[HB_CTR_APP_1], 21);
+    static char buf[65536];
+    ck_assert_int_gt(hb_aggregate_format_metrics(&f->a, NULL, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(
+        strstr(buf, "# HELP hongbao_server_lucky_draws_total Draws, cumulative, summed over the "
+                    "servers.\n# TYPE hongbao_server_lucky_draws_total counter\n"
+                    "hongbao_server_lucky_draws_total 201\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_lucky_draws_per_second 21\n"));
+    ck_assert_ptr_null(strstr(buf, " 7\n"));
+    ck_assert_int_gt(hb_aggregate_format_series(&f->a, NULL, S0, 1, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\"lucky_draws\":[21]"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"lucky_draws\":[201]"));
+    ck_assert_ptr_null(strstr(strstr(buf, "\"client\":"), "lucky_draws"));
+    teardown(f);
+}
+END_TEST
+
 START_TEST(test_csv_columns_are_the_catalogue)
 {
     char header[4096];
@@ -785,6 +826,7 @@ static Suite *aggregate_suite(void)
     tcase_add_test(tc, test_refused_reports_change_nothing);
     tcase_add_test(tc, test_on_second_cannot_reenter);
     tcase_add_test(tc, test_series_and_metrics);
+    tcase_add_test(tc, test_application_counters_by_name);
     tcase_add_test(tc, test_csv_columns_are_the_catalogue);
     tcase_add_test(tc, test_nic_summed_per_host_not_per_process);
     tcase_add_test(tc, test_nic_cumulative_per_host_through_leaving);

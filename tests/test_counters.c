@@ -157,6 +157,88 @@ START_TEST(test_names)
 }
 END_TEST
 
+/* The application's slots: free in the catalogue for every type, named per type with checks. */
+START_TEST(test_application_names)
+{
+    static const unsigned app[HB_COUNTER_APP_SLOTS] = {HB_CTR_APP_0, HB_CTR_APP_1, HB_CTR_APP_2,
+                                                       HB_CTR_APP_3, HB_CTR_APP_4};
+    unsigned napp = 0;
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS + 2; i++) {
+        napp += hb_counter_is_app_slot(i) != 0;
+        if (hb_counter_is_app_slot(i)) {
+            ck_assert_ptr_null(hb_counter_info(i));
+            ck_assert_int_eq(hb_counter_combine(i), HB_COUNTER_COMBINE_SUM);
+        }
+    }
+    ck_assert_uint_eq(napp, HB_COUNTER_APP_SLOTS);
+    hb_counter_names_t names;
+    memset(&names, 0, sizeof names);
+    for (unsigned k = 0; k < HB_COUNTER_APP_SLOTS; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "app_%u", k);
+        ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, app[k], name, "Mine"), 0);
+        ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_CLIENT, app[k], name, NULL), 0);
+    }
+    ck_assert_uint_eq(names.n, 2 * HB_COUNTER_APP_SLOTS);
+    const hb_counter_app_t *e = hb_counter_names_find(&names, HB_REPORTER_SERVER, HB_CTR_APP_2);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(e->name, "app_2");
+    ck_assert_str_eq(e->help, "Mine");
+    ck_assert_str_eq(hb_counter_names_find(&names, HB_REPORTER_CLIENT, HB_CTR_APP_2)->help,
+                     "app_2");
+    ck_assert_ptr_null(hb_counter_names_find(&names, HB_REPORTER_SERVER, HB_CTR_X_CHAT));
+    ck_assert_ptr_null(hb_counter_names_find(NULL, HB_REPORTER_SERVER, HB_CTR_APP_0));
+    /* Full: every slot of both types taken. */
+    ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_0, "z", NULL),
+                     HB_EEXIST);
+
+    memset(&names, 0, sizeof names);
+    static const struct {
+        uint64_t type;
+        unsigned slot;
+        const char *name, *help;
+        int want;
+    } cases[] = {
+        {HB_REPORTER_SERVER, HB_CTR_APP_0, "draws", "Draws", 0},
+        {HB_REPORTER_SERVER, HB_CTR_APP_0, "other", NULL, HB_EEXIST},     /* slot taken */
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "draws", NULL, HB_EEXIST},     /* name taken */
+        {HB_REPORTER_CLIENT, HB_CTR_APP_0, "draws", NULL, 0},             /* another type */
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "shake_got", NULL, HB_EEXIST}, /* the catalogue's */
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "nic_host", NULL, HB_EEXIST},
+        {HB_REPORTER_SERVER, HB_CTR_X_CHAT, "chat2", NULL, HB_EINVAL}, /* not an app slot */
+        {HB_REPORTER_SERVER, HB_COUNTER_SLOTS, "far", NULL, HB_EINVAL},
+        {2, HB_CTR_APP_1, "typeless", NULL, HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "", NULL, HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "9lives", NULL, HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "Draws", NULL, HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "a-b", NULL, HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "a_b", "back\\slash", HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "a_b", "tab\tin", HB_EINVAL},
+        {HB_REPORTER_SERVER, HB_CTR_APP_1, "a_b", "Fine: one line, any punctuation.", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_int_eq(hb_counter_names_add(&names, cases[i].type, cases[i].slot, cases[i].name,
+                                              cases[i].help),
+                         cases[i].want);
+    /* Lengths: the longest name and help that fit, and one more. */
+    char name[HB_COUNTER_NAME_MAX + 1], help[HB_COUNTER_HELP_MAX + 1];
+    memset(name, 'n', sizeof name);
+    memset(help, 'h', sizeof help);
+    name[HB_COUNTER_NAME_MAX] = help[HB_COUNTER_HELP_MAX] = '\0';
+    ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_2, name, NULL),
+                     HB_EINVAL);
+    name[HB_COUNTER_NAME_MAX - 1] = '\0';
+    ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_2, name, help),
+                     HB_EINVAL);
+    help[HB_COUNTER_HELP_MAX - 1] = '\0';
+    ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_2, name, help), 0);
+    ck_assert_int_eq(hb_counter_names_add(NULL, HB_REPORTER_SERVER, HB_CTR_APP_3, "x", NULL),
+                     HB_EINVAL);
+    ck_assert_int_eq(hb_counter_names_add(&names, HB_REPORTER_SERVER, HB_CTR_APP_3, NULL, NULL),
+                     HB_EINVAL);
+}
+END_TEST
+
 START_TEST(test_init_arguments)
 {
     hb_counters_t c;
@@ -1180,6 +1262,7 @@ static Suite *counters_suite(void)
     Suite *s = suite_create("counters");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_application_names);
     tcase_add_test(tc, test_init_arguments);
     tcase_add_test(tc, test_add_and_snapshot_one_thread);
     tcase_add_test(tc, test_second_zero_and_max);

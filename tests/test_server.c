@@ -482,62 +482,10 @@ END_TEST
 /* ---- the control routes, over HTTP
  * --------------------------------------------------------------- */
 
-static hb_http_server_t http;
-static int http_port;
-
-static void do_mount(void *arg)
-{
-    (void)arg;
-    ck_assert_int_eq(hb_http_server_init(&H.loop, &http, NULL), 0);
-    ck_assert_int_eq(hb_http_server_listen(&http, "127.0.0.1", 0), 0);
-    ck_assert_int_eq(hb_server_mount_http(&H.server, &http), 0);
-    http_port = hb_http_server_port(&http);
-}
-
-static void do_unmount(void *arg)
-{
-    (void)arg;
-    hb_http_server_close(&http, NULL);
-}
-
-/* One GET on a fresh connection; returns the status and copies the body (NUL-terminated). */
-static int http_get(const char *target, char *body, size_t cap)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                     target);
-    send_all(fd, req, (size_t)n);
-    static char resp[65536];
-    size_t got = 0;
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        ck_assert_int_eq(poll(&p, 1, 5000), 1);
-        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    resp[got] = '\0';
-    int status = 0;
-    ck_assert_int_eq(sscanf(resp, "HTTP/1.1 %d", &status), 1);
-    const char *b = strstr(resp, "\r\n\r\n");
-    ck_assert_ptr_nonnull(b);
-    snprintf(body, cap, "%s", b + 4);
-    return status;
-}
-
 START_TEST(test_control_routes)
 {
     start_server(NULL);
-    on_loop(do_mount, NULL);
+    http_mount();
     char body[65536];
     ck_assert_int_eq(http_get("/yaohongbao?qps=abc&sum=10", body, sizeof body), 400);
     ck_assert_str_eq(body, "parameter 'qps': not a non-negative integer\n");
@@ -572,7 +520,7 @@ START_TEST(test_control_routes)
     }
     for (int i = 0; i < 3; i++)
         close(fds[i]);
-    on_loop(do_unmount, NULL);
+    http_unmount();
     stop_server();
 }
 END_TEST

@@ -374,6 +374,86 @@ START_TEST(test_connection_data_and_close_hook)
 }
 END_TEST
 
+/* ---- application counters ---- */
+
+static void register_counters(hb_server_t *server, void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(hb_server_handle(server, 0x4001, count_frames, NULL), 0);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_1, "app_frames", "Frames counted"),
+                     0);
+    /* Refused: not an application slot, a taken slot or name, a catalogue name, a bad name. */
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_X_CHAT, "mine", NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_1, "other", NULL), UV_EEXIST);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_2, "app_frames", NULL), UV_EEXIST);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_2, "shake_got", NULL), UV_EEXIST);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_2, "Frames", NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_2, "a b", NULL), UV_EINVAL);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_2, "ok", "two\nlines"), UV_EINVAL);
+    ck_assert_int_eq(hb_server_add_counter(server, HB_CTR_APP_4, "closes", NULL), 0);
+    ck_assert_uint_eq(hb_server_counter_names(server)->n, 2);
+}
+
+/* Counted by the handler into the named slot: shown in /metrics and /stats by name. */
+static int count_into_slot(hb_conn_t *conn, const hb_frame_t *frame, void *arg)
+{
+    hb_conn_count(conn, HB_CTR_APP_1, 1);
+    return count_frames(conn, frame, arg);
+}
+
+static void count_close(hb_conn_t *conn, void *arg)
+{
+    hb_conn_count(conn, HB_CTR_APP_4, 1);
+    on_close(conn, arg);
+}
+
+static void register_counting(hb_server_t *server, void *arg)
+{
+    register_counters(server, arg);
+    ck_assert_int_eq(hb_server_handle(server, 0x4001, count_into_slot, NULL), 0);
+}
+
+START_TEST(test_application_counters)
+{
+    atomic_store(&closes, 0);
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.on_conn_close = count_close;
+    o.conn_arg = &closes;
+    start_server_with(&o, register_counting, NULL);
+    http_mount();
+    int a = login(1), b = login(2);
+    for (unsigned i = 0; i < 5; i++)
+        app_frame(a);
+    app_frame(b);
+    close(b);
+    WAIT_FOR(atomic_load(&closes) == 1);
+    WAIT_FOR(counter(HB_CTR_APP_1) == 6 && counter(HB_CTR_APP_4) == 1);
+    static char body[65536];
+    ck_assert_int_eq(http_get("/metrics", body, sizeof body), 200);
+    ck_assert_ptr_nonnull(
+        strstr(body, "# HELP hongbao_app_frames_total Frames counted, cumulative."));
+    ck_assert_ptr_nonnull(strstr(body, "\n# TYPE hongbao_app_frames_total counter\n"
+                                       "hongbao_app_frames_total 6\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\nhongbao_closes_total 1\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\n# TYPE hongbao_app_frames_per_second gauge\n"));
+    /* /stats: every counter by name, the application's among them. */
+    ck_assert_int_eq(http_get("/stats", body, sizeof body), 200);
+    const char *cum = strstr(body, "\"cumulative\":{");
+    ck_assert_ptr_nonnull(cum);
+    ck_assert_ptr_nonnull(strstr(cum, "\"app_frames\":6"));
+    ck_assert_ptr_nonnull(strstr(cum, "\"closes\":1"));
+    ck_assert_ptr_nonnull(strstr(cum, "\"frame_login\":2"));
+    ck_assert_ptr_nonnull(strstr(cum, "\"bad_frames\":0"));
+    ck_assert_ptr_null(strstr(body, "server_counters"));
+    /* Names are given before the start only. */
+    ck_assert_int_eq(hb_server_add_counter(&H.server, HB_CTR_APP_3, "late", NULL), UV_EBUSY);
+    close(a);
+    http_unmount();
+    stop_server();
+}
+END_TEST
+
 static Suite *embed_suite(void)
 {
     Suite *s = suite_create("server_embed");
@@ -387,6 +467,7 @@ static Suite *embed_suite(void)
     TCase *app = tcase_create("application");
     tcase_set_timeout(app, 60);
     tcase_add_test(app, test_connection_data_and_close_hook);
+    tcase_add_test(app, test_application_counters);
     suite_add_tcase(s, app);
     return s;
 }

@@ -68,11 +68,47 @@ static void usage(FILE *out)
         "  --history S         seconds of history kept (default 3600)\n"
         "  --grace-ms MS       output a second at most this long after its first report\n"
         "                      even if a reporter is missing (default 2000)\n"
+        "  --counter TYPE:SLOT=NAME[,HELP]\n"
+        "                      name an application counter slot (19, 28, 29, 58, 59) of\n"
+        "                      'server' or 'client' reports, as the service named it; shown\n"
+        "                      in /metrics and /api/series (repeat for more)\n"
         "  --help, --version\n"
         "\n"
         "A line a second and type goes to stdout; at exit every second still held is\n"
         "written, the incomplete ones marked.\n",
         hb_version_string(), chart_system_dir);
+}
+
+/* --counter TYPE:SLOT=NAME[,HELP] into names. */
+static int parse_counter(const char *flag, const char *text, hb_counter_names_t *names)
+{
+    char buf[HB_COUNTER_NAME_MAX + HB_COUNTER_HELP_MAX + 32];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *colon = strchr(buf, ':'), *eq = strchr(buf, '='), *comma;
+    uint64_t type = 2, slot;
+    if (colon != NULL && eq != NULL && colon < eq) {
+        *colon = *eq = '\0';
+        type = strcmp(buf, "server") == 0   ? HB_REPORTER_SERVER
+               : strcmp(buf, "client") == 0 ? HB_REPORTER_CLIENT
+                                            : 2;
+    }
+    if (type == 2 || cli_u64(prog, flag, colon + 1, 0, HB_COUNTER_SLOTS - 1, &slot) != 0) {
+        fprintf(stderr, "%s: %s '%s': want server:SLOT=NAME or client:SLOT=NAME[,HELP]\n", prog,
+                flag, text);
+        return -1;
+    }
+    if ((comma = strchr(eq + 1, ',')) != NULL)
+        *comma++ = '\0';
+    int r = hb_counter_names_add(names, type, (unsigned)slot, eq + 1, comma);
+    if (r != 0) {
+        fprintf(stderr, "%s: %s '%s': %s\n", prog, flag, text,
+                r == HB_EEXIST ? "the slot or the name is taken"
+                : hb_counter_is_app_slot((unsigned)slot)
+                    ? "a name is snake_case ([a-z][a-z0-9_]*), a help text one line"
+                    : "not an application slot (19, 28, 29, 58, 59)");
+        return -1;
+    }
+    return 0;
 }
 
 static void log_line(void *arg, const char *line)
@@ -424,6 +460,8 @@ int main(int argc, char **argv)
     uint64_t duration = 0, v;
     hb_monitor_options_t mo;
     memset(&mo, 0, sizeof mo);
+    static hb_counter_names_t names;
+    mo.names = &names;
     app_t app;
     memset(&app, 0, sizeof app);
 
@@ -467,6 +505,9 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, val, 1, 3600000, &v) != 0)
                 return 2;
             mo.grace_ms = (unsigned)v;
+        } else if (strcmp(a, "--counter") == 0) {
+            if (parse_counter(a, val, &names) != 0)
+                return 2;
         } else {
             fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
             return 2;

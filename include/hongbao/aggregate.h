@@ -108,6 +108,10 @@ typedef struct hb_aggregate_options {
     unsigned known_ms;      /* default 10000 */
     hb_aggregate_second_cb on_second; /* NULL: nothing is called, seconds are still output */
     void *on_second_arg;
+    /* Names of application slots (hongbao/counters.h), rendered by hb_aggregate_format_metrics and
+     * hb_aggregate_format_series beside the catalogue's; NULL: none. Copied by init (opts.names
+     * then points at the aggregate's copy). */
+    const hb_counter_names_t *names;
 } hb_aggregate_options_t;
 
 /* One reporter: a process that sends reports, one after another, in order of seconds. Caller-
@@ -148,6 +152,7 @@ struct hb_aggregate {
     int emitting;                            /* inside on_second */
     struct hb_aggregate_host *hosts; /* the hosts of the PER_HOST slots: max_reporters of them */
     unsigned nhosts;
+    hb_counter_names_t names; /* opts.names, copied */
 };
 
 /* Set a up with opts (NULL: all defaults) and allocate its history, reporter and host tables (at

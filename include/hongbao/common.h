@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 /* Errors are negative ints. System and argument errors are negative errno values, the very numbers
- * of libuv's UV_E* codes on Unix (HB_EINVAL == HB_EINVAL, ...), so a runtime caller may compare
+ * of libuv's UV_E* codes on Unix (HB_EINVAL == UV_EINVAL, ...), so a runtime caller may compare
  * with either name and a core-only program needs no libuv; the library's own errors are the HB_E*
  * codes below, in the range -30000..-30999 that neither errno nor libuv uses. As in libuv: when a
  * function that takes a callback returns an error, the callback is never called. */

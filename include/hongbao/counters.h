@@ -165,6 +165,53 @@ HB_EXTERN const char *hb_counter_name_for(uint64_t type, unsigned idx);
  * slot, free ones included. */
 HB_EXTERN hb_counter_combine_t hb_counter_combine(unsigned idx);
 
+/* Application counters. Five slots no catalogue entry fills, for a service's own counts
+ * (hb_conn_count on the server, hb_counters_add on any counter set). Named in an
+ * hb_counter_names_t, they are rendered like the catalogue's slots by the renderers that take one
+ * (the server's /metrics and /stats, the monitor's /metrics and series), and a monitor sums them.
+ */
+enum {
+    HB_CTR_APP_0 = 19,
+    HB_CTR_APP_1 = 28,
+    HB_CTR_APP_2 = 29,
+    HB_CTR_APP_3 = 58,
+    HB_CTR_APP_4 = 59
+};
+#define HB_COUNTER_APP_SLOTS 5
+#define HB_COUNTER_NAME_MAX  48  /* an application counter's name, NUL included */
+#define HB_COUNTER_HELP_MAX  128 /* its help text, NUL included */
+
+/* Whether slot is one of HB_CTR_APP_0..HB_CTR_APP_4. */
+HB_EXTERN int hb_counter_is_app_slot(unsigned slot);
+
+/* Names of application slots, per reporter type. Plain data: zero-initialise it (no names), fill
+ * it with hb_counter_names_add, copy it freely. */
+typedef struct hb_counter_app {
+    uint8_t type; /* HB_REPORTER_SERVER or HB_REPORTER_CLIENT */
+    uint8_t slot; /* one of HB_CTR_APP_* */
+    char name[HB_COUNTER_NAME_MAX];
+    char help[HB_COUNTER_HELP_MAX];
+} hb_counter_app_t;
+
+typedef struct hb_counter_names {
+    unsigned n;
+    hb_counter_app_t app[2 * HB_COUNTER_APP_SLOTS];
+} hb_counter_names_t;
+
+/* Name application slot `slot` of reporters of type `type`. name: snake_case ([a-z][a-z0-9_]*,
+ * shorter than HB_COUNTER_NAME_MAX), none of the catalogue's names nor a name already given to
+ * that type; rendered "<prefix>_<name>_total" and "<prefix>_<name>_per_second" in Prometheus text
+ * and "<name>" in JSON. help: its meaning, one line (no backslash, no control character, shorter
+ * than HB_COUNTER_HELP_MAX; NULL or "" repeats the name). Both are copied. Returns 0; HB_EINVAL
+ * (NULL names, a type neither server nor client, a slot not an application's, a bad name or
+ * help), HB_EEXIST (the slot or the name is taken for that type). */
+HB_EXTERN int hb_counter_names_add(hb_counter_names_t *names, uint64_t type, unsigned slot,
+                                   const char *name, const char *help);
+
+/* The entry naming slot for type, or NULL (names may be NULL). */
+HB_EXTERN const hb_counter_app_t *hb_counter_names_find(const hb_counter_names_t *names,
+                                                        uint64_t type, unsigned slot);
+
 /* One second's view: what the reference sends the monitor. */
 typedef struct hb_report {
     uint64_t second; /* the Unix second per_second describes */

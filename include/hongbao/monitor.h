@@ -84,6 +84,10 @@ typedef struct hb_monitor_options {
      * (uv_gettimeofday). Tests inject theirs and call hb_monitor_tick. */
     uint64_t (*now_ms)(void *arg);
     void *now_arg;
+    /* Names of the application slots the reporters fill (hongbao/counters.h; the same names the
+     * server was given with hb_server_add_counter), shown in /metrics and /api/series beside the
+     * catalogue's; NULL: none. Copied by init. */
+    const hb_counter_names_t *names;
 } hb_monitor_options_t;
 
 /* The monitor. Caller-owned; initialise with hb_monitor_init, end with hb_monitor_close. Every

@@ -25,17 +25,17 @@ extern "C" {
 /* Command ids. 0x0000..0x0006 are the reference's and never change meaning; ours start at
  * 0x0100. */
 typedef enum {
-    HB_CMD_LOGIN = 0x0000,         /* client->server: user_id */
-    HB_CMD_LOGIN_REPLY = 0x0001,   /* server->client: user_id, result (0 = ok) */
-    HB_CMD_SHAKE = 0x0002,         /* client->server: user_id */
-    HB_CMD_SHAKE_REPLY = 0x0003,   /* server->client: user_id, result, envelope_id, amount */
-    HB_CMD_NOTICE = 0x0004,        /* server->client: send-envelope notice */
-    HB_CMD_CLAIM = 0x0005,         /* client->server: user_id (ignored), envelope_id */
-    HB_CMD_CLAIM_REPLY = 0x0006,   /* server->client: envelope_id, amount (0 = nothing granted) */
-    HB_CMD_CHAT = 0x0100,          /* client->server: to_user_id, text */
-    HB_CMD_CHAT_DELIVER = 0x0101,  /* server->client: from_user_id, text */
-    HB_CMD_CHAT_REPLY = 0x0102,    /* server->client: to_user_id, result (HB_CHAT_*) */
-    HB_CMD_CLAIM_EX = 0x0103,      /* client->server: user_id (ignored), envelope_id */
+    HB_CMD_LOGIN = 0x0000,          /* client->server: user_id */
+    HB_CMD_LOGIN_REPLY = 0x0001,    /* server->client: user_id, result (0 = ok) */
+    HB_CMD_SHAKE = 0x0002,          /* client->server: user_id */
+    HB_CMD_SHAKE_REPLY = 0x0003,    /* server->client: user_id, result, envelope_id, amount */
+    HB_CMD_NOTICE = 0x0004,         /* server->client: send-envelope notice */
+    HB_CMD_CLAIM = 0x0005,          /* client->server: user_id (ignored), envelope_id */
+    HB_CMD_CLAIM_REPLY = 0x0006,    /* server->client: envelope_id, amount (0 = nothing granted) */
+    HB_CMD_CHAT = 0x0100,           /* client->server: to_user_id, text */
+    HB_CMD_CHAT_DELIVER = 0x0101,   /* server->client: from_user_id, text */
+    HB_CMD_CHAT_REPLY = 0x0102,     /* server->client: to_user_id, result (HB_CHAT_*) */
+    HB_CMD_CLAIM_EX = 0x0103,       /* client->server: user_id (ignored), envelope_id */
     HB_CMD_CLAIM_EX_REPLY = 0x0104, /* server->client: envelope_id, amount, result (HB_CLAIM_*) */
     HB_CMD_NOTICE_EX = 0x0105       /* server->client: a send-envelope notice of any size:
                                        envelope_id, total_amount, user_id x 1..HB_NOTICE_EX_MAX

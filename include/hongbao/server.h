@@ -203,6 +203,18 @@ HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t *recip
 HB_EXTERN int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame,
                                      size_t len);
 
+/* Name application counter slot `slot` (HB_CTR_APP_0..HB_CTR_APP_4 of hongbao/counters.h) before
+ * hb_server_start: what your handlers count there with hb_conn_count is then shown in /metrics as
+ * "hongbao_<name>_total" and "hongbao_<name>_per_second" and in /stats by name, like the server's
+ * own counters. name is snake_case, help one line (NULL: the name); both are copied (the rules of
+ * hb_counter_names_add). A monitor learns the same names from its own options (hb-monitor
+ * --counter server:SLOT=NAME). Returns 0, UV_EINVAL, UV_EEXIST (slot or name taken), UV_EBUSY
+ * (started). Control-loop thread. */
+HB_EXTERN int hb_server_add_counter(hb_server_t *server, unsigned slot, const char *name,
+                                    const char *help);
+/* The names given so far (valid as long as the server), e.g. for a monitor in the same process. */
+HB_EXTERN const hb_counter_names_t *hb_server_counter_names(const hb_server_t *server);
+
 /* The server's counters (read them with hb_counters_snapshot from any thread). */
 HB_EXTERN hb_counters_t *hb_server_counters(hb_server_t *server);
 
@@ -238,11 +250,11 @@ HB_EXTERN void hb_conn_set_data(hb_conn_t *conn, void *data);
 HB_EXTERN void *hb_conn_data(const hb_conn_t *conn);
 HB_EXTERN unsigned hb_conn_set(const hb_conn_t *conn);
 HB_EXTERN hb_server_t *hb_conn_server(const hb_conn_t *conn);
-/* Add delta to counter slot `slot` (0..59: a reference slot, one of the server's, or one your
- * application claims; docs/server.md lists the free ones) for this connection's worker: the same
- * per-thread shard the server counts in, so it shows in /metrics, /stats and the monitor's
- * reports. From within a frame handler (the connection's worker thread); slots past 59 are
- * ignored. */
+/* Add delta to counter slot `slot` (0..59: usually one of your application's, HB_CTR_APP_0..4,
+ * named with hb_server_add_counter; a reference slot or one of the server's adds to what the
+ * server counts there) for this connection's worker: the same per-thread shard the server counts
+ * in, so it shows in /metrics, /stats and the monitor's reports. From within a frame handler or
+ * on_conn_close (the connection's worker thread); slots past 59 are ignored. */
 HB_EXTERN void hb_conn_count(hb_conn_t *conn, unsigned slot, uint64_t delta);
 /* Queue bytes (whole frames) to this connection; copied. Returns 0 or UV_ENOMEM; a peer whose
  * queued output passes max_output is disconnected. */

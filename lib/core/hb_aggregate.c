@@ -68,6 +68,9 @@ int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
     }
     memset(a, 0, sizeof *a);
     a->opts = o;
+    if (o.names != NULL)
+        a->names = *o.names;
+    a->opts.names = &a->names;
     a->ring = ring;
     a->reporters = reporters;
     a->hosts = hosts;

@@ -153,35 +153,34 @@ static void metrics_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t)
               .type = "gauge"},
           e->nic_hosts);
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (!hb__counter_shown(t, i))
+        const char *name, *help;
+        if (!hb__slot_label(t, i, &a->names, &name, &help))
             continue;
-        const hb_counter_info_t *info = hb_counter_info(i);
         if (is_max(i)) {
             /* Microseconds ("_us") in Prometheus's base unit: "latency_p99_us" becomes
              * "latency_p99_seconds". */
             char base[64];
-            size_t len = strlen(info->name);
-            int micro = len > 3 && len < sizeof base && strcmp(info->name + len - 3, "_us") == 0;
-            snprintf(base, sizeof base, "%.*s", micro ? (int)(len - 3) : (int)len, info->name);
+            size_t len = strlen(name);
+            int micro = len > 3 && len < sizeof base && strcmp(name + len - 3, "_us") == 0;
+            snprintf(base, sizeof base, "%.*s", micro ? (int)(len - 3) : (int)len, name);
             prom1(o,
                   &(hb__prom_family_t){.name = {prefix, base, micro ? "_seconds" : NULL},
-                                       .help = {info->help,
-                                                ", in the report second, maximum over the ", who,
-                                                micro ? "; here in seconds." : "."},
+                                       .help = {help, ", in the report second, maximum over the ",
+                                                who, micro ? "; here in seconds." : "."},
                                        .type = "gauge",
                                        .micro = micro},
                   e->per_second[i]);
             continue;
         }
         prom1(o,
-              &(hb__prom_family_t){.name = {prefix, info->name, "_total"},
-                                   .help = {info->help, ", cumulative, summed over the ", who, "."},
+              &(hb__prom_family_t){.name = {prefix, name, "_total"},
+                                   .help = {help, ", cumulative, summed over the ", who, "."},
                                    .type = "counter"},
               e->cumulative[i]);
         prom1(o,
               &(hb__prom_family_t){
-                  .name = {prefix, info->name, "_per_second"},
-                  .help = {info->help, ", in the report second, summed over the ", who, "."},
+                  .name = {prefix, name, "_per_second"},
+                  .help = {help, ", in the report second, summed over the ", who, "."},
                   .type = "gauge"},
               e->per_second[i]);
     }
@@ -290,8 +289,8 @@ static void series_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t, i
         hb__text_str(o, what == PER_SECOND ? ",\"per_second\":{" : ",\"cumulative\":{");
         const char *sep = "";
         for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-            const char *n = hb_counter_name_for(t, i);
-            if (!hb__counter_shown(t, i) || (what == CUMULATIVE && is_max(i)))
+            const char *n, *help;
+            if (!hb__slot_label(t, i, &a->names, &n, &help) || (what == CUMULATIVE && is_max(i)))
                 continue;
             hb__text_fmt(o, "%s\"%s\":", sep, n);
             sep = ",";

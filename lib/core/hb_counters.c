@@ -181,6 +181,93 @@ const char *hb_counter_name_for(uint64_t type, unsigned idx)
                : NULL;
 }
 
+/* ---- Application counters ---- */
+
+static const unsigned app_slots[HB_COUNTER_APP_SLOTS] = {HB_CTR_APP_0, HB_CTR_APP_1, HB_CTR_APP_2,
+                                                         HB_CTR_APP_3, HB_CTR_APP_4};
+
+int hb_counter_is_app_slot(unsigned slot)
+{
+    for (size_t i = 0; i < HB_COUNTER_APP_SLOTS; i++)
+        if (app_slots[i] == slot)
+            return 1;
+    return 0;
+}
+
+static bool is_snake_name(const char *s)
+{
+    if (!(*s >= 'a' && *s <= 'z'))
+        return false;
+    for (const char *q = s; *q != '\0'; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_'))
+            return false;
+    return true;
+}
+
+static bool is_help_text(const char *s)
+{
+    for (const unsigned char *q = (const unsigned char *)s; *q != '\0'; q++)
+        if (*q < 0x20 || *q == 0x7f || *q == '\\')
+            return false;
+    return true;
+}
+
+int hb_counter_names_add(hb_counter_names_t *names, uint64_t type, unsigned slot, const char *name,
+                         const char *help)
+{
+    if (names == NULL || (type != HB_REPORTER_SERVER && type != HB_REPORTER_CLIENT) ||
+        !hb_counter_is_app_slot(slot) || name == NULL || !is_snake_name(name) ||
+        strlen(name) >= HB_COUNTER_NAME_MAX)
+        return HB_EINVAL;
+    if (help == NULL || *help == '\0')
+        help = name;
+    if (!is_help_text(help) || strlen(help) >= HB_COUNTER_HELP_MAX)
+        return HB_EINVAL;
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++)
+        if (catalogue[i].name != NULL && strcmp(catalogue[i].name, name) == 0)
+            return HB_EEXIST;
+    if (names->n > sizeof names->app / sizeof names->app[0])
+        return HB_EINVAL; /* not an hb_counter_names_t filled here */
+    for (unsigned i = 0; i < names->n; i++)
+        if (names->app[i].type == type &&
+            (names->app[i].slot == slot || strcmp(names->app[i].name, name) == 0))
+            return HB_EEXIST;
+    /* (room for every slot of both types, each named once) */
+    hb_counter_app_t *e = &names->app[names->n++];
+    e->type = (uint8_t)type;
+    e->slot = (uint8_t)slot;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->help, sizeof e->help, "%s", help);
+    return 0;
+}
+
+const hb_counter_app_t *hb_counter_names_find(const hb_counter_names_t *names, uint64_t type,
+                                              unsigned slot)
+{
+    if (names == NULL || names->n > sizeof names->app / sizeof names->app[0])
+        return NULL;
+    for (unsigned i = 0; i < names->n; i++)
+        if (names->app[i].type == type && names->app[i].slot == slot)
+            return &names->app[i];
+    return NULL;
+}
+
+bool hb__slot_label(uint64_t type, unsigned idx, const hb_counter_names_t *names, const char **name,
+                    const char **help)
+{
+    if (hb__counter_shown(type, idx)) {
+        *name = catalogue[idx].name;
+        *help = catalogue[idx].help;
+        return true;
+    }
+    const hb_counter_app_t *app = hb_counter_names_find(names, type, idx);
+    if (app == NULL)
+        return false;
+    *name = app->name;
+    *help = app->help;
+    return true;
+}
+
 hb_counter_combine_t hb_counter_combine(unsigned idx)
 {
     const hb_counter_info_t *info = hb_counter_info(idx);
@@ -458,16 +545,23 @@ static bool is_metric_name(const char *s)
     return true;
 }
 
-/* Whether a report of r's type renders slot i: the reference's always, its type's own with own. */
-static bool report_renders(const hb_report_t *r, unsigned i, bool own)
+/* Whether a report of r's type renders slot i, and as what: the reference's slots always; with own
+ * also its type's own slots and the application slots named in names. */
+static bool report_renders(const hb_report_t *r, unsigned i, bool own,
+                           const hb_counter_names_t *names, const char **name, const char **help)
 {
+    if (own)
+        return hb__slot_label(r->type, i, names, name, help);
     const hb_counter_info_t *info = hb_counter_info(i);
-    if (info == NULL)
+    if (info == NULL || info->owner != HB_COUNTER_OWNER_REFERENCE)
         return false;
-    return info->owner == HB_COUNTER_OWNER_REFERENCE || (own && hb__counter_shown(r->type, i));
+    *name = info->name;
+    *help = info->help;
+    return true;
 }
 
-void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own)
+void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own,
+                           const hb_counter_names_t *names)
 {
     hb__prom_family_t f = {
         .name = {prefix, "_report_second"},
@@ -476,18 +570,18 @@ void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *pref
     };
     hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->second}, 1);
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (!report_renders(r, i, own))
+        const char *name, *help;
+        if (!report_renders(r, i, own, names, &name, &help))
             continue;
-        const hb_counter_info_t *info = hb_counter_info(i);
         f = (hb__prom_family_t){
-            .name = {prefix, "_", info->name, "_total"},
-            .help = {info->help, ", cumulative."},
+            .name = {prefix, "_", name, "_total"},
+            .help = {help, ", cumulative."},
             .type = "counter",
         };
         hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->cumulative[i]}, 1);
         f = (hb__prom_family_t){
-            .name = {prefix, "_", info->name, "_per_second"},
-            .help = {info->help, ", in the report second."},
+            .name = {prefix, "_", name, "_per_second"},
+            .help = {help, ", in the report second."},
             .type = "gauge",
         };
         hb__prom_write(o, &f, &(hb__prom_sample_t){NULL, r->per_second[i]}, 1);
@@ -504,20 +598,22 @@ int hb_report_format_prometheus(const hb_report_t *r, const char *prefix, char *
         return HB_EINVAL;
     hb__text_t o;
     hb__text_init(&o, buf, cap);
-    hb__report_prometheus(&o, r, prefix, false);
+    hb__report_prometheus(&o, r, prefix, false, NULL);
     return hb__text_finish(&o);
 }
 
-/* One JSON object of the reference's slots' values. */
-static void json_slots(hb__text_t *o, const hb_report_t *r, const uint64_t *values)
+/* One JSON object of the values of the slots report_renders shows. */
+static void json_slots(hb__text_t *o, const hb_report_t *r, const uint64_t *values, bool own,
+                       const hb_counter_names_t *names)
 {
     const char *sep = "{";
     for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
-        if (!report_renders(r, i, false))
+        const char *name, *help;
+        if (!report_renders(r, i, own, names, &name, &help))
             continue;
         hb__text_str(o, sep);
         hb__text_str(o, "\"");
-        hb__text_str(o, catalogue[i].name);
+        hb__text_str(o, name);
         hb__text_str(o, "\":");
         hb__text_u64(o, values[i]);
         sep = ",";
@@ -525,16 +621,16 @@ static void json_slots(hb__text_t *o, const hb_report_t *r, const uint64_t *valu
     hb__text_str(o, "}");
 }
 
-void hb__report_json(hb__text_t *o, const hb_report_t *r)
+void hb__report_json(hb__text_t *o, const hb_report_t *r, bool own, const hb_counter_names_t *names)
 {
     hb__text_str(o, "{\"second\":");
     hb__text_u64(o, r->second);
     hb__text_str(o,
                  r->type == HB_REPORTER_SERVER ? ",\"type\":\"server\"" : ",\"type\":\"client\"");
     hb__text_str(o, ",\"per_second\":");
-    json_slots(o, r, r->per_second);
+    json_slots(o, r, r->per_second, own, names);
     hb__text_str(o, ",\"cumulative\":");
-    json_slots(o, r, r->cumulative);
+    json_slots(o, r, r->cumulative, own, names);
     hb__text_str(o, "}");
 }
 
@@ -546,6 +642,6 @@ int hb_report_format_json(const hb_report_t *r, char *buf, size_t cap)
         return HB_EINVAL;
     hb__text_t o;
     hb__text_init(&o, buf, cap);
-    hb__report_json(&o, r);
+    hb__report_json(&o, r, false, NULL);
     return hb__text_finish(&o);
 }

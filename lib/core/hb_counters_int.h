@@ -13,6 +13,11 @@
 /* Whether renderers show slot idx for a reporter of type type: named for it
  * (hb_counter_name_for) and a quantity (not HB_COUNTER_COMBINE_IDENTITY). */
 bool hb__counter_shown(uint64_t type, unsigned idx);
+/* Whether a renderer shows slot idx of a report of type: a slot of the catalogue it shows
+ * (hb__counter_shown), or an application slot named in names (may be NULL); its name and help
+ * then in *name and *help. */
+bool hb__slot_label(uint64_t type, unsigned idx, const hb_counter_names_t *names, const char **name,
+                    const char **help);
 
 /* A bounded output string over a caller's buffer: the appends stop at the first one that does not
  * fit (one byte is always kept for the NUL), and nothing is ever written at or past cap. */
@@ -57,12 +62,16 @@ void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sa
                     size_t n);
 
 /* Report r as Prometheus families with names prefixed "<prefix>_": "report_second" (gauge), then
- * for each slot of the reference's, and with own also each slot of r->type's own, in slot order, a
- * counter "<name>_total" (cumulative) and a gauge "<name>_per_second" (second r->second), their
- * HELP the catalogue's. hb_report_format_prometheus is this without own. */
-void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own);
+ * for each slot of the reference's, and with own also each slot of r->type's own (the host's
+ * among them) and each application slot named in names (may be NULL), in slot order, a counter
+ * "<name>_total" (cumulative) and a gauge "<name>_per_second" (second r->second), their HELP the
+ * catalogue's or the name's. hb_report_format_prometheus is this without own. */
+void hb__report_prometheus(hb__text_t *o, const hb_report_t *r, const char *prefix, bool own,
+                           const hb_counter_names_t *names);
 
-/* Report r as hb_report_format_json's JSON object (the reference's slots). */
-void hb__report_json(hb__text_t *o, const hb_report_t *r);
+/* Report r as hb_report_format_json's JSON object: the reference's slots, and with own the same
+ * slots as hb__report_prometheus. */
+void hb__report_json(hb__text_t *o, const hb_report_t *r, bool own,
+                     const hb_counter_names_t *names);
 
 #endif /* HB_COUNTERS_INT_H */

@@ -283,6 +283,7 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
         .known_ms = o.known_ms,
         .on_second = on_output,
         .on_second_arg = m,
+        .names = o.names,
     };
     int r = hb_aggregate_init(&impl->agg, &ao); /* fills the defaults in, checks the bounds */
     if (r != 0) {
@@ -299,6 +300,7 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
     o.history_s = impl->agg.opts.history_s;
     o.grace_ms = impl->agg.opts.grace_ms;
     o.known_ms = impl->agg.opts.known_ms;
+    o.names = impl->agg.opts.names; /* the aggregate's copy */
     memset(m, 0, sizeof *m);
     m->loop = loop;
     m->opts = o;

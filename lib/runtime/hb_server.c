@@ -516,6 +516,19 @@ int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame
     return hb__set_send_to_user(&server->impl->group, NULL, user, frame, len);
 }
 
+int hb_server_add_counter(hb_server_t *server, unsigned slot, const char *name, const char *help)
+{
+    struct hb_server_impl *impl = server->impl;
+    if (impl->started)
+        return UV_EBUSY;
+    return hb_counter_names_add(&impl->counter_names, HB_REPORTER_SERVER, slot, name, help);
+}
+
+const hb_counter_names_t *hb_server_counter_names(const hb_server_t *server)
+{
+    return &server->impl->counter_names;
+}
+
 hb_counters_t *hb_server_counters(hb_server_t *server)
 {
     return &server->impl->counters;

@@ -33,7 +33,8 @@ struct hb_server_impl {
     hb_envq_t envq;
     hb_registry_t registry;
     hb_counters_t counters;
-    hb_rand_t rng; /* control loop only */
+    hb_counter_names_t counter_names; /* the application's slots (hb_server_add_counter) */
+    hb_rand_t rng;                    /* control loop only */
     hb_handler_t handlers[HB_MAX_HANDLERS];
     unsigned nhandlers;
     int listen_fd; /* the shared listening socket (without reuse_port) */

@@ -94,7 +94,7 @@ static void route_metrics(const hb_http_request_t *req, hb_http_response_t *res,
         return;
     hb__text_t o;
     hb__text_init(&o, buf, HB_METRICS_BUF);
-    hb__report_prometheus(&o, &rep, "hongbao", true);
+    hb__report_prometheus(&o, &rep, "hongbao", true, &server->impl->counter_names);
     static const struct {
         const char *name, *help;
     } gauges[] = {
@@ -137,18 +137,9 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  server->max_connections,
                  server->impl->store.ops->durable(&server->impl->store) ? "true" : "false",
                  store_err == 0 ? "true" : "false", store_err == 0 ? "" : hb_err_name(store_err));
-    /* The server's own slots as "name":[per second, cumulative]; the reference's in "report". */
-    const char *sep = "\"server_counters\":{";
-    for (unsigned k = 0; k < HB_COUNTER_SLOTS; k++) {
-        const hb_counter_info_t *info = hb_counter_info(k);
-        if (info == NULL || info->owner != HB_COUNTER_OWNER_SERVER)
-            continue;
-        hb__text_fmt(&o, "%s\"%s\":[%llu,%llu]", sep, info->name,
-                     (unsigned long long)rep.per_second[k], (unsigned long long)rep.cumulative[k]);
-        sep = ",";
-    }
-    hb__text_str(&o, "},\"report\":");
-    hb__report_json(&o, &rep);
+    /* Every slot the server fills, by name: the reference's, its own, the application's. */
+    hb__text_str(&o, "\"counters\":");
+    hb__report_json(&o, &rep, true, &server->impl->counter_names);
     hb__text_str(&o, "}\n");
     int n = hb__text_finish(&o);
     if (n < 0)
