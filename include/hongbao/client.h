@@ -135,8 +135,8 @@ typedef struct hb_client_stats {
     uint64_t app_requests;     /* application requests sent (options.app_cmd) */
     uint64_t app_replies;      /* their answers (options.app_reply_cmd), timed */
     uint64_t app_frames;       /* application frames received, answers included */
-    /* Times the loop woke up to send: at most one a send (sends due together share one), none
-     * while nothing is due; the loop sleeps between sends rather than ticking. */
+    /* Times the loop woke up to send: at most one a send (sends due together share one) and one a
+     * rate change, none while nothing is due; the loop sleeps between sends rather than ticking. */
     uint64_t send_wakeups;
 } hb_client_stats_t;
 
@@ -162,8 +162,8 @@ struct hb_client {
      * reply, since start or hb_client_reset_latency; application requests' too (app_cmd) */
     hb_hist_t shake_latency;
     hb_hist_t claim_latency; /* microseconds from the notice to the claim reply */
-    /* microseconds from the moment a shake was actually written to its reply (the server's and
-     * the network's share, without the client's own lateness in sending) */
+    /* microseconds from the moment a shake (or application request) was actually written to its
+     * reply (the server's and the network's share, without the client's own lateness in sending) */
     hb_hist_t service_latency;
     /* shake_latency split by the 100 ms phase of the second of the intended send time
      * (phase_latency[i]: sends due in milliseconds 100 i .. 100 i + 99 of a second), to see
