@@ -1,7 +1,8 @@
 /* Integration tests of the load client: against an in-process server (the server's control loop
  * and the client share the test thread's loop; the server's workers run in their own threads),
  * and against a scripted fake server in a thread, for the claim contract (a reply lost with its
- * connection, TRY_AGAIN, REPEAT) and the lifetime rule of hb_client_close. */
+ * connection, TRY_AGAIN, REPEAT), application requests and frames, connect failures and the
+ * lifetime rule of hb_client_close. */
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,7 +41,8 @@ static int run_until(int (*cond)(void), uint64_t timeout_ms)
     return cond();
 }
 
-static int reference_claims; /* the next start's clients claim with the reference command */
+static int reference_claims;   /* the next start's clients claim with the reference command */
+static uint32_t send_coalesce; /* and wake up to send at most every so many microseconds */
 
 static void start(uint32_t users, uint64_t qps, unsigned threads)
 {
@@ -62,6 +64,7 @@ static void start(uint32_t users, uint64_t qps, unsigned threads)
     co.total_users = users;
     co.qps = qps;
     co.reference_claims = reference_claims;
+    co.send_coalesce_us = send_coalesce;
     ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
     ck_assert_int_eq(hb_client_start(&client), 0);
     server_closed = client_closed = 0;
@@ -250,6 +253,54 @@ START_TEST(test_rate_changes_at_run_time)
 }
 END_TEST
 
+static int shaken_450(void)
+{
+    return client.stats.shakes >= 450;
+}
+
+/* The loop sleeps until a send is due: not once while the rate is 0, at most once a send after
+ * (sends due together share a wake-up); the closed loop never wakes up to send. */
+START_TEST(test_sleeps_until_a_send_is_due)
+{
+    start(100, 0, 1);
+    ck_assert(run_until(all_connected, 10000));
+    ck_assert_uint_eq(client.stats.send_wakeups, 0);
+    ck_assert_int_eq(hb_client_set_rate(&client, 300), 0);
+    ck_assert(run_until(shaken_450, 10000));
+    ck_assert_uint_ge(client.stats.send_wakeups, 1);
+    /* one more for the rate change itself */
+    ck_assert_uint_le(client.stats.send_wakeups, client.stats.shakes + 1);
+    ck_assert_uint_eq(client.stats.missed, 0);
+    stop();
+}
+END_TEST
+
+static uint64_t coalesce_started_ms;
+
+static int two_seconds_of_sends(void)
+{
+    return uv_now(&loop) >= coalesce_started_ms + 2000;
+}
+
+/* send_coalesce_us: wake-ups to send at least that far apart, every send still made. */
+START_TEST(test_send_coalesce_batches_sends)
+{
+    send_coalesce = 100000; /* 100 ms: at most 10 wake-ups a second */
+    start(100, 0, 1);
+    send_coalesce = 0;
+    ck_assert(run_until(all_connected, 10000));
+    ck_assert_int_eq(hb_client_set_rate(&client, 300), 0);
+    coalesce_started_ms = uv_now(&loop);
+    ck_assert(run_until(two_seconds_of_sends, 10000));
+    uint64_t elapsed = uv_now(&loop) - coalesce_started_ms;
+    ck_assert_uint_ge(client.stats.shakes, 300);
+    ck_assert_uint_le(client.stats.send_wakeups, elapsed / 100 + 2);
+    ck_assert_uint_le(client.stats.shakes, (elapsed / 1000 + 2) * 300);
+    ck_assert_uint_eq(client.stats.missed, 0);
+    stop();
+}
+END_TEST
+
 START_TEST(test_init_rejects_bad_options)
 {
     uv_loop_t l;
@@ -271,14 +322,34 @@ START_TEST(test_init_rejects_bad_options)
     o.sources[0] = "::1"; /* a source of another family than the server */
     o.nsources = 1;
     ck_assert_int_eq(hb_client_init(&l, &c, &o), UV_EINVAL);
+    hb_client_options_default(&o);
+    o.total_users = HB_SCHED_MAX_USERS + 1; /* past the schedule's range */
+    ck_assert_int_eq(hb_client_init(&l, &c, &o), UV_EINVAL);
+    hb_client_options_default(&o);
+    o.app_cmd = HB_CMD_SHAKE; /* not an application command */
+    ck_assert_int_eq(hb_client_init(&l, &c, &o), UV_EINVAL);
+    o.app_cmd = HB_CMD_APP_LAST + 1;
+    ck_assert_int_eq(hb_client_init(&l, &c, &o), UV_EINVAL);
+    o.app_cmd = HB_CMD_APP_FIRST;
+    o.app_reply_cmd = HB_CMD_CLAIM_EX_REPLY;
+    ck_assert_int_eq(hb_client_init(&l, &c, &o), UV_EINVAL);
     ck_assert_int_eq(uv_loop_close(&l), 0);
+    /* What client.h says of its size: 13 inline histograms and a little more. */
+    ck_assert_uint_ge(sizeof(hb_client_t), 13 * sizeof(hb_hist_t));
+    ck_assert_uint_le(sizeof(hb_client_t), 13 * sizeof(hb_hist_t) + 1024);
 }
 END_TEST
 
 /* ---- a scripted fake server (a thread with blocking sockets) ---- */
 
 /* What the fake server does with the claims of a script, in order. */
-enum { F_NONE, F_DROP, F_TRY_THEN_GRANT, F_DROP_THEN_REPEAT };
+enum { F_NONE, F_DROP, F_TRY_THEN_GRANT, F_DROP_THEN_REPEAT, F_APP };
+
+/* The application commands of F_APP: a request, its echo, and a frame the server pushes after
+ * every third echo. */
+#define APP_REQ  0x4001
+#define APP_ECHO 0x4002
+#define APP_PUSH 0x4003
 
 #define FAKE_ENVELOPE  0x200123u
 #define FAKE_ENVELOPE2 0x200456u
@@ -294,6 +365,7 @@ typedef struct fake {
     int nconns;
     /* seen by the fake, read after the join */
     atomic_int logins, claims_ex, claims_other;
+    atomic_int shakes, app_requests, app_pushes, app_bad_payloads;
     uint32_t claimed[FAKE_MAX]; /* the envelope of each extended claim, in order */
 } fake_t;
 
@@ -344,6 +416,28 @@ static int fake_read(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
+/* F_APP: check an application request's payload (the user, 0, then a sequence number, as
+ * app_fill writes it), echo it, and push a frame of our own after every third. */
+static int fake_app(int fd, const hb_msg_t *m)
+{
+    int k = atomic_fetch_add(&fake.app_requests, 1) + 1;
+    if (m->u.app.len != 8 || hb_get_u32(m->u.app.payload) != 0)
+        atomic_fetch_add(&fake.app_bad_payloads, 1);
+    hb_msg_t r = {.cmd = APP_ECHO, .timestamp = (uint64_t)time(NULL)};
+    r.u.app.len = m->u.app.len;
+    r.u.app.payload = m->u.app.payload;
+    if (fake_send(fd, &r) != 0)
+        return -1;
+    if (k % 3 != 0)
+        return 0;
+    static const uint8_t push[4] = {'p', 'u', 's', 'h'};
+    hb_msg_t p = {.cmd = APP_PUSH, .timestamp = (uint64_t)time(NULL)};
+    p.u.app.len = sizeof push;
+    p.u.app.payload = push;
+    atomic_fetch_add(&fake.app_pushes, 1);
+    return fake_send(fd, &p);
+}
+
 /* Answer extended claim number k (from 1) of the script. Returns 0 to go on, -1 to drop the
  * connection without a reply. */
 static int fake_answer(int fd, unsigned k, uint32_t id, uint32_t user)
@@ -388,8 +482,13 @@ static void fake_serve(int fd)
             r.u.login_reply.user_id = m.u.login.user_id;
             if (fake_send(fd, &r) != 0)
                 return;
-            if (fake.script != F_NONE && logins == 1 &&
+            if (fake.script != F_NONE && fake.script != F_APP && logins == 1 &&
                 fake_notice(fd, FAKE_ENVELOPE, m.u.login.user_id) != 0)
+                return;
+        } else if (m.cmd == HB_CMD_SHAKE) {
+            atomic_fetch_add(&fake.shakes, 1);
+        } else if (m.cmd == APP_REQ) {
+            if (fake_app(fd, &m) != 0)
                 return;
         } else if (m.cmd == HB_CMD_CLAIM_EX) {
             unsigned k = (unsigned)atomic_fetch_add(&fake.claims_ex, 1) + 1;
@@ -475,21 +574,27 @@ static void on_reply(void *arg, uint32_t user, uint32_t envelope_id, uint32_t am
         replies[nreplies++] = (reply_seen_t){user, envelope_id, amount, result};
 }
 
-/* One user (7) of a client on the test loop, connected to the fake server. */
-static void fake_client_start(void)
+/* A client with options co on the test loop, connected to the fake server. */
+static void fake_client_start_with(hb_client_options_t *co)
 {
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     uv_timer_init(&loop, &watch);
-    hb_client_options_t co;
-    hb_client_options_default(&co);
-    co.server_port = fake.port;
-    co.min_user = co.max_user = 7;
-    co.total_users = 8;
-    co.on_claim_reply = on_reply;
-    ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
+    co->server_port = fake.port;
+    ck_assert_int_eq(hb_client_init(&loop, &client, co), 0);
     ck_assert_int_eq(hb_client_start(&client), 0);
     client_closed = 0;
     nreplies = 0;
+}
+
+/* One user (7) of a client on the test loop, connected to the fake server. */
+static void fake_client_start(void)
+{
+    hb_client_options_t co;
+    hb_client_options_default(&co);
+    co.min_user = co.max_user = 7;
+    co.total_users = 8;
+    co.on_claim_reply = on_reply;
+    fake_client_start_with(&co);
 }
 
 static void fake_client_stop(void)
@@ -603,6 +708,204 @@ START_TEST(test_claim_repeat_counted_once)
 }
 END_TEST
 
+/* ---- application requests and frames ---- */
+
+#define FILLS_MAX 4096
+static uint64_t fill_intended[FILLS_MAX], fill_called[FILLS_MAX];
+static unsigned nfills, fills_declined, decline_every; /* 0: never */
+static unsigned app_echoes, app_pushes_seen, app_echo_mismatch;
+
+static uint64_t now_wall_us(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+/* The payload: the user and a sequence number; every decline_every-th request declined. */
+static int app_fill(void *arg, uint32_t user, uint64_t intended_us, uint8_t *buf, size_t cap)
+{
+    ck_assert_ptr_eq(arg, &fake);
+    ck_assert_uint_eq(cap, HB_FRAME_MAX - HB_FRAME_HEADER);
+    unsigned n = nfills++;
+    if (n < FILLS_MAX) {
+        fill_intended[n] = intended_us;
+        fill_called[n] = now_wall_us();
+    }
+    if (decline_every != 0 && n % decline_every == decline_every - 1) {
+        fills_declined++;
+        return -1;
+    }
+    hb_put_u32(buf, user);
+    hb_put_u32(buf + 4, n);
+    return 8;
+}
+
+static void on_app_frame(void *arg, uint32_t user, const hb_frame_t *f)
+{
+    ck_assert_ptr_eq(arg, &fake);
+    ck_assert_uint_eq(user, 0);
+    if (f->cmd == APP_ECHO) {
+        app_echoes++;
+        if (f->payload_len != 8 || hb_get_u32(f->payload) != 0 ||
+            hb_get_u32(f->payload + 4) >= nfills)
+            app_echo_mismatch++;
+    } else if (f->cmd == APP_PUSH && f->payload_len == 4 && memcmp(f->payload, "push", 4) == 0) {
+        app_pushes_seen++;
+    } else {
+        app_echo_mismatch++;
+    }
+}
+
+static void app_client_start(uint32_t closed)
+{
+    hb_client_options_t co;
+    hb_client_options_default(&co);
+    co.min_user = co.max_user = 0;
+    co.total_users = 1;
+    co.qps = closed ? 0 : 3000; /* the one user sends every 333 or 334 us */
+    co.closed = closed;
+    co.app_cmd = APP_REQ;
+    co.app_reply_cmd = APP_ECHO;
+    co.app_fill = app_fill;
+    co.on_app_frame = on_app_frame;
+    co.app_arg = &fake;
+    nfills = fills_declined = app_echoes = app_pushes_seen = app_echo_mismatch = 0;
+    /* In the closed loop a declined request is not replaced: the user would keep one fewer. */
+    decline_every = closed ? 0 : 50;
+    fake_client_start_with(&co);
+}
+
+static int app_replied_300(void)
+{
+    return client.stats.app_replies >= 300;
+}
+
+/* On the schedule, the scheduled request is the application's: its payload from app_fill, its
+ * answer the echo command (timed, as a shake would be), every other application frame handed to
+ * on_app_frame; intended send times placed to the microsecond, and no request sent early. */
+START_TEST(test_app_requests_on_the_schedule)
+{
+    fake_start(F_APP);
+    app_client_start(0);
+    ck_assert(run_until(app_replied_300, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_eq(st->shakes, 0);
+    ck_assert_uint_eq(st->app_requests + fills_declined, nfills);
+    ck_assert_uint_ge(st->missed, fills_declined);
+    ck_assert_uint_ge(fills_declined, 1);
+    ck_assert_uint_eq(st->app_replies, app_echoes);
+    ck_assert_uint_eq(st->app_frames, app_echoes + app_pushes_seen);
+    ck_assert_uint_ge(app_pushes_seen, 1);
+    ck_assert_uint_eq(app_echo_mismatch, 0);
+    ck_assert_uint_le(st->app_requests - st->app_replies, 8);
+    ck_assert_uint_eq(client.shake_latency.count, st->app_replies);
+    ck_assert_uint_eq(client.service_latency.count, st->app_replies);
+    ck_assert_uint_eq(client_total(HB_CTR_REQUESTS), st->app_requests);
+    ck_assert_uint_eq(client_total(HB_CTR_RESPONSES), st->app_replies);
+    ck_assert_uint_eq(client_total(HB_CTR_FRAME_SHAKE), 0);
+    /* Intended times are the schedule's, to the microsecond: index i of a second at
+     * floor(i * 10^6 / 3000), so most are not on a whole millisecond; each is at or before the
+     * call that sends it. */
+    unsigned n = nfills < FILLS_MAX ? nfills : FILLS_MAX, off_ms = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t us = fill_intended[i] % 1000000, k = (us * 3000 + 999999) / 1000000;
+        ck_assert_uint_eq(k * 1000000 / 3000, us);
+        ck_assert_uint_le(fill_intended[i], fill_called[i]);
+        if (i > 0)
+            ck_assert_uint_gt(fill_intended[i], fill_intended[i - 1]);
+        off_ms += us % 1000 != 0;
+    }
+    ck_assert_uint_ge(off_ms, n / 2);
+    fake_client_stop();
+    ck_assert_int_eq(fake.shakes, 0);
+    ck_assert_int_eq(fake.app_bad_payloads, 0);
+    ck_assert_uint_ge((uint64_t)fake.app_requests, st->app_replies);
+    ck_assert_uint_le((uint64_t)fake.app_requests, st->app_requests);
+    ck_assert_int_eq(fake.claims_other, 0);
+}
+END_TEST
+
+static int app_replied_100(void)
+{
+    return client.stats.app_replies >= 100;
+}
+
+/* The closed loop sends the application's request too, the next as each echo comes. */
+START_TEST(test_app_requests_closed_loop)
+{
+    fake_start(F_APP);
+    app_client_start(2);
+    ck_assert(run_until(app_replied_100, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_eq(st->shakes, 0);
+    ck_assert_uint_le(st->app_requests - st->app_replies, 2);
+    ck_assert_uint_eq(st->send_wakeups, 0);
+    ck_assert_uint_eq(st->missed, 0);
+    ck_assert_uint_eq(client.shake_latency.count, st->app_replies);
+    fake_client_stop();
+    ck_assert_int_eq(fake.app_bad_payloads, 0);
+}
+END_TEST
+
+/* ---- connect failures: counted, remembered, logged at most once a second ---- */
+
+static char log_first[512];
+static int log_lines;
+
+static void on_log(void *arg, const char *line)
+{
+    ck_assert_ptr_eq(arg, &log_lines);
+    if (log_lines++ == 0)
+        snprintf(log_first, sizeof log_first, "%s", line);
+}
+
+static int three_failures(void)
+{
+    return client.stats.connect_failures >= 3;
+}
+
+START_TEST(test_connect_failure_reported)
+{
+    /* A port nobody listens on: bound, then closed. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &watch);
+    hb_client_options_t co;
+    hb_client_options_default(&co);
+    co.server_port = ntohs(sa.sin_port);
+    co.min_user = co.max_user = 3;
+    co.qps = 100;
+    co.log = on_log;
+    co.log_arg = &log_lines;
+    log_lines = 0;
+    ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
+    ck_assert_int_eq(hb_client_start(&client), 0);
+    client_closed = 0;
+    uint64_t t0 = uv_now(&loop);
+    ck_assert(run_until(three_failures, 10000));
+    uint64_t elapsed = uv_now(&loop) - t0;
+    ck_assert_int_eq(client.stats.last_connect_error, UV_ECONNREFUSED);
+    ck_assert_uint_eq(client.stats.connected, 0);
+    ck_assert_uint_eq(client.stats.shakes, 0);
+    ck_assert_int_ge(log_lines, 1);
+    ck_assert_int_le(log_lines, (int)(elapsed / 1000) + 1);
+    ck_assert_ptr_nonnull(strstr(log_first, "ECONNREFUSED"));
+    stop_client();
+    uv_close((uv_handle_t *)&watch, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, fail_on_handle, NULL);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 /* ---- the lifetime rule: read in the close callback, free there ---- */
 
 static int lt_calls;
@@ -679,6 +982,8 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_claims_what_it_is_sent);
     tcase_add_test(tc, test_rate_changes_at_run_time);
     tcase_add_test(tc, test_schedule_rate_within_one_percent);
+    tcase_add_test(tc, test_sleeps_until_a_send_is_due);
+    tcase_add_test(tc, test_send_coalesce_batches_sends);
     suite_add_tcase(s, tc);
     TCase *tf = tcase_create("scripted-server");
     tcase_set_timeout(tf, 30);
@@ -686,6 +991,9 @@ static Suite *client_suite(void)
     tcase_add_test(tf, test_claim_asked_again_after_try_again);
     tcase_add_test(tf, test_claim_repeat_counted_once);
     tcase_add_test(tf, test_close_callback_reads_and_frees);
+    tcase_add_test(tf, test_app_requests_on_the_schedule);
+    tcase_add_test(tf, test_app_requests_closed_loop);
+    tcase_add_test(tf, test_connect_failure_reported);
     suite_add_tcase(s, tf);
     return s;
 }

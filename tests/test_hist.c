@@ -1,5 +1,6 @@
 /* Unit tests for the hist module: bucket arithmetic, exactness of small values, percentiles of
- * known and random distributions against exact ones, record_n, merge, extremes and format. */
+ * known and random distributions against exact ones, record_n, merge, interval subtraction,
+ * extremes and format. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -470,6 +471,159 @@ START_TEST(test_format_max_is_tight)
 }
 END_TEST
 
+/* An interval of a histogram, by subtracting a snapshot: the same buckets, count and sum as a
+ * histogram of the interval's values alone, and percentiles within the contract against the
+ * interval's sorted values, for intervals of every size and random data. */
+START_TEST(test_sub_equals_recording_the_interval)
+{
+    static const uint64_t sizes[] = {1, 2, 7, 1000, 5003};
+    /* p = k / 1000; not 0, which gives min, a bound rather than the value */
+    static const uint64_t ks[] = {1, 1000, 10000, 50000, 90000, 99000, 99900, 99999, 100000};
+    uint64_t *vals = malloc(5003 * sizeof *vals);
+    ck_assert_ptr_nonnull(vals);
+    static hb_hist_t h, before, alone, interval;
+    for (uint64_t seed0 = 1; seed0 <= 5; seed0++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            uint64_t n = sizes[s], seed = seed0 * 7919 + s;
+            hb_hist_init(&h);
+            hb_hist_init(&alone);
+            for (uint64_t i = 0; i < 3000; i++)
+                hb_hist_record(&h, rng_value(&seed));
+            before = h; /* the snapshot is a copy */
+            for (uint64_t i = 0; i < n; i++) {
+                vals[i] = rng_value(&seed);
+                hb_hist_record(&h, vals[i]);
+                hb_hist_record(&alone, vals[i]);
+            }
+            ck_assert_int_eq(hb_hist_sub(&interval, &h, &before), 0);
+            ck_assert_uint_eq(interval.count, n);
+            ck_assert_uint_eq(interval.sum, h.sum == UINT64_MAX ? UINT64_MAX : alone.sum);
+            ck_assert_mem_eq(interval.buckets, alone.buckets, sizeof alone.buckets);
+            qsort(vals, (size_t)n, sizeof *vals, cmp_u64);
+            /* min at or below the truth, max at or above it, each within a bucket */
+            ck_assert_uint_le(interval.min, vals[0]);
+            ck_assert_uint_eq(hb_hist_bucket_index(interval.min), hb_hist_bucket_index(vals[0]));
+            ck_assert_uint_ge(interval.max, vals[n - 1]);
+            ck_assert_uint_eq(hb_hist_bucket_index(interval.max),
+                              hb_hist_bucket_index(vals[n - 1]));
+            for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+                check_against_sorted(&interval, vals, n, ks[i]);
+            for (int i = 0; i < 100; i++)
+                check_against_sorted(&interval, vals, n, 1 + rng_next(&seed) % 100000);
+        }
+    }
+    free(vals);
+}
+END_TEST
+
+/* min and max are exact when the interval holds the histogram's own extremes; otherwise they are
+ * the bounds of the interval's extreme buckets. */
+START_TEST(test_sub_min_and_max)
+{
+    static hb_hist_t h, before, out;
+    hb_hist_init(&h);
+    hb_hist_record(&h, 100);
+    hb_hist_record(&h, 200);
+    before = h;
+    hb_hist_record(&h, 50);
+    hb_hist_record(&h, 1000);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &before), 0);
+    ck_assert_uint_eq(out.count, 2);
+    ck_assert_uint_eq(out.sum, 1050);
+    ck_assert_uint_eq(out.min, 50);
+    ck_assert_uint_eq(out.max, 1000);
+    ck_assert_uint_eq(hb_hist_percentile(&out, 0), 50);
+    ck_assert_uint_eq(hb_hist_percentile(&out, 100), 1000);
+
+    /* Inside the earlier extremes (10 and 5000): bucket bounds, clamped to h's min and max. */
+    hb_hist_init(&h);
+    hb_hist_record(&h, 10);
+    hb_hist_record(&h, 5000);
+    before = h;
+    hb_hist_record(&h, 1000);
+    hb_hist_record(&h, 3000);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &before), 0);
+    ck_assert_uint_eq(out.min, hb_hist_bucket_lowest(hb_hist_bucket_index(1000)));
+    ck_assert_uint_eq(out.max, hb_hist_bucket_highest(hb_hist_bucket_index(3000)));
+    ck_assert_uint_le(out.min, 1000);
+    ck_assert_uint_ge(out.max, 3000);
+    ck_assert_uint_le(out.max, upper_bound(3000));
+    ck_assert_uint_eq(hb_hist_percentile(&out, 50),
+                      hb_hist_bucket_highest(hb_hist_bucket_index(1000)));
+
+    /* The same value as before's max, recorded again: max exact through the clamp to h's max. */
+    hb_hist_init(&h);
+    hb_hist_record(&h, 7);
+    hb_hist_record(&h, 4097);
+    before = h;
+    hb_hist_record(&h, 4097);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &before), 0);
+    ck_assert_uint_eq(out.max, 4097);
+    ck_assert_uint_eq(out.min, hb_hist_bucket_lowest(hb_hist_bucket_index(4097)));
+    ck_assert_uint_eq(hb_hist_percentile(&out, 50), 4097);
+}
+END_TEST
+
+/* An empty interval is the empty histogram; a "before" that is no snapshot of now is refused and
+ * out stays as it was; out may be either operand; a saturated sum stays saturated. */
+START_TEST(test_sub_edges)
+{
+    static hb_hist_t h, before, out, copy, empty;
+    hb_hist_init(&empty);
+    hb_hist_init(&h);
+    for (uint64_t v = 1; v <= 100; v++)
+        hb_hist_record(&h, v * 37);
+    before = h;
+    memset(&out, 0xAB, sizeof out);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &before), 0);
+    ck_assert_mem_eq(&out, &empty, sizeof out);
+    ck_assert_uint_eq(hb_hist_percentile(&out, 50), 0);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &empty), 0); /* from the beginning: h itself */
+    ck_assert_mem_eq(&out, &h, sizeof out);
+
+    /* before has a value h lacks (another histogram, or h was reset in between) */
+    hb_hist_t *other = &copy;
+    hb_hist_init(other);
+    hb_hist_record(other, 5);
+    memset(&out, 0xAB, sizeof out);
+    memcpy(&before, &out, sizeof out);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, other), HB_EINVAL);
+    ck_assert_mem_eq(&out, &before, sizeof out);
+    ck_assert_int_eq(hb_hist_sub(&out, &empty, &h), HB_EINVAL); /* a count above now's */
+    ck_assert_mem_eq(&out, &before, sizeof out);
+    ck_assert_int_eq(hb_hist_sub(NULL, &h, &h), HB_EINVAL);
+    ck_assert_int_eq(hb_hist_sub(&out, NULL, &h), HB_EINVAL);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, NULL), HB_EINVAL);
+
+    /* out == now, and out == before */
+    hb_hist_init(&h);
+    hb_hist_record(&h, 3);
+    before = h;
+    hb_hist_record(&h, 9);
+    copy = h;
+    ck_assert_int_eq(hb_hist_sub(&copy, &copy, &before), 0);
+    ck_assert_uint_eq(copy.count, 1);
+    ck_assert_uint_eq(copy.min, 9);
+    ck_assert_uint_eq(copy.max, 9);
+    ck_assert_uint_eq(copy.sum, 9);
+    ck_assert_int_eq(hb_hist_sub(&before, &h, &before), 0);
+    ck_assert_mem_eq(&before, &copy, sizeof copy);
+
+    /* A saturated sum: the interval's sum is unknown, so saturated too (mean from the buckets). */
+    hb_hist_init(&h);
+    hb_hist_record(&h, UINT64_MAX - 1);
+    before = h;
+    hb_hist_record(&h, UINT64_MAX - 1);
+    hb_hist_record(&h, 10);
+    ck_assert_uint_eq(h.sum, UINT64_MAX);
+    ck_assert_int_eq(hb_hist_sub(&out, &h, &before), 0);
+    ck_assert_uint_eq(out.count, 2);
+    ck_assert_uint_eq(out.sum, UINT64_MAX);
+    ck_assert_uint_eq(out.min, 10);
+    ck_assert(hb_hist_mean(&out) <= (double)out.max && hb_hist_mean(&out) >= (double)out.min);
+}
+END_TEST
+
 static Suite *hist_suite(void)
 {
     Suite *s = suite_create("hist");
@@ -487,6 +641,8 @@ static Suite *hist_suite(void)
     tcase_add_test(tc, test_values_near_uint64_max);
     tcase_add_test(tc, test_format);
     tcase_add_test(tc, test_format_max_is_tight);
+    tcase_add_test(tc, test_sub_min_and_max);
+    tcase_add_test(tc, test_sub_edges);
     suite_add_tcase(s, tc);
 
     /* Larger data sets: a generous timeout for sanitizer builds on a slow machine. */
@@ -495,6 +651,7 @@ static Suite *hist_suite(void)
     tcase_add_test(tc_data, test_uniform_million);
     tcase_add_test(tc_data, test_percentile_is_monotonic_in_p);
     tcase_add_test(tc_data, test_property_against_sorted_array);
+    tcase_add_test(tc_data, test_sub_equals_recording_the_interval);
     suite_add_tcase(s, tc_data);
     return s;
 }

@@ -1,5 +1,6 @@
 /* Unit tests for the sched module: exact per-second counts, fairness, spread of user ranges and
- * inside the second, next() against brute force, rate changes, the reference rule, and limits. */
+ * inside the second, next() against brute force, microsecond placement, the walk over a range's
+ * sends against a scan of the whole schedule, rate changes, the reference rule, and limits. */
 #include <check.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -658,6 +659,194 @@ START_TEST(test_large_qps_above_users)
 }
 END_TEST
 
+/* Microsecond placement: inside hb_sched_time_of's millisecond, the first send of each second at
+ * its first microsecond, evenly spread (floor(i * 10^6 / qps)), never decreasing, distinct while
+ * qps <= 10^6; UINT64_MAX at qps 0; no overflow at the limits. */
+START_TEST(test_time_us_of)
+{
+    char ctx[128];
+    static const uint64_t rates[] = {1,     3,     4,      999,     1000,    1001,
+                                     19000, 60000, 999999, 1000000, 1000001, 3000000};
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        uint64_t qps = rates[r];
+        for (uint64_t base = 0; base <= 7; base += 7) {
+            hb_sched_t s = make_sched(1000, qps, UNIX_NOW_S, base);
+            snprintf(ctx, sizeof ctx, "qps %" PRIu64 " base %" PRIu64, qps, base);
+            uint64_t n = qps < 200000 ? 2 * qps + 3 : 200000, prev = 0;
+            for (uint64_t d = 0; d < n; d++) {
+                uint64_t k = base + d, us = hb_sched_time_us_of(&s, k);
+                REQUIRE_U64(us / 1000, ==, hb_sched_time_of(&s, k));
+                REQUIRE_U64(us, ==, (UNIX_NOW_S + d / qps) * 1000000 + (d % qps) * 1000000 / qps);
+                if (d % qps == 0)
+                    REQUIRE_U64(us % 1000000, ==, 0);
+                if (d > 0 && qps <= 1000000)
+                    REQUIRE_U64(us, >, prev);
+                else if (d > 0)
+                    REQUIRE_U64(us, >=, prev);
+                prev = us;
+            }
+            /* before base_k: clamped to it, as hb_sched_time_of */
+            if (base > 0)
+                REQUIRE_U64(hb_sched_time_us_of(&s, 0), ==, UNIX_NOW_S * 1000000);
+        }
+    }
+    /* At 60,000/s the 60 sends of a millisecond are 16 or 17 us apart. */
+    hb_sched_t s = make_sched(1000000, 60000, UNIX_NOW_S, 0);
+    for (uint64_t k = 1; k < 60000; k++) {
+        uint64_t gap = hb_sched_time_us_of(&s, k) - hb_sched_time_us_of(&s, k - 1);
+        ck_assert(gap == 16 || gap == 17);
+    }
+    ck_assert_int_eq(hb_sched_set_rate(&s, 0, UNIX_NOW_S + 5), 0);
+    ck_assert_uint_eq(hb_sched_time_us_of(&s, s.base_k), UINT64_MAX);
+    /* The last second and the highest rate: below 2^64 and in the right millisecond. */
+    ck_assert_int_eq(hb_sched_init(&s, HB_SCHED_MAX_USERS, HB_SCHED_MAX_QPS, 0), 0);
+    uint64_t k = hb_sched_first_at(&s, HB_SCHED_MAX_S * 1000 - 1);
+    ck_assert_uint_eq(hb_sched_time_us_of(&s, k) / 1000, hb_sched_time_of(&s, k));
+    ck_assert_uint_ge(hb_sched_time_us_of(&s, k), (HB_SCHED_MAX_S * 1000 - 1) * 1000);
+}
+END_TEST
+
+/* Walk n sends of r and compare them with a forward scan of the whole schedule from index k0,
+ * keeping the range's users. */
+static void check_walk(hb_sched_range_t *r, const hb_sched_t *s, uint64_t k0, uint64_t n,
+                       const char *ctx)
+{
+    uint64_t scan = k0;
+    for (uint64_t i = 0; i < n; i++) {
+        while (hb_sched_user_of(s, scan) < r->first ||
+               hb_sched_user_of(s, scan) >= r->first + r->count)
+            scan++;
+        uint64_t k = 0, user = 0;
+        hb_sched_range_next(r, &k, &user);
+        REQUIRE_U64(k, ==, scan);
+        REQUIRE_U64(user, ==, hb_sched_user_of(s, scan));
+        scan++;
+    }
+}
+
+/* The walk of a range against a scan of the whole schedule, for every range of small schedules,
+ * several rates, index bases and seek instants (at a send, between sends, before the epoch). */
+START_TEST(test_range_walk_matches_scan)
+{
+    char ctx[160];
+    uint64_t order[24];
+    for (uint64_t users = 1; users <= 24; users++) {
+        for (uint64_t qps = 1; qps <= 61; qps += (qps < 8 ? 1 : 7)) {
+            for (uint64_t base = 0; base <= 13; base += 13) {
+                hb_sched_t s = make_sched(users, qps, 500, base);
+                for (uint64_t first = 0; first < users; first++) {
+                    for (uint64_t count = 1; first + count <= users; count++) {
+                        hb_sched_range_t r;
+                        snprintf(ctx, sizeof ctx,
+                                 "users %" PRIu64 " qps %" PRIu64 " base %" PRIu64 " range %" PRIu64
+                                 "+%" PRIu64,
+                                 users, qps, base, first, count);
+                        REQUIRE_U64((uint64_t)hb_sched_range_init(&r, &s, first, count, order), ==,
+                                    0);
+                        REQUIRE_U64(r.first, ==, first);
+                        REQUIRE_U64(r.count, ==, count);
+                        /* from init: the first send at or after base_k */
+                        check_walk(&r, &s, base, 2 * count + 3, ctx);
+                        static const uint64_t ats[] = {0, 500000, 500001, 500333, 501999, 503250};
+                        for (size_t a = 0; a < sizeof ats / sizeof ats[0]; a++) {
+                            hb_sched_range_seek(&r, &s, ats[a]);
+                            /* each user's first send is hb_sched_next's answer */
+                            uint64_t k = 0, user = 0, want = 0;
+                            hb_sched_range_seek(&r, &s, ats[a]);
+                            for (uint64_t i = 0; i < count; i++) {
+                                hb_sched_range_next(&r, &k, &user);
+                                REQUIRE_U64((uint64_t)hb_sched_next(&s, user, ats[a], &want, NULL),
+                                            ==, 0);
+                                REQUIRE_U64(k, ==, want);
+                            }
+                            hb_sched_range_seek(&r, &s, ats[a]);
+                            check_walk(&r, &s, hb_sched_first_at(&s, ats[a]), 3 * count, ctx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+END_TEST
+
+/* A walk across a rate change (prepared again and sought to the change), rate 0 (nothing ever
+ * due), and the arguments init refuses. */
+START_TEST(test_range_walk_rate_change_and_errors)
+{
+    char ctx[64] = "rate change";
+    uint64_t order[40], k = 0, user = 0;
+    hb_sched_t s = make_sched(97, 30, UNIX_NOW_S, 0);
+    hb_sched_range_t r;
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 20, 40, order), 0);
+    hb_sched_range_seek(&r, &s, UNIX_NOW_S * 1000 + 400);
+    check_walk(&r, &s, hb_sched_first_at(&s, UNIX_NOW_S * 1000 + 400), 30, ctx);
+    ck_assert_int_eq(hb_sched_set_rate(&s, 1000, UNIX_NOW_S + 7), 0);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 20, 40, order), 0);
+    hb_sched_range_seek(&r, &s, (UNIX_NOW_S + 7) * 1000);
+    check_walk(&r, &s, s.base_k, 3000, ctx);
+
+    ck_assert_int_eq(hb_sched_set_rate(&s, 0, UNIX_NOW_S + 9), 0);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 20, 40, order), 0);
+    hb_sched_range_seek(&r, &s, (UNIX_NOW_S + 20) * 1000);
+    hb_sched_range_next(&r, &k, &user);
+    ck_assert_uint_eq(hb_sched_time_of(&s, k), UINT64_MAX);
+    ck_assert_uint_eq(hb_sched_time_us_of(&s, k), UINT64_MAX);
+    ck_assert_uint_ge(user, 20);
+    ck_assert_uint_lt(user, 60);
+
+    hb_sched_range_t before = r;
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 0, 0, order), HB_EINVAL);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 0, 10, NULL), HB_EINVAL);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 90, 8, order), HB_EINVAL);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 97, 1, order), HB_EINVAL);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 1, UINT64_MAX, order), HB_EINVAL);
+    ck_assert_mem_eq(&r, &before, sizeof r);
+    ck_assert_int_eq(hb_sched_range_init(&r, &s, 96, 1, order), 0);
+}
+END_TEST
+
+/* One process of the million scenario: users 0..18,867 of 1,000,000 at 60,000/s. The walk gives
+ * that range's share of every second (1,132.08: 1,131 to 1,133), the same sends as a scan of the
+ * whole schedule, and times in microseconds that never decrease; and the last of 53 such ranges
+ * (shorter) too. */
+START_TEST(test_range_walk_million_share)
+{
+    char ctx[64] = "million share";
+    const uint64_t users = 1000000, qps = 60000;
+    uint64_t *order = malloc(18868 * sizeof *order);
+    ck_assert_ptr_nonnull(order);
+    hb_sched_t s;
+    ck_assert_int_eq(hb_sched_init(&s, users, qps, 0), 0);
+    static const uint64_t firsts[] = {0, 18868 * 52};
+    for (size_t f = 0; f < 2; f++) {
+        uint64_t first = firsts[f], count = first + 18868 > users ? users - first : 18868;
+        hb_sched_range_t r;
+        ck_assert_int_eq(hb_sched_range_init(&r, &s, first, count, order), 0);
+        hb_sched_range_seek(&r, &s, UNIX_NOW_S * 1000);
+        check_walk(&r, &s, hb_sched_first_at(&s, UNIX_NOW_S * 1000), 3 * count, ctx);
+        hb_sched_range_seek(&r, &s, UNIX_NOW_S * 1000);
+        uint64_t k = 0, second = UNIX_NOW_S, n = 0, prev_us = 0;
+        for (;;) {
+            hb_sched_range_next(&r, &k, NULL);
+            uint64_t us = hb_sched_time_us_of(&s, k);
+            REQUIRE_U64(us, >=, prev_us);
+            prev_us = us;
+            if (us / 1000000 != second) {
+                /* the share of a second, to within less than 2 */
+                REQUIRE_U64(n * users + 2 * users, >, qps * count);
+                REQUIRE_U64(n * users, <, qps * count + 2 * users);
+                if (++second == UNIX_NOW_S + 20)
+                    break;
+                n = 0;
+            }
+            n++;
+        }
+    }
+    free(order);
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
     Suite *s = suite_create("sched");
@@ -682,12 +871,16 @@ static Suite *sched_suite(void)
     tcase_add_test(props, test_rate_change_sequences);
     tcase_add_test(props, test_fairness_across_a_rate_change);
     tcase_add_test(props, test_reference_rule_when_qps_divides_users);
+    tcase_add_test(props, test_time_us_of);
+    tcase_add_test(props, test_range_walk_matches_scan);
+    tcase_add_test(props, test_range_walk_rate_change_and_errors);
     suite_add_tcase(s, props);
 
     TCase *large = tcase_create("large");
     tcase_set_timeout(large, 30);
     tcase_add_test(large, test_large_one_million_users);
     tcase_add_test(large, test_large_qps_above_users);
+    tcase_add_test(large, test_range_walk_million_share);
     suite_add_tcase(s, large);
     return s;
 }

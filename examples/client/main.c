@@ -97,6 +97,8 @@ static void usage(FILE *out)
         "  --closed K             closed loop: every user keeps K shakes (1..8) outstanding,\n"
         "                         sending the next as each reply comes; --qps is unused\n"
         "  --servers HOST:P1-PN   servers on ports P1..PN: user u connects to P1 + u mod N\n"
+        "  --send-coalesce US     wake up to send at most every US microseconds, sending what is\n"
+        "                         due together (default 0: every send at its own microsecond)\n"
         "  --help, --version\n",
         hb_version_string());
 }
@@ -232,6 +234,9 @@ static int parse_args(int argc, char **argv)
                 cfg.copts.closed = (uint32_t)v;
         } else if (strcmp(a, "--servers") == 0) {
             r = parse_servers(a, val);
+        } else if (strcmp(a, "--send-coalesce") == 0) {
+            if ((r = cli_u64(prog, a, val, 0, 1000000, &v)) == 0)
+                cfg.copts.send_coalesce_us = (uint32_t)v;
         } else if (strcmp(a, "--claims-log") == 0) {
             cfg.claims_log = val;
         } else if (strcmp(a, "--report-interval") == 0) {

@@ -1,8 +1,10 @@
 /* The load-generating client runtime: simulated users, one TCP connection each, logging in and
- * shaking on the modulo schedule (hongbao/sched.h), claiming the send-envelopes they are told of
- * until each claim has a final answer, with latency measured from each request's intended send
- * time. One loop, one thread: run several processes for more users than one process's open-file
- * limit (hb-client --procs does). */
+ * shaking (or sending an application's own request) on the modulo schedule (hongbao/sched.h),
+ * claiming the send-envelopes they are told of until each claim has a final answer, with latency
+ * measured from each request's intended send time, to the microsecond. One loop, one thread: run
+ * several processes for more users than one process's open-file limit (hb-client --procs does).
+ * A process visits only its own users' sends and sleeps until the next is due, so its cost per
+ * request does not grow with the fleet (docs/client.md). */
 #ifndef HONGBAO_CLIENT_H
 #define HONGBAO_CLIENT_H
 
@@ -15,6 +17,7 @@
 #include "hongbao/counters.h"
 #include "hongbao/hist.h"
 #include "hongbao/http.h"
+#include "hongbao/proto.h"
 #include "hongbao/sched.h"
 
 #ifdef __cplusplus
@@ -68,6 +71,38 @@ typedef struct hb_client_options {
      * count). */
     hb_log_cb log;
     void *log_arg;
+    /* Application requests (a service's own command, hb_server_handle on the server side). When
+     * app_cmd is set (HB_CMD_APP_FIRST..HB_CMD_APP_LAST), each scheduled request (and each of the
+     * closed loop's) is a frame of app_cmd instead of a shake, and the next frame of app_reply_cmd
+     * the user receives answers its oldest outstanding one (0: app_cmd itself, an echo), in order,
+     * as shake replies do. Their latency goes into the same histograms (shake_latency,
+     * service_latency, phase_latency) and per-second counter slots as shakes; they count in
+     * stats.app_requests and app_replies and in the request and response slots (10, 11), not in
+     * the shake slots. At most 8 are outstanding per user; past that, a send is missed. */
+    uint16_t app_cmd;
+    uint16_t app_reply_cmd;
+    /* Called on the loop before each application request of user to write its payload: up to
+     * cap bytes (HB_FRAME_MAX - HB_FRAME_HEADER) into buf, which is valid during the call only.
+     * intended_us is the request's intended send time (Unix microseconds; the moment of the call
+     * in the closed loop), which the payload may carry for the server to measure against.
+     * Returns the payload's length (0..cap), or a negative value to skip this send (counted as
+     * missed; in the closed loop it is not replaced, so the user keeps one fewer outstanding).
+     * NULL: an empty payload. Must not close the client. */
+    int (*app_fill)(void *arg, uint32_t user, uint64_t intended_us, uint8_t *buf, size_t cap);
+    /* Called on the loop for every application frame (HB_CMD_APP_FIRST..HB_CMD_APP_LAST) a
+     * logged-in user receives, replies and frames the server pushes alike, after a reply was timed:
+     * frame->payload is valid during the call only. Application frames are accepted whether or not
+     * this is set (counted in stats.app_frames); one before the login reply resets the
+     * connection as any unexpected frame does. Must not close the client. */
+    void (*on_app_frame)(void *arg, uint32_t user, const hb_frame_t *frame);
+    void *app_arg; /* for app_fill and on_app_frame */
+    /* Wake-ups to send are at least this many microseconds apart. 0 (the default): each send is
+     * made at its own intended microsecond, as soon as the loop wakes up for it, which costs about
+     * one wake-up a send when sends are further apart than a wake-up takes. Above 0, a send due
+     * sooner after the previous wake-up waits for the next one, at most this long, and sends go
+     * out in batches: fewer wake-ups for the client and the server, and a latency that includes
+     * the wait (timed from the intended time, it shows). docs/client.md has the trade-off. */
+    uint32_t send_coalesce_us;
 } hb_client_options_t;
 
 /* Fill *o with the defaults above (users 0..0, qps 0). */
@@ -97,6 +132,12 @@ typedef struct hb_client_stats {
     uint64_t claims_try_again; /* HB_CLAIM_TRY_AGAIN replies (asked again after a back-off) */
     uint64_t claims_retried;   /* claims sent again: after a reconnect, or after TRY_AGAIN */
     uint64_t claims_refused;   /* final answers without a share (not a recipient, no envelope) */
+    uint64_t app_requests;     /* application requests sent (options.app_cmd) */
+    uint64_t app_replies;      /* their answers (options.app_reply_cmd), timed */
+    uint64_t app_frames;       /* application frames received, answers included */
+    /* Times the loop woke up to send: at most one a send (sends due together share one) and one a
+     * rate change, none while nothing is due; the loop sleeps between sends rather than ticking. */
+    uint64_t send_wakeups;
 } hb_client_stats_t;
 
 typedef struct hb_client hb_client_t;
@@ -104,17 +145,25 @@ typedef struct hb_client hb_client_t;
 typedef void (*hb_client_close_cb)(hb_client_t *client);
 
 /* Caller-owned. The lifetime rule is libuv's: hb_client_init, then hb_client_close(client, cb);
- * the memory stays valid until cb has run and the caller frees or reuses it in or after cb. */
+ * the memory stays valid until cb has run and the caller frees or reuses it in or after cb.
+ *
+ * Its size: about 200 KB (sizeof(hb_client_t) is 13 * sizeof(hb_hist_t) plus a few hundred
+ * bytes), because its 13 latency histograms of 15 KB each are inline, so that they stay readable
+ * after the close callback without the library's memory. Allocate it statically or on the heap,
+ * not on a small thread stack. The per-user state (about 500 bytes a user) is allocated by
+ * hb_client_init and freed after the close callback. */
 struct hb_client {
     /* public */
     void *data;
     /* read-only */
     uv_loop_t *loop;
     hb_client_stats_t stats;
-    hb_hist_t shake_latency; /* microseconds from intended send time to reply, since start */
+    /* microseconds from the intended send time (to the microsecond: hb_sched_time_us_of) to the
+     * reply, since start or hb_client_reset_latency; application requests' too (app_cmd) */
+    hb_hist_t shake_latency;
     hb_hist_t claim_latency; /* microseconds from the notice to the claim reply */
-    /* microseconds from the moment a shake was actually written to its reply (the server's and
-     * the network's share, without the client's own lateness in sending) */
+    /* microseconds from the moment a shake (or application request) was actually written to its
+     * reply (the server's and the network's share, without the client's own lateness in sending) */
     hb_hist_t service_latency;
     /* shake_latency split by the 100 ms phase of the second of the intended send time
      * (phase_latency[i]: sends due in milliseconds 100 i .. 100 i + 99 of a second), to see
@@ -126,12 +175,15 @@ struct hb_client {
 
 /* Prepare a client on loop. opts is copied (source strings too). Once this returned 0,
  * hb_client_close must be called (started or not): it frees what init allocated. Returns 0,
- * UV_EINVAL (bad addresses, max_user < min_user, total_users <= max_user, qps above 2^32, closed
- * above HB_CLIENT_MAX_CLOSED, server ports past 65535), UV_ENOMEM; on error nothing needs
- * closing. */
+ * UV_EINVAL (bad addresses, max_user < min_user, total_users <= max_user or above 2^32, qps above
+ * 2^32, closed above HB_CLIENT_MAX_CLOSED, server ports past 65535, app_cmd or app_reply_cmd
+ * outside the application range), UV_ENOMEM, or the error of creating the send timer (UV_EMFILE,
+ * ...); on error nothing needs closing. */
 HB_EXTERN int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts);
 
-/* Start connecting the users (at the bounded rate) and sending on the schedule. Loop thread.
+/* Start connecting the users (at the bounded rate) and sending on the schedule: the process walks
+ * only its own users' sends (hb_sched_range_t) and sleeps until the next is due, to the
+ * microsecond (a timerfd on Linux; a millisecond timer elsewhere). Loop thread.
  * A user's claims without a final answer (no reply yet, or HB_CLAIM_TRY_AGAIN) are kept and sent
  * again: after its next login when its connection was lost, after a back-off (100 ms doubling to
  * 5 s) after TRY_AGAIN; each envelope's share is counted once (GRANTED, or REPEAT for a claim not

@@ -54,6 +54,25 @@ HB_EXTERN void hb_hist_record_n(hb_hist_t *h, uint64_t v, uint64_t n);
  * both histograms' values into one would give. dst may equal src (doubling it). */
 HB_EXTERN void hb_hist_merge(hb_hist_t *dst, const hb_hist_t *src);
 
+/* The histogram of an interval: what was recorded into a histogram between two of its
+ * snapshots. A snapshot is a copy (`hb_hist_t before = *h;` or memcpy), so per-second or
+ * per-report percentiles need one copy per interval and this call, not a second histogram to
+ * record into nor a rebuild bucket by bucket:
+ *
+ *     hb_hist_sub(&interval, &now, &before);   (then before = now for the next interval)
+ *
+ * *out gets count, buckets and sum of now minus before (sum stays UINT64_MAX, "saturated", when
+ * now's had saturated). min and max cannot be subtracted: they are exact when the interval holds
+ * now's own min or max (now->min < before->min, now->max > before->max, or before empty);
+ * otherwise they are the bounds of the interval's lowest and highest non-empty buckets (clamped to
+ * now's min and max), within 1/32 of the truth, min at or below it and max at or above it, so
+ * hb_hist_percentile keeps its guarantee for every p in (0, 100). An empty interval gives the
+ * empty histogram. before must be an earlier snapshot of the same histogram (no bucket and no
+ * count above now's; hb_hist_init between them breaks this): otherwise returns HB_EINVAL and
+ * leaves *out alone. out may be the same histogram as now or before. Returns 0. O(buckets), no
+ * allocation. */
+HB_EXTERN int hb_hist_sub(hb_hist_t *out, const hb_hist_t *now, const hb_hist_t *before);
+
 /* The p-th percentile, p in [0, 100]. The true percentile is the nearest-rank one: the
  * rank-th smallest value recorded, rank = ceil(p / 100 * count) and at least 1 (computed with a
  * relative tolerance of 1e-12, so that a decimal p such as 99.9 gives the rank its decimal value

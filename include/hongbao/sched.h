@@ -76,6 +76,14 @@ HB_EXTERN uint64_t hb_sched_user_of(const hb_sched_t *s, uint64_t k);
  * Non-decreasing in k. UINT64_MAX when qps is 0 (no send is ever made). O(1), cannot fail. */
 HB_EXTERN uint64_t hb_sched_time_of(const hb_sched_t *s, uint64_t k);
 
+/* The time, in Unix microseconds, of send k: the placement of hb_sched_time_of one level finer.
+ * Index i of a second is at microsecond floor(i * 1000000 / qps) of it, which lies inside the
+ * millisecond hb_sched_time_of gives (hb_sched_time_us_of(s, k) / 1000 == hb_sched_time_of(s, k)),
+ * so the sends of one millisecond are spread evenly across it (at 60,000/s, 16 or 17 us apart)
+ * instead of sharing its first microsecond. Non-decreasing in k, strictly increasing when
+ * qps <= 1,000,000. UINT64_MAX when qps is 0. O(1), cannot fail. */
+HB_EXTERN uint64_t hb_sched_time_us_of(const hb_sched_t *s, uint64_t k);
+
 /* The index of the first send due at or after Unix millisecond at_ms: at_ms before the epoch is
  * clamped to it (giving base_k), at_ms at or above HB_SCHED_MAX_S * 1000 to that. base_k when qps
  * is 0 (the index the next send will have). O(1), cannot fail. */
@@ -87,6 +95,45 @@ HB_EXTERN uint64_t hb_sched_first_at(const hb_sched_t *s, uint64_t at_ms);
  * HB_EIDLE when qps is 0. On error nothing is stored. */
 HB_EXTERN int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, uint64_t *k,
                             uint64_t *when_ms);
+
+/* The sends of one contiguous range of users, in order: what a client process owning users
+ * first..first + count - 1 sends, without visiting any of the fleet's other sends. Under one rate
+ * user u sends at the indices congruent to its rotation position modulo users, so the range's
+ * sends repeat with period users, ordered by position: the walk keeps the range's users sorted by
+ * position, in an array the caller provides (8 bytes a user), and steps through it cycle after
+ * cycle, O(1) a send. Plain data, caller-owned, no allocation; the array must outlive the walk. */
+typedef struct hb_sched_range {
+    /* read-only */
+    uint64_t first; /* the range's first user */
+    uint64_t count; /* its users */
+    /* private */
+    uint64_t users;  /* s->users at hb_sched_range_init */
+    uint64_t *order; /* count entries, position << 32 | (user - first), ascending */
+    uint64_t cycle;  /* the index of position 0 of the current cycle, a multiple of users */
+    uint64_t next;   /* the entry of the walk's next send */
+} hb_sched_range_t;
+
+/* Prepare a walk of the users first..first + count - 1 of s under its current rate, at its first
+ * send at or after s->base_k. order is the caller's array of count uint64_t, used by the walk
+ * until it is prepared again or dropped. O(count log count). The walk describes the rate it was
+ * prepared under: after hb_sched_set_rate, prepare it again (the rotation changed) and seek.
+ * Returns 0, or HB_EINVAL when count is 0, order is NULL or first + count > s->users (nothing is
+ * changed then). */
+HB_EXTERN int hb_sched_range_init(hb_sched_range_t *r, const hb_sched_t *s, uint64_t first,
+                                  uint64_t count, uint64_t *order);
+
+/* Move the walk to the range's first send due at or after Unix millisecond at_ms (clamped as
+ * hb_sched_first_at clamps it). s is the schedule the walk was prepared with, unchanged since.
+ * O(log count), cannot fail. */
+HB_EXTERN void hb_sched_range_seek(hb_sched_range_t *r, const hb_sched_t *s, uint64_t at_ms);
+
+/* The walk's next send: stores its index in *k and its user in *user (each if not NULL), and steps
+ * past it. Successive sends have increasing indices, so their times (hb_sched_time_of,
+ * hb_sched_time_us_of) never decrease; they are exactly the sends of the fleet's schedule whose
+ * user is in the range, in the order of the index, none skipped: a user's first send from a seek
+ * to at_ms is the one hb_sched_next(s, user, at_ms) gives, and each later one is users indices
+ * after its previous. O(1), cannot fail. */
+HB_EXTERN void hb_sched_range_next(hb_sched_range_t *r, uint64_t *k, uint64_t *user);
 
 /* The reference's own rule, kept for comparison and tests: 1 if user sends in second t, that is
  * t % G == user % G with G = users / qps in integer division as the reference computes it, else

@@ -1,5 +1,5 @@
-/* The log-linear latency histogram: bucket arithmetic, recording, merging, percentiles and the
- * one-line summary. */
+/* The log-linear latency histogram: bucket arithmetic, recording, merging, interval subtraction,
+ * percentiles and the one-line summary. */
 #include "hongbao/hist.h"
 
 #include <inttypes.h>
@@ -105,6 +105,50 @@ void hb_hist_merge(hb_hist_t *dst, const hb_hist_t *src)
     dst->sum = add_saturating(dst->sum, src->sum);
     for (size_t i = 0; i < HB_HIST_BUCKETS; i++)
         dst->buckets[i] += src->buckets[i];
+}
+
+int hb_hist_sub(hb_hist_t *out, const hb_hist_t *now, const hb_hist_t *before)
+{
+    if (out == NULL || now == NULL || before == NULL || before->count > now->count)
+        return HB_EINVAL;
+    for (size_t i = 0; i < HB_HIST_BUCKETS; i++)
+        if (before->buckets[i] > now->buckets[i])
+            return HB_EINVAL;
+    /* Decide min and max before writing: out may be now or before. */
+    uint64_t count = now->count - before->count;
+    uint64_t sum = now->sum == UINT64_MAX ? UINT64_MAX : now->sum - before->sum;
+    int exact_min = before->count == 0 || now->min < before->min;
+    int exact_max = before->count == 0 || now->max > before->max;
+    uint64_t now_min = now->min, now_max = now->max;
+    size_t lowest = HB_HIST_BUCKETS, highest = 0;
+    for (size_t i = 0; i < HB_HIST_BUCKETS; i++) {
+        uint64_t n = now->buckets[i] - before->buckets[i];
+        out->buckets[i] = n;
+        if (n != 0) {
+            if (lowest == HB_HIST_BUCKETS)
+                lowest = i;
+            highest = i;
+        }
+    }
+    out->count = count;
+    if (count == 0) {
+        out->sum = out->min = out->max = 0;
+        return 0;
+    }
+    out->sum = sum;
+    if (exact_min) {
+        out->min = now_min;
+    } else {
+        uint64_t low = hb_hist_bucket_lowest(lowest);
+        out->min = low > now_min ? low : now_min;
+    }
+    if (exact_max) {
+        out->max = now_max;
+    } else {
+        uint64_t high = hb_hist_bucket_highest(highest);
+        out->max = high < now_max ? high : now_max;
+    }
+    return 0;
 }
 
 /* The nearest rank for p in (0, 100): ceil(p / 100 * count) in [1, count], count > 0. */

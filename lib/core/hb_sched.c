@@ -1,8 +1,10 @@
 /* The modulo scheduler: a global send numbering, a low-discrepancy rotation of the users over it,
- * and millisecond placement inside each second. Pure arithmetic, no allocation, no libuv. */
+ * millisecond and microsecond placement inside each second, and the walk over one range of users'
+ * sends. Pure arithmetic, no allocation, no libuv. */
 #include "hongbao/sched.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #define HB_SCHED_MAX_MS_ (HB_SCHED_MAX_S * 1000)
 
@@ -93,6 +95,16 @@ uint64_t hb_sched_time_of(const hb_sched_t *s, uint64_t k)
     return (s->epoch_s + d / s->qps) * 1000 + (d % s->qps) * 1000 / s->qps;
 }
 
+uint64_t hb_sched_time_us_of(const hb_sched_t *s, uint64_t k)
+{
+    uint64_t d;
+    if (s->qps == 0)
+        return UINT64_MAX;
+    d = k > s->base_k ? k - s->base_k : 0;
+    /* d % qps < 2^32, so the product stays below 2^52. */
+    return (s->epoch_s + d / s->qps) * 1000000 + (d % s->qps) * 1000000 / s->qps;
+}
+
 uint64_t hb_sched_first_at(const hb_sched_t *s, uint64_t at_ms)
 {
     uint64_t sec, ms;
@@ -122,6 +134,67 @@ int hb_sched_next(const hb_sched_t *s, uint64_t user, uint64_t at_ms, uint64_t *
     if (when_ms != NULL)
         *when_ms = hb_sched_time_of(s, kn);
     return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Place the walk at the range's first send at or after index k0. */
+static void range_place(hb_sched_range_t *r, uint64_t k0)
+{
+    uint64_t p0 = k0 % r->users, lo = 0, hi = r->count;
+    /* The first entry whose position is p0 or later. */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if ((r->order[mid] >> 32) < p0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    r->cycle = k0 - p0;
+    r->next = lo;
+    if (lo == r->count) {
+        r->cycle += r->users;
+        r->next = 0;
+    }
+}
+
+int hb_sched_range_init(hb_sched_range_t *r, const hb_sched_t *s, uint64_t first, uint64_t count,
+                        uint64_t *order)
+{
+    if (count == 0 || order == NULL || first >= s->users || count > s->users - first)
+        return HB_EINVAL;
+    /* Positions are below users <= 2^32 and offsets below count <= 2^32: 32 bits each. */
+    for (uint64_t i = 0; i < count; i++)
+        order[i] = sched_pos(s, first + i) << 32 | i;
+    qsort(order, (size_t)count, sizeof *order, range_cmp);
+    r->first = first;
+    r->count = count;
+    r->users = s->users;
+    r->order = order;
+    range_place(r, s->base_k);
+    return 0;
+}
+
+void hb_sched_range_seek(hb_sched_range_t *r, const hb_sched_t *s, uint64_t at_ms)
+{
+    range_place(r, hb_sched_first_at(s, at_ms));
+}
+
+void hb_sched_range_next(hb_sched_range_t *r, uint64_t *k, uint64_t *user)
+{
+    uint64_t e = r->order[r->next];
+    if (k != NULL)
+        *k = r->cycle + (e >> 32);
+    if (user != NULL)
+        *user = r->first + (e & 0xFFFFFFFFu);
+    if (++r->next == r->count) {
+        r->next = 0;
+        r->cycle += r->users;
+    }
 }
 
 int hb_sched_reference_due(uint64_t users, uint64_t qps, uint64_t user, uint64_t t)

@@ -1,28 +1,30 @@
 /* The load-generating client: simulated users on one loop, connected at a bounded rate through
- * the library's socket layer (hb_sock.h), shaking on the modulo schedule, claiming what they are
- * sent until each claim has a final answer, timing every request from its intended send time (so
- * a late send shows as latency instead of hiding).
- * Over 800 lines for one job: a simulated user's connection, schedule and claims work on one
- * struct. */
+ * the library's socket layer (hb_sock.h), sending a shake or an application request whenever the
+ * pacer (hb_client_pacer.h) says one of them is due, claiming what they are sent until each claim
+ * has a final answer, timing every request from its intended send time (so a late send shows as
+ * latency instead of hiding).
+ * Over 800 lines for one job: a simulated user's connection, requests and claims work on one
+ * struct (when they are due is the pacer's job). */
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "hb_client_pacer.h"
 #include "hb_internal.h"
 #include "hb_sock.h"
 #include "hongbao/client.h"
 #include "hongbao/proto.h"
 
-#define TICK_MS            1
-#define SHAKES_OUTSTANDING 8 /* per user; a scheduled shake past this is counted missed */
-#define CLAIMS_HELD        4 /* per user: claims without a final answer (a notice past it: none) */
-#define CLAIMS_DONE        4 /* per user: envelopes recently counted, not claimed again */
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     5000
-#define MAX_SENDS_PER_TICK 200000
-#define CLAIM_SCAN_MS      50 /* how often claims waiting after TRY_AGAIN are looked at */
+#define OUTSTANDING     8 /* requests per user; a scheduled one past this is counted missed */
+#define CLAIMS_HELD     4 /* per user: claims without a final answer (a notice past it: none) */
+#define CLAIMS_DONE     4 /* per user: envelopes recently counted, not claimed again */
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
+#define CLAIM_SCAN_MS   50 /* how often claims waiting after TRY_AGAIN are looked at */
+#define CONNECT_TICK_MS 1  /* how often connecting goes on while users wait to connect */
+#define APP_PAYLOAD_MAX (HB_FRAME_MAX - HB_FRAME_HEADER)
 /* A user's output the kernel has not taken, at most: a few frames are ever in flight, so more
  * means the server stopped reading; the connection is then closed and made again. */
 #define USER_MAX_QUEUED (16u * 1024)
@@ -43,11 +45,11 @@ typedef struct cuser {
     hb_framer_t framer;
     uint32_t user;
     uint8_t state;
-    uint8_t shake_head, shake_count;
+    uint8_t req_head, req_count; /* outstanding requests (shakes, or the application's), a ring */
     uint8_t backoff;
     uint64_t retry_at_ms;
-    uint64_t shake_at_us[SHAKES_OUTSTANDING];   /* intended send times of outstanding shakes */
-    uint64_t shake_sent_us[SHAKES_OUTSTANDING]; /* and when they were actually written */
+    uint64_t req_at_us[OUTSTANDING];   /* intended send times of outstanding requests */
+    uint64_t req_sent_us[OUTSTANDING]; /* and when they were actually written */
     /* Claims without a final answer, in no order (replies name their envelope). */
     uint64_t claim_at_us[CLAIMS_HELD];    /* the notice's arrival: claim latency starts there */
     uint32_t claim_env[CLAIMS_HELD];      /* envelope ids */
@@ -78,12 +80,14 @@ struct hb_client_impl {
     uint64_t epoch_ms;       /* the loop clock at init: claim_retry_ms counts from here */
     uint32_t claims_waiting; /* claims in C_WAIT, over all users */
     uint64_t claim_scan_ms;  /* the next look at them */
-    /* schedule */
-    hb_sched_t sched;
-    uint64_t next_k;
-    uint64_t pending_qps, pending_from_s;
-    int rate_pending;
-    uv_timer_t tick; /* initialised by init, so that close always calls back from the loop */
+    /* when the users send: the schedule walked over this process's users only */
+    hb__pacer_t pacer;
+    uint16_t app_reply_cmd; /* the command answering opts.app_cmd */
+    /* Housekeeping: connecting, claims to ask again, the second's percentiles. Armed for the
+     * earliest of them, not ticking: initialised by init, so that close always calls back from
+     * the loop. */
+    uv_timer_t house;
+    uint64_t house_due_ms; /* loop time it is armed for; UINT64_MAX: not armed */
     /* per-second latency */
     hb_hist_t sec_shake, sec_claim;
     uint64_t hist_second;
@@ -107,6 +111,10 @@ static void count(struct hb_client_impl *impl, unsigned slot, uint64_t now_s, ui
 {
     hb_counters_add(&impl->counters, 0, slot, now_s, delta);
 }
+
+static void send_due(void *arg, uint64_t user, uint64_t at_us);
+static void house_kick(struct hb_client_impl *impl, uint64_t due_ms);
+static void close_second(struct hb_client_impl *impl, uint64_t now_s);
 
 void hb_client_options_default(hb_client_options_t *o)
 {
@@ -134,7 +142,9 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     if (opts->max_user < opts->min_user || opts->qps > ((uint64_t)1 << 32) ||
         opts->nsources > HB_CLIENT_MAX_SOURCES || opts->server_port <= 0 ||
         opts->server_port > 65535 || opts->closed > HB_CLIENT_MAX_CLOSED ||
-        (opts->nservers > 1 && (uint64_t)opts->server_port + opts->nservers - 1 > 65535))
+        (opts->nservers > 1 && (uint64_t)opts->server_port + opts->nservers - 1 > 65535) ||
+        (opts->app_cmd != 0 && !HB_CMD_IS_APP(opts->app_cmd)) ||
+        (opts->app_reply_cmd != 0 && !HB_CMD_IS_APP(opts->app_reply_cmd)))
         return UV_EINVAL;
     uint64_t total = opts->total_users ? opts->total_users : (uint64_t)opts->max_user + 1;
     if (total <= opts->max_user)
@@ -164,8 +174,8 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
         impl->opts.connect_rate = 20000;
     if (impl->opts.connect_inflight == 0)
         impl->opts.connect_inflight = 512;
-    r = hb_sched_init(&impl->sched, total, opts->qps, 0);
-    if (r != 0)
+    impl->app_reply_cmd = opts->app_reply_cmd ? opts->app_reply_cmd : opts->app_cmd;
+    if (total > HB_SCHED_MAX_USERS)
         goto fail;
     impl->nusers = opts->max_user - opts->min_user + 1;
     r = UV_ENOMEM;
@@ -190,9 +200,19 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     hb_hist_init(&impl->sec_shake);
     hb_hist_init(&impl->sec_claim);
     impl->epoch_ms = uv_now(loop);
-    uv_timer_init(loop, &impl->tick); /* cannot fail; last, so no error path has to close it */
-    impl->tick.data = impl;
-    impl->open_handles = 1;
+    /* The pacer's handle, then the timer that cannot fail: no error path has to close one. */
+    r = hb__pacer_init(loop, &impl->pacer, total, opts->qps, opts->min_user, impl->nusers, send_due,
+                       impl);
+    if (r != 0) {
+        hb_counters_close(&impl->counters);
+        goto fail;
+    }
+    impl->pacer.wakeups = &client->stats.send_wakeups;
+    impl->pacer.coalesce_us = opts->send_coalesce_us;
+    uv_timer_init(loop, &impl->house);
+    impl->house.data = impl;
+    impl->house_due_ms = UINT64_MAX;
+    impl->open_handles = 2;
     client->stats.users = impl->nusers;
     client->impl = impl;
     return 0;
@@ -217,8 +237,7 @@ hb_counters_t *hb_client_counters(hb_client_t *client)
 
 uint64_t hb_client_rate(const hb_client_t *client)
 {
-    const struct hb_client_impl *impl = client->impl;
-    return impl->rate_pending ? impl->pending_qps : impl->sched.qps;
+    return hb__pacer_rate(&client->impl->pacer);
 }
 
 /* ---- output
@@ -342,6 +361,7 @@ static void claim_final(struct hb_client_impl *impl, cuser_t *u, unsigned i, uin
 {
     hb_hist_t *all = &impl->pub->claim_latency;
     uint64_t lat = now_us > u->claim_at_us[i] ? now_us - u->claim_at_us[i] : 0;
+    close_second(impl, now_us / 1000000);
     hb_hist_record(all, lat);
     hb_hist_record(&impl->sec_claim, lat);
     u->claim_state[i] = C_FREE;
@@ -398,6 +418,7 @@ static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uin
         u->claim_retry_ms[i] = claim_clock(impl) + wait;
         u->claim_state[i] = C_WAIT;
         impl->claims_waiting++;
+        house_kick(impl, uv_now(impl->pub->loop) + wait);
         break;
     }
     default: /* not a recipient, no such envelope, or a result we do not know: final, nothing */
@@ -432,6 +453,7 @@ static void pending_push(struct hb_client_impl *impl, cuser_t *u)
     uint32_t idx = (uint32_t)(u - impl->users);
     impl->pending[(impl->pending_head + impl->pending_count) % impl->nusers] = idx;
     impl->pending_count++;
+    house_kick(impl, u->retry_at_ms);
 }
 
 /* Once closing and the last handle is closed: call the close callback, then free the internals.
@@ -454,7 +476,7 @@ static void on_user_closed(hb_sock_t *s)
     impl->open_handles--;
     hb_framer_reset(&u->framer);
     u->state = U_IDLE;
-    u->shake_count = 0;
+    u->req_count = 0;
     if (impl->closing) {
         maybe_finish(impl);
         return;
@@ -488,16 +510,16 @@ static void user_close(cuser_t *u)
     hb__sock_close(&u->sock);
 }
 
-static void send_shake(struct hb_client_impl *impl, cuser_t *u, uint64_t at_ms, uint64_t now_s);
+static void send_request(struct hb_client_impl *impl, cuser_t *u, uint64_t at_us);
 
 /* The closed loop starts once every user of this process has logged in (so that connecting is
  * not slowed by the load of those already in, and the measured loop is the steady state); a user
  * who reconnects afterwards starts again at once. */
-static void closed_kick(struct hb_client_impl *impl, cuser_t *u, uint64_t now_s)
+static void closed_kick(struct hb_client_impl *impl, cuser_t *u)
 {
     if (impl->closed_running) {
         for (uint32_t i = 0; i < impl->opts.closed && u->state == U_READY; i++)
-            send_shake(impl, u, 0, now_s);
+            send_request(impl, u, 0);
         return;
     }
     if (impl->pub->stats.connected < impl->nusers)
@@ -505,14 +527,51 @@ static void closed_kick(struct hb_client_impl *impl, cuser_t *u, uint64_t now_s)
     impl->closed_running = 1;
     for (uint32_t k = 0; k < impl->nusers; k++)
         for (uint32_t i = 0; i < impl->opts.closed && impl->users[k].state == U_READY; i++)
-            send_shake(impl, &impl->users[k], 0, now_s);
+            send_request(impl, &impl->users[k], 0);
 }
 
-static void record_latency(hb_hist_t *all, hb_hist_t *sec, uint64_t sent_us, uint64_t now_us)
+/* The closed loop: a request was answered, send the next. */
+static void closed_next(struct hb_client_impl *impl, cuser_t *u)
 {
-    uint64_t lat = now_us > sent_us ? now_us - sent_us : 0;
-    hb_hist_record(all, lat);
-    hb_hist_record(sec, lat);
+    if (impl->opts.closed > 0 && !impl->closing && u->state == U_READY)
+        send_request(impl, u, 0);
+}
+
+/* u's oldest outstanding request is answered at now_us: time it from its intended send time (and
+ * from its write: the service latency) into the histograms, and count the response. */
+static void request_answered(struct hb_client_impl *impl, cuser_t *u, uint64_t now_us)
+{
+    hb_client_t *c = impl->pub;
+    uint64_t at = u->req_at_us[u->req_head], written = u->req_sent_us[u->req_head];
+    u->req_head = (uint8_t)((u->req_head + 1) % OUTSTANDING);
+    u->req_count--;
+    uint64_t lat = now_us > at ? now_us - at : 0;
+    close_second(impl, now_us / 1000000);
+    hb_hist_record(&c->shake_latency, lat);
+    hb_hist_record(&impl->sec_shake, lat);
+    hb_hist_record(&c->service_latency, now_us > written ? now_us - written : 0);
+    hb_hist_record(&c->phase_latency[(at / 100000) % HB_CLIENT_PHASES], lat);
+    count(impl, HB_CTR_RESPONSES, now_us / 1000000, 1);
+}
+
+/* An application frame (logged in): the answer to u's oldest request when it is of the reply
+ * command and a request is outstanding; for the application's callback in any case. */
+static int app_frame(struct hb_client_impl *impl, cuser_t *u, const hb_frame_t *f)
+{
+    if (u->state != U_READY)
+        return HB_EBADCMD;
+    hb_client_stats_t *st = &impl->pub->stats;
+    int answer = impl->opts.app_cmd != 0 && f->cmd == impl->app_reply_cmd && u->req_count > 0;
+    st->app_frames++;
+    if (answer) {
+        st->app_replies++;
+        request_answered(impl, u, wall_us());
+    }
+    if (impl->opts.on_app_frame != NULL)
+        impl->opts.on_app_frame(impl->opts.app_arg, u->user, f);
+    if (answer)
+        closed_next(impl, u);
+    return 0;
 }
 
 static int on_frame(void *arg, const hb_frame_t *f)
@@ -522,6 +581,8 @@ static int on_frame(void *arg, const hb_frame_t *f)
     hb_client_stats_t *st = &impl->pub->stats;
     if (u->state == U_CLOSING)
         return UV_ECANCELED; /* closed by a reply to an earlier frame: ignore the rest */
+    if (HB_CMD_IS_APP(f->cmd))
+        return app_frame(impl, u, f);
     hb_msg_t m;
     if (hb_msg_decode(f, &m) != 0)
         return HB_EBADCMD;
@@ -542,20 +603,12 @@ static int on_frame(void *arg, const hb_frame_t *f)
         count(impl, HB_CTR_CONN_OPENED, now_s, 1);
         claims_after_login(impl, u, now_s);
         if (impl->opts.closed > 0)
-            closed_kick(impl, u, now_s);
+            closed_kick(impl, u);
         return 0;
     case HB_CMD_SHAKE_REPLY: {
-        if (u->shake_count == 0)
+        if (u->req_count == 0 || impl->opts.app_cmd != 0)
             return HB_EBADCMD;
-        uint64_t sent = u->shake_at_us[u->shake_head];
-        uint64_t written = u->shake_sent_us[u->shake_head];
-        u->shake_head = (uint8_t)((u->shake_head + 1) % SHAKES_OUTSTANDING);
-        u->shake_count--;
-        record_latency(&impl->pub->shake_latency, &impl->sec_shake, sent, now_us);
-        hb_hist_record(&impl->pub->service_latency, now_us > written ? now_us - written : 0);
-        hb_hist_record(&impl->pub->phase_latency[(sent / 100000) % HB_CLIENT_PHASES],
-                       now_us > sent ? now_us - sent : 0);
-        count(impl, HB_CTR_RESPONSES, now_s, 1);
+        request_answered(impl, u, now_us);
         uint32_t res = m.u.shake_reply.result;
         if (res >= HB_SHAKE_GOT && res <= HB_SHAKE_OVERLOAD) {
             st->replies[res - HB_SHAKE_GOT]++;
@@ -567,8 +620,7 @@ static int on_frame(void *arg, const hb_frame_t *f)
             count(impl, HB_CTR_SHAKE_RECEIVED, now_s, 1);
             count(impl, HB_CTR_SHAKE_AMOUNT_RECEIVED, now_s, m.u.shake_reply.amount);
         }
-        if (impl->opts.closed > 0 && !impl->closing && u->state == U_READY)
-            send_shake(impl, u, 0, now_s);
+        closed_next(impl, u);
         return 0;
     }
     case HB_CMD_NOTICE:
@@ -716,59 +768,61 @@ static void connect_some(struct hb_client_impl *impl, uint64_t now_ms)
     }
 }
 
-/* ---- the schedule
- * ----------------------------------------------------------------------------------- */
+/* ---- requests
+ * ------------------------------------------------------------------------------------- */
 
-static void send_shake(struct hb_client_impl *impl, cuser_t *u, uint64_t at_ms, uint64_t now_s)
+static void missed(struct hb_client_impl *impl, uint64_t now_s)
+{
+    impl->pub->stats.missed++;
+    count(impl, HB_CTR_C_SEND_MISSED, now_s, 1);
+}
+
+/* Send u's next request (logged in), intended at Unix microsecond at_us (0: now, the closed
+ * loop): a shake, or the application's request. One past OUTSTANDING unanswered, or one the
+ * application declines to fill, is not sent and counts as missed. */
+static void send_request(struct hb_client_impl *impl, cuser_t *u, uint64_t at_us)
 {
     hb_client_stats_t *st = &impl->pub->stats;
-    if (u->shake_count == SHAKES_OUTSTANDING) {
-        st->missed++;
-        count(impl, HB_CTR_C_SEND_MISSED, now_s, 1);
+    uint64_t now_us = wall_us(), now_s = now_us / 1000000;
+    if (u->req_count == OUTSTANDING) {
+        missed(impl, now_s);
         return;
     }
-    /* at_ms 0: the closed loop, which intends to send right now. */
-    unsigned slot = (u->shake_head + u->shake_count) % SHAKES_OUTSTANDING;
-    uint64_t now_us = wall_us();
-    u->shake_at_us[slot] = at_ms ? at_ms * 1000 : now_us;
-    u->shake_sent_us[slot] = now_us;
-    u->shake_count++;
-    st->shakes++;
-    count(impl, HB_CTR_REQUESTS, now_s, 1);
+    if (at_us == 0)
+        at_us = now_us;
     hb_msg_t m = {.cmd = HB_CMD_SHAKE, .timestamp = now_s};
-    m.u.shake.user_id = u->user;
+    uint8_t payload[APP_PAYLOAD_MAX];
+    if (impl->opts.app_cmd != 0) {
+        int n = 0;
+        if (impl->opts.app_fill != NULL)
+            n = impl->opts.app_fill(impl->opts.app_arg, u->user, at_us, payload, sizeof payload);
+        if (n < 0 || n > (int)sizeof payload) {
+            missed(impl, now_s);
+            return;
+        }
+        m.cmd = impl->opts.app_cmd;
+        m.u.app.len = (uint16_t)n;
+        m.u.app.payload = payload;
+        st->app_requests++;
+    } else {
+        m.u.shake.user_id = u->user;
+        st->shakes++;
+    }
+    unsigned slot = (u->req_head + u->req_count) % OUTSTANDING;
+    u->req_at_us[slot] = at_us;
+    u->req_sent_us[slot] = now_us;
+    u->req_count++;
+    count(impl, HB_CTR_REQUESTS, now_s, 1);
     user_send(u, &m);
 }
 
-static void apply_pending_rate(struct hb_client_impl *impl)
+/* The pacer: user's send, intended at at_us, is due. A user not logged in skips it. */
+static void send_due(void *arg, uint64_t user, uint64_t at_us)
 {
-    hb_sched_set_rate(&impl->sched, impl->pending_qps, impl->pending_from_s);
-    impl->next_k = impl->sched.base_k;
-    impl->rate_pending = 0;
-}
-
-static void run_schedule(struct hb_client_impl *impl, uint64_t now_ms)
-{
-    uint64_t now_s = now_ms / 1000;
-    for (unsigned n = 0; n < MAX_SENDS_PER_TICK; n++) {
-        uint64_t at = hb_sched_time_of(&impl->sched, impl->next_k);
-        if (impl->rate_pending && now_ms >= impl->pending_from_s * 1000 &&
-            (at == UINT64_MAX || at >= impl->pending_from_s * 1000)) {
-            apply_pending_rate(impl);
-            continue;
-        }
-        if (at == UINT64_MAX || at > now_ms)
-            return;
-        uint64_t user = hb_sched_user_of(&impl->sched, impl->next_k);
-        impl->next_k++;
-        if (user < impl->opts.min_user || user > impl->opts.max_user)
-            continue;
-        cuser_t *u = &impl->users[user - impl->opts.min_user];
-        if (u->state == U_READY)
-            send_shake(impl, u, at, now_s);
-    }
-    /* Too far behind (the process was stopped?): skip ahead rather than burst. */
-    impl->next_k = hb_sched_first_at(&impl->sched, now_ms);
+    struct hb_client_impl *impl = arg;
+    cuser_t *u = &impl->users[user - impl->opts.min_user];
+    if (u->state == U_READY)
+        send_request(impl, u, at_us);
 }
 
 /* Put the finished second's latency percentiles into the counters. */
@@ -793,18 +847,43 @@ static void close_second(struct hb_client_impl *impl, uint64_t now_s)
     impl->hist_second = now_s;
 }
 
-static void on_tick(uv_timer_t *t)
+/* ---- housekeeping
+ * ----------------------------------------------------------------------------------- */
+
+static void on_house(uv_timer_t *t);
+
+/* Have the housekeeping timer run by loop time due_ms (or earlier, as it is). */
+static void house_kick(struct hb_client_impl *impl, uint64_t due_ms)
+{
+    if (!impl->started || impl->closing || due_ms >= impl->house_due_ms)
+        return;
+    uint64_t now = uv_now(impl->pub->loop);
+    impl->house_due_ms = due_ms;
+    uv_timer_start(&impl->house, on_house, due_ms > now ? due_ms - now : 0, 0);
+}
+
+/* Connect the users waiting for it, ask again the claims whose back-off is over, close the second;
+ * then sleep until the earliest of: the next second, the next connect, the next claim scan. */
+static void on_house(uv_timer_t *t)
 {
     struct hb_client_impl *impl = t->data;
-    uint64_t now_ms = wall_us() / 1000;
-    close_second(impl, now_ms / 1000);
-    connect_some(impl, uv_now(t->loop));
-    if (impl->claims_waiting > 0 && uv_now(t->loop) >= impl->claim_scan_ms) {
-        impl->claim_scan_ms = uv_now(t->loop) + CLAIM_SCAN_MS;
+    uint64_t now = uv_now(t->loop), wall_ms = wall_us() / 1000;
+    impl->house_due_ms = UINT64_MAX;
+    close_second(impl, wall_ms / 1000);
+    connect_some(impl, now);
+    if (impl->claims_waiting > 0 && now >= impl->claim_scan_ms) {
+        impl->claim_scan_ms = now + CLAIM_SCAN_MS;
         claims_retry_due(impl);
     }
-    if (impl->opts.closed == 0)
-        run_schedule(impl, now_ms);
+    uint64_t due = now + 1000 - wall_ms % 1000;
+    if (impl->pending_count > 0) {
+        uint64_t head = impl->users[impl->pending[impl->pending_head]].retry_at_ms;
+        uint64_t next = head > now + CONNECT_TICK_MS ? head : now + CONNECT_TICK_MS;
+        due = next < due ? next : due;
+    }
+    if (impl->claims_waiting > 0 && impl->claim_scan_ms < due)
+        due = impl->claim_scan_ms;
+    house_kick(impl, due);
 }
 
 int hb_client_start(hb_client_t *client)
@@ -814,33 +893,38 @@ int hb_client_start(hb_client_t *client)
         return UV_EINVAL;
     impl->started = 1;
     uint64_t now_ms = wall_us() / 1000;
-    impl->next_k = hb_sched_first_at(&impl->sched, now_ms);
     impl->hist_second = now_ms / 1000;
     uv_update_time(client->loop);
     impl->tokens_ms = uv_now(client->loop);
     impl->tokens = 1;
-    return uv_timer_start(&impl->tick, on_tick, 0, TICK_MS);
+    if (impl->opts.closed == 0)
+        hb__pacer_start(&impl->pacer, now_ms);
+    house_kick(impl, uv_now(client->loop));
+    return 0;
 }
 
 int hb_client_set_rate(hb_client_t *client, uint64_t qps)
 {
     struct hb_client_impl *impl = client->impl;
-    if (qps > ((uint64_t)1 << 32))
-        return UV_EINVAL;
-    impl->pending_qps = qps;
-    impl->pending_from_s = wall_us() / 1000000 + 1;
-    if (impl->pending_from_s < impl->sched.epoch_s)
-        impl->pending_from_s = impl->sched.epoch_s;
-    impl->rate_pending = 1;
-    return 0;
+    uint64_t from_s = wall_us() / 1000000 + 1;
+    if (from_s < impl->pacer.sched.epoch_s)
+        from_s = impl->pacer.sched.epoch_s;
+    return hb__pacer_set_rate(&impl->pacer, qps, from_s);
 }
 
 /* ---- closing
  * ---------------------------------------------------------------------------------------- */
 
-static void on_tick_closed(uv_handle_t *h)
+static void on_house_closed(uv_handle_t *h)
 {
     struct hb_client_impl *impl = h->data;
+    impl->open_handles--;
+    maybe_finish(impl);
+}
+
+static void on_pacer_closed(hb__pacer_t *p)
+{
+    struct hb_client_impl *impl = p->arg;
     impl->open_handles--;
     maybe_finish(impl);
 }
@@ -862,8 +946,9 @@ void hb_client_close(hb_client_t *client, hb_client_close_cb cb)
             hb__sock_close(&u->sock);
         }
     }
-    /* The tick timer exists from init on: the callback comes from the loop, started or not. */
-    uv_close((uv_handle_t *)&impl->tick, on_tick_closed);
+    /* Both exist from init on: the callback comes from the loop, started or not. */
+    hb__pacer_close(&impl->pacer, on_pacer_closed);
+    uv_close((uv_handle_t *)&impl->house, on_house_closed);
 }
 
 /* ---- control routes
@@ -882,7 +967,7 @@ static void route_qps(const hb_http_request_t *req, hb_http_response_t *res, voi
     hb_client_set_rate(client, qps);
     char msg[96];
     int n = snprintf(msg, sizeof msg, "qps set to %llu from second %llu\n", (unsigned long long)qps,
-                     (unsigned long long)client->impl->pending_from_s);
+                     (unsigned long long)client->impl->pacer.rate_from_s);
     hb_http_respond(res, 200, "text/plain; charset=utf-8", msg, (size_t)n);
 }
 
@@ -898,7 +983,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  "\"got\":%llu,\"none\":%llu,\"overload\":%llu,\"envelopes\":%llu,\"amount\":%llu,"
                  "\"notices\":%llu,\"claims\":%llu,\"claims_granted\":%llu,\"claimed_amount\":%llu,"
                  "\"claims_repeat\":%llu,\"claims_try_again\":%llu,\"claims_retried\":%llu,"
-                 "\"claims_refused\":%llu,"
+                 "\"claims_refused\":%llu,\"app_requests\":%llu,\"app_replies\":%llu,"
+                 "\"send_wakeups\":%llu,"
                  "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
                  (unsigned long long)s->users, (unsigned long long)s->connected,
                  (unsigned long long)hb_client_rate(c), (unsigned long long)s->shakes,
@@ -909,6 +995,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  (unsigned long long)s->claims_granted, (unsigned long long)s->claimed_amount,
                  (unsigned long long)s->claims_repeat, (unsigned long long)s->claims_try_again,
                  (unsigned long long)s->claims_retried, (unsigned long long)s->claims_refused,
+                 (unsigned long long)s->app_requests, (unsigned long long)s->app_replies,
+                 (unsigned long long)s->send_wakeups,
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 50),
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 99),
                  (unsigned long long)c->shake_latency.max);
