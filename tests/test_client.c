@@ -194,6 +194,31 @@ START_TEST(test_claims_what_it_is_sent)
 }
 END_TEST
 
+static int claims_done_6(void)
+{
+    return client.stats.claims_granted == 6;
+}
+
+/* Envelopes of another recipient count come as HB_CMD_NOTICE_EX: claimed the same way, with the
+ * extended claim. */
+START_TEST(test_claims_envelopes_of_any_count)
+{
+    start(50, 0, 1);
+    ck_assert(run_until(all_connected, 10000));
+    const uint32_t five[5] = {3, 17, 42, 43, 44}, one[1] = {7};
+    uint32_t id;
+    ck_assert_int_eq(hb_server_send_envelope(&server, five, 5, 500, &id), 0);
+    ck_assert_int_eq(hb_server_send_envelope(&server, one, 1, 77, &id), 0);
+    ck_assert(run_until(claims_done_6, 10000));
+    ck_assert_uint_eq(client.stats.notices, 6);
+    ck_assert_uint_eq(client.stats.claimed_amount, 577);
+    ck_assert_uint_eq(client.stats.bad_frames, 0);
+    ck_assert_uint_eq(client.stats.claims_refused, 0);
+    ck_assert_uint_eq(server_total(HB_CTR_SEND_AMOUNT_CLAIMED), 577);
+    stop();
+}
+END_TEST
+
 /* The fleet rate holds: every whole second the server sees the target within 1 %. */
 static uint64_t rate_first_second;
 
@@ -980,6 +1005,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_init_rejects_bad_options);
     tcase_add_test(tc, test_users_connect_and_shake);
     tcase_add_test(tc, test_claims_what_it_is_sent);
+    tcase_add_test(tc, test_claims_envelopes_of_any_count);
     tcase_add_test(tc, test_rate_changes_at_run_time);
     tcase_add_test(tc, test_schedule_rate_within_one_percent);
     tcase_add_test(tc, test_sleeps_until_a_send_is_due);

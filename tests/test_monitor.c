@@ -951,7 +951,25 @@ START_TEST(test_metrics_fit_their_bound)
      * line HB_MONITOR_LINE_MAX, a CSV row HB_MONITOR_CSV_ROW_MAX. */
     ctx_t *c = ctx_new();
     hb_monitor_options_t o = base_opts(c);
+    /* Every application slot of both types named, with the longest name and help there are. */
+    hb_counter_names_t names;
+    memset(&names, 0, sizeof names);
+    static const unsigned app[HB_COUNTER_APP_SLOTS] = {HB_CTR_APP_0, HB_CTR_APP_1, HB_CTR_APP_2,
+                                                       HB_CTR_APP_3, HB_CTR_APP_4};
+    char help[HB_COUNTER_HELP_MAX];
+    memset(help, 'h', sizeof help - 1);
+    help[sizeof help - 1] = '\0';
+    for (uint64_t t = 0; t < 2; t++) {
+        for (unsigned k = 0; k < HB_COUNTER_APP_SLOTS; k++) {
+            char name[HB_COUNTER_NAME_MAX];
+            memset(name, 'a' + (char)k, sizeof name - 1);
+            name[sizeof name - 1] = '\0';
+            ck_assert_int_eq(hb_counter_names_add(&names, t, app[k], name, help), 0);
+        }
+    }
+    o.names = &names;
     mon_start(c, &o);
+    ck_assert_ptr_ne(c->mon.opts.names, &names); /* the monitor's own copy */
     feeder_t *a = feeder_open(c), *cl = feeder_open(c);
     hb_report_t r = report(S0, HB_REPORTER_SERVER);
     for (int i = 0; i < HB_COUNTER_SLOTS; i++)
@@ -971,6 +989,9 @@ START_TEST(test_metrics_fit_their_bound)
     ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_client_nic_rx_packets_total "
                                       "18446744073709551615\n"));
     ck_assert_ptr_null(strstr(buf, "nic_host_"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "\nhongbao_client_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee_total "
+                    "18446744073709551615\n"));
     ck_assert_int_eq(hb_monitor_format_metrics(&c->mon, buf, (size_t)n), UV_ENOBUFS);
     ck_assert_int_eq(hb_monitor_format_metrics(&c->mon, buf, (size_t)n + 1), n);
     for (int i = 0; i < 2; i++) {

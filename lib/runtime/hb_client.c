@@ -260,6 +260,8 @@ static int frame_slot(uint16_t cmd)
         return HB_CTR_FRAME_CLAIM;
     if (cmd == HB_CMD_CLAIM_EX_REPLY)
         return HB_CTR_FRAME_CLAIM_REPLY;
+    if (cmd == HB_CMD_NOTICE_EX)
+        return HB_CTR_FRAME_NOTICE;
     return -1;
 }
 
@@ -624,9 +626,13 @@ static int on_frame(void *arg, const hb_frame_t *f)
         return 0;
     }
     case HB_CMD_NOTICE:
+    case HB_CMD_NOTICE_EX: /* an envelope of another recipient count: claimed the same way */
         st->notices++;
         if (u->state == U_READY)
-            claim_notice(impl, u, m.u.notice.envelope_id, now_us);
+            claim_notice(impl, u,
+                         f->cmd == HB_CMD_NOTICE ? m.u.notice.envelope_id
+                                                 : m.u.notice_ex.envelope_id,
+                         now_us);
         return 0;
     case HB_CMD_CLAIM_EX_REPLY:
         return claim_reply(impl, u, m.u.claim_ex_reply.envelope_id, m.u.claim_ex_reply.amount,

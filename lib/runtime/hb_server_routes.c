@@ -10,7 +10,8 @@
 /* ---- control routes
  * ------------------------------------------------------------------------------------ */
 
-#define HB_METRICS_BUF 32768
+#define HB_METRICS_BUF                                                                             \
+    65536 /* /metrics is about 17 KB; every value and name at its longest, under 32 KB */
 
 static int want_u64(const hb_http_request_t *req, hb_http_response_t *res, const char *name,
                     uint64_t min, uint64_t max, uint64_t *out)
