@@ -12,38 +12,15 @@
 #include <unistd.h>
 
 #include "expect.h"
+#include "guard.h"
 #include "hongbao/addr.h"
 
 /* ---- inputs against a guard page ---- */
 
-static unsigned char *guard_base;
-static size_t page_size;
-
-/* Two pages, the second PROT_NONE: a string copied to the very end of the first is followed by
- * unreadable memory, so reading one byte past its NUL faults. */
-static void guard_setup(void)
-{
-    page_size = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(p, MAP_FAILED);
-    guard_base = p;
-    ck_assert_int_eq(mprotect(guard_base + page_size, page_size, PROT_NONE), 0);
-}
-
-static void guard_teardown(void)
-{
-    munmap(guard_base, 2 * page_size);
-    guard_base = NULL;
-}
-
-/* text, NUL included, at the end of the readable page. */
+/* text, NUL included, at the end of the readable page: reading past its NUL faults. */
 static const char *guarded(const char *text)
 {
-    size_t n = strlen(text) + 1;
-    ck_assert_uint_le(n, page_size);
-    char *at = (char *)guard_base + page_size - n;
-    memcpy(at, text, n);
-    return at;
+    return guarded_bytes(text, strlen(text) + 1);
 }
 
 /* ---- address literals ---- */

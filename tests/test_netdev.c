@@ -10,36 +10,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "hongbao/netdev.h"
 
 /* ---- inputs against a guard page ---- */
 
-static char *guard_base;
-static size_t page_size;
-
-static void guard_setup(void)
-{
-    page_size = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(p, MAP_FAILED);
-    guard_base = p;
-    ck_assert_int_eq(mprotect(guard_base + page_size, page_size, PROT_NONE), 0);
-}
-
-static void guard_teardown(void)
-{
-    munmap(guard_base, 2 * page_size);
-    guard_base = NULL;
-}
-
 /* text's bytes (no NUL) ending at the end of the readable page. */
 static const char *guarded(const char *text)
 {
-    size_t n = strlen(text);
-    ck_assert_uint_le(n, page_size);
-    char *p = guard_base + page_size - n;
-    memcpy(p, text, n);
-    return p;
+    return guarded_bytes(text, strlen(text));
 }
 
 static int parse(const char *text, const char *name, hb_netdev_stats_t *out)

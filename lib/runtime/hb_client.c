@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "hb_client_pacer.h"
+#include "hb_clock.h"
 #include "hb_internal.h"
 #include "hb_sock.h"
 #include "hongbao/client.h"
@@ -99,13 +100,6 @@ struct hb_client_impl {
     size_t open_handles;
     hb_client_close_cb close_cb;
 };
-
-static uint64_t wall_us(void)
-{
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
 
 static void count(struct hb_client_impl *impl, unsigned slot, uint64_t now_s, uint64_t delta)
 {
@@ -435,7 +429,7 @@ static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uin
 static void claims_retry_due(struct hb_client_impl *impl)
 {
     uint32_t now = claim_clock(impl);
-    uint64_t now_s = wall_us() / 1000000;
+    uint64_t now_s = hb__wall_us() / 1000000;
     for (uint32_t k = 0; k < impl->nusers && impl->claims_waiting > 0; k++) {
         cuser_t *u = &impl->users[k];
         for (unsigned i = 0; i < CLAIMS_HELD; i++) {
@@ -501,7 +495,7 @@ static void user_close(cuser_t *u)
     if (u->state == U_READY) {
         impl->pub->stats.connected--;
         impl->pub->stats.disconnects++;
-        count(impl, HB_CTR_CONN_CLOSED, wall_us() / 1000000, 1);
+        count(impl, HB_CTR_CONN_CLOSED, hb__wall_us() / 1000000, 1);
     } else {
         impl->pub->stats.connect_failures++;
         if (u->state == U_CONNECTING)
@@ -567,7 +561,7 @@ static int app_frame(struct hb_client_impl *impl, cuser_t *u, const hb_frame_t *
     st->app_frames++;
     if (answer) {
         st->app_replies++;
-        request_answered(impl, u, wall_us());
+        request_answered(impl, u, hb__wall_us());
     }
     if (impl->opts.on_app_frame != NULL)
         impl->opts.on_app_frame(impl->opts.app_arg, u->user, f);
@@ -588,7 +582,7 @@ static int on_frame(void *arg, const hb_frame_t *f)
     hb_msg_t m;
     if (hb_msg_decode(f, &m) != 0)
         return HB_EBADCMD;
-    uint64_t now_us = wall_us(), now_s = now_us / 1000000;
+    uint64_t now_us = hb__wall_us(), now_s = now_us / 1000000;
     int slot = frame_slot(f->cmd);
     if (slot >= 0)
         count(impl, (unsigned)slot, now_s, 1);
@@ -701,7 +695,7 @@ static void on_connected(hb_sock_t *s, int status)
         user_close(u);
         return;
     }
-    hb_msg_t m = {.cmd = HB_CMD_LOGIN, .timestamp = wall_us() / 1000000};
+    hb_msg_t m = {.cmd = HB_CMD_LOGIN, .timestamp = hb__wall_us() / 1000000};
     m.u.login.user_id = u->user;
     user_send(u, &m);
 }
@@ -789,7 +783,7 @@ static void missed(struct hb_client_impl *impl, uint64_t now_s)
 static void send_request(struct hb_client_impl *impl, cuser_t *u, uint64_t at_us)
 {
     hb_client_stats_t *st = &impl->pub->stats;
-    uint64_t now_us = wall_us(), now_s = now_us / 1000000;
+    uint64_t now_us = hb__wall_us(), now_s = now_us / 1000000;
     if (u->req_count == OUTSTANDING) {
         missed(impl, now_s);
         return;
@@ -873,7 +867,7 @@ static void house_kick(struct hb_client_impl *impl, uint64_t due_ms)
 static void on_house(uv_timer_t *t)
 {
     struct hb_client_impl *impl = t->data;
-    uint64_t now = uv_now(t->loop), wall_ms = wall_us() / 1000;
+    uint64_t now = uv_now(t->loop), wall_ms = hb__wall_us() / 1000;
     impl->house_due_ms = UINT64_MAX;
     close_second(impl, wall_ms / 1000);
     connect_some(impl, now);
@@ -898,7 +892,7 @@ int hb_client_start(hb_client_t *client)
     if (impl->started || impl->closing)
         return UV_EINVAL;
     impl->started = 1;
-    uint64_t now_ms = wall_us() / 1000;
+    uint64_t now_ms = hb__wall_us() / 1000;
     impl->hist_second = now_ms / 1000;
     uv_update_time(client->loop);
     impl->tokens_ms = uv_now(client->loop);
@@ -912,7 +906,7 @@ int hb_client_start(hb_client_t *client)
 int hb_client_set_rate(hb_client_t *client, uint64_t qps)
 {
     struct hb_client_impl *impl = client->impl;
-    uint64_t from_s = wall_us() / 1000000 + 1;
+    uint64_t from_s = hb__wall_us() / 1000000 + 1;
     if (from_s < impl->pacer.sched.epoch_s)
         from_s = impl->pacer.sched.epoch_s;
     return hb__pacer_set_rate(&impl->pacer, qps, from_s);

@@ -1,6 +1,7 @@
 /* The load client's pacer: the fleet's schedule walked over this process's own users, and a timer
  * set to the microsecond of the next of their sends (hb_client_pacer.h). */
 #include "hb_client_pacer.h"
+#include "hb_clock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,13 +17,6 @@
 /* armed_us after the timer fired: set it again whatever the deadline, which also clears the
  * timerfd's expiry (and so its readability). */
 #define FIRED (UINT64_MAX - 1)
-
-static uint64_t wall_us(void)
-{
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
 
 /* Take the walk's next send as the one to wait for. */
 static void take_next(hb__pacer_t *p)
@@ -72,7 +66,7 @@ static void arm(hb__pacer_t *p, uint64_t at_us)
     /* The loop's clock counts whole milliseconds from a cached reading: bring it up to date and
      * add one, so that the timer never fires before at_us (up to 2 ms after). */
     uv_update_time(p->timer.loop);
-    uint64_t now = wall_us();
+    uint64_t now = hb__wall_us();
     uv_timer_start(&p->timer, on_timer, at_us > now ? (at_us - now + 999) / 1000 + 1 : 0, 0);
 }
 #endif
@@ -129,7 +123,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (p->wakeups != NULL)
         (*p->wakeups)++;
     p->armed_us = FIRED;
-    run(p, wall_us());
+    run(p, hb__wall_us());
 }
 #else
 static void on_timer(uv_timer_t *t)
@@ -138,7 +132,7 @@ static void on_timer(uv_timer_t *t)
     if (p->wakeups != NULL)
         (*p->wakeups)++;
     p->armed_us = FIRED;
-    run(p, wall_us());
+    run(p, hb__wall_us());
 }
 #endif
 

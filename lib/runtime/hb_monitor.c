@@ -1,6 +1,7 @@
 /* The monitor's runtime half: the listener and the reporter connections on the library's socket
  * layer (hb_sock.h), the grace-period timer and the HTTP routes. What the reports add up to, when
  * a second is output and how it is rendered is the core's aggregate (hongbao/aggregate.h). */
+#include "hb_clock.h"
 #include "hb_internal.h"
 #include "hongbao/monitor.h"
 
@@ -42,15 +43,6 @@ struct hb_monitor_impl {
 };
 
 /* ---- small helpers ---- */
-
-static uint64_t system_ms(void *arg)
-{
-    (void)arg;
-    uv_timeval64_t tv;
-    if (uv_gettimeofday(&tv) != 0 || tv.tv_sec < 0)
-        return 0;
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
 
 static uint64_t now_ms(const hb_monitor_t *m)
 {
@@ -270,7 +262,7 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
     else
         memset(&o, 0, sizeof o);
     if (o.now_ms == NULL) {
-        o.now_ms = system_ms;
+        o.now_ms = hb__wall_ms;
         o.now_arg = NULL;
     }
     struct hb_monitor_impl *impl = calloc(1, sizeof *impl);

@@ -1,6 +1,7 @@
 /* The NIC sampler: reads /proc/net/dev once a second on a libuv loop and counts one interface's
  * packets and bytes into a counter set (the parsing and the counting are the core's netdev), and
  * finds the interface an address uses. */
+#include "hb_clock.h"
 #include "hb_internal.h"
 #include "hongbao/netstat.h"
 
@@ -18,15 +19,6 @@
 /* The statistics file is read whole into a buffer that starts here and doubles up to the cap. */
 #define BUF_START (16u * 1024)
 #define BUF_CAP   (4u * 1024 * 1024)
-
-static uint64_t system_ms(void *arg)
-{
-    (void)arg;
-    uv_timeval64_t tv;
-    if (uv_gettimeofday(&tv) != 0 || tv.tv_sec < 0)
-        return 0;
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
 
 static uint64_t now_ms(const hb_netstat_t *ns)
 {
@@ -129,7 +121,7 @@ int hb_netstat_init(uv_loop_t *loop, hb_netstat_t *ns, hb_counters_t *counters,
     ns->counters = counters;
     ns->opts = *opts;
     if (ns->opts.now_ms == NULL) {
-        ns->opts.now_ms = system_ms;
+        ns->opts.now_ms = hb__wall_ms;
         ns->opts.now_arg = NULL;
     }
     memcpy(ns->interface, opts->interface, nlen + 1);
