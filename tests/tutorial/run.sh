@@ -38,6 +38,14 @@ for p in ${apt_line#*-y}; do
     grep -qw -- "$p" "$root/.ci/deps.sh" || { echo "tutorial: package $p is not in .ci/deps.sh" >&2; exit 1; }
 done
 
+# It serves on the fixed ports the tutorial names: say so plainly when something else has them.
+for port in 7000 7001; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "tutorial: 127.0.0.1:$port is taken by another program: the tutorial's lucky needs it" >&2
+        exit 1
+    fi
+done
+
 # The sh blocks, in order, as one script.
 awk '/^```sh$/ {on = 1; next} /^```$/ {on = 0} on' "$doc" >"$work/tutorial.sh"
 echo "tutorial: $(grep -c . "$work/tutorial.sh") lines of commands"
