@@ -546,7 +546,7 @@ size_t hb_server_users_online(hb_server_t *server)
 
 size_t hb_server_connections(hb_server_t *server)
 {
-    return atomic_load_explicit(&server->impl->group.nconns, memory_order_relaxed);
+    return atomic_load_explicit(&server->impl->group.nconns, memory_order_acquire);
 }
 
 size_t hb_server_envelopes_queued_in(hb_server_t *server, unsigned set)

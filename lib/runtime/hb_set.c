@@ -202,8 +202,10 @@ static void conn_forget(hb_conn_t *c)
             g->on_conn_close(c, g->conn_arg);
         c->data = NULL;
     }
-    atomic_fetch_sub_explicit(&g->nconns, 1, memory_order_relaxed);
+    /* Counted before it leaves the count, so that whoever sees fewer connections
+     * (hb_server_connections) sees this one's close counted too. */
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);
+    atomic_fetch_sub_explicit(&g->nconns, 1, memory_order_release);
 }
 
 static void conn_close(hb_conn_t *c)
