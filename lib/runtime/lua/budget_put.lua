@@ -1,0 +1,23 @@
+-- The generator puts shake envelopes into one partition of the budget.
+-- KEYS[1]: the partition's queue (list of "index:amount"); KEYS[2]: its counters (hash).
+-- ARGV: index, amount pairs, indexes rising (an envelope's index is its place in the shake id
+-- space, hongbao/envelope.h). An index not above the partition's last is a retry's: skipped, so
+-- a put whose answer was lost can be sent again. Returns how many were added.
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
+local added, amount, entries = 0, 0, {}
+for i = 1, #ARGV, 2 do
+    local idx = tonumber(ARGV[i])
+    if idx > last then
+        entries[#entries + 1] = ARGV[i] .. ':' .. ARGV[i + 1]
+        amount = amount + tonumber(ARGV[i + 1])
+        added = added + 1
+        last = idx
+    end
+end
+if added > 0 then
+    redis.call('RPUSH', KEYS[1], unpack(entries))
+    redis.call('HINCRBY', KEYS[2], 'g', added)
+    redis.call('HINCRBY', KEYS[2], 'ga', amount)
+    redis.call('HSET', KEYS[2], 'last', last)
+end
+return added
