@@ -417,6 +417,34 @@ START_TEST(test_envelope_id_add_boundaries)
 }
 END_TEST
 
+/* hb_envelope_id_index: dense places across the shake space's jump, the inverse of stepping from
+ * 0, and -1 outside the kind's space. */
+START_TEST(test_envelope_id_index)
+{
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, SHAKE_LOW_FIRST), ==, 0);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, SHAKE_LOW_LAST), ==,
+               SHAKE_LOW_LAST - SHAKE_LOW_FIRST);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, SHAKE_HIGH_FIRST), ==,
+               SHAKE_LOW_LAST - SHAKE_LOW_FIRST + 1);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, UINT32_MAX), ==, (int64_t)SHAKE_COUNT - 1);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SEND, SEND_FIRST), ==, 0);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SEND, SEND_LAST), ==, SEND_LAST - SEND_FIRST);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, SEND_FIRST), ==, -1);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SEND, SHAKE_LOW_FIRST), ==, -1);
+    EXPECT_INT(hb_envelope_id_index(HB_ENVELOPE_SHAKE, 0), ==, -1);
+    hb_rand_t rng;
+    hb_rand_seed(&rng, 11);
+    for (unsigned i = 0; i < 100000; i++) {
+        hb_envelope_kind_t kind = hb_rand_below(&rng, 2) ? HB_ENVELOPE_SHAKE : HB_ENVELOPE_SEND;
+        uint64_t count =
+            kind == HB_ENVELOPE_SHAKE ? SHAKE_COUNT : (uint64_t)SEND_LAST - SEND_FIRST + 1;
+        uint64_t place = hb_rand_below(&rng, count);
+        uint32_t id = hb_envelope_id_add(kind, 0, place + 1);
+        EXPECT_INT(hb_envelope_id_index(kind, id), ==, (int64_t)place);
+    }
+}
+END_TEST
+
 /* Random ids and steps (small, near the boundaries, and huge) against the model; and stepping
  * by 1 across each boundary visits every id of the kind in order. */
 START_TEST(test_envelope_id_add_matches_model)
@@ -490,6 +518,7 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, test_envelope_id_kind_boundaries);
     tcase_add_test(tc, test_envelope_id_add_boundaries);
     tcase_add_test(tc, test_envelope_id_add_matches_model);
+    tcase_add_test(tc, test_envelope_id_index);
     suite_add_tcase(s, tc);
 
     TCase *bulk = tcase_create("bulk");

@@ -49,6 +49,11 @@ HB_EXTERN int hb_envelope_id_kind(uint32_t id);
  * for n = 0 with an id below the space. */
 HB_EXTERN uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n);
 
+/* id's place in kind's space, counting from 0 (the inverse of hb_envelope_id_add(kind, 0, i + 1)),
+ * or -1 for an id not in kind's space. Dense across the space's ranges, for tables indexed by
+ * envelope (the fleet's bitmap of shake envelopes handed out). */
+HB_EXTERN int64_t hb_envelope_id_index(hb_envelope_kind_t kind, uint32_t id);
+
 #ifdef __cplusplus
 }
 #endif

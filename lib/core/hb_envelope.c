@@ -53,6 +53,19 @@ int hb_envelope_id_kind(uint32_t id)
     return 0;
 }
 
+int64_t hb_envelope_id_index(hb_envelope_kind_t kind, uint32_t id)
+{
+    uint64_t before = 0; /* ids of the kind in the ranges before id's */
+    for (size_t i = 0; i < ID_RANGES; i++) {
+        if (id_ranges[i].kind != kind)
+            continue;
+        if (id >= id_ranges[i].first && id <= id_ranges[i].last)
+            return (int64_t)(before + (id - id_ranges[i].first));
+        before += (uint64_t)id_ranges[i].last - id_ranges[i].first + 1;
+    }
+    return -1;
+}
+
 uint32_t hb_envelope_id_add(hb_envelope_kind_t kind, uint32_t id, uint64_t n)
 {
     int k = hb_envelope_id_kind(id);
