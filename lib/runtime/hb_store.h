@@ -75,6 +75,11 @@ struct hb_store {
     void *impl;       /* the backend's */
 };
 
+/* Send e's notice (the reference's for 3 recipients, the extension's otherwise) to each of its
+ * recipients online, counting the others (notice_offline). from: the calling SET, or NULL on the
+ * control loop. For every backend, once e is durable. */
+void hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e);
+
 /* The local backend: the SETs' books and, when dir is not NULL, the claim journal in dir with the
  * given fsync policy (without one, nothing is durable and ids start afresh each run). rng draws
  * the shares (control loop only). Fills *st; its open does the rest. Returns 0 or HB_ENOMEM. */

@@ -132,29 +132,8 @@ static uint64_t durable(const lset_t *ls)
 static void announce(lset_t *ls, uint32_t id)
 {
     const hb_sendenv_t *e = hb_book_find(&ls->book, id);
-    if (e == NULL)
-        return; /* expired meanwhile */
-    uint64_t now_s = hb__now_s();
-    /* Three recipients: the reference's notice; any other count: the extension's. */
-    hb_msg_t n = {.timestamp = now_s};
-    if (e->count == HB_NOTICE_RECIPIENTS) {
-        n.cmd = HB_CMD_NOTICE;
-        n.u.notice.envelope_id = e->id;
-        n.u.notice.total_amount = e->total;
-        n.u.notice.recipient_count = HB_NOTICE_RECIPIENTS;
-        memcpy(n.u.notice.user_ids, e->recipients, sizeof n.u.notice.user_ids);
-    } else {
-        n.cmd = HB_CMD_NOTICE_EX;
-        n.u.notice_ex.envelope_id = e->id;
-        n.u.notice_ex.total_amount = e->total;
-        n.u.notice_ex.count = e->count;
-        memcpy(n.u.notice_ex.user_ids, e->recipients, sizeof n.u.notice_ex.user_ids);
-    }
-    uint8_t frame[HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS];
-    int len = hb_msg_encode(&n, frame, sizeof frame);
-    for (unsigned i = 0; i < e->count && len > 0; i++)
-        if (hb__set_send_to_user(ls->L->g, ls->set, e->recipients[i], frame, (size_t)len) != 0)
-            hb__set_count(ls->set, HB_CTR_X_NOTICE_OFFLINE, now_s, 1);
+    if (e != NULL) /* else expired meanwhile */
+        hb__store_announce(ls->L->g, ls->set, e);
 }
 
 /* A grant counts once it is acknowledged (durable, with a journal). */
