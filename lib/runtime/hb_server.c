@@ -224,7 +224,8 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     r = impl->store.ops->open(&impl->store);
     if (r != 0) {
         fail(impl, r, "%s", impl->store.errstr[0] ? impl->store.errstr : hb_strerror(r));
-        impl->store.ops->close(&impl->store);
+        /* A store that ends later (its handles on this loop) touches nothing of ours meanwhile. */
+        (void)impl->store.ops->close(&impl->store);
         goto fail_group;
     }
     impl->store_open = 1;
@@ -422,6 +423,11 @@ static void on_nic_closed(hb_netstat_t *ns)
     on_control_handle_closed((uv_handle_t *)&(uv_handle_t){.data = ns->data});
 }
 
+static void on_store_closed(hb_store_t *st)
+{
+    on_control_handle_closed((uv_handle_t *)&(uv_handle_t){.data = st->owner});
+}
+
 /* Every worker loop has ended (or never ran): join, close their loops and the store, then our own
  * handles. */
 static void finish_close(struct hb_server_impl *impl)
@@ -438,15 +444,21 @@ static void finish_close(struct hb_server_impl *impl)
             hb__worker_abandon(w); /* prepared but never run: start failed part way */
         }
     }
-    if (impl->store_open)
-        impl->store.ops->close(&impl->store);
+    /* A store that ends later counts as one more handle to wait for. */
+    int store_later = 0;
+    if (impl->store_open) {
+        impl->store.owner = impl;
+        impl->store.on_closed = on_store_closed;
+        store_later = impl->store.ops->close(&impl->store) == 1;
+    }
     impl->store_open = 0;
     if (impl->control_handles == 0) {
         /* start was never called: nothing to close on the control loop */
-        impl->control_handles = 1;
+        impl->control_handles = 1 + (unsigned)store_later;
         on_control_handle_closed((uv_handle_t *)&(uv_handle_t){.data = impl});
         return;
     }
+    impl->control_handles += (unsigned)store_later;
     uv_close((uv_handle_t *)&impl->control_async, on_control_handle_closed);
     uv_close(hb__generator_handle(&impl->shake_gen), on_control_handle_closed);
     uv_close(hb__generator_handle(&impl->send_gen), on_control_handle_closed);

@@ -37,8 +37,10 @@ typedef struct hb_store_ops {
     /* Replay what is durable into the books, reserve the first ids. Returns 0 or an error, with a
      * message in st->errstr. */
     int (*open)(hb_store_t *st);
-    /* Flush and release everything (the workers have ended). */
-    void (*close)(hb_store_t *st);
+    /* Flush and release everything (the workers have ended). Returns 0 when that is done, or 1
+     * when it ends later on the control loop: then the backend calls st->on_closed(st) once, after
+     * which it touches nothing of st. */
+    int (*close)(hb_store_t *st);
     /* A claim of envelope_id by user (its connection's generation gen) read on SET `set`; ext:
      * asked with HB_CMD_CLAIM_EX. Answered later through hb__set_answer_claim. */
     void (*claim)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen, uint32_t envelope_id,
@@ -73,6 +75,8 @@ struct hb_store {
     uint32_t send_expiry_s;
     char errstr[256]; /* why open failed */
     void *impl;       /* the backend's */
+    void (*on_closed)(hb_store_t *st); /* the owner's: see close */
+    void *owner;
 };
 
 /* Send e's notice (the reference's for 3 recipients, the extension's otherwise) to each of its

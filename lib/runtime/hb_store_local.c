@@ -654,15 +654,16 @@ static int store_open(hb_store_t *st)
     return 0;
 }
 
-static void store_close(hb_store_t *st)
+static int store_close(hb_store_t *st)
 {
     local_t *L = local_of(st);
     if (L == NULL)
-        return;
+        return 0;
     if (L->have_ledger)
         hb_ledger_close(&L->ledger); /* flush and sync what the SETs journaled */
     free_local(L);
     st->impl = NULL;
+    return 0;
 }
 
 static int store_durable(const hb_store_t *st)
