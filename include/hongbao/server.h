@@ -82,6 +82,18 @@ typedef struct hb_server_options {
      * start afresh each run). docs/reliability.md has the claim contract. */
     const char *ledger_dir;
     hb_fsync_t fsync; /* 0 = HB_FSYNC_ALWAYS */
+    /* A fleet (docs/fleet.md): when set, "host:port[,host:port...]", some nodes of a Redis
+     * Cluster, money lives there instead of in this process: send-envelopes and their claims (a
+     * Lua script judges each claim where the envelope lives), and the id spaces, so that every
+     * instance pointed at the same cluster shares them. A claim is acknowledged once Redis has
+     * applied it (durable per the masters' appendfsync) and, with redis_replicas, once WAIT saw
+     * that many replicas have it; otherwise, and while Redis is unreachable, it is answered
+     * HB_CLAIM_TRY_AGAIN. Not with ledger_dir. Needs a library built with hiredis
+     * (HONGBAO_REDIS), else hb_server_init fails with UV_ENOTSUP. */
+    const char *redis;
+    const char *instance;      /* this instance's name in the fleet; NULL: listen host:port */
+    unsigned redis_replicas;   /* replicas WAIT must count before a grant is acknowledged */
+    uint32_t redis_timeout_ms; /* a Redis command's deadline, retries included; 0 = 2,000 */
     /* 0 (the default): one listening socket shared by the worker threads, so a second server on
      * the same port fails with UV_EADDRINUSE. Nonzero: one SO_REUSEPORT socket per worker, which
      * lets other processes of the same user bind the port too and take a share of its users: only

@@ -130,9 +130,37 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
     uint64_t room = fds > HB_RLIMIT_RESERVE + o->threads ? fds - HB_RLIMIT_RESERVE - o->threads : 1;
     if (o->max_connections == 0 || o->max_connections > room)
         o->max_connections = (uint32_t)(room > UINT32_MAX ? UINT32_MAX : room);
+    if (o->redis != NULL && o->ledger_dir != NULL)
+        return fail(impl, UV_EINVAL, "redis and ledger_dir: money lives in one place%s", "");
+    if (o->redis != NULL && (o->redis[0] == '\0' || strlen(o->redis) >= 512))
+        return fail(impl, UV_EINVAL, "redis: give some nodes as host:port,...%s", "");
+    if (o->instance != NULL && (o->instance[0] == '\0' || strlen(o->instance) >= 128))
+        return fail(impl, UV_EINVAL, "instance: a name of 1 to 127 bytes%s", "");
     if (o->seed == 0)
         o->seed = uv_hrtime();
     return 0;
+}
+
+/* The store the options ask for: Redis for a fleet, else the local books and journal. */
+static int init_store(struct hb_server_impl *impl)
+{
+    const hb_server_options_t *o = &impl->opts;
+    if (o->redis == NULL)
+        return hb__store_local_init(&impl->store, &impl->group, o->ledger_dir, (int)o->fsync,
+                                    o->send_expiry_s, &impl->rng);
+#ifdef HB_HAVE_REDIS
+    char name[sizeof impl->host + 8];
+    if (o->instance == NULL)
+        snprintf(name, sizeof name, "%s:%d", impl->host, o->listen_port);
+    hb_store_redis_options_t ro = {.seeds = o->redis,
+                                   .instance = o->instance != NULL ? o->instance : name,
+                                   .replicas = o->redis_replicas,
+                                   .timeout_ms = o->redis_timeout_ms,
+                                   .send_expiry_s = o->send_expiry_s};
+    return hb__store_redis_init(&impl->store, &impl->group, impl->pub->loop, &ro, &impl->rng);
+#else
+    return fail(impl, UV_ENOTSUP, "redis: this libhongbao was built without hiredis%s", "");
+#endif
 }
 
 /* Keep a copy of the name of opts.nic, read at hb_server_start. */
@@ -217,8 +245,7 @@ int hb_server_init(uv_loop_t *loop, hb_server_t *server, const hb_server_options
     r = hb__group_init(&impl->group);
     if (r != 0)
         goto fail_counters;
-    r = hb__store_local_init(&impl->store, &impl->group, impl->opts.ledger_dir,
-                             (int)impl->opts.fsync, impl->opts.send_expiry_s, &impl->rng);
+    r = init_store(impl);
     if (r != 0)
         goto fail_group;
     r = impl->store.ops->open(&impl->store);

@@ -73,8 +73,8 @@ struct hb_store {
     const hb_store_ops_t *ops;
     hb_setgroup_t *group; /* the SETs it serves */
     uint32_t send_expiry_s;
-    char errstr[256]; /* why open failed */
-    void *impl;       /* the backend's */
+    char errstr[256];                  /* why open failed */
+    void *impl;                        /* the backend's */
     void (*on_closed)(hb_store_t *st); /* the owner's: see close */
     void *owner;
 };
@@ -89,5 +89,20 @@ void hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e)
  * the shares (control loop only). Fills *st; its open does the rest. Returns 0 or HB_ENOMEM. */
 int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, int fsync,
                          uint32_t send_expiry_s, hb_rand_t *rng);
+
+#ifdef HB_HAVE_REDIS
+/* The Redis backend (hb_store_redis.c, docs/fleet.md). */
+typedef struct hb_store_redis_options {
+    const char *seeds;    /* some nodes of the cluster, "host:port[,host:port...]" */
+    const char *instance; /* this instance's name (the creator of its send-envelopes) */
+    unsigned replicas;    /* WAIT for this many replicas before acknowledging */
+    uint32_t wait_ms;     /* WAIT's own timeout; 0 = 1,000 */
+    uint32_t timeout_ms;  /* a command's deadline; 0 = the cluster client's default */
+    uint32_t send_expiry_s;
+} hb_store_redis_options_t;
+/* Fill *st for the control loop `loop`; its open connects. Returns 0 or HB_ENOMEM. */
+int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
+                         const hb_store_redis_options_t *o, hb_rand_t *rng);
+#endif
 
 #endif /* HB_STORE_H */
