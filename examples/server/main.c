@@ -51,6 +51,13 @@ static void usage(FILE *out)
         "                        send-envelope and granted claim is journaled before its reply\n"
         "  --fsync POLICY        always (default: nothing acknowledged is ever lost),\n"
         "                        everysec (at most ~1 s at risk on a machine crash), or no\n"
+        "  --redis HOST:PORT,... a fleet (docs/fleet.md): send-envelopes, claims and ids live in\n"
+        "                        this Redis Cluster, shared by every instance given it (no\n"
+        "                        --ledger then)\n"
+        "  --instance NAME       this instance's name in the fleet (default: the --listen "
+        "address)\n"
+        "  --redis-replicas N    acknowledge a claim once N replicas have it (Redis WAIT;\n"
+        "                        default 0: the master's appendfsync alone)\n"
         "  --control-token T     require 'Authorization: Bearer T' on the control endpoint;\n"
         "                        needed to bind it to a non-loopback address\n"
         "  --reuse-port          let other processes bind the same port (SO_REUSEPORT) and take a\n"
@@ -120,6 +127,7 @@ int main(int argc, char **argv)
     char listen_host[64] = "127.0.0.1", control_host[64] = "127.0.0.1", monitor_host[64] = "";
     const char *control_token = NULL;
     const char *ledger = "hb-ledger";
+    int ledger_given = 0; /* --ledger with --redis is refused by hb_server_init */
     int control_port = 8989, monitor_port = 0, control_off = 0;
     uint64_t v;
 
@@ -193,11 +201,20 @@ int main(int argc, char **argv)
             opts.login_timeout_ms = (uint32_t)v;
         } else if (strcmp(a, "--ledger") == 0) {
             ledger = strcmp(val, "off") == 0 ? NULL : val;
+            ledger_given = 1;
         } else if (strcmp(a, "--fsync") == 0) {
             if (hb_fsync_parse(val, &opts.fsync) != 0) {
                 fprintf(stderr, "%s: --fsync: '%s' is not always, everysec or no\n", prog, val);
                 return 2;
             }
+        } else if (strcmp(a, "--redis") == 0) {
+            opts.redis = val;
+        } else if (strcmp(a, "--instance") == 0) {
+            opts.instance = val;
+        } else if (strcmp(a, "--redis-replicas") == 0) {
+            if (cli_u64(prog, a, val, 0, 16, &v) != 0)
+                return 2;
+            opts.redis_replicas = (unsigned)v;
         } else if (strcmp(a, "--control-token") == 0) {
             if ((control_token = cli_token(prog, a, val)) == NULL)
                 return 2;
@@ -210,6 +227,8 @@ int main(int argc, char **argv)
         }
     }
     opts.listen_host = listen_host;
+    if (opts.redis != NULL && !ledger_given)
+        ledger = NULL; /* the fleet keeps the money */
     opts.ledger_dir = ledger;
     opts.log = log_line;
     if (!control_off && !hb_http_is_loopback(control_host) && control_token == NULL) {
@@ -250,7 +269,10 @@ int main(int argc, char **argv)
            (unsigned long long)nofile, app.server.max_connections);
     if (hb_server_nic(&app.server)[0] != '\0')
         printf("%s: counting network interface %s\n", prog, hb_server_nic(&app.server));
-    if (ledger != NULL)
+    if (opts.redis != NULL)
+        printf("%s: money in Redis Cluster %s (a grant acknowledged after %u replicas)\n", prog,
+               opts.redis, opts.redis_replicas);
+    else if (ledger != NULL)
         printf("%s: claim journal in %s/ (fsync %s)\n", prog, ledger, hb_fsync_name(opts.fsync));
     else
         printf("%s: no claim journal (--ledger off): claims are not durable\n", prog);
