@@ -19,6 +19,7 @@
 #include "hongbao/idmap.h"
 #include "hongbao/book.h"
 #include "hongbao/journal.h"
+#include "hongbao/fleet.h"
 #include "hongbao/addr.h"
 #include "hongbao/query.h"
 
