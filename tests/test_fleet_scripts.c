@@ -580,6 +580,64 @@ START_TEST(budget_matches_its_model)
 }
 END_TEST
 
+/* ---- the registry: the newer login wins, an older logout undoes nothing ---- */
+
+static void login(redisContext *c, const char *inst, long long *gen, char *before, size_t cap)
+{
+    const char *keys[] = {"hb:{u:7}"}, *args[] = {inst};
+    redisReply *r = eval(c, hb__lua_login, 1, keys, 1, args);
+    *gen = int_at(r, 0);
+    ck_assert_int_eq(r->element[1]->type, REDIS_REPLY_STRING);
+    snprintf(before, cap, "%s", r->element[1]->str);
+    freeReplyObject(r);
+}
+
+static long long logout(redisContext *c, const char *inst, long long gen)
+{
+    char g[24];
+    snprintf(g, sizeof g, "%lld", gen);
+    const char *keys[] = {"hb:{u:7}"}, *args[] = {inst, g};
+    redisReply *r = eval(c, hb__lua_logout, 1, keys, 2, args);
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void expect_holder(redisContext *c, const char *inst)
+{
+    redisReply *r = redisCommand(c, "HGET hb:{u:7} i");
+    if (inst == NULL)
+        ck_assert_int_eq(r->type, REDIS_REPLY_NIL);
+    else
+        ck_assert_str_eq(r->str, inst);
+    freeReplyObject(r);
+}
+
+START_TEST(registry_newer_login_wins)
+{
+    redisContext *c = fresh();
+    long long g1, g2, g3;
+    char before[64];
+    login(c, "A", &g1, before, sizeof before);
+    ck_assert_str_eq(before, "");
+    login(c, "B", &g2, before, sizeof before);
+    ck_assert_str_eq(before, "A"); /* A is told to check */
+    ck_assert_int_gt(g2, g1);
+    ck_assert_int_eq(logout(c, "A", g1), 0); /* A's old connection leaving undoes nothing */
+    expect_holder(c, "B");
+    login(c, "A", &g3, before, sizeof before);
+    ck_assert_str_eq(before, "B");
+    ck_assert_int_eq(logout(c, "B", g2), 0);
+    expect_holder(c, "A");
+    ck_assert_int_eq(logout(c, "A", g3), 1);
+    expect_holder(c, NULL);
+    login(c, "B", &g1, before, sizeof before);
+    ck_assert_int_gt(g1, g3); /* numbers only go up, also after a logout */
+    redisFree(c);
+}
+END_TEST
+
 static Suite *fleet_scripts_suite(void)
 {
     Suite *s = suite_create("fleet_scripts");
@@ -591,6 +649,7 @@ static Suite *fleet_scripts_suite(void)
     tcase_add_test(tc, send_create_is_idempotent_for_its_creator_only);
     tcase_add_test(tc, reserve_is_compare_and_set);
     tcase_add_test(tc, budget_matches_its_model);
+    tcase_add_test(tc, registry_newer_login_wins);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,7 @@
  *   P:{b:N}:z         its leases: instance -> deadline (unix ms)
  *   P:{b:N}:l:<inst>  an instance's lease: index -> amount (and :d, its last draw)
  *   P:{b:N}:o         its bitmap of envelopes handed out (bit index / partitions)
+ *   P:{u:USER}        the fleet's registry: i the instance holding the user, g its logins
  * An envelope of the budget is always in exactly one of: queued, leased, handed out, expired. */
 #ifndef HB_FLEET_LUA_H
 #define HB_FLEET_LUA_H
@@ -24,5 +25,7 @@ extern const char hb__lua_budget_draw[];
 extern const char hb__lua_budget_report[];
 extern const char hb__lua_budget_return[];
 extern const char hb__lua_budget_audit[];
+extern const char hb__lua_login[];
+extern const char hb__lua_logout[];
 
 #endif /* HB_FLEET_LUA_H */
