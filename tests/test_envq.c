@@ -133,6 +133,37 @@ START_TEST(test_fifo_within_bucket)
 }
 END_TEST
 
+/* hb_envq_popped: the consumer's position, per bucket, counted by pop and pop_batch alike; a
+ * producer's two readings tell it which of its envelopes were taken. */
+START_TEST(test_popped_tells_the_producer_what_was_taken)
+{
+    hb_envq_t q;
+    hb_envelope_t out[4];
+    ck_assert_int_eq(hb_envq_init(&q, 2, 8), 0);
+    ck_assert_uint_eq(hb_envq_popped(&q, 0), 0);
+    ck_assert_uint_eq(hb_envq_popped(&q, 7), 0); /* out of range */
+    for (uint32_t i = 0; i < 6; i++)
+        ck_assert_int_eq(hb_envq_push_to(&q, 0, env(100 + i, 1)), 0);
+    ck_assert_int_eq(hb_envq_push_to(&q, 1, env(200, 1)), 0);
+    uint32_t seen = hb_envq_popped(&q, 0);
+    expect_pop(&q, 0, 100, 1);
+    ck_assert_uint_eq(hb_envq_pop_batch(&q, 0, out, 3), 3);
+    /* four taken: the producer's first four, 100..103 */
+    ck_assert_uint_eq(hb_envq_popped(&q, 0) - seen, 4);
+    ck_assert_uint_eq(hb_envq_popped(&q, 1), 0);
+    /* across the ring's wrap many times */
+    uint32_t pushed = 6, popped = 4;
+    for (int round = 0; round < 1000; round++) {
+        for (int i = 0; i < 3; i++, pushed++)
+            ck_assert_int_eq(hb_envq_push_to(&q, 0, env(pushed, 1)), 0);
+        for (int i = 0; i < 3; i++, popped++)
+            ck_assert_int_eq(hb_envq_pop(&q, 0, &out[0]), 0);
+        ck_assert_uint_eq(hb_envq_popped(&q, 0), popped);
+    }
+    hb_envq_close(&q);
+}
+END_TEST
+
 START_TEST(test_push_to_full_bucket)
 {
     hb_envq_t q;
@@ -522,6 +553,7 @@ static Suite *envq_suite(void)
     tcase_add_test(tc, test_init_rejects_bad_arguments);
     tcase_add_test(tc, test_init_rounds_capacity_to_power_of_two);
     tcase_add_test(tc, test_close_twice_is_harmless);
+    tcase_add_test(tc, test_popped_tells_the_producer_what_was_taken);
     tcase_add_test(tc, test_bucket_out_of_range);
     tcase_add_test(tc, test_fifo_within_bucket);
     tcase_add_test(tc, test_push_to_full_bucket);

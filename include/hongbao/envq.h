@@ -62,6 +62,12 @@ HB_EXTERN size_t hb_envq_pop_batch(hb_envq_t *q, unsigned bucket, hb_envelope_t 
  * q->capacity), or 0 for a bucket out of range. Any thread. */
 HB_EXTERN size_t hb_envq_size(const hb_envq_t *q, unsigned bucket);
 
+/* How many envelopes have been popped from bucket since hb_envq_init, modulo 2^32 (the consumer's
+ * position; 0 for a bucket out of range). A producer that remembers what it pushed, in order,
+ * learns from two readings which of its envelopes were taken between them: the difference
+ * (mod 2^32) is how many, and they are the oldest it had not yet seen taken. Any thread. */
+HB_EXTERN uint32_t hb_envq_popped(const hb_envq_t *q, unsigned bucket);
+
 #ifdef __cplusplus
 }
 #endif

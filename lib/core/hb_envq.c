@@ -201,3 +201,10 @@ size_t hb_envq_size(const hb_envq_t *q, unsigned bucket)
     uint32_t n = tail - head;
     return n > b->mask ? (size_t)b->mask + 1 : n;
 }
+
+uint32_t hb_envq_popped(const hb_envq_t *q, unsigned bucket)
+{
+    if (bucket >= q->nbuckets)
+        return 0;
+    return atomic_load_explicit(&q->buckets[bucket].head, memory_order_acquire);
+}
