@@ -198,6 +198,8 @@ static void conn_forget(hb_conn_t *c)
     if (c->logged_in) {
         map_remove(&set->users, c->user, c);
         hb_registry_remove(g->registry, c->user, c->gen);
+        if (g->store->ops->logout != NULL)
+            g->store->ops->logout(g->store, set, c->user, c->gen);
         if (g->on_conn_close != NULL)
             g->on_conn_close(c, g->conn_arg);
         c->data = NULL;
@@ -351,6 +353,8 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
         c->user = user;
         c->gen = gen;
         c->logged_in = 1;
+        if (g->store->ops->login != NULL)
+            g->store->ops->login(g->store, set, user, gen);
     }
     hb_msg_t reply = {.cmd = HB_CMD_LOGIN_REPLY, .timestamp = now_s};
     reply.u.login_reply.user_id = user;

@@ -4,11 +4,10 @@
 #include "hb_store.h"
 #include "hongbao/book.h"
 
-void hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e)
+int hb__store_notice_frame(const hb_sendenv_t *e, uint8_t *frame, size_t cap)
 {
-    uint64_t now_s = hb__now_s();
     /* Three recipients: the reference's notice; any other count: the extension's. */
-    hb_msg_t n = {.timestamp = now_s};
+    hb_msg_t n = {.timestamp = hb__now_s()};
     if (e->count == HB_NOTICE_RECIPIENTS) {
         n.cmd = HB_CMD_NOTICE;
         n.u.notice.envelope_id = e->id;
@@ -22,14 +21,25 @@ void hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e)
         n.u.notice_ex.count = e->count;
         memcpy(n.u.notice_ex.user_ids, e->recipients, sizeof n.u.notice_ex.user_ids);
     }
-    uint8_t frame[HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS];
-    int len = hb_msg_encode(&n, frame, sizeof frame);
-    for (unsigned i = 0; i < e->count && len > 0; i++) {
-        if (hb__set_send_to_user(g, from, e->recipients[i], frame, (size_t)len) == 0)
-            continue;
-        if (from != NULL)
-            hb__set_count(from, HB_CTR_X_NOTICE_OFFLINE, now_s, 1);
-        else
-            hb__group_count_control(g, HB_CTR_X_NOTICE_OFFLINE, 1);
-    }
+    return hb_msg_encode(&n, frame, cap);
+}
+
+unsigned hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e,
+                            const uint8_t *frame, size_t len)
+{
+    unsigned away = 0;
+    for (unsigned i = 0; i < e->count; i++)
+        if (hb__set_send_to_user(g, from, e->recipients[i], frame, len) != 0)
+            away |= 1u << i;
+    return away;
+}
+
+void hb__store_count_offline(hb_setgroup_t *g, hb_set_t *from, unsigned n)
+{
+    if (n == 0)
+        return;
+    if (from != NULL)
+        hb__set_count(from, HB_CTR_X_NOTICE_OFFLINE, hb__now_s(), n);
+    else
+        hb__group_count_control(g, HB_CTR_X_NOTICE_OFFLINE, n);
 }

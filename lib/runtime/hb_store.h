@@ -67,6 +67,11 @@ typedef struct hb_store_ops {
     /* Whether the store makes anything durable at all (a journal, a replicated store). Any
      * thread. */
     int (*durable)(const hb_store_t *st);
+    /* Optional (NULL: nothing to do). A user logged in on SET `set` as connection generation gen,
+     * and that connection left: for a store that keeps who is where beyond this process. On the
+     * SET's worker thread. */
+    void (*login)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen);
+    void (*logout)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen);
 } hb_store_ops_t;
 
 struct hb_store {
@@ -79,10 +84,16 @@ struct hb_store {
     void *owner;
 };
 
-/* Send e's notice (the reference's for 3 recipients, the extension's otherwise) to each of its
- * recipients online, counting the others (notice_offline). from: the calling SET, or NULL on the
- * control loop. For every backend, once e is durable. */
-void hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e);
+/* A new send-envelope's notice: the reference's for 3 recipients, the extension's otherwise.
+ * Returns its length, or an error if cap is short (HB_FRAME_HEADER + 8 + 4 * 8 is enough). */
+int hb__store_notice_frame(const hb_sendenv_t *e, uint8_t *frame, size_t cap);
+/* Send that notice to each of e's recipients connected to this server; returns the mask of those
+ * who are not (bit i: recipient i). from: the calling SET, or NULL on the control loop. For every
+ * backend, once e is durable. */
+unsigned hb__store_announce(hb_setgroup_t *g, hb_set_t *from, const hb_sendenv_t *e,
+                            const uint8_t *frame, size_t len);
+/* Count n notices that reached nobody (notice_offline), from a SET or (NULL) the control loop. */
+void hb__store_count_offline(hb_setgroup_t *g, hb_set_t *from, unsigned n);
 
 /* The local backend: the SETs' books and, when dir is not NULL, the claim journal in dir with the
  * given fsync policy (without one, nothing is durable and ids start afresh each run). rng draws

@@ -132,8 +132,14 @@ static uint64_t durable(const lset_t *ls)
 static void announce(lset_t *ls, uint32_t id)
 {
     const hb_sendenv_t *e = hb_book_find(&ls->book, id);
-    if (e != NULL) /* else expired meanwhile */
-        hb__store_announce(ls->L->g, ls->set, e);
+    if (e == NULL)
+        return; /* expired meanwhile */
+    uint8_t frame[HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS];
+    int len = hb__store_notice_frame(e, frame, sizeof frame);
+    if (len > 0) {
+        unsigned away = hb__store_announce(ls->L->g, ls->set, e, frame, (size_t)len);
+        hb__store_count_offline(ls->L->g, ls->set, (unsigned)__builtin_popcount(away));
+    }
 }
 
 /* A grant counts once it is acknowledged (durable, with a journal). */
