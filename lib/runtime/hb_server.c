@@ -4,6 +4,7 @@
  * (hb_store.h), the generators live in hb_generator.c and the control routes in
  * hb_server_routes.c. */
 #include <errno.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,18 @@ static int fail(struct hb_server_impl *impl, int err, const char *fmt, const cha
     impl->pub->err = err;
     snprintf(impl->pub->errstr, sizeof impl->pub->errstr, fmt, arg);
     return err;
+}
+
+/* An instance's name goes into Redis keys and hash tags: a plain word keeps them apart. */
+static int instance_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 100)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && strchr(".:_-", name[i]) == NULL)
+            return 0;
+    return 1;
 }
 
 const char *hb_server_last_error(const hb_server_t *server)
@@ -134,8 +147,10 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         return fail(impl, UV_EINVAL, "redis and ledger_dir: money lives in one place%s", "");
     if (o->redis != NULL && (o->redis[0] == '\0' || strlen(o->redis) >= 512))
         return fail(impl, UV_EINVAL, "redis: give some nodes as host:port,...%s", "");
-    if (o->instance != NULL && (o->instance[0] == '\0' || strlen(o->instance) >= 128))
-        return fail(impl, UV_EINVAL, "instance: a name of 1 to 127 bytes%s", "");
+    if (o->instance != NULL && !instance_name_ok(o->instance))
+        return fail(impl, UV_EINVAL,
+                    "instance '%s': 1 to 100 letters, digits and . : _ - (it names Redis keys)",
+                    o->instance);
     if (o->seed == 0)
         o->seed = uv_hrtime();
     return 0;

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""The fleet as it runs: K hb-server instances sharing one Redis Cluster (docs/fleet.md).
+
+Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
+
+SEEDS: some nodes of a running cluster, host:port,... (tests/redis/cluster.sh starts one; CTest
+passes it). Three instances listen on distinct loopback addresses (127.0.0.11..13: "hosts" that
+need no root), each started and stopped by PID, each bounded by `timeout`. Scenarios:
+
+  across   send-envelopes created on each instance for three recipients on three instances:
+           every notice delivered, every claim granted once, repeats answered with the same
+           share, a non-recipient and an unknown id refused; shares sum to each total
+  login    the newer login wins fleet-wide: a user logging in on another instance closes its
+           older connection
+  ids      send-envelope ids created on all instances at once never collide
+
+Everything it starts stops by itself; traffic goes only to 127.0.0.0/8.
+"""
+import os
+import random
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+CMD_LOGIN, CMD_LOGIN_REPLY = 0x0000, 0x0001
+CMD_NOTICE, CMD_NOTICE_EX = 0x0004, 0x0105
+CMD_CLAIM_EX, CMD_CLAIM_EX_REPLY = 0x0103, 0x0104
+GRANTED, REPEAT, NOT_RECIPIENT, NO_ENVELOPE, TRY_AGAIN = 0, 1, 2, 3, 4
+DEADLINE = 10.0  # seconds any one expected event may take
+
+
+def frame(cmd, *fields):
+    body = struct.pack(">%dI" % len(fields), *fields)
+    return struct.pack(">HHQ", 12 + len(body), cmd, int(time.time())) + body
+
+
+class User:
+    """One user's connection: blocking socket, frames read whole."""
+
+    def __init__(self, addr, user):
+        self.user = user
+        self.sock = socket.create_connection(addr, timeout=DEADLINE)
+        self.buf = b""
+        self.sock.sendall(frame(CMD_LOGIN, user))
+        cmd, fields = self.expect(CMD_LOGIN_REPLY)
+        assert fields == (user, 0), "login of %d: %r" % (user, fields)
+        self.notices = []
+
+    def read_frame(self, timeout=DEADLINE):
+        end = time.time() + timeout
+        while True:
+            if len(self.buf) >= 12:
+                length, cmd = struct.unpack(">HH", self.buf[:4])
+                if len(self.buf) >= length:
+                    body, self.buf = self.buf[12:length], self.buf[length:]
+                    return cmd, struct.unpack(">%dI" % (len(body) // 4), body)
+            left = end - time.time()
+            if left <= 0:
+                raise TimeoutError("user %d: no frame within %.0f s" % (self.user, timeout))
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("user %d: closed by the server" % self.user)
+                self.buf += data
+
+    def expect(self, want):
+        """The next frame of command want; notices met on the way are kept."""
+        while True:
+            cmd, fields = self.read_frame()
+            if cmd in (CMD_NOTICE, CMD_NOTICE_EX):
+                self.notices.append(parse_notice(cmd, fields))
+                if want in (CMD_NOTICE, CMD_NOTICE_EX):
+                    return cmd, fields
+                continue
+            if cmd == want:
+                return cmd, fields
+
+    def notice(self, envelope):
+        """Wait for the notice of envelope; returns (total, recipients)."""
+        end = time.time() + DEADLINE
+        while time.time() < end:
+            for n in self.notices:
+                if n[0] == envelope:
+                    return n[1], n[2]
+            self.expect(CMD_NOTICE)
+        raise TimeoutError("user %d: no notice of %#x" % (self.user, envelope))
+
+    def claim(self, envelope):
+        self.sock.sendall(frame(CMD_CLAIM_EX, 0, envelope))
+        while True:
+            _, (eid, amount, result) = self.expect(CMD_CLAIM_EX_REPLY)
+            if eid == envelope:
+                return result, amount
+
+    def closed_by_server(self, timeout=DEADLINE):
+        try:
+            while True:
+                self.read_frame(timeout)
+        except ConnectionError:
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def parse_notice(cmd, fields):
+    if cmd == CMD_NOTICE:
+        eid, total, count = fields[:3]
+        return eid, total, list(fields[3:3 + count])
+    eid, total, count = fields[:3]
+    return eid, total, list(fields[3:3 + count])
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Instance:
+    def __init__(self, build, seeds, name, host, workdir):
+        self.name, self.host = name, host
+        self.port, self.control = free_port(host), free_port(host)
+        self.log = open(os.path.join(workdir, name + ".log"), "w")
+        self.proc = subprocess.Popen(
+            ["timeout", "--signal=KILL", "600", os.path.join(build, "examples", "hb-server"),
+             "--listen", "%s:%d" % (host, self.port), "--control", "%s:%d" % (host, self.control),
+             "--redis", seeds, "--instance", name, "--threads", "1", "--nic", "off"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.time() + DEADLINE
+        while time.time() < end:
+            try:
+                socket.create_connection((host, self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("%s exited: see %s" % (name, self.log.name))
+                time.sleep(0.05)
+        else:
+            raise TimeoutError("%s did not listen" % name)
+
+    def addr(self):
+        return (self.host, self.port)
+
+    def get(self, path):
+        with urllib.request.urlopen("http://%s:%d%s" % (self.host, self.control, path),
+                                    timeout=DEADLINE) as r:
+            return r.read().decode()
+
+    def send_envelope(self, users):
+        """One send-envelope to exactly these three consecutive users (min..max is all of them)."""
+        lo, hi = min(users), max(users)
+        assert hi - lo == 2
+        self.get("/fahongbao?qps=1&sum=1&min=%d&max=%d" % (lo, hi))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def scenario_across(inst):
+    """Three recipients on three instances; envelopes created on each instance in turn."""
+    base = 1000
+    users = {}
+    for k, i in enumerate(inst):
+        users[base + k] = User(i.addr(), base + k)
+    outsider = User(inst[0].addr(), base + 3)
+    seen = set()
+    for round_ in range(6):
+        creator = inst[round_ % len(inst)]
+        creator.send_envelope(list(users))
+        # Every recipient hears of the same new envelope, wherever it is.
+        notices = {}
+        for u, conn in users.items():
+            end = time.time() + DEADLINE
+            while True:
+                fresh = [n for n in conn.notices if n[0] not in seen]
+                if fresh:
+                    notices[u] = fresh[0]
+                    break
+                if time.time() > end:
+                    raise TimeoutError("user %d: no notice of round %d" % (u, round_))
+                conn.expect(CMD_NOTICE)
+        ids = {n[0] for n in notices.values()}
+        assert len(ids) == 1, "recipients heard of different envelopes: %r" % notices
+        eid = ids.pop()
+        seen.add(eid)
+        total = notices[base][1]
+        assert sorted(notices[base][2]) == sorted(users), notices[base]
+        shares = 0
+        for u, conn in users.items():
+            result, amount = conn.claim(eid)
+            assert result == GRANTED and amount > 0, "user %d claim: %d %d" % (u, result, amount)
+            again = conn.claim(eid)
+            assert again == (REPEAT, amount), "user %d repeat: %r, granted %d" % (u, again, amount)
+            shares += amount
+        assert shares == total, "shares %d, total %d" % (shares, total)
+        assert outsider.claim(eid) == (NOT_RECIPIENT, 0)
+    assert users[base].claim(max(seen) + 1000) == (NO_ENVELOPE, 0)
+    for conn in list(users.values()) + [outsider]:
+        conn.close()
+    print("across: %d envelopes, 3 recipients on 3 instances, notices, grants, repeats: ok"
+          % len(seen))
+
+
+def scenario_login(inst):
+    user = 2000
+    first = User(inst[0].addr(), user)
+    second = User(inst[1].addr(), user)
+    assert first.closed_by_server(), "the older connection on %s was not closed" % inst[0].name
+    # And back again: the newer login wins whatever the order of instances.
+    third = User(inst[0].addr(), user)
+    assert second.closed_by_server(), "the older connection on %s was not closed" % inst[1].name
+    third.close()
+    print("login: the newer login wins across instances: ok")
+
+
+def scenario_ids(inst):
+    """Send-envelopes from every instance at once: every id once."""
+    users = [3000, 3001, 3002]
+    conns = [User(inst[k].addr(), u) for k, u in enumerate(users)]
+    per = 20
+    for i in inst:
+        i.get("/fahongbao?qps=200&sum=%d&min=%d&max=%d" % (per, users[0], users[-1]))
+    ids = []
+    end = time.time() + DEADLINE
+    while len(conns[0].notices) < per * len(inst) and time.time() < end:
+        conns[0].expect(CMD_NOTICE)
+    ids = [n[0] for n in conns[0].notices]
+    assert len(ids) == per * len(inst), "heard of %d of %d" % (len(ids), per * len(inst))
+    assert len(set(ids)) == len(ids), "an id was used twice"
+    for c in conns:
+        c.close()
+    print("ids: %d send-envelopes from %d instances at once, every id once: ok"
+          % (len(ids), len(inst)))
+
+
+SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids}
+
+
+def main():
+    build, seeds = sys.argv[1], sys.argv[2]
+    names = sys.argv[3:] or list(SCENARIOS)
+    workdir = os.environ.get("HB_FLEET_WORKDIR") or "/tmp"
+    inst = []
+    failed = 0
+    try:
+        for k in range(3):
+            inst.append(Instance(build, seeds, "i%d" % (k + 1), "127.0.0.%d" % (11 + k), workdir))
+        for n in names:
+            try:
+                SCENARIOS[n](inst)
+            except Exception as e:  # noqa: BLE001 - report every scenario
+                failed += 1
+                print("%s: FAILED: %s" % (n, e))
+    finally:
+        for i in inst:
+            rc = i.stop()
+            if rc not in (0, None):
+                failed += 1
+                print("%s exited with %s (log %s)" % (i.name, rc, i.log.name))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    random.seed(1)
+    sys.exit(main())
