@@ -8,7 +8,7 @@
  *   P:{ids}           id high-water marks, one field a space (reserve.lua)
  *   P:{b:N}:q         budget partition N: shake envelopes "index:amount" not yet drawn
  *   P:{b:N}:c         its counters: g/ga generated, d drawn, o/oa handed out, x/xa expired,
- *                     r returned, late, dup, last (the highest index put)
+ *                     r returned, late, dup, last:<generator> (the highest index it put)
  *   P:{b:N}:z         its leases: instance -> deadline (unix ms)
  *   P:{b:N}:l:<inst>  an instance's lease: index -> amount (and :d, its last draw)
  *   P:{b:N}:o         its bitmap of envelopes handed out (bit index / partitions)

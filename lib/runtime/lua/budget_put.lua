@@ -1,11 +1,13 @@
 -- The generator puts shake envelopes into one partition of the budget.
 -- KEYS[1]: the partition's queue (list of "index:amount"); KEYS[2]: its counters (hash).
--- ARGV: index, amount pairs, indexes rising (an envelope's index is its place in the shake id
--- space, hongbao/envelope.h). An index not above the partition's last is a retry's: skipped, so
--- a put whose answer was lost can be sent again. Returns how many were added.
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
+-- ARGV: the generator's name, then index, amount pairs, indexes rising (an envelope's index is
+-- its place in the shake id space, hongbao/envelope.h). An index not above the last this
+-- generator put here is a retry's: skipped, so a put whose answer was lost can be sent again
+-- (each generator's ids only go up). Returns how many were added.
+local field = 'last:' .. ARGV[1]
+local last = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
 local added, amount, entries = 0, 0, {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
     local idx = tonumber(ARGV[i])
     if idx > last then
         entries[#entries + 1] = ARGV[i] .. ':' .. ARGV[i + 1]
@@ -18,6 +20,6 @@ if added > 0 then
     redis.call('RPUSH', KEYS[1], unpack(entries))
     redis.call('HINCRBY', KEYS[2], 'g', added)
     redis.call('HINCRBY', KEYS[2], 'ga', amount)
-    redis.call('HSET', KEYS[2], 'last', last)
+    redis.call('HSET', KEYS[2], field, last)
 end
 return added
