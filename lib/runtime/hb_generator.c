@@ -26,7 +26,8 @@ static void finish_if_done(hb_generator_t *g)
 
 /* Queue one shake envelope of amount into the buckets, round-robin. Returns 0; HB_EAGAIN when the
  * store has no durable id reservation yet; HB_EIDSPACE or the store's error; UV_ENOBUFS when every
- * bucket is full (the id taken is kept for the next envelope, so none is wasted). */
+ * bucket is full, or the store's budget holds too many not yet stored (the id taken is kept for
+ * the next envelope, so none is wasted). */
 static int put_shake(struct hb_server_impl *impl, uint32_t amount)
 {
     hb_setgroup_t *group = &impl->group;
@@ -36,8 +37,11 @@ static int put_shake(struct hb_server_impl *impl, uint32_t amount)
         hb__group_count_control(group, HB_CTR_X_IDS_WAIT, 1);
         return r;
     }
-    hb_envelope_t e = {id, amount};
-    if (hb_envq_push(&impl->envq, e, NULL) != 0) {
+    /* A store with a shared budget takes it and fills the buckets itself. */
+    int refused = impl->store.ops->put_shake != NULL
+                      ? impl->store.ops->put_shake(&impl->store, id, amount) != 0
+                      : hb_envq_push(&impl->envq, (hb_envelope_t){id, amount}, NULL) != 0;
+    if (refused) {
         impl->kept_shake_id = id;
         hb__group_count_control(group, HB_CTR_X_ENVQ_FULL, 1);
         return UV_ENOBUFS;

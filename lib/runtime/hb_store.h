@@ -71,6 +71,11 @@ typedef struct hb_store_ops {
      * and that connection left: for a store that keeps who is where beyond this process. On the
      * SET's worker thread. */
     void (*login)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen);
+    /* Optional (NULL: the server pushes shake envelopes into the SETs' buckets itself). A shake
+     * envelope made here (the generator, hb_server_put_shake_envelopes) goes to the store, which
+     * fills the buckets itself (a shared budget). Returns 0, or HB_EAGAIN when it holds too many
+     * not yet stored (try on the next tick; nothing was taken). Control loop. */
+    int (*put_shake)(hb_store_t *st, uint32_t id, uint32_t amount);
     void (*logout)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen);
 } hb_store_ops_t;
 
