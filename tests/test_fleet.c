@@ -144,6 +144,14 @@ START_TEST(partition_balance)
     p.dup = 0;
     p.bits = 3;
     ck_assert_ptr_nonnull(hb_fleet_partition_check(&p));
+    hb_fleet_partition_t sum = {0};
+    p.bits = 4;
+    hb_fleet_partition_add(&sum, &p);
+    hb_fleet_partition_add(&sum, &p);
+    EXPECT_UINT(sum.generated, ==, 20);
+    EXPECT_UINT(sum.handed_out_amount, ==, 800);
+    EXPECT_UINT(sum.leases, ==, 4);
+    ck_assert_ptr_null(hb_fleet_partition_check(&sum)); /* sums of balanced partitions balance */
     ck_assert_int_eq(hb_fleet_partition_set(&p, v, 14), HB_EINVAL);
     v[3] = -1;
     ck_assert_int_eq(hb_fleet_partition_set(&p, v, 15), HB_EINVAL);

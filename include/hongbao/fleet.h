@@ -46,6 +46,9 @@ typedef struct hb_fleet_partition {
  * HB_EINVAL when n is not 15 or a value is negative. */
 HB_EXTERN int hb_fleet_partition_set(hb_fleet_partition_t *p, const long long *values, size_t n);
 
+/* Add p's figures to *sum (a fleet's whole budget is the sum of its partitions). */
+HB_EXTERN void hb_fleet_partition_add(hb_fleet_partition_t *sum, const hb_fleet_partition_t *p);
+
 /* The balance of a partition: every envelope, and every cent, in exactly one place (generated =
  * queued + leased + handed out + expired), none handed out twice (dup 0, bits set = handed out).
  * Returns NULL when it holds, else a static string naming the first rule broken. */

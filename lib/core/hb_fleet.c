@@ -145,6 +145,25 @@ int hb_fleet_partition_set(hb_fleet_partition_t *p, const long long *values, siz
     return 0;
 }
 
+void hb_fleet_partition_add(hb_fleet_partition_t *sum, const hb_fleet_partition_t *p)
+{
+    sum->generated += p->generated;
+    sum->generated_amount += p->generated_amount;
+    sum->queued += p->queued;
+    sum->queued_amount += p->queued_amount;
+    sum->leased += p->leased;
+    sum->leased_amount += p->leased_amount;
+    sum->handed_out += p->handed_out;
+    sum->handed_out_amount += p->handed_out_amount;
+    sum->expired += p->expired;
+    sum->expired_amount += p->expired_amount;
+    sum->returned += p->returned;
+    sum->late += p->late;
+    sum->dup += p->dup;
+    sum->bits += p->bits;
+    sum->leases += p->leases;
+}
+
 const char *hb_fleet_partition_check(const hb_fleet_partition_t *p)
 {
     if (p->generated != p->queued + p->leased + p->handed_out + p->expired)
