@@ -13,5 +13,6 @@
 #include "hongbao/client.h"
 #include "hongbao/monitor.h"
 #include "hongbao/netstat.h"
+#include "hongbao/fleetaudit.h"
 
 #endif /* HONGBAO_H */

@@ -1,7 +1,8 @@
-/* hb-audit: check the books of a ledger journal, read-only, a thin consumer of hb_journal_audit.
+/* hb-audit: check the books of a ledger journal, read-only, a thin consumer of hb_journal_audit;
+ * with --redis, a fleet's books in Redis Cluster (hb_fleet_audit).
  * Exit 0 when the books balance, 1 on any violation, 2 on a usage or I/O error. */
 #include <errno.h>
-#include <hongbao/core.h>
+#include <hongbao.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hb-audit [--json] [--quiet] PATH\n"
+            "       hb-audit [--json] [--quiet] --redis HOST:PORT[,HOST:PORT...]\n"
             "\n"
             "Audit a ledger journal (libhongbao %s), read-only: PATH is a ledger directory\n"
             "(its journal is PATH/journal) or a journal file.\n"
@@ -27,11 +29,18 @@ static void usage(FILE *out)
             "offset of its record. A torn last record is a warning, not a violation. Prints the\n"
             "totals, the highest envelope id and the envelope ids reserved.\n"
             "\n"
+            "With --redis, audit a fleet's books in Redis Cluster instead (docs/fleet.md): every\n"
+            "send-envelope whose id was reserved, judged by the same rule (shares add up to the\n"
+            "total, each grant its recipient's share, the envelope's counters right), and every\n"
+            "partition of the shake budget balanced (generated = queued + leased + handed out +\n"
+            "expired, in count and amount; none handed out twice).\n"
+            "\n"
             "  --json    print the totals as one JSON object on stdout (violations to stderr)\n"
             "  --quiet   print violations and warnings only\n"
             "  --help, --version\n"
             "\n"
-            "Exit status: 0 the books balance, 1 violations found, 2 usage or I/O error.\n",
+            "Exit status: 0 the books balance, 1 violations found, 2 usage or I/O error (Redis\n"
+            "not reachable, for --redis).\n",
             hb_version_string());
 }
 
@@ -152,10 +161,83 @@ static void print_json(const char *journal, const hb_journal_audit_t *t)
            t->violations == 0 ? "true" : "false");
 }
 
+/* --redis: the fleet's audit, on a loop of its own. */
+typedef struct fleet_run {
+    int json, quiet, status;
+} fleet_run_t;
+
+static void on_fleet_audit(int err, const hb_fleet_audit_result_t *r, void *arg)
+{
+    fleet_run_t *f = arg;
+    if (err != 0) {
+        fprintf(stderr, "%s: redis: %s\n", prog, hb_strerror(err));
+        f->status = 2;
+        return;
+    }
+    size_t shown = sizeof r->first / sizeof r->first[0];
+    for (uint64_t i = 0; i < r->violations && i < shown; i++)
+        fprintf(f->json ? stderr : stdout, "violation: %s\n", r->first[i]);
+    if (r->violations > shown)
+        fprintf(f->json ? stderr : stdout, "(and %" PRIu64 " more)\n", r->violations - shown);
+    const hb_fleet_partition_t *b = &r->budget;
+    if (f->json)
+        printf("{\"envelopes\":%" PRIu64 ",\"issued\":%" PRIu64 ",\"claims\":%" PRIu64
+               ",\"claimed\":%" PRIu64 ",\"reserved_send\":%" PRIu32
+               ",\"shake\":{\"generated\":%" PRIu64 ",\"generated_amount\":%" PRIu64
+               ",\"queued\":%" PRIu64 ",\"leased\":%" PRIu64 ",\"handed_out\":%" PRIu64
+               ",\"handed_out_amount\":%" PRIu64 ",\"expired\":%" PRIu64
+               ",\"expired_amount\":%" PRIu64 ",\"returned\":%" PRIu64 ",\"late\":%" PRIu64
+               "},\"violations\":%" PRIu64 ",\"balanced\":%s}\n",
+               r->envelopes, r->issued_amount, r->grants, r->granted_amount, r->highest_send_id,
+               b->generated, b->generated_amount, b->queued, b->leased, b->handed_out,
+               b->handed_out_amount, b->expired, b->expired_amount, b->returned, b->late,
+               r->violations, r->violations == 0 ? "true" : "false");
+    else if (!f->quiet) {
+        printf("envelopes    %" PRIu64 " send-envelopes, issued %" PRIu64 "; %" PRIu64
+               " claims, claimed %" PRIu64 "; send ids reserved up to %" PRIu32 "\n",
+               r->envelopes, r->issued_amount, r->grants, r->granted_amount, r->highest_send_id);
+        printf("shake budget %" PRIu64 " generated (%" PRIu64 "): %" PRIu64 " queued, %" PRIu64
+               " leased, %" PRIu64 " handed out (%" PRIu64 "), %" PRIu64 " expired (%" PRIu64
+               "); %" PRIu64 " returned, %" PRIu64 " reported late, over %u partitions\n",
+               b->generated, b->generated_amount, b->queued, b->leased, b->handed_out,
+               b->handed_out_amount, b->expired, b->expired_amount, b->returned, b->late,
+               r->partitions);
+        if (r->violations == 0)
+            printf("books        balance\n");
+        else
+            printf("books        %" PRIu64 " violation%s\n", r->violations,
+                   r->violations == 1 ? "" : "s");
+    }
+    f->status = r->violations == 0 ? 0 : 1;
+}
+
+static void fleet_log(void *arg, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "%s: %s\n", prog, line);
+}
+
+static int audit_fleet(const char *seeds, int json, int quiet)
+{
+    uv_loop_t loop;
+    fleet_run_t f = {json, quiet, 2};
+    if (uv_loop_init(&loop) != 0)
+        return 2;
+    int r = hb_fleet_audit(&loop, seeds, fleet_log, NULL, on_fleet_audit, &f);
+    if (r == UV_ENOTSUP)
+        fprintf(stderr, "%s: --redis: this libhongbao was built without Redis (HONGBAO_REDIS)\n",
+                prog);
+    else if (r != 0)
+        fprintf(stderr, "%s: --redis %s: %s\n", prog, seeds, hb_strerror(r));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return r != 0 ? 2 : f.status;
+}
+
 int main(int argc, char **argv)
 {
     int json = 0, quiet = 0;
-    const char *path = NULL;
+    const char *path = NULL, *redis = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -168,6 +250,12 @@ int main(int argc, char **argv)
             json = 1;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--redis") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "%s: --redis needs HOST:PORT[,...]\n", prog);
+                return 2;
+            }
+            redis = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
             return 2;
@@ -178,6 +266,12 @@ int main(int argc, char **argv)
             path = a;
         }
     }
+    if (redis != NULL && path != NULL) {
+        fprintf(stderr, "%s: a PATH or --redis, not both (see --help)\n", prog);
+        return 2;
+    }
+    if (redis != NULL)
+        return audit_fleet(redis, json, quiet);
     if (path == NULL) {
         usage(stderr);
         return 2;

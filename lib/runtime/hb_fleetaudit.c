@@ -257,7 +257,9 @@ int hb_fleet_audit(uv_loop_t *loop, const char *seeds, hb_log_cb log, void *log_
 int hb_fleet_audit(uv_loop_t *loop, const char *seeds, hb_log_cb log, void *log_arg,
                    hb_fleet_audit_cb cb, void *arg)
 {
-    (void)loop, (void)seeds, (void)log, (void)log_arg, (void)cb, (void)arg;
+    (void)log, (void)log_arg, (void)arg;
+    if (loop == NULL || seeds == NULL || seeds[0] == '\0' || cb == NULL)
+        return UV_EINVAL;
     return UV_ENOTSUP;
 }
 
