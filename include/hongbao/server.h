@@ -211,7 +211,9 @@ HB_EXTERN int hb_server_send_envelope(hb_server_t *server, const uint32_t *recip
 /* Queue one frame (whole, encoded) to the online user's connection, from any thread. The bytes are
  * copied. Returns 0, HB_EOFFLINE, UV_ECANCELED (the server is closing), UV_EINVAL (len outside
  * [HB_FRAME_HEADER, HB_FRAME_MAX]), UV_ENOMEM. Delivery can still fail silently if the user
- * disconnects meanwhile. */
+ * disconnects meanwhile. In a fleet (opts.redis), a user not connected here is looked up in the
+ * fleet's registry and the frame goes to the instance holding it: 0 then means it was taken for
+ * that, not that the user is online (docs/fleet.md). */
 HB_EXTERN int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame,
                                      size_t len);
 

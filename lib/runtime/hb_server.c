@@ -567,7 +567,11 @@ int hb_server_send_to_user(hb_server_t *server, uint32_t user, const void *frame
 {
     if (len < HB_FRAME_HEADER || len > HB_FRAME_MAX || frame == NULL)
         return UV_EINVAL;
-    return hb__set_send_to_user(&server->impl->group, NULL, user, frame, len);
+    struct hb_server_impl *impl = server->impl;
+    int r = hb__set_send_to_user(&impl->group, NULL, user, frame, len);
+    if (r == HB_EOFFLINE && impl->store.ops->send_away != NULL) /* a fleet: maybe elsewhere */
+        r = impl->store.ops->send_away(&impl->store, user, frame, len);
+    return r;
 }
 
 int hb_server_add_counter(hb_server_t *server, unsigned slot, const char *name, const char *help)

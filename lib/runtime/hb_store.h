@@ -76,6 +76,11 @@ typedef struct hb_store_ops {
      * fills the buckets itself (a shared budget). Returns 0, or HB_EAGAIN when it holds too many
      * not yet stored (try on the next tick; nothing was taken). Control loop. */
     int (*put_shake)(hb_store_t *st, uint32_t id, uint32_t amount);
+    /* Optional (NULL: a user not connected here is offline). A frame for a user not connected to
+     * this server, for a store that knows where else users are: it takes a copy and delivers it
+     * if it can. Returns 0 when taken (not a promise of delivery), HB_EOFFLINE, HB_ENOMEM. Any
+     * thread. */
+    int (*send_away)(hb_store_t *st, uint32_t user, const uint8_t *frame, size_t len);
     void (*logout)(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen);
 } hb_store_ops_t;
 

@@ -169,6 +169,13 @@ struct rstore {
     int inbox_reading;
     unsigned clients_open; /* while closing: the clients not yet closed */
     hb_rscript_t *s_put, *s_draw, *s_report, *s_return;
+    /* Frames for users not connected here, from any thread, taken to the control loop. */
+    uv_mutex_t away_lock;
+    struct away *away_head, *away_tail; /* under away_lock */
+    size_t away_count;                  /* under away_lock */
+    uv_async_t away_async;
+    int away_open;
+    int away_lock_ready;
     uv_timer_t tick; /* draws, reports, puts, renewals */
     int tick_open;
     budget_t budget;
@@ -860,6 +867,90 @@ static void inbox_start(rstore_t *R)
                       "redis: the inbox cannot be read; notices from other instances are lost");
 }
 
+/* ---- frames for users elsewhere in the fleet (hb_server_send_to_user, chat) ---- */
+
+#define AWAY_MAX 65536 /* frames waiting for the control loop before send_away refuses */
+
+typedef struct away {
+    struct away *next;
+    rstore_t *R;
+    uint32_t user;
+    size_t len;
+    uint8_t frame[]; /* len bytes */
+} away_t;
+
+static void on_away_holder(hb_rcluster_t *rc, int err, const redisReply *reply, int acked,
+                           void *arg)
+{
+    (void)acked;
+    away_t *a = arg;
+    rstore_t *R = a->R;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING && !R->closing &&
+        strcmp(reply->str, R->instance) != 0)
+        inbox_put(rc, reply->str, 'n', a->user, a->frame, a->len);
+    free(a);
+}
+
+static void on_away(uv_async_t *h)
+{
+    rstore_t *R = h->data;
+    uv_mutex_lock(&R->away_lock);
+    away_t *list = R->away_head;
+    R->away_head = R->away_tail = NULL;
+    R->away_count = 0;
+    uv_mutex_unlock(&R->away_lock);
+    while (list != NULL) {
+        away_t *a = list;
+        list = a->next;
+        char key[32];
+        size_t klen;
+        user_key(key, sizeof key, a->user, &klen);
+        const char *argv[] = {"HGET", key, "i"};
+        size_t lens[] = {4, klen, 1};
+        if (R->closing || hb__rcluster_command(R->control, slot_of(key, klen), 3, argv, lens,
+                                               on_away_holder, a) != 0)
+            free(a);
+    }
+}
+
+static void away_free_all(rstore_t *R)
+{
+    while (R->away_head != NULL) {
+        away_t *a = R->away_head;
+        R->away_head = a->next;
+        free(a);
+    }
+}
+
+static int store_send_away(hb_store_t *st, uint32_t user, const uint8_t *frame, size_t len)
+{
+    rstore_t *R = rstore_of(st);
+    if (R == NULL || !R->away_open)
+        return HB_EOFFLINE;
+    away_t *a = malloc(sizeof *a + len);
+    if (a == NULL)
+        return HB_ENOMEM;
+    *a = (away_t){.R = R, .user = user, .len = len};
+    memcpy(a->frame, frame, len);
+    uv_mutex_lock(&R->away_lock);
+    int full = R->away_count >= AWAY_MAX;
+    if (!full) {
+        if (R->away_tail != NULL)
+            R->away_tail->next = a;
+        else
+            R->away_head = a;
+        R->away_tail = a;
+        R->away_count++;
+    }
+    uv_mutex_unlock(&R->away_lock);
+    if (full) {
+        free(a);
+        return HB_ENOMEM;
+    }
+    uv_async_send(&R->away_async);
+    return 0;
+}
+
 /* ---- the shake budget: drawn into the buckets, reported as shakes take it (control loop) ---- */
 
 static int fifo_push(bfifo_t *f, bentry_t e)
@@ -1256,10 +1347,14 @@ static void budget_free(rstore_t *R)
 /* ---- open and close ---- */
 
 static void budget_free(rstore_t *R);
+static void away_free_all(rstore_t *R);
 
 static void rstore_free(rstore_t *R)
 {
     budget_free(R);
+    away_free_all(R);
+    if (R->away_lock_ready)
+        uv_mutex_destroy(&R->away_lock);
     if (R->workers != NULL) {
         for (unsigned i = 0; i < R->nworkers; i++) {
             rworker_t *w = &R->workers[i];
@@ -1295,6 +1390,10 @@ static int store_open(hb_store_t *st)
         r = hb__rcluster_script(R->control, hb__lua_budget_return, &R->s_return);
     if (r == 0)
         r = hb__rcluster_open(R->loop, &R->copts, &R->inbox);
+    if (r == 0 && (r = uv_async_init(R->loop, &R->away_async, on_away)) == 0) {
+        R->away_async.data = R;
+        R->away_open = 1;
+    }
     if (r == 0 && (r = uv_timer_init(R->loop, &R->tick)) == 0) {
         R->tick.data = R;
         R->tick_open = 1;
@@ -1341,7 +1440,8 @@ static void on_tick_closed(uv_handle_t *h)
 /* After the budget's last batches: the two clients and the timer close; R goes with the last. */
 static void close_clients(rstore_t *R)
 {
-    R->clients_open = (R->control != NULL) + (R->inbox != NULL) + (unsigned)R->tick_open;
+    R->clients_open =
+        (R->control != NULL) + (R->inbox != NULL) + (unsigned)R->tick_open + (unsigned)R->away_open;
     if (R->clients_open == 0) {
         control_closed_notify_now(R);
         return;
@@ -1352,6 +1452,12 @@ static void close_clients(rstore_t *R)
         hb__rcluster_close(R->inbox, control_closed_notify, R);
     if (R->tick_open)
         uv_close((uv_handle_t *)&R->tick, on_tick_closed);
+    if (R->away_open) {
+        uv_mutex_lock(&R->away_lock); /* no more frames taken (send_away sees it closed) */
+        R->away_open = 0;
+        uv_mutex_unlock(&R->away_lock);
+        uv_close((uv_handle_t *)&R->away_async, on_tick_closed);
+    }
 }
 
 static int store_close(hb_store_t *st)
@@ -1362,7 +1468,7 @@ static int store_close(hb_store_t *st)
     st->impl = NULL;
     R->closing = 1;
     R->on_closed = st->on_closed;
-    if (R->control == NULL && R->inbox == NULL && !R->tick_open) {
+    if (R->control == NULL && R->inbox == NULL && !R->tick_open && !R->away_open) {
         rstore_free(R);
         return 0;
     }
@@ -1391,6 +1497,7 @@ static const hb_store_ops_t redis_ops = {
     .login = store_login,
     .logout = store_logout,
     .put_shake = store_put_shake,
+    .send_away = store_send_away,
 };
 
 int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
@@ -1404,6 +1511,9 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
         goto nomem;
     R->nworkers = group->nworkers;
     R->nsets = group->nsets;
+    if (uv_mutex_init(&R->away_lock) != 0)
+        goto nomem;
+    R->away_lock_ready = 1;
     R->g = group;
     if (budget_init(R) != 0)
         goto nomem;
