@@ -13,6 +13,7 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
   login    the newer login wins fleet-wide: a user logging in on another instance closes its
            older connection
   ids      send-envelope ids created on all instances at once never collide
+  chat     chat between users on different instances, both ways
 
 Everything it starts stops by itself; traffic goes only to 127.0.0.0/8.
 """
@@ -29,6 +30,7 @@ import urllib.request
 CMD_LOGIN, CMD_LOGIN_REPLY = 0x0000, 0x0001
 CMD_NOTICE, CMD_NOTICE_EX = 0x0004, 0x0105
 CMD_CLAIM_EX, CMD_CLAIM_EX_REPLY = 0x0103, 0x0104
+CMD_CHAT, CMD_CHAT_DELIVER, CMD_CHAT_REPLY = 0x0100, 0x0101, 0x0102
 GRANTED, REPEAT, NOT_RECIPIENT, NO_ENVELOPE, TRY_AGAIN = 0, 1, 2, 3, 4
 DEADLINE = 10.0  # seconds any one expected event may take
 
@@ -57,7 +59,7 @@ class User:
                 length, cmd = struct.unpack(">HH", self.buf[:4])
                 if len(self.buf) >= length:
                     body, self.buf = self.buf[12:length], self.buf[length:]
-                    return cmd, struct.unpack(">%dI" % (len(body) // 4), body)
+                    return cmd, body
             left = end - time.time()
             if left <= 0:
                 raise TimeoutError("user %d: no frame within %.0f s" % (self.user, timeout))
@@ -68,10 +70,20 @@ class User:
                     raise ConnectionError("user %d: closed by the server" % self.user)
                 self.buf += data
 
+    def expect_raw(self, want):
+        """The next frame of command want, its payload's bytes; notices met are kept."""
+        while True:
+            cmd, body = self.read_frame()
+            if cmd in (CMD_NOTICE, CMD_NOTICE_EX):
+                self.notices.append(parse_notice(cmd, u32s(body)))
+            if cmd == want:
+                return body
+
     def expect(self, want):
         """The next frame of command want; notices met on the way are kept."""
         while True:
-            cmd, fields = self.read_frame()
+            cmd, body = self.read_frame()
+            fields = u32s(body)
             if cmd in (CMD_NOTICE, CMD_NOTICE_EX):
                 self.notices.append(parse_notice(cmd, fields))
                 if want in (CMD_NOTICE, CMD_NOTICE_EX):
@@ -108,6 +120,10 @@ class User:
 
     def close(self):
         self.sock.close()
+
+
+def u32s(body):
+    return struct.unpack(">%dI" % (len(body) // 4), body[:len(body) // 4 * 4])
 
 
 def parse_notice(cmd, fields):
@@ -251,7 +267,23 @@ def scenario_ids(inst):
           % (len(ids), len(inst)))
 
 
-SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids}
+def scenario_chat(inst):
+    """Chat between users on different instances, both ways."""
+    a, b = User(inst[0].addr(), 4000), User(inst[2].addr(), 4001)
+    for src, dst, text in ((a, b, b"hello from i1"), (b, a, b"and back from i3")):
+        src.sock.sendall(struct.pack(">HHQI", 12 + 4 + len(text), CMD_CHAT, int(time.time()),
+                                     dst.user) + text)
+        reply = u32s(src.expect_raw(CMD_CHAT_REPLY))
+        assert reply == (dst.user, 0), "chat reply %r" % (reply,)
+        body = dst.expect_raw(CMD_CHAT_DELIVER)
+        assert u32s(body[:4])[0] == src.user and body[4:] == text, "delivered %r" % body
+    a.close()
+    b.close()
+    print("chat: delivered across instances both ways: ok")
+
+
+SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids,
+             "chat": scenario_chat}
 
 
 def main():
