@@ -182,8 +182,8 @@ run_phase() {
     get "$cli_port" /reset-latency >/dev/null || fail "hb-client refused /reset-latency"
     wait_until $(((start + phase - 1) * 1000 + 500))
     st=$(get "$cli_port" /stats) || fail "hb-client refused /stats"
-    p50[$n]=$(json_field "$st" p50)
-    p99[$n]=$(json_field "$st" p99)
+    p50[$n]=$(json_field "$st" p50) && p99[$n]=$(json_field "$st" p99) ||
+        fail "no latency in hb-client's /stats: $st"
 }
 
 t1=$(set_rate "$r1")
@@ -242,7 +242,7 @@ fi
         printf '%-8s %12s %12s %12s %8s %8s %13s %6s %7s %15s\n' "$name" "$target" "$achieved" \
             "$sshk" "$lat50" "$lat99" "$gen/$handed" "$sent" "$claims" "$rx/$tx"
         n=$((n + 1))
-    done <"$out/phases.txt"
-} | tee "$out/table.txt"
+    done
+} <"$out/phases.txt" | tee "$out/table.txt"
 echo "seed: figure $figure"
 echo "seed: the monitor's CSV $out/monitor.csv; per second $out/seed.dat; per phase $out/phases.txt"
