@@ -4,7 +4,7 @@
 #   awk -F, -v mode=series -v t0=T0 -v end=T3 -f seed.awk monitor.csv > seed.dat
 #       one row per second in [T0, T3) with a report of either type, columns:
 #       1 seconds since T0, 2 the second (Unix time), 3 client requests/s, 4 server requests/s,
-#       5 connections open (servers), 6 packets/s received and 7 transmitted by the servers' hosts,
+#       5 connections open at the second's end (servers: opened less closed, added up), 6 packets/s received and 7 transmitted by the servers' hosts,
 #       8 client shake latency p50 and 9 p99 (us, the worst client process), 10 shake envelopes
 #       generated and 11 handed out (servers); '?' where that type has no row for the second.
 #   awk -F, -v mode=phases -v phases="NAME:START:STEADY:END ..." -f seed.awk monitor.csv
@@ -31,8 +31,7 @@ NR == 1 {
         col[$i] = i
     c_second = need("second"); c_type = need("type"); c_req = need("requests")
     c_shake = need("frame_shake"); c_rx = need("nic_rx_packets"); c_tx = need("nic_tx_packets")
-    c_open = need("conn_opened"); c_opened = need("conn_opened_total")
-    c_closed = need("conn_closed_total"); c_gen = need("shake_envelopes")
+    c_open = need("conn_opened"); c_close = need("conn_closed"); c_gen = need("shake_envelopes")
     c_out = need("shake_handed_out"); c_send = need("send_created")
     c_claims = need("claims_granted"); c_p50 = need("latency_p50_us")
     c_p99 = need("latency_p99_us")
@@ -48,7 +47,7 @@ NR == 1 {
     if ($c_type == "server") {
         srv[s] = 1
         sreq[s] = $c_req; shake[s] = $c_shake; rx[s] = $c_rx; tx[s] = $c_tx
-        opened[s] = $c_open; conn[s] = $c_opened - $c_closed
+        opened[s] = $c_open; closed[s] = $c_close
         gen[s] = $c_gen; out[s] = $c_out; send[s] = $c_send; claims[s] = $c_claims
     } else if ($c_type == "client") {
         cli[s] = 1
@@ -87,6 +86,13 @@ function phase_line(name, start, steady, end,    s, n_c, n_s, c_sum, sh_sum, sr_
 END {
     if (bad)
         exit 2
+    # Connections open at the end of each second: the per-second opened less closed, added up (the
+    # cumulative columns are the reporters' totals when they sent, some 3 s later).
+    for (s = first; first != "" && s <= last; s++) {
+        running += opened[s] - closed[s]
+        if (s in srv)
+            conn[s] = running
+    }
     if (mode == "series") {
         if (first == "")
             exit 0
