@@ -172,25 +172,35 @@ set_rate() {
     echo $((before + 1))
 }
 
-# run_phase N R START: phase N at R shakes/s from second START for $phase s: latency from the
-# second after START (the histograms reset then) to the phase's last half second.
-declare -A p50 p99
+# run_phase N R START: phase N at R shakes/s from second START for $phase s. The latency
+# histograms are reset one second in; returns early in the phase's last second, for the next
+# rate to be set from the next whole second.
 run_phase() {
-    local n=$1 r=$2 start=$3 st
+    local n=$1 r=$2 start=$3
     echo "seed: phase $n, $r shakes/s from $(date -d "@$start" +%T)"
     wait_until $(((start + 1) * 1000 + 100))
     get "$cli_port" /reset-latency >/dev/null || fail "hb-client refused /reset-latency"
-    wait_until $(((start + phase - 1) * 1000 + 500))
+    wait_until $(((start + phase - 1) * 1000 + 200))
+}
+
+# read_latency N: the client's p50 and p99 (us, from each shake's intended send time) since the
+# reset of phase N.
+declare -A p50 p99
+read_latency() {
+    local st
     st=$(get "$cli_port" /stats) || fail "hb-client refused /stats"
-    p50[$n]=$(json_field "$st" p50) && p99[$n]=$(json_field "$st" p99) ||
+    p50[$1]=$(json_field "$st" p50) && p99[$1]=$(json_field "$st" p99) ||
         fail "no latency in hb-client's /stats: $st"
 }
 
 t1=$(set_rate "$r1")
 run_phase 2 "$r1" "$t1"
 t2=$(set_rate "$r2")
+read_latency 2 # still phase 2: the new rate applies from t2
 run_phase 3 "$r2" "$t2"
 t3=$((t2 + phase))
+wait_until $((t3 * 1000 - 500))
+read_latency 3
 wait_until $((t3 * 1000))
 
 # The monitor outputs a second once every process has reported it (about 3 s later).
