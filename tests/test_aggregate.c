@@ -1105,6 +1105,49 @@ START_TEST(test_instance_identity_restart_and_labels)
 }
 END_TEST
 
+/* Two processes naming one address (a restart overlapping the old process, or a mistake) add
+ * into one line; an instance keeps HB_AGGREGATE_INSTANCE_HISTORY_S seconds, and a report older
+ * than that against its newest changes nothing there (the totals still take it). */
+START_TEST(test_instance_shared_address_and_window)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *old = join(f, 0), *young = join(f, 1);
+    hb_report_t rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 30);
+    add(f, old, &rp);
+    rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 12);
+    add(f, young, &rp);
+    ck_assert_uint_eq(f->a.ninstances, 1);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), 0);
+    ck_assert_uint_eq(is.reports, 2);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 42);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_CONNECTIONS], 42);
+    assert_instances_sum_to_totals(f);
+    /* The old one leaves: the instance stays live through the young one. */
+    hb_aggregate_leave(&f->a, old);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), 0);
+    ck_assert_int_eq(is.live, 1);
+
+    /* A second HB_AGGREGATE_INSTANCE_HISTORY_S later takes S0's place in the series; a late
+     * report of S0 (still in the monitor's history) then leaves the instance's series alone. */
+    uint64_t later = S0 + HB_AGGREGATE_INSTANCE_HISTORY_S;
+    f->now += (uint64_t)HB_AGGREGATE_INSTANCE_HISTORY_S * 1000;
+    rp = inst_report(later, HB_REPORTER_SERVER, 7001, 5);
+    add(f, young, &rp);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), HB_ENOENT);
+    hb_aggregate_reporter_t *late = join(f, 2);
+    rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 1000);
+    ck_assert_int_eq(add(f, late, &rp), HB_AGGREGATE_LATE);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, later, &is), 0);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 5);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), HB_ENOENT);
+    hb_monitor_second_t s;
+    ck_assert_int_eq(hb_aggregate_get(&f->a, S0, HB_REPORTER_SERVER, &s), 0);
+    ck_assert_uint_eq(s.per_second[HB_CTR_REQUESTS], 1042);
+    teardown(f);
+}
+END_TEST
+
 /* The table holds max_instances: past it reports still count in the totals and in
  * instances_untracked; an instance that stopped makes room for a new one. */
 START_TEST(test_instance_table_bound)
@@ -1225,6 +1268,7 @@ static Suite *aggregate_suite(void)
     tcase_add_test(tc, test_instances_three_reporters_sum_to_the_total);
     tcase_add_test(tc, test_instance_that_stops_ends_its_line);
     tcase_add_test(tc, test_instance_identity_restart_and_labels);
+    tcase_add_test(tc, test_instance_shared_address_and_window);
     tcase_add_test(tc, test_instance_table_bound);
     tcase_add_test(tc, test_instance_metrics_fit_their_bound);
     suite_add_tcase(s, tc);
