@@ -99,7 +99,8 @@ static int parse_counter(const char *flag, const char *text, hb_counter_names_t 
             if (strcmp(buf, hb_reporter_type_name(t)) == 0)
                 type = t;
     }
-    if (type == HB_REPORTER_TYPES || cli_u64(prog, flag, colon + 1, 0, HB_COUNTER_SLOTS - 1, &slot) != 0) {
+    if (type == HB_REPORTER_TYPES ||
+        cli_u64(prog, flag, colon + 1, 0, HB_COUNTER_SLOTS - 1, &slot) != 0) {
         fprintf(stderr, "%s: %s '%s': want server:SLOT=NAME or client:SLOT=NAME[,HELP]\n", prog,
                 flag, text);
         return -1;
