@@ -33,7 +33,8 @@ static void capture(hb_aggregate_t *a, const hb_monitor_second_t *s, void *arg)
     }
 }
 
-static fixture_t *setup(unsigned history_s, unsigned grace_ms, unsigned known_ms)
+static fixture_t *setup_instances(unsigned history_s, unsigned grace_ms, unsigned known_ms,
+                                  unsigned max_instances)
 {
     fixture_t *f = calloc(1, sizeof *f);
     ck_assert_ptr_nonnull(f);
@@ -41,10 +42,16 @@ static fixture_t *setup(unsigned history_s, unsigned grace_ms, unsigned known_ms
                                 .grace_ms = grace_ms,
                                 .known_ms = known_ms,
                                 .on_second = capture,
-                                .on_second_arg = f};
+                                .on_second_arg = f,
+                                .max_instances = max_instances};
     ck_assert_int_eq(hb_aggregate_init(&f->a, &o), 0);
     f->now = T0_MS;
     return f;
+}
+
+static fixture_t *setup(unsigned history_s, unsigned grace_ms, unsigned known_ms)
+{
+    return setup_instances(history_s, grace_ms, known_ms, 0);
 }
 
 static void teardown(fixture_t *f)
@@ -518,7 +525,15 @@ START_TEST(test_series_and_metrics)
     ck_assert_ptr_nonnull(strstr(client, "\"send_missed\":[0]"));
     ck_assert_ptr_null(strstr(strstr(client, "\"cumulative\""), "latency"));
     ck_assert_ptr_null(strstr(buf, "\"monitor\""));
-    ck_assert_str_eq(buf + n - 4, "]}}}");
+    /* Both reporters without an instance identity or a peer: an instance each, by serial. */
+    ck_assert_ptr_nonnull(strstr(buf, "},\"instances\":[{\"label\":\"reporter-1\","
+                                      "\"type\":\"server\",\"live\":true,\"reports\":[1],"
+                                      "\"requests\":[100],"));
+    ck_assert_str_eq(strstr(buf, "]},{\"label\":\"reporter-2\""),
+                     "]},{\"label\":\"reporter-2\",\"type\":\"client\",\"live\":true,"
+                     "\"reports\":[1],\"requests\":[0],\"shake_handed_out\":[0],"
+                     "\"shake_received\":[0],\"claims_granted\":[0],\"connections\":[0]}],"
+                     "\"instance_table\":{\"tracked\":2,\"max\":256,\"untracked_reports\":0}}");
 
     hb_monitor_stats_t st = {.connections_open = 2, .reports = 3, .late = 4, .seconds_grace = 5};
     n = hb_aggregate_format_series(&f->a, &st, 42, 3, buf, sizeof buf);
@@ -811,6 +826,424 @@ START_TEST(test_nic_host_table_makes_room)
 }
 END_TEST
 
+/* ---- instances ---- */
+
+/* A report of second from the instance serving at 127.0.0.1:port (no identity for port 0), with
+ * req requests and figures derived from it. */
+static hb_report_t inst_report(uint64_t second, uint64_t type, int port, uint64_t req)
+{
+    hb_report_t r = report(second, type);
+    if (port > 0)
+        r.per_second[HB_CTR_INSTANCE] = hb_report_instance("127.0.0.1", port);
+    r.per_second[HB_CTR_REQUESTS] = req;
+    r.per_second[HB_CTR_SHAKE_HANDED_OUT] = req / 10;
+    r.per_second[HB_CTR_SHAKE_RECEIVED] = req / 20;
+    r.per_second[HB_CTR_CLAIMS_GRANTED] = req / 100;
+    r.cumulative[HB_CTR_CONN_OPENED] = req + 5;
+    r.cumulative[HB_CTR_CONN_CLOSED] = 5;
+    return r;
+}
+
+/* The index of the instance of type t labelled label, or -1. */
+static int find_instance(const fixture_t *f, uint64_t t, const char *label)
+{
+    for (unsigned i = 0; i < f->a.ninstances; i++) {
+        hb_instance_second_t is;
+        ck_assert_int_ne(hb_aggregate_instance_get(&f->a, i, 0, &is), HB_EINVAL);
+        if (is.type == t && strcmp(is.label, label) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Every (second, type) output COMPLETE: its per-second figures are the sums of its instances'. */
+static void assert_instances_sum_to_totals(const fixture_t *f)
+{
+    static const unsigned slot[4] = {HB_CTR_REQUESTS, HB_CTR_SHAKE_HANDED_OUT,
+                                     HB_CTR_SHAKE_RECEIVED, HB_CTR_CLAIMS_GRANTED};
+    for (int k = 0; k < f->nout; k++) {
+        const hb_monitor_second_t *s = &f->out[k];
+        ck_assert_int_eq(s->status, HB_MONITOR_COMPLETE);
+        uint64_t sum[4] = {0};
+        unsigned reports = 0;
+        for (unsigned i = 0; i < f->a.ninstances; i++) {
+            hb_instance_second_t is;
+            if (hb_aggregate_instance_get(&f->a, i, s->second, &is) != 0 || is.type != s->type)
+                continue;
+            reports += is.reports;
+            for (unsigned j = 0; j < 4; j++)
+                sum[j] += is.v[j];
+        }
+        ck_assert_uint_eq(reports, s->reports);
+        for (unsigned j = 0; j < 4; j++)
+            ck_assert_uint_eq(sum[j], s->per_second[slot[j]]);
+    }
+}
+
+/* Three reporters, three instances: a series each, labelled by the address they serve at, whose
+ * sums are the totals; the line, CSV, series and metrics show them. */
+START_TEST(test_instances_three_reporters_sum_to_the_total)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = join(f, i);
+        snprintf(r[i]->peer, sizeof r[i]->peer, "127.0.0.1:%d", 50000 + i);
+    }
+    for (uint64_t k = 0; k < 3; k++) {
+        for (int i = 0; i < 3; i++) {
+            hb_report_t rp =
+                inst_report(S0 + k, HB_REPORTER_SERVER, 7001 + i, 100 * (uint64_t)(i + 1) + k);
+            ck_assert_int_eq(add(f, r[i], &rp), HB_AGGREGATE_ADDED);
+        }
+    }
+    ck_assert_int_eq(f->nout, 3);
+    ck_assert_uint_eq(f->a.ninstances, 3);
+    ck_assert_uint_eq(f->a.instances_untracked, 0);
+    assert_instances_sum_to_totals(f);
+    ck_assert_uint_eq(f->out[2].per_second[HB_CTR_REQUESTS], 100 + 200 + 300 + 3 * 2);
+    for (int i = 0; i < 3; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "127.0.0.1:%d", 7001 + i);
+        int at = find_instance(f, HB_REPORTER_SERVER, label);
+        ck_assert_int_eq(at, i); /* table order: first seen first */
+        hb_instance_second_t is;
+        ck_assert_int_eq(hb_aggregate_instance_get(&f->a, (unsigned)at, S0 + 2, &is), 0);
+        ck_assert_int_eq(is.live, 1);
+        ck_assert_uint_eq(is.reports, 1);
+        ck_assert_uint_eq(is.newest, S0 + 2);
+        ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 100 * (uint64_t)(i + 1) + 2);
+        ck_assert_uint_eq(is.v[HB_INSTANCE_CONNECTIONS], 100 * (uint64_t)(i + 1) + 2);
+    }
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0 + 3, &is), HB_ENOENT);
+    ck_assert_uint_eq(is.reports, 0);
+    ck_assert_str_eq(is.label, "127.0.0.1:7001");
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 3, S0, &is), HB_EINVAL);
+    ck_assert_int_eq(hb_aggregate_instance_get(NULL, 0, S0, &is), HB_EINVAL);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, NULL), HB_EINVAL);
+
+    /* The line and the CSV. */
+    char buf[65536], want[512];
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 1, S0 + 1, &is), 0);
+    int n = hb_aggregate_format_instance_line(&is, buf, HB_AGGREGATE_LINE_MAX);
+    snprintf(want, sizeof want, "%llu server 127.0.0.1:7002 [1] req=201 out=20 claims=2 conn=201",
+             (unsigned long long)(S0 + 1));
+    ck_assert_str_eq(buf, want);
+    ck_assert_int_eq(n, (int)strlen(want));
+    ck_assert_int_eq(hb_aggregate_format_instance_line(&is, buf, (size_t)n), HB_ENOBUFS);
+    ck_assert_int_eq(hb_aggregate_format_instance_line(NULL, buf, sizeof buf), HB_EINVAL);
+    ck_assert_int_eq(hb_aggregate_format_instance_csv_header(buf, sizeof buf), 97);
+    ck_assert_str_eq(buf, "second,type,instance,reports,requests,shake_handed_out,"
+                          "shake_received,claims_granted,connections\n");
+    ck_assert_int_gt(hb_aggregate_format_instance_csv_row(&is, buf, sizeof buf), 0);
+    snprintf(want, sizeof want, "%llu,server,127.0.0.1:7002,1,201,20,10,2,201\n",
+             (unsigned long long)(S0 + 1));
+    ck_assert_str_eq(buf, want);
+    is.type = HB_REPORTER_CLIENT;
+    ck_assert_int_gt(hb_aggregate_format_instance_line(&is, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, " client 127.0.0.1:7002 [1] req=201 env=10 claims=2 "));
+
+    /* The series: an entry per instance, aligned with the seconds. */
+    n = hb_aggregate_format_series(&f->a, NULL, 42, 300, buf, sizeof buf);
+    ck_assert_int_gt(n, 0);
+    ck_assert_ptr_nonnull(strstr(buf,
+                                 ",\"instances\":[{\"label\":\"127.0.0.1:7001\","
+                                 "\"type\":\"server\",\"live\":true,\"reports\":[1,1,1],"
+                                 "\"requests\":[100,101,102],\"shake_handed_out\":[10,10,10],"
+                                 "\"shake_received\":[5,5,5],\"claims_granted\":[1,1,1],"
+                                 "\"connections\":[100,101,102]},{\"label\":\"127.0.0.1:7002\""));
+    ck_assert_ptr_nonnull(strstr(buf, "\"requests\":[300,301,302]"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "\"instance_table\":{\"tracked\":3,\"max\":256,\"untracked_reports\":0}"));
+
+    /* Prometheus: a gauge per figure, a sample per instance, the label instance. */
+    hb_monitor_stats_t st = {0};
+    n = hb_aggregate_format_metrics(&f->a, &st, buf, sizeof buf);
+    ck_assert_int_gt(n, 0);
+    ck_assert_ptr_nonnull(strstr(buf,
+                                 "# HELP hongbao_server_instance_requests_per_second Requests, "
+                                 "in the report second, of each of the servers (label "
+                                 "instance).\n"
+                                 "# TYPE hongbao_server_instance_requests_per_second gauge\n"
+                                 "hongbao_server_instance_requests_per_second{instance=\""
+                                 "127.0.0.1:7001\"} 102\n"
+                                 "hongbao_server_instance_requests_per_second{instance=\""
+                                 "127.0.0.1:7002\"} 202\n"
+                                 "hongbao_server_instance_requests_per_second{instance=\""
+                                 "127.0.0.1:7003\"} 302\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_server_instance_connections{instance=\""
+                                      "127.0.0.1:7003\"} 302\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_monitor_instances 3\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_monitor_untracked_reports_total 0\n"));
+    ck_assert_ptr_null(strstr(buf, "hongbao_client_instance"));
+    teardown(f);
+}
+END_TEST
+
+/* A reporter that stops: its line ends (live false, nothing after its last second, no sample in
+ * the metrics), the totals go on and are the sums of those still reporting. */
+START_TEST(test_instance_that_stops_ends_its_line)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *r[3];
+    for (int i = 0; i < 3; i++)
+        r[i] = join(f, i);
+    for (uint64_t k = 0; k < 4; k++) {
+        if (k == 2)
+            hb_aggregate_leave(&f->a, r[2]);
+        for (int i = 0; i < (k < 2 ? 3 : 2); i++) {
+            hb_report_t rp = inst_report(S0 + k, HB_REPORTER_SERVER, 7001 + i, 1000 + k);
+            add(f, r[i], &rp);
+        }
+    }
+    ck_assert_int_eq(f->nout, 4); /* the one gone is not waited for */
+    assert_instances_sum_to_totals(f);
+    ck_assert_uint_eq(f->out[3].per_second[HB_CTR_REQUESTS], 2 * 1003);
+    ck_assert_uint_eq(f->out[1].per_second[HB_CTR_REQUESTS], 3 * 1001);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 2, S0 + 2, &is), HB_ENOENT);
+    ck_assert_int_eq(is.live, 0);
+    ck_assert_uint_eq(is.newest, S0 + 1);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 1, S0 + 3, &is), 0);
+    ck_assert_int_eq(is.live, 1);
+
+    char buf[65536];
+    ck_assert_int_gt(hb_aggregate_format_series(&f->a, NULL, 42, 300, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "{\"label\":\"127.0.0.1:7003\",\"type\":\"server\","
+                                      "\"live\":false,\"reports\":[1,1,null,null],"
+                                      "\"requests\":[1000,1001,null,null],"));
+    ck_assert_ptr_nonnull(strstr(buf, "{\"label\":\"127.0.0.1:7002\",\"type\":\"server\","
+                                      "\"live\":true,\"reports\":[1,1,1,1],"));
+    /* Outside the seconds asked for, the instance that stopped is not listed. */
+    ck_assert_int_gt(hb_aggregate_format_series(&f->a, NULL, 42, 2, buf, sizeof buf), 0);
+    ck_assert_ptr_null(strstr(buf, "7003"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"tracked\":3,"));
+
+    ck_assert_int_gt(hb_aggregate_format_metrics(&f->a, NULL, buf, sizeof buf), 0);
+    ck_assert_ptr_null(strstr(buf, "7003"));
+    ck_assert_ptr_nonnull(strstr(buf, "hongbao_server_instance_requests_per_second{instance=\""
+                                      "127.0.0.1:7002\"} 1003\n"));
+    teardown(f);
+}
+END_TEST
+
+/* What an instance is: a restart at the same address continues its line; without an identity, a
+ * new connection is a new line (by its peer address, else its serial); an identity with a port
+ * alone takes the peer's address; labels keep to characters that need no escaping. */
+START_TEST(test_instance_identity_restart_and_labels)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *a = join(f, 0);
+    hb_report_t rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 10);
+    add(f, a, &rp);
+    hb_aggregate_leave(&f->a, a);
+    hb_aggregate_reporter_t *again = join(f, 1); /* the process restarted at the same address */
+    rp = inst_report(S0 + 1, HB_REPORTER_SERVER, 7001, 20);
+    add(f, again, &rp);
+    ck_assert_uint_eq(f->a.ninstances, 1);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), 0);
+    ck_assert_int_eq(is.live, 1);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 10);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0 + 1, &is), 0);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 20);
+    /* The same address as a client is another instance. */
+    hb_aggregate_reporter_t *cl = join(f, 2);
+    rp = inst_report(S0 + 1, HB_REPORTER_CLIENT, 7001, 5);
+    add(f, cl, &rp);
+    ck_assert_uint_eq(f->a.ninstances, 2);
+
+    /* No identity: the connection's peer address, a new one on each connection. */
+    hb_aggregate_reporter_t *p = &f->rep[3];
+    snprintf(p->peer, sizeof p->peer, "127.0.0.1:40001");
+    join(f, 3);
+    ck_assert_str_eq(p->peer, "127.0.0.1:40001"); /* kept by join */
+    rp = inst_report(S0 + 1, HB_REPORTER_CLIENT, 0, 5);
+    add(f, p, &rp);
+    ck_assert_int_eq(find_instance(f, HB_REPORTER_CLIENT, "127.0.0.1:40001"), 2);
+    hb_aggregate_leave(&f->a, p);
+    snprintf(p->peer, sizeof p->peer, "127.0.0.1:40002");
+    join(f, 3);
+    add(f, p, &rp);
+    ck_assert_int_eq(find_instance(f, HB_REPORTER_CLIENT, "127.0.0.1:40002"), 3);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 2, S0 + 1, &is), 0);
+    ck_assert_int_eq(is.live, 0);
+
+    /* A port alone (an IPv6 or wildcard listener): the peer's address completes it. */
+    hb_aggregate_reporter_t *v6 = &f->rep[4];
+    snprintf(v6->peer, sizeof v6->peer, "[::1]:5555");
+    join(f, 4);
+    rp = inst_report(S0 + 1, HB_REPORTER_SERVER, 0, 7);
+    rp.per_second[HB_CTR_INSTANCE] = hb_report_instance("::", 7005);
+    add(f, v6, &rp);
+    ck_assert_int_ge(find_instance(f, HB_REPORTER_SERVER, "[::1]:7005"), 0);
+
+    /* Garbage in the identity slot is no identity; a peer with odd characters is tamed. */
+    hb_aggregate_reporter_t *odd = &f->rep[5];
+    snprintf(odd->peer, sizeof odd->peer, "a\"b\\c\nd,e");
+    join(f, 5);
+    rp = inst_report(S0 + 1, HB_REPORTER_SERVER, 0, 7);
+    rp.per_second[HB_CTR_INSTANCE] = 12345;
+    add(f, odd, &rp);
+    ck_assert_int_ge(find_instance(f, HB_REPORTER_SERVER, "a_b_c_d_e"), 0);
+    /* Nothing known: its serial. */
+    hb_aggregate_reporter_t *anon = join(f, 6);
+    add(f, anon, &rp);
+    ck_assert_int_ge(find_instance(f, HB_REPORTER_SERVER, "reporter-8"), 0);
+
+    /* A reporter whose identity changes moves to the other instance. */
+    rp = inst_report(S0 + 2, HB_REPORTER_SERVER, 7009, 1);
+    add(f, again, &rp);
+    int moved = find_instance(f, HB_REPORTER_SERVER, "127.0.0.1:7009");
+    ck_assert_int_ge(moved, 0);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0 + 1, &is), 0);
+    ck_assert_int_eq(is.live, 0);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, (unsigned)moved, S0 + 2, &is), 0);
+    ck_assert_int_eq(is.live, 1);
+    teardown(f);
+}
+END_TEST
+
+/* Two processes naming one address (a restart overlapping the old process, or a mistake) add
+ * into one line; an instance keeps HB_AGGREGATE_INSTANCE_HISTORY_S seconds, and a report older
+ * than that against its newest changes nothing there (the totals still take it). */
+START_TEST(test_instance_shared_address_and_window)
+{
+    fixture_t *f = setup(0, 0, 0);
+    hb_aggregate_reporter_t *old = join(f, 0), *young = join(f, 1);
+    hb_report_t rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 30);
+    add(f, old, &rp);
+    rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 12);
+    add(f, young, &rp);
+    ck_assert_uint_eq(f->a.ninstances, 1);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), 0);
+    ck_assert_uint_eq(is.reports, 2);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 42);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_CONNECTIONS], 42);
+    assert_instances_sum_to_totals(f);
+    /* The old one leaves: the instance stays live through the young one. */
+    hb_aggregate_leave(&f->a, old);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), 0);
+    ck_assert_int_eq(is.live, 1);
+
+    /* A second HB_AGGREGATE_INSTANCE_HISTORY_S later takes S0's place in the series; a late
+     * report of S0 (still in the monitor's history) then leaves the instance's series alone. */
+    uint64_t later = S0 + HB_AGGREGATE_INSTANCE_HISTORY_S;
+    f->now += (uint64_t)HB_AGGREGATE_INSTANCE_HISTORY_S * 1000;
+    rp = inst_report(later, HB_REPORTER_SERVER, 7001, 5);
+    add(f, young, &rp);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), HB_ENOENT);
+    hb_aggregate_reporter_t *late = join(f, 2);
+    rp = inst_report(S0, HB_REPORTER_SERVER, 7001, 1000);
+    ck_assert_int_eq(add(f, late, &rp), HB_AGGREGATE_LATE);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, later, &is), 0);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 5);
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), HB_ENOENT);
+    hb_monitor_second_t s;
+    ck_assert_int_eq(hb_aggregate_get(&f->a, S0, HB_REPORTER_SERVER, &s), 0);
+    ck_assert_uint_eq(s.per_second[HB_CTR_REQUESTS], 1042);
+    teardown(f);
+}
+END_TEST
+
+/* The table holds max_instances: past it reports still count in the totals and in
+ * instances_untracked; an instance that stopped makes room for a new one. */
+START_TEST(test_instance_table_bound)
+{
+    hb_aggregate_t bad;
+    hb_aggregate_options_t o = {.max_instances = HB_AGGREGATE_MAX_INSTANCES + 1};
+    ck_assert_int_eq(hb_aggregate_init(&bad, &o), HB_EINVAL);
+
+    fixture_t *f = setup_instances(0, 0, 0, 2);
+    ck_assert_uint_eq(f->a.opts.max_instances, 2);
+    hb_aggregate_reporter_t *r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = join(f, i);
+    for (int i = 0; i < 4; i++) {
+        hb_report_t rp = inst_report(S0, HB_REPORTER_SERVER, 7001 + i, 100);
+        ck_assert_int_eq(add(f, r[i], &rp), HB_AGGREGATE_ADDED);
+    }
+    ck_assert_uint_eq(f->a.ninstances, 2);
+    ck_assert_uint_eq(f->a.instances_untracked, 2);
+    ck_assert_int_eq(f->nout, 1);
+    ck_assert_uint_eq(f->out[0].per_second[HB_CTR_REQUESTS], 400); /* the totals have them all */
+    ck_assert_uint_eq(f->out[0].reports, 4);
+
+    /* The first instance stops; the third takes its place at its next report. */
+    hb_aggregate_leave(&f->a, r[0]);
+    for (int i = 1; i < 4; i++) {
+        hb_report_t rp = inst_report(S0 + 1, HB_REPORTER_SERVER, 7001 + i, 100);
+        add(f, r[i], &rp);
+    }
+    ck_assert_uint_eq(f->a.ninstances, 2);
+    ck_assert_uint_eq(f->a.instances_untracked, 3);
+    ck_assert_int_eq(find_instance(f, HB_REPORTER_SERVER, "127.0.0.1:7001"), -1);
+    int third = find_instance(f, HB_REPORTER_SERVER, "127.0.0.1:7003");
+    ck_assert_int_eq(third, 0);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0, &is), HB_ENOENT); /* a new series */
+    ck_assert_int_eq(hb_aggregate_instance_get(&f->a, 0, S0 + 1, &is), 0);
+    ck_assert_uint_eq(f->out[1].per_second[HB_CTR_REQUESTS], 300);
+
+    char buf[65536];
+    hb_monitor_stats_t st = {0};
+    ck_assert_int_gt(hb_aggregate_format_metrics(&f->a, &st, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_monitor_instances 2\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nhongbao_monitor_untracked_reports_total 3\n"));
+    ck_assert_int_gt(hb_aggregate_format_series(&f->a, NULL, 42, 300, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(
+        strstr(buf, "\"instance_table\":{\"tracked\":2,\"max\":2,\"untracked_reports\":3}"));
+    teardown(f);
+}
+END_TEST
+
+/* Many instances with the longest labels and widest values: the metrics fit their stated bound. */
+START_TEST(test_instance_metrics_fit_their_bound)
+{
+    enum { N = 8 };
+    fixture_t *f = setup(0, 0, 0);
+    for (int i = 0; i < N; i++) {
+        hb_aggregate_reporter_t *rep = &f->rep[i];
+        memset(rep->peer, 'x', sizeof rep->peer - 1);
+        rep->peer[sizeof rep->peer - 1] = '\0';
+        rep->peer[0] = (char)('a' + i);
+        join(f, i);
+        hb_report_t rp = report(S0, i % 2 ? HB_REPORTER_CLIENT : HB_REPORTER_SERVER);
+        for (int k = 0; k < HB_COUNTER_SLOTS; k++)
+            rp.per_second[k] = rp.cumulative[k] = UINT64_MAX;
+        rp.cumulative[HB_CTR_CONN_CLOSED] = 0;
+        add(f, rep, &rp);
+    }
+    ck_assert_uint_eq(f->a.ninstances, N);
+    size_t cap = HB_AGGREGATE_METRICS_MAX + N * HB_AGGREGATE_INSTANCE_METRICS_MAX;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    hb_monitor_stats_t st = {0};
+    int n = hb_aggregate_format_metrics(&f->a, &st, buf, cap);
+    ck_assert_int_gt(n, 0);
+    ck_assert_ptr_nonnull(strstr(buf, "hongbao_client_instance_connections{instance=\"bxxx"));
+    ck_assert_int_eq(hb_aggregate_format_metrics(&f->a, &st, buf, (size_t)n), HB_ENOBUFS);
+    /* What the instances add (their families' lines) stays within their share. */
+    ck_assert_int_eq(hb_aggregate_format_metrics(&f->a, &st, buf, cap), n);
+    size_t added = 0;
+    for (char *line = buf; *line != '\0';) {
+        size_t len = strcspn(line, "\n") + 1;
+        char keep = line[len - 1];
+        line[len - 1] = '\0';
+        if (strstr(line, "_instance_") != NULL)
+            added += len;
+        line[len - 1] = keep;
+        line += len;
+    }
+    ck_assert_uint_gt(added, 0);
+    ck_assert_uint_le(added, N * HB_AGGREGATE_INSTANCE_METRICS_MAX);
+    free(buf);
+    teardown(f);
+}
+END_TEST
+
 static Suite *aggregate_suite(void)
 {
     Suite *s = suite_create("aggregate");
@@ -832,6 +1265,12 @@ static Suite *aggregate_suite(void)
     tcase_add_test(tc, test_nic_cumulative_per_host_through_leaving);
     tcase_add_test(tc, test_nic_late_reports_within_the_host_window);
     tcase_add_test(tc, test_nic_host_table_makes_room);
+    tcase_add_test(tc, test_instances_three_reporters_sum_to_the_total);
+    tcase_add_test(tc, test_instance_that_stops_ends_its_line);
+    tcase_add_test(tc, test_instance_identity_restart_and_labels);
+    tcase_add_test(tc, test_instance_shared_address_and_window);
+    tcase_add_test(tc, test_instance_table_bound);
+    tcase_add_test(tc, test_instance_metrics_fit_their_bound);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1257,6 +1257,62 @@ START_TEST(test_concurrent_entry_reuse)
 }
 END_TEST
 
+/* The reporter types by name, and the instance identity a report carries: an IPv4 address and
+ * port whole, any other host by its port alone, completed by where the reports come from. */
+START_TEST(test_reporter_types_and_instance_identity)
+{
+    ck_assert_str_eq(hb_reporter_type_name(HB_REPORTER_CLIENT), "client");
+    ck_assert_str_eq(hb_reporter_type_name(HB_REPORTER_SERVER), "server");
+    ck_assert_ptr_null(hb_reporter_type_name(HB_REPORTER_TYPES));
+    ck_assert_ptr_null(hb_reporter_type_name(UINT64_MAX));
+
+    char buf[64];
+    uint64_t id = hb_report_instance("10.0.0.2", 7000);
+    ck_assert_uint_eq(id >> 48, 0x4849);
+    ck_assert_uint_eq(id & 0xffffffffffffull, (10ull << 40 | 2ull << 16 | 7000));
+    ck_assert_int_eq(hb_report_instance_label(id, "127.0.0.1", buf, sizeof buf), 13);
+    ck_assert_str_eq(buf, "10.0.0.2:7000"); /* its own address, not the peer's */
+    ck_assert_int_eq(hb_report_instance_label(hb_report_instance("255.255.255.255", 65535), NULL,
+                                              buf, sizeof buf),
+                     21);
+    ck_assert_str_eq(buf, "255.255.255.255:65535");
+    /* The port alone: IPv6, the wildcard, no host, a name. */
+    const char *port_only[] = {"::1", "0.0.0.0", NULL, "localhost", "010.0.0.1"};
+    for (size_t i = 0; i < sizeof port_only / sizeof port_only[0]; i++) {
+        id = hb_report_instance(port_only[i], 8001);
+        ck_assert_uint_eq(id, 0x4849ull << 48 | 8001);
+        ck_assert_int_gt(hb_report_instance_label(id, "[::1]", buf, sizeof buf), 0);
+        ck_assert_str_eq(buf, "[::1]:8001");
+        ck_assert_int_gt(hb_report_instance_label(id, "", buf, sizeof buf), 0);
+        ck_assert_str_eq(buf, "?:8001");
+    }
+    /* No identity: a port out of range; garbage is no identity either. */
+    ck_assert_uint_eq(hb_report_instance("10.0.0.2", 0), 0);
+    ck_assert_uint_eq(hb_report_instance("10.0.0.2", 65536), 0);
+    ck_assert_uint_eq(hb_report_instance("10.0.0.2", -1), 0);
+    const uint64_t garbage[] = {0, UINT64_MAX, 0x4849ull << 48, 0x4848ull << 48 | 80, 7000};
+    for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++)
+        ck_assert_int_eq(hb_report_instance_label(garbage[i], "h", buf, sizeof buf), HB_EINVAL);
+    id = hb_report_instance("10.0.0.2", 7000);
+    ck_assert_int_eq(hb_report_instance_label(id, NULL, NULL, 1), HB_EINVAL);
+    ck_assert_int_eq(hb_report_instance_label(id, NULL, buf, 13), HB_ENOBUFS);
+    ck_assert_str_eq(buf, "");
+    ck_assert_int_eq(hb_report_instance_label(id, NULL, buf, 14), 13);
+
+    /* The identity survives the wire, in the per-second half of slot 13. */
+    hb_report_t r, back;
+    memset(&r, 0, sizeof r);
+    r.type = HB_REPORTER_SERVER;
+    r.per_second[HB_CTR_INSTANCE] = id;
+    r.cumulative[HB_CTR_NIC_HOST] = 42;
+    uint8_t wire[HB_REPORT_SIZE];
+    hb_report_encode(&r, wire);
+    ck_assert_int_eq(hb_report_decode(wire, sizeof wire, &back), 0);
+    ck_assert_uint_eq(back.per_second[HB_CTR_INSTANCE], id);
+    ck_assert_uint_eq(back.cumulative[HB_CTR_NIC_HOST], 42);
+}
+END_TEST
+
 static Suite *counters_suite(void)
 {
     Suite *s = suite_create("counters");
@@ -1277,6 +1333,7 @@ static Suite *counters_suite(void)
     tcase_add_test(tr, test_report_encode_vector);
     tcase_add_test(tr, test_report_round_trip);
     tcase_add_test(tr, test_report_decode_errors);
+    tcase_add_test(tr, test_reporter_types_and_instance_identity);
     tcase_add_test(tr, test_prometheus_exact);
     tcase_add_test(tr, test_prometheus_default_prefix);
     tcase_add_test(tr, test_prometheus_bad_arguments);

@@ -945,6 +945,149 @@ START_TEST(test_http_series_and_metrics)
 }
 END_TEST
 
+/* The local port of feeder f's connection: the peer port the monitor sees. */
+static int feeder_port(feeder_t *f)
+{
+    struct sockaddr_in sa;
+    int len = sizeof sa;
+    ck_assert_int_eq(uv_tcp_getsockname(&f->tcp, (struct sockaddr *)&sa, &len), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* A server report of second from the instance serving at 127.0.0.1:port (none for 0). */
+static hb_report_t instance_report(uint64_t second, int port, uint64_t requests)
+{
+    hb_report_t r = report(second, HB_REPORTER_SERVER);
+    if (port > 0)
+        r.per_second[HB_CTR_INSTANCE] = hb_report_instance("127.0.0.1", port);
+    r.per_second[HB_CTR_REQUESTS] = requests;
+    r.cumulative[HB_CTR_CONN_OPENED] = requests;
+    return r;
+}
+
+/* The index of the instance labelled label in m's aggregate, or -1; *live its liveness. */
+static int instance_index(const hb_monitor_t *m, const char *label, int *live)
+{
+    const hb_aggregate_t *a = hb_monitor_aggregate(m);
+    ck_assert_ptr_nonnull(a);
+    for (unsigned i = 0; i < a->ninstances; i++) {
+        hb_instance_second_t is;
+        hb_aggregate_instance_get(a, i, 0, &is);
+        if (strcmp(is.label, label) == 0) {
+            *live = is.live;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Instances over real connections: three servers by the address they report, one that
+ * disconnects (its line ends, the totals go on), a restart at the same address continuing its
+ * line, a reporter without identity known by its connection, the bound, and /api/series and
+ * /metrics showing them. */
+START_TEST(test_instances_over_connections)
+{
+    ctx_t *c = ctx_new();
+    hb_monitor_options_t o = base_opts(c);
+    o.max_instances = 3;
+    mon_start(c, &o);
+    ck_assert_uint_eq(c->mon.opts.max_instances, 3);
+    ck_assert_int_eq(hb_http_server_init(&c->loop, &c->http, NULL), 0);
+    c->have_http = 1;
+    c->http.data = c;
+    ck_assert_int_eq(hb_http_server_listen(&c->http, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(hb_monitor_mount_http(&c->mon, &c->http), 0);
+    const hb_aggregate_t *agg = hb_monitor_aggregate(&c->mon);
+    ck_assert_ptr_nonnull(agg);
+    ck_assert_ptr_null(hb_monitor_aggregate(NULL));
+
+    feeder_t *f[3];
+    for (int i = 0; i < 3; i++)
+        f[i] = feeder_open(c);
+    for (int i = 0; i < 3; i++) {
+        hb_report_t r = instance_report(S0, 7001 + i, 100 * (uint64_t)(i + 1));
+        send_report(f[i], &r);
+    }
+    ck_assert_int_eq(c->nout, 1);
+    ck_assert_uint_eq(c->out[0].per_second[HB_CTR_REQUESTS], 600);
+    ck_assert_uint_eq(agg->ninstances, 3);
+    int live = 0;
+    ck_assert_int_eq(instance_index(&c->mon, "127.0.0.1:7003", &live), 2);
+    ck_assert_int_eq(live, 1);
+
+    /* The third disconnects: its line ends, the totals go on with the other two. */
+    feeder_leave(f[2]);
+    ck_assert_int_eq(instance_index(&c->mon, "127.0.0.1:7003", &live), 2);
+    ck_assert_int_eq(live, 0);
+    for (int i = 0; i < 2; i++) {
+        hb_report_t r = instance_report(S0 + 1, 7001 + i, 10);
+        send_report(f[i], &r);
+    }
+    ck_assert_int_eq(c->nout, 2);
+    ck_assert_int_eq(c->out[1].status, HB_MONITOR_COMPLETE);
+    ck_assert_uint_eq(c->out[1].per_second[HB_CTR_REQUESTS], 20);
+
+    /* The first restarts: a new connection, the same address, the same line. */
+    feeder_leave(f[0]);
+    f[0] = feeder_open(c);
+    /* One without identity: known by its connection; it takes the place of the one gone. */
+    feeder_t *anon = feeder_open(c);
+    char anon_label[32];
+    snprintf(anon_label, sizeof anon_label, "127.0.0.1:%d", feeder_port(anon));
+    hb_report_t r = instance_report(S0 + 2, 7001, 1);
+    send_report(f[0], &r);
+    r = instance_report(S0 + 2, 7002, 2);
+    send_report(f[1], &r);
+    r = instance_report(S0 + 2, 0, 4);
+    send_report(anon, &r);
+    ck_assert_int_eq(instance_index(&c->mon, "127.0.0.1:7001", &live), 0);
+    ck_assert_int_eq(live, 1);
+    ck_assert_int_eq(instance_index(&c->mon, anon_label, &live), 2);
+    ck_assert_int_eq(instance_index(&c->mon, "127.0.0.1:7003", &live), -1);
+    hb_instance_second_t is;
+    ck_assert_int_eq(hb_aggregate_instance_get(agg, 0, S0, &is), 0); /* its line goes on */
+    ck_assert_int_eq(hb_aggregate_instance_get(agg, 0, S0 + 2, &is), 0);
+    ck_assert_uint_eq(is.v[HB_INSTANCE_REQUESTS], 1);
+
+    /* Past the bound: counted, in the totals, no line. */
+    feeder_t *extra = feeder_open(c);
+    r = instance_report(S0 + 2, 7009, 8);
+    send_report(extra, &r);
+    ck_assert_uint_eq(agg->ninstances, 3);
+    ck_assert_uint_eq(agg->instances_untracked, 1);
+    ck_assert_int_eq(instance_index(&c->mon, "127.0.0.1:7009", &live), -1);
+    hb_monitor_second_t s2; /* output before it came: a late report, still in the totals */
+    ck_assert_int_eq(hb_monitor_get(&c->mon, S0 + 2, HB_REPORTER_SERVER, &s2), 0);
+    ck_assert_uint_eq(s2.per_second[HB_CTR_REQUESTS], 1 + 2 + 4 + 8);
+    ck_assert_uint_eq(c->mon.stats.late, 1);
+
+    const char *body = body_of(http_get(c, "/api/series?seconds=3"));
+    ck_assert_ptr_nonnull(strstr(body, "\"instances\":[{\"label\":\"127.0.0.1:7001\","
+                                       "\"type\":\"server\",\"live\":true,\"reports\":[1,1,1],"
+                                       "\"requests\":[100,10,1],"));
+    ck_assert_ptr_nonnull(strstr(body,
+                                 "{\"label\":\"127.0.0.1:7002\",\"type\":\"server\","
+                                 "\"live\":true,\"reports\":[1,1,1],\"requests\":[200,10,2],"));
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"label\":\"%s\",\"type\":\"server\",\"live\":true,\"reports\":"
+             "[null,null,1],\"requests\":[null,null,4],",
+             anon_label);
+    ck_assert_ptr_nonnull(strstr(body, want));
+    ck_assert_ptr_nonnull(
+        strstr(body, "\"instance_table\":{\"tracked\":3,\"max\":3,\"untracked_reports\":1}"));
+    const char *resp = http_get(c, "/metrics");
+    ck_assert_ptr_nonnull(strstr(resp, "HTTP/1.1 200 OK\r\n"));
+    ck_assert_ptr_nonnull(strstr(resp, "\nhongbao_server_instance_requests_per_second{instance=\""
+                                       "127.0.0.1:7002\"} 2\n"));
+    snprintf(want, sizeof want, "\nhongbao_server_instance_connections{instance=\"%s\"} 4\n",
+             anon_label);
+    ck_assert_ptr_nonnull(strstr(resp, want));
+    ck_assert_ptr_nonnull(strstr(resp, "\nhongbao_monitor_untracked_reports_total 1\n"));
+    ctx_free(c);
+}
+END_TEST
+
 START_TEST(test_metrics_fit_their_bound)
 {
     /* Every value at its widest: the Prometheus text still fits HB_MONITOR_METRICS_MAX and a
@@ -1156,6 +1299,7 @@ static Suite *monitor_suite(void)
     tcase_add_test(tc, test_http_series_and_metrics);
     tcase_add_test(tc, test_metrics_fit_their_bound);
     tcase_add_test(tc, test_csv_and_line_output);
+    tcase_add_test(tc, test_instances_over_connections);
     suite_add_tcase(s, tc);
     return s;
 }

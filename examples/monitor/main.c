@@ -32,6 +32,9 @@ typedef struct app {
     int have_http, have_duration, stopping;
     FILE *csv;
     const char *csv_path;
+    int per_instance; /* --per-instance: a line per instance after each type's line */
+    FILE *instances_csv;
+    const char *instances_csv_path;
     const char *plot_dir;
     char *chart_js; /* the chart library, read at start; NULL when missing */
     size_t chart_js_len;
@@ -56,6 +59,10 @@ static void usage(FILE *out)
         "                        GET /metrics       Prometheus text of the latest second\n"
         "                        GET /api/series?seconds=N   JSON series (default 300)\n"
         "  --csv FILE          write one row per second and type to FILE\n"
+        "  --per-instance      after each second's line, a line per instance (process) of\n"
+        "                      that type that reported it\n"
+        "  --instances-csv FILE  write one row per second and instance to FILE\n"
+        "  --max-instances N   instances drawn apart at most (default 256)\n"
         "  --plot DIR          at exit, write DIR/monitor.dat and DIR/monitor.gp and draw PNG\n"
         "                      charts with gnuplot (when installed)\n"
         "  --duration S        stop after S seconds (default: until SIGINT or SIGTERM)\n"
@@ -85,14 +92,15 @@ static int parse_counter(const char *flag, const char *text, hb_counter_names_t 
     char buf[HB_COUNTER_NAME_MAX + HB_COUNTER_HELP_MAX + 32];
     snprintf(buf, sizeof buf, "%s", text);
     char *colon = strchr(buf, ':'), *eq = strchr(buf, '='), *comma;
-    uint64_t type = 2, slot;
+    uint64_t type = HB_REPORTER_TYPES, slot; /* none */
     if (colon != NULL && eq != NULL && colon < eq) {
         *colon = *eq = '\0';
-        type = strcmp(buf, "server") == 0   ? HB_REPORTER_SERVER
-               : strcmp(buf, "client") == 0 ? HB_REPORTER_CLIENT
-                                            : 2;
+        for (uint64_t t = 0; t < HB_REPORTER_TYPES; t++)
+            if (strcmp(buf, hb_reporter_type_name(t)) == 0)
+                type = t;
     }
-    if (type == 2 || cli_u64(prog, flag, colon + 1, 0, HB_COUNTER_SLOTS - 1, &slot) != 0) {
+    if (type == HB_REPORTER_TYPES ||
+        cli_u64(prog, flag, colon + 1, 0, HB_COUNTER_SLOTS - 1, &slot) != 0) {
         fprintf(stderr, "%s: %s '%s': want server:SLOT=NAME or client:SLOT=NAME[,HELP]\n", prog,
                 flag, text);
         return -1;
@@ -208,7 +216,6 @@ static void on_second(hb_monitor_t *m, const hb_monitor_second_t *s, void *arg)
 {
     app_t *app = arg;
     char line[HB_MONITOR_LINE_MAX];
-    (void)m;
     if (hb_monitor_format_line(s, line, sizeof line) >= 0) {
         puts(line);
         fflush(stdout);
@@ -220,6 +227,22 @@ static void on_second(hb_monitor_t *m, const hb_monitor_second_t *s, void *arg)
             fflush(app->csv);
         }
     }
+    if (!app->per_instance && app->instances_csv == NULL)
+        return;
+    const hb_aggregate_t *agg = hb_monitor_aggregate(m);
+    for (unsigned i = 0; i < agg->ninstances; i++) {
+        hb_instance_second_t is;
+        if (hb_aggregate_instance_get(agg, i, s->second, &is) != 0 || is.type != s->type)
+            continue;
+        if (app->per_instance && hb_aggregate_format_instance_line(&is, line, sizeof line) >= 0)
+            printf("  %s\n", line);
+        if (app->instances_csv != NULL &&
+            hb_aggregate_format_instance_csv_row(&is, line, sizeof line) >= 0)
+            fputs(line, app->instances_csv);
+    }
+    fflush(stdout);
+    if (app->instances_csv != NULL)
+        fflush(app->instances_csv);
 }
 
 /* ---- --plot ---- */
@@ -444,6 +467,11 @@ static int finish(app_t *app, int code)
         fprintf(stderr, "%s: --csv %s: %s\n", prog, app->csv_path, strerror(errno));
         code = 1;
     }
+    if (app->instances_csv != NULL && fclose(app->instances_csv) != 0) {
+        fprintf(stderr, "%s: --instances-csv %s: %s\n", prog, app->instances_csv_path,
+                strerror(errno));
+        code = 1;
+    }
     if (code == 0 && app->plot_data_written)
         run_gnuplot(app->plot_dir, app->plot_network);
     free(app->chart_js);
@@ -475,6 +503,10 @@ int main(int argc, char **argv)
             printf("hb-monitor (libhongbao) %s\n", hb_version_string());
             return 0;
         }
+        if (strcmp(a, "--per-instance") == 0) {
+            app.per_instance = 1;
+            continue;
+        }
         if ((val = cli_value(prog, argc, argv, &i)) == NULL)
             return 2;
         if (strcmp(a, "--listen") == 0) {
@@ -490,6 +522,12 @@ int main(int argc, char **argv)
                 return 2;
         } else if (strcmp(a, "--csv") == 0) {
             app.csv_path = val;
+        } else if (strcmp(a, "--instances-csv") == 0) {
+            app.instances_csv_path = val;
+        } else if (strcmp(a, "--max-instances") == 0) {
+            if (cli_u64(prog, a, val, 1, HB_MONITOR_MAX_INSTANCES, &v) != 0)
+                return 2;
+            mo.max_instances = (unsigned)v;
         } else if (strcmp(a, "--plot") == 0) {
             app.plot_dir = val;
         } else if (strcmp(a, "--assets") == 0) {
@@ -531,6 +569,20 @@ int main(int argc, char **argv)
         if (hb_monitor_format_csv_header(header, sizeof header) >= 0)
             fputs(header, app.csv);
         fflush(app.csv);
+    }
+    if (app.instances_csv_path != NULL) {
+        app.instances_csv = fopen(app.instances_csv_path, "w");
+        if (app.instances_csv == NULL) {
+            fprintf(stderr, "%s: --instances-csv %s: %s\n", prog, app.instances_csv_path,
+                    strerror(errno));
+            if (app.csv != NULL)
+                fclose(app.csv);
+            return 1;
+        }
+        char header[HB_MONITOR_LINE_MAX];
+        if (hb_aggregate_format_instance_csv_header(header, sizeof header) >= 0)
+            fputs(header, app.instances_csv);
+        fflush(app.instances_csv);
     }
     if (!http_off)
         load_assets(&app, assets);

@@ -308,6 +308,8 @@ int main(int argc, char **argv)
         ro.host = monitor_host;
         ro.port = monitor_port;
         ro.log = log_line;
+        ro.instance =
+            hb_report_instance(listen_host, app.server.port); /* its line on the monitor */
         app.reporter.data = &app;
         r = hb_reporter_init(app.loop, &app.reporter, hb_server_counters(&app.server), &ro);
         if (r == 0) {

@@ -27,6 +27,13 @@ extern "C" {
 #define HB_AGGREGATE_DEFAULT_KNOWN_MS      10000
 /* A report whose second is further than this from the caller's clock is refused. */
 #define HB_AGGREGATE_MAX_SKEW_S 86400
+/* Instances (processes, see "Instances" below) tracked at once, and the seconds of each one's
+ * series (at most history_s). */
+#define HB_AGGREGATE_DEFAULT_MAX_INSTANCES 256
+#define HB_AGGREGATE_MAX_INSTANCES         4096
+#define HB_AGGREGATE_INSTANCE_HISTORY_S    600
+/* Room for an instance's label ("10.0.0.2:7000", "[2001:db8::7]:7000"), NUL included. */
+#define HB_AGGREGATE_LABEL_MAX 64
 
 /* How a second came to be output.
  * COMPLETE:   every expected reporter had reported it (see hb_aggregate_options_t).
@@ -112,6 +119,9 @@ typedef struct hb_aggregate_options {
      * hb_aggregate_format_series beside the catalogue's; NULL: none. Copied by init (opts.names
      * then points at the aggregate's copy). */
     const hb_counter_names_t *names;
+    /* Instances tracked at once (see "Instances"); default 256, 1..4096. Each costs about 35 KB
+     * (its HB_AGGREGATE_INSTANCE_HISTORY_S-second series), allocated when first seen. */
+    unsigned max_instances;
 } hb_aggregate_options_t;
 
 /* One reporter: a process that sends reports, one after another, in order of seconds. Caller-
@@ -119,6 +129,10 @@ typedef struct hb_aggregate_options {
 typedef struct hb_aggregate_reporter {
     /* public */
     void *data;
+    /* Where its reports come from ("127.0.0.1:51234", "[::1]:51234"), set by the caller (kept by
+     * hb_aggregate_join, like data; "" if unknown): the label of its instance when its reports
+     * carry no instance identity, and the address that completes one that carries a port alone. */
+    char peer[HB_AGGREGATE_LABEL_MAX];
     /* read-only */
     int joined;           /* between hb_aggregate_join and hb_aggregate_leave */
     int reported;         /* a report of it was added: type and last_second hold */
@@ -128,6 +142,9 @@ typedef struct hb_aggregate_reporter {
     /* private */
     unsigned index;
     unsigned host;                  /* 1 + the index of its host (PER_HOST), 0 for none */
+    unsigned instance;              /* 1 + the index of its instance, 0 for none */
+    uint64_t instance_id;           /* the identity its reports carried when it was found */
+    uint64_t serial;                /* which join of the aggregate it was (from 1) */
     uint64_t cum[HB_COUNTER_SLOTS]; /* its latest cumulative values */
 } hb_aggregate_reporter_t;
 
@@ -140,6 +157,8 @@ struct hb_aggregate {
     hb_aggregate_options_t opts;         /* in effect, defaults filled in */
     hb_aggregate_reporter_t **reporters; /* the reporters joined, nreporters of them, any order */
     unsigned nreporters;
+    unsigned ninstances;          /* instances tracked (hb_aggregate_instance_get) */
+    uint64_t instances_untracked; /* reports added whose instance found no room in the table */
     /* private */
     struct hb_aggregate_entry *ring; /* history_s * 2 entries: [(second % history_s) * 2 + type] */
     int have_newest;
@@ -152,12 +171,16 @@ struct hb_aggregate {
     int emitting;                            /* inside on_second */
     struct hb_aggregate_host *hosts; /* the hosts of the PER_HOST slots: max_reporters of them */
     unsigned nhosts;
-    hb_counter_names_t names; /* opts.names, copied */
+    hb_counter_names_t names;                /* opts.names, copied */
+    struct hb_aggregate_instance *instances; /* max_instances of them, ninstances used */
+    unsigned instance_window;                /* seconds of each instance's series */
+    uint64_t joins;                          /* reporters ever joined */
 };
 
-/* Set a up with opts (NULL: all defaults) and allocate its history, reporter and host tables (at
- * most max_reporters hosts: a host none of whose reporters is joined makes room for a new one,
- * its totals still counted). Sets
+/* Set a up with opts (NULL: all defaults) and allocate its history, reporter, host and instance
+ * tables (at most max_reporters hosts: a host none of whose reporters is joined makes room for a
+ * new one, its totals still counted; each instance's series is allocated when it is first seen).
+ * Sets
  * a->data to NULL. Returns 0; HB_EINVAL (NULL a, an option out of bounds) or HB_ENOMEM, and then
  * nothing needs closing. */
 HB_EXTERN int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts);
@@ -167,8 +190,8 @@ HB_EXTERN int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t 
 HB_EXTERN void hb_aggregate_close(hb_aggregate_t *a);
 
 /* Join rep as a reporter heard from at now_ms: it is expected from now on. Rep must not be
- * joined already (here or elsewhere); its fields but data are reset. Returns 0; HB_ENOBUFS when
- * max_reporters are joined already, HB_EINVAL (NULL argument). */
+ * joined already (here or elsewhere); its fields but data and peer are reset. Returns 0; HB_ENOBUFS
+ * when max_reporters are joined already, HB_EINVAL (NULL argument). */
 HB_EXTERN int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t now_ms);
 
 /* Rep leaves: it is no longer expected, and its latest cumulative values keep counting. Nothing
@@ -220,6 +243,59 @@ HB_EXTERN int hb_aggregate_range(const hb_aggregate_t *a, uint64_t *oldest, uint
  * none (or it left the history), HB_EINVAL (NULL argument). */
 HB_EXTERN int hb_aggregate_latest(const hb_aggregate_t *a, uint64_t type, uint64_t *second);
 
+/* ---- Instances ----
+ *
+ * Beside the per-type totals the aggregate keeps, for each instance (one process of a fleet: an
+ * hb-server, a client process), a short series of a few headline figures, so that a monitor can
+ * draw one line per instance. An instance is known by its type and its label:
+ * - the identity its reports carry (HB_CTR_INSTANCE, hongbao/counters.h: the address it serves
+ *   at, "10.0.0.2:7000"; its port with the reporter's peer address when the address could not be
+ *   carried), so that a process restarted at the same address continues the same line, and two
+ *   processes behind one address but serving at two ports are two lines;
+ * - else the reporter's peer address (rep->peer: a new connection, a new line), else
+ *   "reporter-<serial>".
+ * An instance is live while a joined reporter's latest report names it; its line ends where its
+ * reports end. The table holds max_instances; a new instance takes a free place, else that of the
+ * instance not live whose latest report is oldest (its series is forgotten); when every place
+ * holds a live instance, the report is still added to the totals and counted in
+ * instances_untracked, and its instance is looked for again at its next report. */
+
+/* The figures kept per instance and second: the sums over the instance's reports of that second
+ * of the per-second values of HB_CTR_REQUESTS, HB_CTR_SHAKE_HANDED_OUT, HB_CTR_SHAKE_RECEIVED,
+ * HB_CTR_CLAIMS_GRANTED, and the open connections (cumulative HB_CTR_CONN_OPENED minus
+ * HB_CTR_CONN_CLOSED, as of the report). For every (second, type) output COMPLETE, the sums of the
+ * first four over that type's instances are the type's per-second values (when no report went
+ * untracked). */
+enum {
+    HB_INSTANCE_REQUESTS = 0,
+    HB_INSTANCE_HANDED_OUT = 1,
+    HB_INSTANCE_RECEIVED = 2,
+    HB_INSTANCE_CLAIMS = 3,
+    HB_INSTANCE_CONNECTIONS = 4
+};
+#define HB_INSTANCE_FIGURES 5
+
+/* The name renderers give figure f: "requests", "shake_handed_out", "shake_received",
+ * "claims_granted", "connections"; NULL for f >= HB_INSTANCE_FIGURES. */
+HB_EXTERN const char *hb_instance_figure_name(unsigned f);
+
+/* One instance, and what it reported for one second. */
+typedef struct hb_instance_second {
+    const char *label; /* valid until the next add, join, leave or close */
+    uint64_t type;
+    int live;         /* a joined reporter's latest report names it */
+    uint64_t newest;  /* the newest second it reported */
+    uint64_t second;  /* the second asked for */
+    unsigned reports; /* its reports of that second; 0: none (v all 0) */
+    uint64_t v[HB_INSTANCE_FIGURES];
+} hb_instance_second_t;
+
+/* Instance i (0..a->ninstances - 1) and its figures of second into *out. Returns 0; HB_ENOENT
+ * when it holds no report of that second (out then has reports 0, the rest filled in); HB_EINVAL
+ * (NULL argument, i out of range). */
+HB_EXTERN int hb_aggregate_instance_get(const hb_aggregate_t *a, unsigned i, uint64_t second,
+                                        hb_instance_second_t *out);
+
 /* Renderers. Each writes a NUL-terminated string into buf[0..cap) and returns its length without
  * the NUL, or HB_ENOBUFS when it does not fit (buf then holds "" when cap > 0; nothing is written
  * at or past buf + cap), or HB_EINVAL (a NULL second or aggregate, or buf NULL with cap > 0). No
@@ -252,16 +328,35 @@ HB_EXTERN int hb_aggregate_format_csv_header(char *buf, size_t cap);
 #define HB_AGGREGATE_CSV_ROW_MAX 4096
 HB_EXTERN int hb_aggregate_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t cap);
 
+/* One line of instance is for a terminal, no trailing newline, after its type's line:
+ *   "1700000000 server 10.0.0.2:7000 [1] req=1234 out=100 claims=9 conn=2000"
+ *   "1700000000 client 127.0.0.1:51234 [1] req=1234 env=100 claims=9 conn=2000"
+ * (out: shake envelopes handed out, env: received). Always fits in HB_AGGREGATE_LINE_MAX. */
+HB_EXTERN int hb_aggregate_format_instance_line(const hb_instance_second_t *is, char *buf,
+                                                size_t cap);
+
+/* The per-instance CSV: the header "second,type,instance,reports," then the figures' names,
+ * "\n"-terminated; one row per instance and second, "\n"-terminated. A row always fits in
+ * HB_AGGREGATE_LINE_MAX. */
+HB_EXTERN int hb_aggregate_format_instance_csv_header(char *buf, size_t cap);
+HB_EXTERN int hb_aggregate_format_instance_csv_row(const hb_instance_second_t *is, char *buf,
+                                                   size_t cap);
+
 /* Prometheus text exposition (0.0.4) of the latest output second of each type
  * (hb_aggregate_latest), with the prefixes hongbao_server_ and hongbao_client_: for each slot the
  * type fills (but the IDENTITY one), a counter <prefix><name>_total (cumulative) and a gauge
  * <prefix><name>_per_second, except the slots combined by maximum, which get one gauge
  * <prefix><name> (that second's value; the latency slots, in microseconds, are shown in seconds as
  * Prometheus wants its base units: <prefix>latency_p99_seconds); plus the gauges
- * <prefix>report_second, <prefix>reports and <prefix>nic_hosts. Then, unless stats is NULL, the
- * monitor's own hongbao_monitor_* (reporters connected, reports, bad reports, ...). A type with
- * no second output yet has no series. Always fits in HB_AGGREGATE_METRICS_MAX. */
-#define HB_AGGREGATE_METRICS_MAX (64 * 1024)
+ * <prefix>report_second, <prefix>reports and <prefix>nic_hosts; then, for each live instance of
+ * the type that reported that second, gauges with the label instance="<label>":
+ * <prefix>instance_<figure>_per_second (requests, shake_handed_out, shake_received,
+ * claims_granted) and <prefix>instance_connections. Then, unless stats is NULL, the monitor's own
+ * hongbao_monitor_* (reporters connected, reports, bad reports, ..., instances tracked, reports
+ * untracked). A type with no second output yet has no series. Always fits in
+ * HB_AGGREGATE_METRICS_MAX + a->ninstances * HB_AGGREGATE_INSTANCE_METRICS_MAX. */
+#define HB_AGGREGATE_METRICS_MAX          (64 * 1024)
+#define HB_AGGREGATE_INSTANCE_METRICS_MAX 1024
 HB_EXTERN int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_monitor_stats_t *stats,
                                           char *buf, size_t cap);
 
@@ -272,13 +367,19 @@ HB_EXTERN int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_moni
  *    "server":{"reports":[..],"status":[..],"nic_hosts":[..],"per_second":{"<name>":[..],...},
  *              "cumulative":{"<name>":[..],...}},
  *    "client":{...same shape, the client's names...},
+ *    "instances":[{"label":"10.0.0.2:7000","type":"server","live":true,"reports":[..],
+ *                  "requests":[..],"shake_handed_out":[..],"shake_received":[..],
+ *                  "claims_granted":[..],"connections":[..]},...],
+ *    "instance_table":{"tracked":N,"max":N,"untracked_reports":N},
  *    "monitor":{"reporters":N,"reports":N,"bad_reports":N,"truncated":N,"late":N,"too_old":N}}
  * ("monitor" only when stats is not NULL). Every array has one element per second of "seconds"
  * (oldest first); a (second, type) not output (no report, or still waiting) is null in every
- * array of that type; status is 0 complete, 1 grace, 2 incomplete; "cumulative" leaves out the
- * slots combined by maximum. With nothing output yet, first and last are null and every array is
- * empty. seconds is clamped to 1..history_s. The size grows with seconds: about seconds x 800
- * bytes for realistic values. */
+ * array of that type, and in its instances'; status is 0 complete, 1 grace, 2 incomplete;
+ * "cumulative" leaves out the slots combined by maximum. "instances" lists, in table order, the
+ * instances with a report in those seconds (null where an instance has none: where its line
+ * starts and ends). With nothing output yet, first and last are null and every array is empty.
+ * seconds is clamped to 1..history_s. The size grows with seconds: about seconds x (800 + 60 per
+ * instance) bytes for realistic values. */
 HB_EXTERN int hb_aggregate_format_series(const hb_aggregate_t *a, const hb_monitor_stats_t *stats,
                                          uint64_t now_s, unsigned seconds, char *buf, size_t cap);
 

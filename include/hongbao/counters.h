@@ -102,13 +102,39 @@ enum {
     HB_CTR_NIC_RX_BYTES = 9,
     HB_CTR_NIC_TX_BYTES = 12,
     /* Not a quantity: which host and interface slots 7, 8, 9 and 12 describe, a nonzero 64-bit
-     * identity (hb_netdev_host_id) held in the slot's cumulative value (its per-second value stays
-     * 0); 0 when the process samples no interface (HB_COUNTER_COMBINE_IDENTITY). */
+     * identity (hb_netdev_host_id) held in the slot's cumulative value; 0 when the process
+     * samples no interface (HB_COUNTER_COMBINE_IDENTITY). Its per-second value carries the
+     * reporting instance's identity (HB_CTR_INSTANCE, below), 0 for none. */
     HB_CTR_NIC_HOST = 13
 };
 
-/* Reporter types in a report. */
+/* Reporter types in a report. HB_REPORTER_TYPES is how many there are: a new type takes the next
+ * number, a name in hb_reporter_type_name and its slots in the catalogue, and a monitor keeps its
+ * reports apart from the others'. */
 enum { HB_REPORTER_CLIENT = 0, HB_REPORTER_SERVER = 1 };
+#define HB_REPORTER_TYPES 2
+
+/* The name of a reporter type ("client", "server"), static, or NULL for a type not known. */
+HB_EXTERN const char *hb_reporter_type_name(uint64_t type);
+
+/* Which instance a report comes from, so that a monitor can show every process of a fleet apart
+ * (hongbao/aggregate.h): carried in the per-second value of slot 13, which the host identity
+ * (HB_CTR_NIC_HOST, a cumulative value) leaves at 0. A reporter stamps it into each report
+ * (hb_reporter_options_t.instance); 0 means "none" (the reference's reporters, older ones, and
+ * those not told), and the monitor then knows the process by its connection alone. */
+#define HB_CTR_INSTANCE HB_CTR_NIC_HOST
+/* The identity of a process that serves at host:port (its listening address): a tag in the top
+ * 16 bits, then the IPv4 address when host is an IPv4 literal other than 0.0.0.0 (32 bits), then
+ * the port (16 bits). Any other host (an IPv6 literal, the wildcard, NULL) carries the port alone,
+ * and the monitor completes it with the address the reports come from. Returns 0 ("none") for a
+ * port outside 1..65535. */
+HB_EXTERN uint64_t hb_report_instance(const char *host, int port);
+/* The label of instance identity id, "10.0.0.2:7000": its IPv4 address and port, or, when it
+ * carries the port alone, from_host (the address the reports come from, as text: "127.0.0.1",
+ * "[::1]"; NULL or "" gives "?") and the port. Writes a NUL-terminated string into buf[0..cap)
+ * and returns its length; HB_EINVAL when id is not an identity hb_report_instance makes (0
+ * included) or buf is NULL, HB_ENOBUFS when it does not fit (buf then holds "" when cap > 0). */
+HB_EXTERN int hb_report_instance_label(uint64_t id, const char *from_host, char *buf, size_t cap);
 
 /* Whose slot it is: the reference's (a server and a client each fill those that apply to them),
  * one a server or a client adds in a slot the reference leaves free, or the host's (a server and a

@@ -30,6 +30,8 @@ extern "C" {
 #define HB_MONITOR_MAX_HISTORY_S         HB_AGGREGATE_MAX_HISTORY_S
 #define HB_MONITOR_DEFAULT_GRACE_MS      HB_AGGREGATE_DEFAULT_GRACE_MS
 #define HB_MONITOR_DEFAULT_KNOWN_MS      HB_AGGREGATE_DEFAULT_KNOWN_MS
+#define HB_MONITOR_DEFAULT_MAX_INSTANCES HB_AGGREGATE_DEFAULT_MAX_INSTANCES
+#define HB_MONITOR_MAX_INSTANCES         HB_AGGREGATE_MAX_INSTANCES
 /* A report whose second is further than this from the monitor's clock is garbage. */
 #define HB_MONITOR_MAX_SKEW_S HB_AGGREGATE_MAX_SKEW_S
 /* How often the loop re-checks the grace periods. */
@@ -88,6 +90,12 @@ typedef struct hb_monitor_options {
      * server was given with hb_server_add_counter), shown in /metrics and /api/series beside the
      * catalogue's; NULL: none. Copied by init. */
     const hb_counter_names_t *names;
+    /* Instances (reporting processes, each drawn apart: hongbao/aggregate.h, "Instances") tracked
+     * at once; past it their reports still count in the totals and in the aggregate's
+     * instances_untracked. Default 256, 1..HB_MONITOR_MAX_INSTANCES; about 35 KB each. A
+     * reporter's instance is the address its reports name (hb_reporter_options_t.instance), else
+     * its connection's peer address. */
+    unsigned max_instances;
 } hb_monitor_options_t;
 
 /* The monitor. Caller-owned; initialise with hb_monitor_init, end with hb_monitor_close. Every
@@ -146,6 +154,11 @@ HB_EXTERN int hb_monitor_range(const hb_monitor_t *m, uint64_t *oldest, uint64_t
  * UV_ENOENT when none was output yet (or it left the history), UV_EINVAL (NULL argument). */
 HB_EXTERN int hb_monitor_latest(const hb_monitor_t *m, uint64_t type, uint64_t *second);
 
+/* The monitor's aggregate, to read (hb_aggregate_at, hb_aggregate_instance_get and the
+ * renderers; ninstances and instances_untracked): valid from init until the close callback, on
+ * the loop thread; NULL for NULL or a closed m. */
+HB_EXTERN const hb_aggregate_t *hb_monitor_aggregate(const hb_monitor_t *m);
+
 /* Flush (hb_monitor_flush), stop listening, close every reporter connection and the timer, free
  * the history, then call cb (may be NULL), always from the loop, never from inside this call;
  * only then may m be freed. A second call does nothing. */
@@ -167,7 +180,8 @@ HB_EXTERN int hb_monitor_format_csv_header(char *buf, size_t cap);
 #define HB_MONITOR_CSV_ROW_MAX HB_AGGREGATE_CSV_ROW_MAX
 HB_EXTERN int hb_monitor_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t cap);
 
-/* hb_aggregate_format_metrics with m's statistics: what GET /metrics answers. */
+/* hb_aggregate_format_metrics with m's statistics: what GET /metrics answers (its size grows with
+ * the instances tracked: see HB_AGGREGATE_INSTANCE_METRICS_MAX). */
 #define HB_MONITOR_METRICS_MAX HB_AGGREGATE_METRICS_MAX
 HB_EXTERN int hb_monitor_format_metrics(const hb_monitor_t *m, char *buf, size_t cap);
 

@@ -67,6 +67,11 @@ typedef struct hb_reporter_options {
      * always uses the real wall clock. */
     uint64_t (*now_s)(void *arg);
     void *now_arg;
+    /* Which instance the reports come from (hb_report_instance(listen_host, listen_port) for a
+     * server), put in every report's HB_CTR_INSTANCE per-second value, so that a monitor keeps
+     * this process's line apart from the others' and continues it after a restart at the same
+     * address; 0 (the default): none, and the monitor knows the process by its connection. */
+    uint64_t instance;
 } hb_reporter_options_t;
 
 /* Counters of one reporter, updated on the loop thread. Read them on that thread. Every second

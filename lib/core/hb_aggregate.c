@@ -3,10 +3,11 @@
  */
 #include "hongbao/aggregate.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NTYPES 2
+#define NTYPES HB_REPORTER_TYPES
 /* The PER_HOST slots (the host's NIC), in the order a host keeps them. */
 #define NIC_SLOTS 4
 static const unsigned nic_slots[NIC_SLOTS] = {HB_CTR_NIC_RX_PACKETS, HB_CTR_NIC_TX_PACKETS,
@@ -37,6 +38,22 @@ struct hb_aggregate_host {
     struct host_second win[HB_AGGREGATE_HOST_WINDOW];
 };
 
+/* One instance (see aggregate.h): its figures of each recent second. Entry s % instance_window of
+ * win holds second s (reports 0: empty); the seconds an entry holds only grow. */
+struct instance_second {
+    uint64_t second;
+    unsigned reports;
+    uint64_t v[HB_INSTANCE_FIGURES];
+};
+struct hb_aggregate_instance {
+    char label[HB_AGGREGATE_LABEL_MAX];
+    uint64_t type;
+    unsigned reporters;          /* joined reporters whose latest report named it */
+    uint64_t newest;             /* the newest second its reports described */
+    struct instance_second *win; /* instance_window entries, allocated when the place is first
+                                    used, kept when it is reused */
+};
+
 int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
 {
     if (a == NULL)
@@ -54,16 +71,20 @@ int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
         o.grace_ms = HB_AGGREGATE_DEFAULT_GRACE_MS;
     if (o.known_ms == 0)
         o.known_ms = HB_AGGREGATE_DEFAULT_KNOWN_MS;
+    if (o.max_instances == 0)
+        o.max_instances = HB_AGGREGATE_DEFAULT_MAX_INSTANCES;
     if (o.max_reporters > HB_AGGREGATE_MAX_REPORTERS || o.history_s < HB_AGGREGATE_MIN_HISTORY_S ||
-        o.history_s > HB_AGGREGATE_MAX_HISTORY_S)
+        o.history_s > HB_AGGREGATE_MAX_HISTORY_S || o.max_instances > HB_AGGREGATE_MAX_INSTANCES)
         return HB_EINVAL;
     struct hb_aggregate_entry *ring = calloc((size_t)o.history_s * NTYPES, sizeof *ring);
     hb_aggregate_reporter_t **reporters = calloc(o.max_reporters, sizeof *reporters);
     struct hb_aggregate_host *hosts = calloc(o.max_reporters, sizeof *hosts);
-    if (ring == NULL || reporters == NULL || hosts == NULL) {
+    struct hb_aggregate_instance *instances = calloc(o.max_instances, sizeof *instances);
+    if (ring == NULL || reporters == NULL || hosts == NULL || instances == NULL) {
         free(ring);
         free(reporters);
         free(hosts);
+        free(instances);
         return HB_ENOMEM;
     }
     memset(a, 0, sizeof *a);
@@ -74,6 +95,10 @@ int hb_aggregate_init(hb_aggregate_t *a, const hb_aggregate_options_t *opts)
     a->ring = ring;
     a->reporters = reporters;
     a->hosts = hosts;
+    a->instances = instances;
+    a->instance_window = o.history_s < HB_AGGREGATE_INSTANCE_HISTORY_S
+                             ? o.history_s
+                             : HB_AGGREGATE_INSTANCE_HISTORY_S;
     return 0;
 }
 
@@ -83,14 +108,19 @@ void hb_aggregate_close(hb_aggregate_t *a)
         return;
     for (unsigned i = 0; i < a->nreporters; i++)
         a->reporters[i]->joined = 0;
+    for (unsigned i = 0; i < a->ninstances; i++)
+        free(a->instances[i].win);
     free(a->ring);
     free(a->reporters);
     free(a->hosts);
+    free(a->instances);
     a->ring = NULL;
     a->reporters = NULL;
     a->hosts = NULL;
+    a->instances = NULL;
     a->nreporters = 0;
     a->nhosts = 0;
+    a->ninstances = 0;
 }
 
 int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t now_ms)
@@ -100,8 +130,13 @@ int hb_aggregate_join(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, uint64_t 
     if (a->nreporters >= a->opts.max_reporters)
         return HB_ENOBUFS;
     void *data = rep->data;
+    char peer[sizeof rep->peer];
+    memcpy(peer, rep->peer, sizeof peer);
     memset(rep, 0, sizeof *rep);
     rep->data = data;
+    memcpy(rep->peer, peer, sizeof peer);
+    rep->peer[sizeof rep->peer - 1] = '\0';
+    rep->serial = ++a->joins;
     rep->joined = 1;
     rep->heard_ms = now_ms;
     rep->index = a->nreporters;
@@ -117,11 +152,20 @@ static void host_release(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
     rep->host = 0;
 }
 
+/* Rep's latest report names another instance than before, or it leaves: it leaves its instance. */
+static void instance_release(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
+{
+    if (rep->instance != 0)
+        a->instances[rep->instance - 1].reporters--;
+    rep->instance = 0;
+}
+
 void hb_aggregate_leave(hb_aggregate_t *a, hb_aggregate_reporter_t *rep)
 {
     if (a == NULL || rep == NULL || !rep->joined)
         return;
     host_release(a, rep);
+    instance_release(a, rep);
     rep->joined = 0;
     hb_aggregate_reporter_t *last = a->reporters[--a->nreporters];
     a->reporters[rep->index] = last;
@@ -332,6 +376,138 @@ static void host_add_second(struct hb_aggregate_host *h, hb_monitor_second_t *s,
     }
 }
 
+/* ---- instances ---- */
+
+/* Copy a label into label[HB_AGGREGATE_LABEL_MAX], keeping it to characters that need no escaping
+ * in JSON, CSV or a Prometheus label value (others become '_'). */
+static void label_copy(char *label, const char *text)
+{
+    size_t n = 0;
+    for (; text[n] != '\0' && n < HB_AGGREGATE_LABEL_MAX - 1; n++) {
+        char ch = text[n];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 strchr(".:[]%_-", ch) != NULL;
+        label[n] = ok ? ch : '_';
+    }
+    label[n] = '\0';
+}
+
+/* The label of the instance rep's report r comes from (see aggregate.h). */
+static void instance_label(const hb_aggregate_reporter_t *rep, const hb_report_t *r, char *label)
+{
+    char text[HB_AGGREGATE_LABEL_MAX], host[HB_AGGREGATE_LABEL_MAX];
+    /* The peer's host: its text up to the last colon ("127.0.0.1", "[::1]"). */
+    const char *colon = strrchr(rep->peer, ':');
+    snprintf(host, sizeof host, "%.*s", colon != NULL ? (int)(colon - rep->peer) : 0, rep->peer);
+    if (hb_report_instance_label(r->per_second[HB_CTR_INSTANCE], host, text, sizeof text) > 0)
+        label_copy(label, text);
+    else if (rep->peer[0] != '\0')
+        label_copy(label, rep->peer);
+    else
+        snprintf(label, HB_AGGREGATE_LABEL_MAX, "reporter-%llu", (unsigned long long)rep->serial);
+}
+
+/* The instance rep's report r (of type t) comes from, made rep's instance; a new one takes a free
+ * place or that of the instance not live whose latest report is oldest. NULL when every place
+ * holds a live instance (or its series cannot be allocated). */
+static struct hb_aggregate_instance *instance_of(hb_aggregate_t *a, hb_aggregate_reporter_t *rep,
+                                                 const hb_report_t *r, uint64_t t)
+{
+    uint64_t id = r->per_second[HB_CTR_INSTANCE];
+    if (rep->instance != 0 && rep->instance_id == id)
+        return &a->instances[rep->instance - 1];
+    instance_release(a, rep);
+    char label[HB_AGGREGATE_LABEL_MAX];
+    instance_label(rep, r, label);
+    unsigned found = a->ninstances, spare = a->ninstances;
+    for (unsigned i = 0; i < a->ninstances && found == a->ninstances; i++) {
+        const struct hb_aggregate_instance *in = &a->instances[i];
+        if (in->type == t && strcmp(in->label, label) == 0)
+            found = i;
+        else if (in->reporters == 0 &&
+                 (spare == a->ninstances || in->newest < a->instances[spare].newest))
+            spare = i;
+    }
+    if (found == a->ninstances) {
+        if (a->ninstances < a->opts.max_instances)
+            found = a->ninstances;
+        else if (spare < a->ninstances)
+            found = spare;
+        else
+            return NULL;
+        struct hb_aggregate_instance *in = &a->instances[found];
+        if (in->win == NULL) {
+            in->win = malloc((size_t)a->instance_window * sizeof *in->win);
+            if (in->win == NULL)
+                return NULL;
+        }
+        if (found == a->ninstances)
+            a->ninstances++;
+        memset(in->win, 0, (size_t)a->instance_window * sizeof *in->win);
+        memcpy(in->label, label, sizeof label);
+        in->type = t;
+        in->reporters = 0;
+        in->newest = 0;
+    }
+    struct hb_aggregate_instance *in = &a->instances[found];
+    in->reporters++;
+    rep->instance = found + 1;
+    rep->instance_id = id;
+    return in;
+}
+
+/* Add report r to its instance's second. */
+static void instance_add(hb_aggregate_t *a, struct hb_aggregate_instance *in, const hb_report_t *r)
+{
+    struct instance_second *w = &in->win[r->second % a->instance_window];
+    if (w->reports > 0 && w->second > r->second)
+        return; /* older than the instance's series */
+    if (w->reports == 0 || w->second != r->second) {
+        memset(w, 0, sizeof *w);
+        w->second = r->second;
+    }
+    w->reports++;
+    const uint64_t *ps = r->per_second, *cum = r->cumulative;
+    w->v[HB_INSTANCE_REQUESTS] += ps[HB_CTR_REQUESTS];
+    w->v[HB_INSTANCE_HANDED_OUT] += ps[HB_CTR_SHAKE_HANDED_OUT];
+    w->v[HB_INSTANCE_RECEIVED] += ps[HB_CTR_SHAKE_RECEIVED];
+    w->v[HB_INSTANCE_CLAIMS] += ps[HB_CTR_CLAIMS_GRANTED];
+    if (cum[HB_CTR_CONN_OPENED] > cum[HB_CTR_CONN_CLOSED])
+        w->v[HB_INSTANCE_CONNECTIONS] += cum[HB_CTR_CONN_OPENED] - cum[HB_CTR_CONN_CLOSED];
+    if (r->second > in->newest)
+        in->newest = r->second;
+}
+
+int hb_aggregate_instance_get(const hb_aggregate_t *a, unsigned i, uint64_t second,
+                              hb_instance_second_t *out)
+{
+    if (a == NULL || a->ring == NULL || out == NULL || i >= a->ninstances)
+        return HB_EINVAL;
+    const struct hb_aggregate_instance *in = &a->instances[i];
+    memset(out, 0, sizeof *out);
+    out->label = in->label;
+    out->type = in->type;
+    out->live = in->reporters > 0;
+    out->newest = in->newest;
+    out->second = second;
+    const struct instance_second *w = &in->win[second % a->instance_window];
+    if (w->reports == 0 || w->second != second)
+        return HB_ENOENT;
+    out->reports = w->reports;
+    memcpy(out->v, w->v, sizeof out->v);
+    return 0;
+}
+
+const char *hb_instance_figure_name(unsigned f)
+{
+    static const char *const names[HB_INSTANCE_FIGURES] = {
+        [HB_INSTANCE_REQUESTS] = "requests",       [HB_INSTANCE_HANDED_OUT] = "shake_handed_out",
+        [HB_INSTANCE_RECEIVED] = "shake_received", [HB_INSTANCE_CLAIMS] = "claims_granted",
+        [HB_INSTANCE_CONNECTIONS] = "connections",
+    };
+    return f < HB_INSTANCE_FIGURES ? names[f] : NULL;
+}
+
 int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_report_t *r,
                      uint64_t now_ms)
 {
@@ -374,6 +550,11 @@ int hb_aggregate_add(hb_aggregate_t *a, hb_aggregate_reporter_t *rep, const hb_r
         advance(a, r->second, now_ms);
     if (r->second < oldest_second(a))
         return HB_AGGREGATE_TOO_OLD;
+    struct hb_aggregate_instance *in = instance_of(a, rep, r, t);
+    if (in != NULL)
+        instance_add(a, in, r);
+    else
+        a->instances_untracked++;
     struct hb_aggregate_entry *e = slot_of(a, r->second, t);
     if (!e->held || e->s.second != r->second) {
         memset(e, 0, sizeof *e);

@@ -10,13 +10,16 @@
 
 static const char *type_name(uint64_t type)
 {
-    return type == HB_REPORTER_SERVER ? "server" : "client";
+    const char *name = hb_reporter_type_name(type);
+    return name != NULL ? name : "unknown";
 }
 
 static const char *const status_names[] = {"complete", "grace", "incomplete"};
 
-/* The reporter types in the order the renderers show them. */
+/* The reporter types in the order the renderers show them (a new type joins here). */
 static const uint64_t types_shown[] = {HB_REPORTER_SERVER, HB_REPORTER_CLIENT};
+#define NTYPES_SHOWN (sizeof types_shown / sizeof types_shown[0])
+_Static_assert(NTYPES_SHOWN == HB_REPORTER_TYPES, "every reporter type is shown");
 
 static int start(hb__text_t *o, char *buf, size_t cap)
 {
@@ -121,10 +124,92 @@ int hb_aggregate_format_csv_row(const hb_monitor_second_t *s, char *buf, size_t 
     return hb__text_finish(&o);
 }
 
+int hb_aggregate_format_instance_line(const hb_instance_second_t *is, char *buf, size_t cap)
+{
+    hb__text_t o;
+    if (is == NULL || is->label == NULL || start(&o, buf, cap) != 0)
+        return HB_EINVAL;
+    const uint64_t *v = is->v;
+    hb__text_fmt(&o, "%" PRIu64 " %s %s [%u] req=%" PRIu64, is->second, type_name(is->type),
+                 is->label, is->reports, v[HB_INSTANCE_REQUESTS]);
+    if (is->type == HB_REPORTER_CLIENT)
+        hb__text_fmt(&o, " env=%" PRIu64, v[HB_INSTANCE_RECEIVED]);
+    else
+        hb__text_fmt(&o, " out=%" PRIu64, v[HB_INSTANCE_HANDED_OUT]);
+    hb__text_fmt(&o, " claims=%" PRIu64 " conn=%" PRIu64, v[HB_INSTANCE_CLAIMS],
+                 v[HB_INSTANCE_CONNECTIONS]);
+    return hb__text_finish(&o);
+}
+
+int hb_aggregate_format_instance_csv_header(char *buf, size_t cap)
+{
+    hb__text_t o;
+    if (start(&o, buf, cap) != 0)
+        return HB_EINVAL;
+    hb__text_str(&o, "second,type,instance,reports");
+    for (unsigned f = 0; f < HB_INSTANCE_FIGURES; f++) {
+        hb__text_str(&o, ",");
+        hb__text_str(&o, hb_instance_figure_name(f));
+    }
+    hb__text_str(&o, "\n");
+    return hb__text_finish(&o);
+}
+
+int hb_aggregate_format_instance_csv_row(const hb_instance_second_t *is, char *buf, size_t cap)
+{
+    hb__text_t o;
+    if (is == NULL || is->label == NULL || start(&o, buf, cap) != 0)
+        return HB_EINVAL;
+    hb__text_fmt(&o, "%" PRIu64 ",%s,%s,%u", is->second, type_name(is->type), is->label,
+                 is->reports);
+    for (unsigned f = 0; f < HB_INSTANCE_FIGURES; f++) {
+        hb__text_str(&o, ",");
+        hb__text_u64(&o, is->v[f]);
+    }
+    hb__text_str(&o, "\n");
+    return hb__text_finish(&o);
+}
+
 /* One family of one sample, no labels. */
 static void prom1(hb__text_t *o, const hb__prom_family_t *f, uint64_t value)
 {
     hb__prom_write(o, f, &(hb__prom_sample_t){NULL, value}, 1);
+}
+
+/* The per-instance gauges of type t at its latest output second: one family per figure, one
+ * sample per live instance of t that reported that second (no family without a sample). */
+static void metrics_of_instances(hb__text_t *o, const hb_aggregate_t *a, uint64_t t,
+                                 uint64_t second, const char *prefix, const char *who)
+{
+    /* The catalogue's slot of each figure but the connections (its help text). */
+    static const unsigned slot_of_figure[HB_INSTANCE_FIGURES - 1] = {
+        [HB_INSTANCE_REQUESTS] = HB_CTR_REQUESTS,
+        [HB_INSTANCE_HANDED_OUT] = HB_CTR_SHAKE_HANDED_OUT,
+        [HB_INSTANCE_RECEIVED] = HB_CTR_SHAKE_RECEIVED,
+        [HB_INSTANCE_CLAIMS] = HB_CTR_CLAIMS_GRANTED,
+    };
+    for (unsigned f = 0; f < HB_INSTANCE_FIGURES; f++) {
+        int conn = f == HB_INSTANCE_CONNECTIONS;
+        hb__prom_family_t fam = {
+            .name = {prefix, "instance_", hb_instance_figure_name(f), conn ? NULL : "_per_second"},
+            .help = {conn ? "Open connections (opened minus closed)"
+                          : hb_counter_info(slot_of_figure[f])->help,
+                     conn ? ", of each of the " : ", in the report second, of each of the ", who,
+                     " (label instance)."},
+            .type = "gauge"};
+        int header = 0;
+        for (unsigned i = 0; i < a->ninstances; i++) {
+            hb_instance_second_t is;
+            if (hb_aggregate_instance_get(a, i, second, &is) != 0 || is.type != t || !is.live)
+                continue;
+            if (!header)
+                hb__prom_header(o, &fam);
+            header = 1;
+            char labels[HB_AGGREGATE_LABEL_MAX + 16];
+            snprintf(labels, sizeof labels, "instance=\"%s\"", is.label);
+            hb__prom_sample(o, &fam, &(hb__prom_sample_t){labels, is.v[f]});
+        }
+    }
 }
 
 /* The families of the latest output second of type t, if any. */
@@ -134,8 +219,9 @@ static void metrics_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t)
     if (hb_aggregate_latest(a, t, &second) != 0)
         return;
     const hb_monitor_second_t *e = hb_aggregate_at(a, second, t);
-    const char *prefix = t == HB_REPORTER_SERVER ? "hongbao_server_" : "hongbao_client_";
-    const char *who = t == HB_REPORTER_SERVER ? "servers" : "clients";
+    char prefix[32], who[32]; /* "hongbao_server_", "servers" */
+    snprintf(prefix, sizeof prefix, "hongbao_%s_", type_name(t));
+    snprintf(who, sizeof who, "%ss", type_name(t));
     prom1(o,
           &(hb__prom_family_t){.name = {prefix, "report_second"},
                                .help = {"The latest second output for the ", who, " (Unix time)."},
@@ -184,10 +270,11 @@ static void metrics_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t)
                   .type = "gauge"},
               e->per_second[i]);
     }
+    metrics_of_instances(o, a, t, second, prefix, who);
 }
 
 /* The monitor's own families. */
-static void metrics_of_monitor(hb__text_t *o, const hb_monitor_stats_t *st)
+static void metrics_of_monitor(hb__text_t *o, const hb_aggregate_t *a, const hb_monitor_stats_t *st)
 {
     const struct {
         const char *name, *suffix, *type, *help;
@@ -204,6 +291,11 @@ static void metrics_of_monitor(hb__text_t *o, const hb_monitor_stats_t *st)
         {"late_reports", "_total", "counter", "Reports for a second already output.", st->late},
         {"too_old_reports", "_total", "counter",
          "Reports for a second older than the history, ignored.", st->too_old},
+        {"instances", "", "gauge", "Instances (reporting processes) tracked, live or not.",
+         a->ninstances},
+        {"untracked_reports", "_total", "counter",
+         "Reports whose instance found no room in the instance table (still summed).",
+         a->instances_untracked},
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         prom1(
@@ -230,10 +322,10 @@ int hb_aggregate_format_metrics(const hb_aggregate_t *a, const hb_monitor_stats_
     hb__text_t o;
     if (a == NULL || a->ring == NULL || start(&o, buf, cap) != 0)
         return HB_EINVAL;
-    for (unsigned k = 0; k < 2; k++)
+    for (size_t k = 0; k < NTYPES_SHOWN; k++)
         metrics_of_type(&o, a, types_shown[k]);
     if (stats != NULL)
-        metrics_of_monitor(&o, stats);
+        metrics_of_monitor(&o, a, stats);
     return hb__text_finish(&o);
 }
 
@@ -304,6 +396,55 @@ static void series_of_type(hb__text_t *o, const hb_aggregate_t *a, uint64_t t, i
     hb__text_str(o, "}");
 }
 
+/* Whether instance i has a report of some second of [first, last] whose type's second is output. */
+static int instance_shown(const hb_aggregate_t *a, unsigned i, uint64_t first, uint64_t last)
+{
+    for (uint64_t s = first; s <= last; s++) {
+        hb_instance_second_t is;
+        const hb_monitor_second_t *e;
+        if (hb_aggregate_instance_get(a, i, s, &is) == 0 &&
+            (e = hb_aggregate_at(a, s, is.type)) != NULL && e->output)
+            return 1;
+    }
+    return 0;
+}
+
+/* The "instances" array and the "instance_table" object over [first, last] (have: any second). */
+static void series_of_instances(hb__text_t *o, const hb_aggregate_t *a, int have, uint64_t first,
+                                uint64_t last)
+{
+    hb__text_str(o, ",\"instances\":[");
+    const char *sep = "";
+    for (unsigned i = 0; have && i < a->ninstances; i++) {
+        if (!instance_shown(a, i, first, last))
+            continue;
+        hb_instance_second_t is;
+        hb_aggregate_instance_get(a, i, first, &is);
+        hb__text_fmt(o, "%s{\"label\":\"%s\",\"type\":\"%s\",\"live\":%s", sep, is.label,
+                     type_name(is.type), is.live ? "true" : "false");
+        sep = ",";
+        for (int f = -1; f < HB_INSTANCE_FIGURES; f++) {
+            hb__text_fmt(o, ",\"%s\":[", f < 0 ? "reports" : hb_instance_figure_name((unsigned)f));
+            for (uint64_t s = first; s <= last; s++) {
+                const hb_monitor_second_t *e;
+                if (s != first)
+                    hb__text_str(o, ",");
+                if (hb_aggregate_instance_get(a, i, s, &is) != 0 ||
+                    (e = hb_aggregate_at(a, s, is.type)) == NULL || !e->output)
+                    hb__text_str(o, "null");
+                else
+                    hb__text_u64(o, f < 0 ? is.reports : is.v[f]);
+            }
+            hb__text_str(o, "]");
+        }
+        hb__text_str(o, "}");
+    }
+    hb__text_fmt(o, "],\"instance_table\":{\"tracked\":%u,\"max\":%u,\"untracked_reports\":",
+                 a->ninstances, a->opts.max_instances);
+    hb__text_u64(o, a->instances_untracked);
+    hb__text_str(o, "}");
+}
+
 int hb_aggregate_format_series(const hb_aggregate_t *a, const hb_monitor_stats_t *stats,
                                uint64_t now_s, unsigned seconds, char *buf, size_t cap)
 {
@@ -316,7 +457,7 @@ int hb_aggregate_format_series(const hb_aggregate_t *a, const hb_monitor_stats_t
         seconds = a->opts.history_s;
     int have = 0;
     uint64_t first = 0, last = 0, s;
-    for (uint64_t t = 0; t < 2; t++) {
+    for (uint64_t t = 0; t < HB_REPORTER_TYPES; t++) {
         if (hb_aggregate_latest(a, t, &s) == 0 && (!have || s > last)) {
             last = s;
             have = 1;
@@ -345,8 +486,9 @@ int hb_aggregate_format_series(const hb_aggregate_t *a, const hb_monitor_stats_t
     } else {
         hb__text_str(&o, ",\"first\":null,\"last\":null,\"seconds\":[]");
     }
-    for (unsigned k = 0; k < 2; k++)
+    for (size_t k = 0; k < NTYPES_SHOWN; k++)
         series_of_type(&o, a, types_shown[k], have, first, last);
+    series_of_instances(&o, a, have, first, last);
     if (stats != NULL) {
         const struct {
             const char *name;

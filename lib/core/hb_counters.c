@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hb_counters_int.h"
+#include "hongbao/addr.h"
 #include "hongbao/proto.h"
 
 #define HB_COUNTERS_MAX_SHARDS 1024
@@ -420,7 +421,7 @@ int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
     if (len != HB_REPORT_SIZE)
         return HB_EREPORT;
     uint64_t type = hb_get_u64(buf + 8);
-    if (type != HB_REPORTER_CLIENT && type != HB_REPORTER_SERVER)
+    if (hb_reporter_type_name(type) == NULL)
         return HB_EREPORT;
     out->second = hb_get_u64(buf);
     out->type = type;
@@ -429,6 +430,46 @@ int hb_report_decode(const uint8_t *buf, size_t len, hb_report_t *out)
         out->cumulative[i] = hb_get_u64(buf + HB_REPORT_CUMULATIVE_OFF + 8 * i);
     }
     return 0;
+}
+
+const char *hb_reporter_type_name(uint64_t type)
+{
+    static const char *const names[HB_REPORTER_TYPES] = {
+        [HB_REPORTER_CLIENT] = "client",
+        [HB_REPORTER_SERVER] = "server",
+    };
+    return type < HB_REPORTER_TYPES ? names[type] : NULL;
+}
+
+/* ---- the instance identity ---- */
+
+#define INSTANCE_TAG 0x4849u /* "HI" */
+
+uint64_t hb_report_instance(const char *host, int port)
+{
+    if (port < 1 || port > 65535)
+        return 0;
+    uint64_t ip = 0;
+    unsigned b[4];
+    if (host != NULL && hb_addr_family(host) == HB_ADDR_IPV4 &&
+        sscanf(host, "%u.%u.%u.%u", &b[0], &b[1], &b[2], &b[3]) == 4)
+        ip = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+    return (uint64_t)INSTANCE_TAG << 48 | ip << 16 | (uint64_t)port;
+}
+
+int hb_report_instance_label(uint64_t id, const char *from_host, char *buf, size_t cap)
+{
+    if ((buf == NULL && cap > 0) || id >> 48 != INSTANCE_TAG || (id & 0xffff) == 0)
+        return HB_EINVAL;
+    hb__text_t o;
+    hb__text_init(&o, buf, cap);
+    uint32_t ip = (uint32_t)(id >> 16);
+    if (ip != 0)
+        hb__text_fmt(&o, "%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+    else
+        hb__text_str(&o, from_host != NULL && from_host[0] != '\0' ? from_host : "?");
+    hb__text_fmt(&o, ":%u", (unsigned)(id & 0xffff));
+    return hb__text_finish(&o);
 }
 
 /* ---- text and the Prometheus writer ---- */
@@ -502,8 +543,7 @@ static void put_parts(hb__text_t *o, const char *const parts[4])
         hb__text_str(o, parts[i]);
 }
 
-void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *samples,
-                    size_t n)
+void hb__prom_header(hb__text_t *o, const hb__prom_family_t *f)
 {
     hb__text_str(o, "# HELP ");
     put_parts(o, f->name);
@@ -514,22 +554,32 @@ void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sa
     hb__text_str(o, " ");
     hb__text_str(o, f->type);
     hb__text_str(o, "\n");
-    for (size_t i = 0; i < n; i++) {
-        put_parts(o, f->name);
-        if (samples[i].labels != NULL) {
-            hb__text_str(o, "{");
-            hb__text_str(o, samples[i].labels);
-            hb__text_str(o, "}");
-        }
-        hb__text_str(o, " ");
-        if (f->micro) {
-            hb__text_u64(o, samples[i].value / 1000000);
-            hb__text_fmt(o, ".%06u", (unsigned)(samples[i].value % 1000000));
-        } else {
-            hb__text_u64(o, samples[i].value);
-        }
-        hb__text_str(o, "\n");
+}
+
+void hb__prom_sample(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *sample)
+{
+    put_parts(o, f->name);
+    if (sample->labels != NULL) {
+        hb__text_str(o, "{");
+        hb__text_str(o, sample->labels);
+        hb__text_str(o, "}");
     }
+    hb__text_str(o, " ");
+    if (f->micro) {
+        hb__text_u64(o, sample->value / 1000000);
+        hb__text_fmt(o, ".%06u", (unsigned)(sample->value % 1000000));
+    } else {
+        hb__text_u64(o, sample->value);
+    }
+    hb__text_str(o, "\n");
+}
+
+void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *samples,
+                    size_t n)
+{
+    hb__prom_header(o, f);
+    for (size_t i = 0; i < n; i++)
+        hb__prom_sample(o, f, &samples[i]);
 }
 
 static bool is_metric_name(const char *s)

@@ -60,6 +60,10 @@ typedef struct hb__prom_sample {
  * in "\n". Used by hb_report_format_prometheus, the server's /metrics and the monitor's. */
 void hb__prom_write(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *samples,
                     size_t n);
+/* Its two halves, for a family whose samples are produced one at a time: the "# HELP" and
+ * "# TYPE" lines, then each sample's line. */
+void hb__prom_header(hb__text_t *o, const hb__prom_family_t *f);
+void hb__prom_sample(hb__text_t *o, const hb__prom_family_t *f, const hb__prom_sample_t *sample);
 
 /* Report r as Prometheus families with names prefixed "<prefix>_": "report_second" (gauge), then
  * for each slot of the reference's, and with own also each slot of r->type's own (the host's

@@ -16,9 +16,10 @@
 #include "hongbao/proto.h"
 
 #define LISTEN_BACKLOG 128
-/* /api/series starts rendering into this much and doubles up to the cap. */
+/* /api/series starts rendering into this much, /metrics into HB_MONITOR_METRICS_MAX; both double
+ * up to the cap (the instances make either grow). */
 #define SERIES_START (64u * 1024)
-#define SERIES_CAP   (256u * 1024 * 1024)
+#define RENDER_CAP   (256u * 1024 * 1024)
 
 /* One reporter connection. */
 struct conn {
@@ -26,7 +27,6 @@ struct conn {
     hb_monitor_t *m;
     hb_aggregate_reporter_t rep; /* rep.data: the connection; joined while connected */
     size_t len;                  /* bytes of buf holding a partial report */
-    char peer[64];
     uint8_t buf[HB_REPORT_SIZE];
 };
 
@@ -39,7 +39,6 @@ struct hb_monitor_impl {
     int closing;
     hb_monitor_close_cb close_cb;
     hb_aggregate_t agg; /* agg.data: the monitor; its reporters are the connections */
-    char metrics_buf[HB_MONITOR_METRICS_MAX];
 };
 
 /* ---- small helpers ---- */
@@ -115,7 +114,7 @@ static void bad(struct conn *c, const char *why)
 {
     hb_monitor_t *m = c->m;
     m->stats.bad_reports++;
-    log_line(m, "reporter %s closed: %s", c->peer, why);
+    log_line(m, "reporter %s closed: %s", c->rep.peer, why);
     conn_close(c);
 }
 
@@ -163,8 +162,8 @@ static void on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (c->len > 0) {
             m->stats.truncated++;
-            log_line(m, "reporter %s closed in the middle of a report (%zu of %d bytes)", c->peer,
-                     c->len, HB_REPORT_SIZE);
+            log_line(m, "reporter %s closed in the middle of a report (%zu of %d bytes)",
+                     c->rep.peer, c->len, HB_REPORT_SIZE);
         }
         conn_close(c);
     } else {
@@ -213,7 +212,7 @@ static void on_accept(hb_listener_t *l, int fd)
         close(fd);
         return;
     }
-    char peer[64];
+    char peer[HB_AGGREGATE_LABEL_MAX];
     peer_name(fd, peer, sizeof peer);
     if (impl->agg.nreporters >= m->opts.max_reporters) {
         m->stats.connections_rejected++;
@@ -229,7 +228,7 @@ static void on_accept(hb_listener_t *l, int fd)
     }
     c->m = m;
     c->rep.data = c;
-    memcpy(c->peer, peer, sizeof c->peer);
+    snprintf(c->rep.peer, sizeof c->rep.peer, "%s", peer); /* rep.peer: also its log name */
     if (hb__sock_open(m->loop, &c->sock, fd, &conn_ops, 0, 1) != 0) {
         free(c); /* fd closed by hb__sock_open */
         return;
@@ -276,6 +275,7 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
         .on_second = on_output,
         .on_second_arg = m,
         .names = o.names,
+        .max_instances = o.max_instances,
     };
     int r = hb_aggregate_init(&impl->agg, &ao); /* fills the defaults in, checks the bounds */
     if (r != 0) {
@@ -293,6 +293,7 @@ int hb_monitor_init(uv_loop_t *loop, hb_monitor_t *m, const hb_monitor_options_t
     o.grace_ms = impl->agg.opts.grace_ms;
     o.known_ms = impl->agg.opts.known_ms;
     o.names = impl->agg.opts.names; /* the aggregate's copy */
+    o.max_instances = impl->agg.opts.max_instances;
     memset(m, 0, sizeof *m);
     m->loop = loop;
     m->opts = o;
@@ -375,6 +376,11 @@ void hb_monitor_close(hb_monitor_t *m, hb_monitor_close_cb cb)
 
 /* ---- queries and renderers: the aggregate's ---- */
 
+const hb_aggregate_t *hb_monitor_aggregate(const hb_monitor_t *m)
+{
+    return m != NULL && m->impl != NULL ? &m->impl->agg : NULL;
+}
+
 int hb_monitor_get(const hb_monitor_t *m, uint64_t second, uint64_t type, hb_monitor_second_t *out)
 {
     if (m == NULL || m->impl == NULL)
@@ -428,6 +434,36 @@ int hb_monitor_format_series(const hb_monitor_t *m, unsigned seconds, char *buf,
 
 /* ---- HTTP ---- */
 
+/* A renderer of m into buf[0..cap) (seconds: /api/series's parameter, unused by /metrics). */
+typedef int (*render_fn)(const hb_monitor_t *m, unsigned seconds, char *buf, size_t cap);
+
+static int render_metrics(const hb_monitor_t *m, unsigned seconds, char *buf, size_t cap)
+{
+    (void)seconds;
+    return hb_monitor_format_metrics(m, buf, cap);
+}
+
+/* Respond 200 with what render writes, into a buffer of `start` bytes doubled until it fits (500
+ * past RENDER_CAP or without memory). */
+static void respond_rendered(hb_http_response_t *res, const hb_monitor_t *m, render_fn render,
+                             unsigned seconds, size_t start, const char *content_type)
+{
+    for (size_t cap = start; cap <= RENDER_CAP; cap *= 2) {
+        char *buf = malloc(cap);
+        if (buf == NULL)
+            break;
+        int n = render(m, seconds, buf, cap);
+        if (n >= 0) {
+            hb_http_response_header(res, "Cache-Control", "no-store");
+            hb_http_respond(res, 200, content_type, buf, (size_t)n);
+            free(buf);
+            return;
+        }
+        free(buf);
+    }
+    hb_http_respond(res, 500, "text/plain", "too large to render\n", 20);
+}
+
 static void http_metrics(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
 {
     hb_monitor_t *m = arg;
@@ -436,12 +472,8 @@ static void http_metrics(const hb_http_request_t *req, hb_http_response_t *res, 
         hb_http_respond(res, 503, "text/plain", "monitor closing\n", 16);
         return;
     }
-    int n = hb_monitor_format_metrics(m, m->impl->metrics_buf, sizeof m->impl->metrics_buf);
-    if (n < 0) {
-        hb_http_respond(res, 500, "text/plain", "metrics too large\n", 18);
-        return;
-    }
-    hb_http_respond(res, 200, "text/plain; version=0.0.4", m->impl->metrics_buf, (size_t)n);
+    respond_rendered(res, m, render_metrics, 0, HB_MONITOR_METRICS_MAX,
+                     "text/plain; version=0.0.4");
 }
 
 static void http_series(const hb_http_request_t *req, hb_http_response_t *res, void *arg)
@@ -459,20 +491,8 @@ static void http_series(const hb_http_request_t *req, hb_http_response_t *res, v
         hb_http_bad_param_range(res, "seconds", r, 1, m->opts.history_s);
         return;
     }
-    for (size_t cap = SERIES_START; cap <= SERIES_CAP; cap *= 2) {
-        char *buf = malloc(cap);
-        if (buf == NULL)
-            break;
-        int n = hb_monitor_format_series(m, (unsigned)seconds, buf, cap);
-        if (n >= 0) {
-            hb_http_response_header(res, "Cache-Control", "no-store");
-            hb_http_respond(res, 200, "application/json", buf, (size_t)n);
-            free(buf);
-            return;
-        }
-        free(buf);
-    }
-    hb_http_respond(res, 500, "text/plain", "series too large\n", 17);
+    respond_rendered(res, m, hb_monitor_format_series, (unsigned)seconds, SERIES_START,
+                     "application/json");
 }
 
 int hb_monitor_mount_http(hb_monitor_t *m, hb_http_server_t *http)

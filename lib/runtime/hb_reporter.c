@@ -289,6 +289,8 @@ static void flush(hb_reporter_t *r, uint64_t now, uint64_t last)
     hb_report_t rep;
     for (uint64_t i = 0; i < count; i++) {
         hb_counters_snapshot(r->counters, r->next + i, &rep);
+        if (r->opts.instance != 0)
+            rep.per_second[HB_CTR_INSTANCE] = r->opts.instance;
         hb_report_encode(&rep, bytes + i * HB_REPORT_SIZE);
     }
     int err = hb__sock_write(r->sock, bytes, len);

@@ -1,8 +1,10 @@
-/* The browser test's reporter: connects to a monitor twice, as a server and as a client, and
- * sends each one report a second for N consecutive seconds ending 5 s ago, all at once, with
- * non-zero values in every slot the dashboard draws (the NIC's too, both processes on one host);
- * then closes both connections.
- * Usage: monitor_feeder PORT [SECONDS]   (SECONDS: default 30) */
+/* The browser test's reporter: connects to a monitor as K servers and a client, and sends each
+ * one report a second for N consecutive seconds ending 5 s ago, all at once, with non-zero values
+ * in every slot the dashboard draws (the NIC's too, every process on one host); then closes the
+ * connections. The K servers are K instances (127.0.0.1:7101, 7102, ... in their reports: labels
+ * only, nothing listens there) sharing one server's values in the proportions 1:2:...:K, so the
+ * totals are the same whatever K; the client has no instance identity.
+ * Usage: monitor_feeder PORT [SECONDS [SERVERS]]   (SECONDS: default 30, SERVERS: default 1) */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <hongbao.h>
@@ -104,43 +106,82 @@ static void fill(uint64_t k, uint64_t second, hb_report_t *sv, hb_report_t *cl)
     sv->cumulative[HB_CTR_NIC_HOST] = cl->cumulative[HB_CTR_NIC_HOST] = 0x5eedf00dull;
 }
 
+#define MAX_SERVERS 8
+
+/* Instance j of k's share of v: (j + 1) / (1 + 2 + ... + k) of it, the last one the rest. */
+static uint64_t share(uint64_t v, unsigned j, unsigned k)
+{
+    uint64_t whole = (uint64_t)k * (k + 1) / 2, given = 0;
+    for (unsigned i = 0; i + 1 < k; i++)
+        given += v * (i + 1) / whole;
+    return j + 1 < k ? v * (j + 1) / whole : v - given;
+}
+
+/* Server report sv split into instance j of k: the host's NIC values whole (one host), the
+ * other slots shared, the instance's identity in its report. */
+static void split(const hb_report_t *sv, unsigned j, unsigned k, hb_report_t *out)
+{
+    *out = *sv;
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        if (hb_counter_combine(i) != HB_COUNTER_COMBINE_SUM)
+            continue;
+        out->per_second[i] = share(sv->per_second[i], j, k);
+        out->cumulative[i] = share(sv->cumulative[i], j, k);
+    }
+    out->per_second[HB_CTR_INSTANCE] = hb_report_instance("127.0.0.1", 7101 + (int)j);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: monitor_feeder PORT [SECONDS]\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: monitor_feeder PORT [SECONDS [SERVERS]]\n");
         return 2;
     }
     int port = atoi(argv[1]);
-    uint64_t n = argc == 3 ? strtoull(argv[2], NULL, 10) : 30;
-    if (port <= 0 || port > 65535 || n == 0 || n > 3000) {
-        fprintf(stderr, "monitor_feeder: bad PORT or SECONDS\n");
+    uint64_t n = argc >= 3 ? strtoull(argv[2], NULL, 10) : 30;
+    unsigned k = argc == 4 ? (unsigned)atoi(argv[3]) : 1;
+    if (port <= 0 || port > 65535 || n == 0 || n > 3000 || k == 0 || k > MAX_SERVERS) {
+        fprintf(stderr, "monitor_feeder: bad PORT, SECONDS or SERVERS\n");
         return 2;
     }
-    int fs = connect_to(port), fc = connect_to(port);
-    if (fs < 0 || fc < 0) {
-        fprintf(stderr, "monitor_feeder: cannot connect to 127.0.0.1:%d: %s\n", port,
-                strerror(errno));
-        return 1;
-    }
-    uint8_t *bs = malloc(n * HB_REPORT_SIZE), *bc = malloc(n * HB_REPORT_SIZE);
-    if (bs == NULL || bc == NULL)
+    int fs[MAX_SERVERS], fc = connect_to(port);
+    for (unsigned j = 0; j < k; j++)
+        fs[j] = connect_to(port);
+    uint8_t *bs[MAX_SERVERS], *bc = malloc(n * HB_REPORT_SIZE);
+    for (unsigned j = 0; j < k; j++)
+        if ((bs[j] = malloc(n * HB_REPORT_SIZE)) == NULL)
+            return 1;
+    if (bc == NULL)
         return 1;
     uint64_t first = (uint64_t)time(NULL) - 5 - (n - 1);
-    for (uint64_t k = 0; k < n; k++) {
-        hb_report_t sv, cl;
-        fill(k, first + k, &sv, &cl);
-        hb_report_encode(&sv, bs + k * HB_REPORT_SIZE);
-        hb_report_encode(&cl, bc + k * HB_REPORT_SIZE);
+    for (uint64_t s = 0; s < n; s++) {
+        hb_report_t sv, cl, part;
+        fill(s, first + s, &sv, &cl);
+        for (unsigned j = 0; j < k; j++) {
+            split(&sv, j, k, &part);
+            hb_report_encode(&part, bs[j] + s * HB_REPORT_SIZE);
+        }
+        hb_report_encode(&cl, bc + s * HB_REPORT_SIZE);
     }
-    if (write_all(fs, bs, n * HB_REPORT_SIZE) != 0 || write_all(fc, bc, n * HB_REPORT_SIZE) != 0) {
-        fprintf(stderr, "monitor_feeder: write: %s\n", strerror(errno));
-        return 1;
+    for (unsigned j = 0; j <= k; j++) {
+        int fd = j < k ? fs[j] : fc;
+        if (fd < 0) {
+            fprintf(stderr, "monitor_feeder: cannot connect to 127.0.0.1:%d: %s\n", port,
+                    strerror(errno));
+            return 1;
+        }
+        if (write_all(fd, j < k ? bs[j] : bc, n * HB_REPORT_SIZE) != 0) {
+            fprintf(stderr, "monitor_feeder: write: %s\n", strerror(errno));
+            return 1;
+        }
     }
-    close(fs);
+    for (unsigned j = 0; j < k; j++) {
+        close(fs[j]);
+        free(bs[j]);
+    }
     close(fc);
-    free(bs);
     free(bc);
-    printf("monitor_feeder: sent %llu seconds from %llu as a server and a client\n",
-           (unsigned long long)n, (unsigned long long)first);
+    printf("monitor_feeder: sent %llu seconds from %llu as %u server%s and a client\n",
+           (unsigned long long)n, (unsigned long long)first, k, k == 1 ? "" : "s");
     return 0;
 }

@@ -141,6 +141,11 @@ lint() {
     done
     ! grep -q 'nic_host_\|_us ' "$work/server.metrics" "$work/monitor.metrics" ||
         fail "an identity or a microsecond series is exposed"
+    # Per instance: the server by the address it serves at, the client by its connection.
+    grep -q "^hongbao_server_instance_requests_per_second{instance=\"127\.0\.0\.1:$srv_port\"} [0-9]" \
+        "$work/monitor.metrics" || fail "hb-monitor's /metrics has no line for hb-server 127.0.0.1:$srv_port"
+    grep -q '^hongbao_client_instance_requests_per_second{instance="127\.0\.0\.1:[0-9]*"} [0-9]' \
+        "$work/monitor.metrics" || fail "hb-monitor's /metrics has no line for the hb-client process"
     # promtool is no rubber stamp: what we used to expose (microseconds) it refuses.
     if printf '# HELP x_latency_p99_us x\n# TYPE x_latency_p99_us gauge\nx_latency_p99_us 1\n' |
         promtool check metrics >/dev/null 2>&1; then
