@@ -72,8 +72,8 @@ struct hb_rcluster {
     uint32_t timeout_ms, backoff_min, backoff_max;
     hb_log_cb log;
     void *log_arg;
-    uv_timer_t timer;  /* deadlines, back-offs, the topology's pace */
-    uv_idle_t idle;    /* the close's last steps */
+    uv_timer_t timer;   /* deadlines, back-offs, the topology's pace */
+    uv_idle_t idle;     /* the close's last steps */
     uint64_t timer_due; /* UINT64_MAX when not armed */
     node_t **nodes;
     unsigned nnodes, capnodes;
@@ -135,8 +135,7 @@ static node_t *node_get(hb_rcluster_t *rc, const char *host, int port)
     node_t *n = node_find(rc, host, port);
     if (n != NULL)
         return n;
-    if (strlen(host) >= HB_ADDR_HOST_SIZE || port <= 0 || port > 65535 ||
-        rc->nnodes >= MAX_NODES)
+    if (strlen(host) >= HB_ADDR_HOST_SIZE || port <= 0 || port > 65535 || rc->nnodes >= MAX_NODES)
         return NULL;
     if (rc->nnodes == rc->capnodes) {
         unsigned cap = rc->capnodes ? rc->capnodes * 2 : 8;
@@ -181,16 +180,66 @@ static void on_connect(const redisAsyncContext *ac, int status)
     node_failed(n->rc, n);
 }
 
+/* hiredis 0.14 may say REDIS_OK for a connection the server closed: what tells a loss from our own
+ * drop (node_drop, close) is that the node still holds the context. */
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
+    (void)status;
     node_t *n = ac->data;
-    if (n->ac == ac)
-        n->ac = NULL;
-    if (status != REDIS_OK && !n->rc->closing) {
-        hb__vlogf_line(n->rc->log, n->rc->log_arg, "rcluster: connection to %s:%d lost: %s",
-                       n->host, n->port, ac->errstr);
-        node_failed(n->rc, n);
+    if (n->ac != ac)
+        return;
+    n->ac = NULL;
+    hb__vlogf_line(n->rc->log, n->rc->log_arg, "rcluster: connection to %s:%d lost: %s", n->host,
+                   n->port, ac->errstr[0] != '\0' ? ac->errstr : "closed by the server");
+    node_failed(n->rc, n);
+}
+
+/* Debian's hiredis 0.14 libuv adapter ignores a poll error: libuv reports a refused connect or a
+ * reset as one (and stops the handle), and hiredis would never hear of it. The adapter's hooks
+ * are wrapped so that its handle runs poll_event, which hands an error to hiredis as a read (the
+ * read, or the connect check before it, fails and hiredis disconnects). */
+static void poll_event(uv_poll_t *h, int status, int events)
+{
+    redisLibuvEvents *p = h->data;
+    if (status == 0) {
+        redisLibuvPoll(h, status, events);
+        return;
     }
+    if (p->context != NULL)
+        redisAsyncHandleRead(p->context);
+    if (p->context != NULL && p->events != 0)
+        uv_poll_start(&p->handle, p->events, poll_event);
+}
+
+static void poll_restart(void *privdata)
+{
+    redisLibuvEvents *p = privdata;
+    if (p->events != 0)
+        uv_poll_start(&p->handle, p->events, poll_event);
+}
+
+static void poll_add_read(void *privdata)
+{
+    redisLibuvAddRead(privdata);
+    poll_restart(privdata);
+}
+
+static void poll_del_read(void *privdata)
+{
+    redisLibuvDelRead(privdata);
+    poll_restart(privdata);
+}
+
+static void poll_add_write(void *privdata)
+{
+    redisLibuvAddWrite(privdata);
+    poll_restart(privdata);
+}
+
+static void poll_del_write(void *privdata)
+{
+    redisLibuvDelWrite(privdata);
+    poll_restart(privdata);
 }
 
 /* Connect to n now (hiredis queues what is sent before the connection is up). Returns 0, or an
@@ -210,6 +259,10 @@ static int node_connect(hb_rcluster_t *rc, node_t *n)
         node_failed(rc, n);
         return HB_ESTORE;
     }
+    ac->ev.addRead = poll_add_read;
+    ac->ev.delRead = poll_del_read;
+    ac->ev.addWrite = poll_add_write;
+    ac->ev.delWrite = poll_del_write;
     ac->data = n;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -245,7 +298,8 @@ static int reply_host(const redisReply *r, char *host, size_t host_size)
     return 0;
 }
 
-/* A node entry of CLUSTER SLOTS ([host, port, id, ...]); an empty host means the answering one's. */
+/* A node entry of CLUSTER SLOTS ([host, port, id, ...]); an empty host means the answering one's.
+ */
 static node_t *slots_node(hb_rcluster_t *rc, node_t *from, const redisReply *e)
 {
     char host[HB_ADDR_HOST_SIZE];
@@ -270,7 +324,8 @@ static int topo_apply(hb_rcluster_t *rc, node_t *from, const redisReply *r)
             e->element[0]->type != REDIS_REPLY_INTEGER ||
             e->element[1]->type != REDIS_REPLY_INTEGER || e->element[0]->integer < 0 ||
             e->element[1]->integer >= HB_KEYSLOTS ||
-            e->element[0]->integer > e->element[1]->integer || slots_node(rc, from, e->element[2]) == NULL)
+            e->element[0]->integer > e->element[1]->integer ||
+            slots_node(rc, from, e->element[2]) == NULL)
             return -1;
     }
     for (size_t s = 0; s < HB_KEYSLOTS; s++)
@@ -302,9 +357,9 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
     } else {
         hb__vlogf_line(rc->log, rc->log_arg, "rcluster: no topology from %s:%d: %s", n->host,
                        n->port,
-                       r == NULL                        ? "connection lost"
+                       r == NULL                      ? "connection lost"
                        : r->type == REDIS_REPLY_ERROR ? r->str
-                                                        : "not a CLUSTER SLOTS answer");
+                                                      : "not a CLUSTER SLOTS answer");
         rc->topo_backoff = backoff_next(rc, rc->topo_backoff);
         rc->topo_not_before = now_ms(rc) + rc->topo_backoff;
         rc->topo_next = n->index + 1u;
@@ -690,8 +745,7 @@ static void send_to(req_t *q, node_t *n)
         q->inflight += ok;
     }
     if (ok) {
-        ok = redisAsyncCommandArgv(ac, on_main_reply, q, q->argc, q->argv, q->argvlen) ==
-             REDIS_OK;
+        ok = redisAsyncCommandArgv(ac, on_main_reply, q, q->argc, q->argv, q->argvlen) == REDIS_OK;
         q->inflight += ok;
     }
     if (ok && q->replicas > 0) {
@@ -857,9 +911,9 @@ int hb__rcluster_open(uv_loop_t *loop, const hb_rcluster_options_t *o, hb_rclust
 }
 
 /* Queue a command (EVALSHA of script when script != NULL) and try to send it. */
-static int submit(hb_rcluster_t *rc, const hb_rscript_t *script, uint16_t slot, int nkeys,
-                  int argc, const char **argv, const size_t *argvlen, int replicas,
-                  uint32_t wait_ms, hb_rcluster_cb cb, void *arg)
+static int submit(hb_rcluster_t *rc, const hb_rscript_t *script, uint16_t slot, int nkeys, int argc,
+                  const char **argv, const size_t *argvlen, int replicas, uint32_t wait_ms,
+                  hb_rcluster_cb cb, void *arg)
 {
     if (rc == NULL || cb == NULL || slot >= HB_KEYSLOTS || argc < 0 || (argc > 0 && !argv) ||
         replicas < 0 || (script == NULL && argc < 1) || nkeys < 0 || nkeys > argc)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A throwaway Redis Cluster for the tests: 3 masters and 3 replicas of Debian's redis-server on
-# 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (cluster bus +10000), each under `timeout --signal=KILL`,
+# 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (cluster bus +10000; both below the kernel's ephemeral
+# range, 32768.., so that no outgoing connection holds them), each under `timeout --signal=KILL`,
 # its files and PIDs in DIR/<port>. Everything is stopped by the PIDs it wrote.
 # Usage: cluster.sh start DIR [PORT_BASE]  the cluster, created and waited for (default port base:
-#                                         $HB_REDIS_PORT_BASE, else 23790); DIR/seeds has its nodes
+#                                         $HB_REDIS_PORT_BASE, else 21790); DIR/seeds has its nodes
 #        cluster.sh stop DIR              stop every node (SIGTERM, then SIGKILL after 10 s)
 #        cluster.sh kill DIR PORT         SIGKILL the node on PORT (a master dies)
 #        cluster.sh restart DIR PORT      start that node again and wait until it has rejoined
@@ -47,22 +48,27 @@ ports() { cat "$dir/ports"; }
 
 alive() { [ -n "$(our_pid "$dir/$1/redis.pid" "$1")" ]; }
 
-# Every live node says cluster_state:ok with all 16384 slots, and every live replica's link is up.
+# Every live node says cluster_state:ok with all 16384 slots; three of them are masters, the
+# others replicas with their link up, and with all six up every master has its replica online.
 wait_ok() {
-    local deadline=$((SECONDS + ${1:-60})) p ok
+    local deadline=$((SECONDS + ${1:-60})) p ok live masters
     while :; do
-        ok=1
+        ok=1 live=0 masters=0
+        for p in $(ports); do alive "$p" && live=$((live + 1)); done
         for p in $(ports); do
             alive "$p" || continue
             info=$(cli "$p" cluster info 2>/dev/null || true)
             grep -q 'cluster_state:ok' <<<"$info" && grep -q 'cluster_slots_ok:16384' <<<"$info" || { ok=0; break; }
             repl=$(cli "$p" info replication 2>/dev/null || true)
-            if grep -q 'role:slave' <<<"$repl" && ! grep -q 'master_link_status:up' <<<"$repl"; then
+            if grep -q 'role:master' <<<"$repl"; then
+                masters=$((masters + 1))
+                grep -q 'slave0:.*state=online' <<<"$repl" || [ "$live" -lt 6 ] || { ok=0; break; }
+            elif ! grep -q 'master_link_status:up' <<<"$repl"; then
                 ok=0
                 break
             fi
         done
-        [ $ok -eq 1 ] && return 0
+        [ $ok -eq 1 ] && [ $masters -eq 3 ] && return 0
         [ $SECONDS -lt $deadline ] || { echo "cluster.sh: the cluster did not become ok" >&2; return 1; }
         sleep 0.2
     done
@@ -87,7 +93,7 @@ stop_all() {
 
 case $cmd in
 start)
-    base=${3:-${HB_REDIS_PORT_BASE:-23790}}
+    base=${3:-${HB_REDIS_PORT_BASE:-21790}}
     stop_all
     rm -rf "$dir"
     mkdir -p "$dir"
