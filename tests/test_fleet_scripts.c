@@ -284,12 +284,13 @@ START_TEST(send_create_is_idempotent_for_its_creator_only)
 }
 END_TEST
 
-static long long reserve(redisContext *c, const char *expected, const char *want)
+/* The mark after the reservation; *ours: whether this caller made it. */
+static long long reserve(redisContext *c, const char *expected, const char *want, int *ours)
 {
     const char *keys[] = {"hb:{ids}"}, *args[] = {"send", expected, want};
     redisReply *r = eval(c, hb__lua_reserve, 1, keys, 3, args);
-    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
+    *ours = (int)int_at(r, 0);
+    long long v = int_at(r, 1);
     freeReplyObject(r);
     return v;
 }
@@ -297,10 +298,16 @@ static long long reserve(redisContext *c, const char *expected, const char *want
 START_TEST(reserve_is_compare_and_set)
 {
     redisContext *c = fresh();
-    ck_assert_int_eq(reserve(c, "0", "4096"), 4096);
-    ck_assert_int_eq(reserve(c, "0", "4096"), 4096); /* lost the race: told the mark */
-    ck_assert_int_eq(reserve(c, "4096", "8192"), 8192);
-    ck_assert_int_eq(reserve(c, "8192", "100"), 8192); /* never backwards */
+    int ours;
+    ck_assert_int_eq(reserve(c, "0", "4096", &ours), 4096);
+    ck_assert_int_eq(ours, 1);
+    /* a second instance wanting the same block loses the race, and is told so */
+    ck_assert_int_eq(reserve(c, "0", "4096", &ours), 4096);
+    ck_assert_int_eq(ours, 0);
+    ck_assert_int_eq(reserve(c, "4096", "8192", &ours), 8192);
+    ck_assert_int_eq(ours, 1);
+    ck_assert_int_eq(reserve(c, "8192", "100", &ours), 8192); /* never backwards */
+    ck_assert_int_eq(ours, 0);
     redisFree(c);
 }
 END_TEST

@@ -579,6 +579,11 @@ void hb__worker_flush(hb_worker_t *w)
     worker_flush(w);
 }
 
+void hb__set_flush(hb_set_t *set)
+{
+    worker_flush(set->worker);
+}
+
 /* ---- the receive queue ---------------------------------------------------------------------- */
 
 int hb__set_post(hb_set_t *set, const hb_set_msg_t *msg)

@@ -185,6 +185,10 @@ int hb__set_post_external(hb_setgroup_t *g, hb_set_t *set, const hb_set_msg_t *m
  * it is `from`, else through its queue. SET thread. */
 void hb__set_answer_claim(hb_set_t *from, unsigned reply_set, uint32_t user, uint64_t gen,
                           uint32_t envelope_id, uint32_t amount, uint32_t result, uint8_t ext);
+/* Write what was gathered for the SET's worker's current connection: after answering outside a
+ * read or a queue drain (a store's own callbacks on the worker's loop), which flush by themselves.
+ * SET thread. */
+void hb__set_flush(hb_set_t *set);
 /* Queue an encoded frame to user's connection wherever it is. `from` is the calling SET, or NULL
  * from any other thread. Returns 0, HB_EOFFLINE, HB_ECANCELED (closing), HB_ENOMEM. */
 int hb__set_send_to_user(hb_setgroup_t *g, hb_set_t *from, uint32_t user, const uint8_t *frame,

@@ -285,6 +285,7 @@ static void on_claim(hb_rcluster_t *rc, int err, const redisReply *reply, int ac
     }
     hb__set_answer_claim(c->set, c->set->index, c->user, c->gen, c->envelope_id, amount, result,
                          c->ext);
+    hb__set_flush(c->set); /* a reply outside a read: nothing else writes it */
     unsigned local = c->set->index - w->worker->first_set;
     w->pending[local]--;
     claim_put(w, c);
@@ -384,19 +385,25 @@ static void ids_ask(rids_t *s);
 
 static void on_reserve(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
-    (void)rc, (void)acked;
+    (void)rc;
     rids_t *s = arg;
     s->asking = 0;
     if (s->R->closing)
         return;
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
         return; /* asked again on the next take */
-    uint32_t mark = (uint32_t)reply->integer;
-    uint32_t want = hb_envelope_id_add(s->kind, s->mark, s->block);
-    if (mark == want && want != 0) { /* ours: s->mark + 1 .. want */
+    uint32_t mark = (uint32_t)reply->element[1]->integer;
+    if (reply->element[0]->integer == 1 && acked >= s->R->replicas) { /* ours: mark + 1 .. */
         s->next = hb_envelope_id_add(s->kind, s->mark, 1);
-        s->last = want;
-        s->mark = want;
+        s->last = mark;
+        s->mark = mark;
+        return;
+    }
+    if (reply->element[0]->integer == 1) { /* ours, not yet where the operator wants it */
+        s->mark = mark;                    /* skipped: never handed out, never reused */
+        ids_ask(s);
         return;
     }
     s->mark = mark; /* another instance reserved first: ask again from there */
@@ -848,12 +855,13 @@ static void on_cursor(hb_rcluster_t *rc, int err, const redisReply *reply, int a
     rstore_t *R = arg;
     if (R->closing)
         return;
-    /* Resume after the last message read before a restart; a new instance reads from now on. */
+    /* Resume after the last message read before a restart; an instance new to the fleet reads
+     * its inbox from the start. (Never "$": each XREAD would then skip what came between two.) */
     if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING && reply->len > 0 &&
         reply->len < sizeof R->last_id)
         snprintf(R->last_id, sizeof R->last_id, "%s", reply->str);
     else
-        snprintf(R->last_id, sizeof R->last_id, "$");
+        snprintf(R->last_id, sizeof R->last_id, "0-0");
     inbox_read(R);
 }
 
@@ -1400,7 +1408,7 @@ static int store_open(hb_store_t *st)
         uv_timer_start(&R->tick, on_tick, TICK_MS, TICK_MS);
     }
     if (r != 0) {
-        snprintf(st->errstr, sizeof st->errstr, "redis %s: %s", R->seeds, hb_strerror(r));
+        snprintf(st->errstr, sizeof st->errstr, "redis %.160s: %s", R->seeds, hb_strerror(r));
         return r;
     }
     /* The first blocks: asked now, handed out once Redis has them (until then a shake finds no
@@ -1535,7 +1543,7 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
     snprintf(R->instance, sizeof R->instance, "%s", o->instance);
     snprintf(R->inbox_key, sizeof R->inbox_key, "hb:{i:%s}:in", R->instance);
     snprintf(R->cursor_key, sizeof R->cursor_key, "hb:{i:%s}:cur", R->instance);
-    snprintf(R->last_id, sizeof R->last_id, "$");
+    snprintf(R->last_id, sizeof R->last_id, "0-0");
     R->replicas = (int)o->replicas;
     R->wait_ms = o->wait_ms ? o->wait_ms : 1000;
     R->copts = (hb_rcluster_options_t){.seeds = R->seeds,

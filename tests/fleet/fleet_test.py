@@ -142,6 +142,27 @@ def free_port(host):
     return port
 
 
+SEEDS = ""
+
+
+def redis_cli(*args):
+    host, port = SEEDS.split(",")[0].rsplit(":", 1)
+    out = subprocess.run(["redis-cli", "-c", "-h", host, "-p", port] + list(args),
+                         capture_output=True, timeout=DEADLINE)
+    return out.stdout.decode(errors="replace").strip()
+
+
+def await_registered(users):
+    """Wait until the fleet's registry names each user's instance: a login reaches it a moment
+    after its reply (docs/fleet.md), and a notice finds only users it names."""
+    end = time.time() + DEADLINE
+    for user, inst in users:
+        while redis_cli("HGET", "hb:{u:%d}" % user, "i") != inst.name:
+            if time.time() > end:
+                raise TimeoutError("user %d never registered on %s" % (user, inst.name))
+            time.sleep(0.02)
+
+
 class Instance:
     def __init__(self, build, seeds, name, host, workdir):
         self.name, self.host = name, host
@@ -197,6 +218,7 @@ def scenario_across(inst):
     for k, i in enumerate(inst):
         users[base + k] = User(i.addr(), base + k)
     outsider = User(inst[0].addr(), base + 3)
+    await_registered([(base + k, i) for k, i in enumerate(inst)])
     seen = set()
     for round_ in range(6):
         creator = inst[round_ % len(inst)]
@@ -212,7 +234,11 @@ def scenario_across(inst):
                     break
                 if time.time() > end:
                     raise TimeoutError("user %d: no notice of round %d" % (u, round_))
-                conn.expect(CMD_NOTICE)
+                try:
+                    conn.expect(CMD_NOTICE)
+                except TimeoutError:
+                    raise TimeoutError("user %d on %s: no notice in round %d (creator %s)"
+                                       % (u, inst[u - base].name, round_, creator.name))
         ids = {n[0] for n in notices.values()}
         assert len(ids) == 1, "recipients heard of different envelopes: %r" % notices
         eid = ids.pop()
@@ -236,12 +262,16 @@ def scenario_across(inst):
 
 
 def scenario_login(inst):
+    # "Newer" is the later to reach the fleet's registry: each login is awaited there first.
     user = 2000
     first = User(inst[0].addr(), user)
+    await_registered([(user, inst[0])])
     second = User(inst[1].addr(), user)
+    await_registered([(user, inst[1])])
     assert first.closed_by_server(), "the older connection on %s was not closed" % inst[0].name
     # And back again: the newer login wins whatever the order of instances.
     third = User(inst[0].addr(), user)
+    await_registered([(user, inst[0])])
     assert second.closed_by_server(), "the older connection on %s was not closed" % inst[1].name
     third.close()
     print("login: the newer login wins across instances: ok")
@@ -251,6 +281,7 @@ def scenario_ids(inst):
     """Send-envelopes from every instance at once: every id once."""
     users = [3000, 3001, 3002]
     conns = [User(inst[k].addr(), u) for k, u in enumerate(users)]
+    await_registered([(u, inst[k]) for k, u in enumerate(users)])
     per = 20
     for i in inst:
         i.get("/fahongbao?qps=200&sum=%d&min=%d&max=%d" % (per, users[0], users[-1]))
@@ -270,6 +301,7 @@ def scenario_ids(inst):
 def scenario_chat(inst):
     """Chat between users on different instances, both ways."""
     a, b = User(inst[0].addr(), 4000), User(inst[2].addr(), 4001)
+    await_registered([(4000, inst[0]), (4001, inst[2])])
     for src, dst, text in ((a, b, b"hello from i1"), (b, a, b"and back from i3")):
         src.sock.sendall(struct.pack(">HHQI", 12 + 4 + len(text), CMD_CHAT, int(time.time()),
                                      dst.user) + text)
@@ -287,7 +319,9 @@ SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario
 
 
 def main():
+    global SEEDS
     build, seeds = sys.argv[1], sys.argv[2]
+    SEEDS = seeds
     names = sys.argv[3:] or list(SCENARIOS)
     workdir = os.environ.get("HB_FLEET_WORKDIR") or "/tmp"
     inst = []
