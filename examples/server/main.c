@@ -58,6 +58,8 @@ static void usage(FILE *out)
         "address)\n"
         "  --redis-replicas N    acknowledge a claim once N replicas have it (Redis WAIT;\n"
         "                        default 0: the master's appendfsync alone)\n"
+        "  --redis-lease MS      shake envelopes drawn from the fleet's budget stay this\n"
+        "                        instance's this long without a word from it (default 30000)\n"
         "  --control-token T     require 'Authorization: Bearer T' on the control endpoint;\n"
         "                        needed to bind it to a non-loopback address\n"
         "  --reuse-port          let other processes bind the same port (SO_REUSEPORT) and take a\n"
@@ -215,6 +217,10 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, val, 0, 16, &v) != 0)
                 return 2;
             opts.redis_replicas = (unsigned)v;
+        } else if (strcmp(a, "--redis-lease") == 0) {
+            if (cli_u64(prog, a, val, 600, 3600000, &v) != 0)
+                return 2;
+            opts.redis_lease_ms = (uint32_t)v;
         } else if (strcmp(a, "--control-token") == 0) {
             if ((control_token = cli_token(prog, a, val)) == NULL)
                 return 2;

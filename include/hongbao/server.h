@@ -94,6 +94,10 @@ typedef struct hb_server_options {
     const char *instance;      /* this instance's name in the fleet; NULL: listen host:port */
     unsigned redis_replicas;   /* replicas WAIT must count before a grant is acknowledged */
     uint32_t redis_timeout_ms; /* a Redis command's deadline, retries included; 0 = 2,000 */
+    /* How long the shake envelopes this instance drew from the fleet's budget stay its own without
+     * a word from it (it renews every sixth of it): after it, another instance retires them as
+     * expired (docs/fleet.md). 0 = 30,000 ms; at least 600. */
+    uint32_t redis_lease_ms;
     /* 0 (the default): one listening socket shared by the worker threads, so a second server on
      * the same port fails with UV_EADDRINUSE. Nonzero: one SO_REUSEPORT socket per worker, which
      * lets other processes of the same user bind the port too and take a share of its users: only

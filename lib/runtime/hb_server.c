@@ -147,6 +147,8 @@ static int settle_options(struct hb_server_impl *impl, const hb_server_options_t
         return fail(impl, UV_EINVAL, "redis and ledger_dir: money lives in one place%s", "");
     if (o->redis != NULL && (o->redis[0] == '\0' || strlen(o->redis) >= 512))
         return fail(impl, UV_EINVAL, "redis: give some nodes as host:port,...%s", "");
+    if (o->redis_lease_ms != 0 && o->redis_lease_ms < 600)
+        return fail(impl, UV_EINVAL, "redis_lease_ms below 600%s", "");
     if (o->instance != NULL && !instance_name_ok(o->instance))
         return fail(impl, UV_EINVAL,
                     "instance '%s': 1 to 100 letters, digits and . : _ - (it names Redis keys)",
@@ -171,6 +173,7 @@ static int init_store(struct hb_server_impl *impl)
                                    .instance = o->instance != NULL ? o->instance : name,
                                    .replicas = o->redis_replicas,
                                    .timeout_ms = o->redis_timeout_ms,
+                                   .lease_ms = o->redis_lease_ms,
                                    .send_expiry_s = o->send_expiry_s};
     return hb__store_redis_init(&impl->store, &impl->group, impl->pub->loop, &ro, &impl->rng);
 #else

@@ -119,6 +119,7 @@ typedef struct hb_store_redis_options {
     unsigned replicas;    /* WAIT for this many replicas before acknowledging */
     uint32_t wait_ms;     /* WAIT's own timeout; 0 = 1,000 */
     uint32_t timeout_ms;  /* a command's deadline; 0 = the cluster client's default */
+    uint32_t lease_ms;    /* the budget's leases; 0 = 30,000 */
     uint32_t send_expiry_s;
 } hb_store_redis_options_t;
 /* Fill *st for the control loop `loop`; its open connects. Returns 0 or HB_ENOMEM. */

@@ -36,8 +36,7 @@
 /* The shake budget (docs/fleet.md). Every instance must agree on PARTITIONS: a partition's bitmap
  * is indexed by envelope index / PARTITIONS. */
 #define PARTITIONS  16
-#define LEASE_MS    30000 /* a lease not renewed for this long expires */
-#define RENEW_MS    5000  /* an instance renews the leases it holds at least this often */
+#define LEASE_MS    30000 /* a lease not renewed for this long expires (default) */
 #define TICK_MS     20    /* draws, reports and puts are batched over this */
 #define DRAW_BATCH  64    /* envelopes a draw asks for */
 #define DRAW_LOW    32    /* a bucket holding fewer is topped up */
@@ -96,6 +95,7 @@ typedef struct budget {
     int put_busy[PARTITIONS]; /* a put of the partition is on its way (or waits to be resent) */
     int stopping;             /* close: the last reports and returns are out */
     int closing_clients;
+    uint64_t swept_ms; /* the last sweep of expired leases */
 } budget_t;
 
 typedef struct rworker rworker_t;
@@ -159,6 +159,7 @@ struct rstore {
     char instance[128];
     int replicas;
     uint32_t wait_ms;
+    uint32_t lease_ms;
     hb_rcluster_t *control;            /* the control loop's client */
     void (*on_closed)(hb_store_t *st); /* st->on_closed when close was called */
     hb_rscript_t *s_create, *s_reserve;
@@ -1059,7 +1060,7 @@ static void batch_send(rstore_t *R, bbatch_t *b)
         ARG(k2, part_key(k2, sizeof k2, b->part, "o"));
         ARG(prefix, plen);
         ARG(R->instance, strlen(R->instance));
-        NUM(LEASE_MS);
+        NUM(R->lease_ms);
         NUM(PARTITIONS);
         B->renewed_ms[b->part] = uv_now(R->loop);
     } else {
@@ -1123,7 +1124,7 @@ static void report_taken(rstore_t *R, int final)
     uint64_t now = uv_now(R->loop);
     for (unsigned p = 0; p < PARTITIONS; p++) {
         /* A partition we hold envelopes of is renewed even when nothing was taken. */
-        if (open[p] == NULL && B->held[p] > 0 && now - B->renewed_ms[p] >= RENEW_MS)
+        if (open[p] == NULL && B->held[p] > 0 && now - B->renewed_ms[p] >= R->lease_ms / 6)
             open[p] = batch_new(R, BATCH_REPORT, p, final);
         if (open[p] != NULL)
             batch_send(R, open[p]);
@@ -1193,9 +1194,9 @@ static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
     }
     if (back != NULL)
         batch_send(R, back);
-    if (reply->elements == 0)
-        B->draw_part = (B->draw_part + 1) % PARTITIONS; /* this one is empty: the next next time */
-    else
+    /* Partitions in turn, so that this instance's draws also expire others' leases everywhere. */
+    B->draw_part = (B->draw_part + 1) % PARTITIONS;
+    if (reply->elements > 0)
         draw_next(R); /* more buckets may be low */
     budget_maybe_done(R);
 }
@@ -1232,7 +1233,7 @@ static void draw_next(rstore_t *R)
         part_key(prefix, sizeof prefix, B->retry_part, "l:"),
         strlen(R->instance),
         (size_t)snprintf(count, sizeof count, "%u", (unsigned)DRAW_BATCH),
-        (size_t)snprintf(lease, sizeof lease, "%u", (unsigned)LEASE_MS),
+        (size_t)snprintf(lease, sizeof lease, "%u", (unsigned)R->lease_ms),
         (size_t)snprintf(seq, sizeof seq, "%llu", (unsigned long long)B->draw_retry_seq)};
     if (hb__rcluster_eval(R->control, R->s_draw, slot_of(q, lens[0]), 3, 8, argv, lens, R->replicas,
                           R->wait_ms, on_draw, R) == 0) {
@@ -1242,10 +1243,36 @@ static void draw_next(rstore_t *R)
     }
 }
 
+/* Every half lease, a draw of nothing from every partition: the expiry alone, so that a dead
+ * instance's leases end even on partitions nobody draws from. */
+static void sweep_expired(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    uint64_t now = uv_now(R->loop);
+    if (now - B->swept_ms < R->lease_ms / 2)
+        return;
+    B->swept_ms = now;
+    for (unsigned p = 0; p < PARTITIONS; p++) {
+        char q[48], c[48], z[48], prefix[48], lease[12];
+        const char *argv[] = {q, c, z, prefix, R->instance, "0", lease, "0"};
+        size_t lens[] = {part_key(q, sizeof q, p, "q"),
+                         part_key(c, sizeof c, p, "c"),
+                         part_key(z, sizeof z, p, "z"),
+                         part_key(prefix, sizeof prefix, p, "l:"),
+                         strlen(R->instance),
+                         1,
+                         (size_t)snprintf(lease, sizeof lease, "%u", (unsigned)R->lease_ms),
+                         1};
+        (void)hb__rcluster_eval(R->control, R->s_draw, slot_of(q, lens[0]), 3, 8, argv, lens, 0, 0,
+                                on_ignored, NULL);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     rstore_t *R = t->data;
     budget_t *B = &R->budget;
+    sweep_expired(R);
     bbatch_t *again = B->failed;
     B->failed = NULL;
     while (again != NULL) {
@@ -1416,6 +1443,11 @@ static int store_open(hb_store_t *st)
     ids_ask(&R->send_ids);
     ids_ask(&R->shake_ids);
     inbox_start(R);
+    /* Instances start drawing at different partitions. */
+    uint32_t h = 0;
+    for (const char *p = R->instance; *p != '\0'; p++)
+        h = h * 31 + (unsigned char)*p;
+    R->budget.draw_part = (unsigned)(hb_idmap_hash(h) % PARTITIONS);
     return 0;
 }
 
@@ -1546,6 +1578,7 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
     snprintf(R->last_id, sizeof R->last_id, "0-0");
     R->replicas = (int)o->replicas;
     R->wait_ms = o->wait_ms ? o->wait_ms : 1000;
+    R->lease_ms = o->lease_ms ? o->lease_ms : LEASE_MS;
     R->copts = (hb_rcluster_options_t){.seeds = R->seeds,
                                        .timeout_ms = o->timeout_ms,
                                        .log = group->log,

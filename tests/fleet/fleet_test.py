@@ -14,6 +14,8 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
            older connection
   ids      send-envelope ids created on all instances at once never collide
   chat     chat between users on different instances, both ways
+  budget   one shake budget: the generator on i1, users on all three, i3 SIGKILLed holding a
+           lease (its envelopes expire); hb-audit --redis balances (run last: it kills i3)
 
 Everything it starts stops by itself; traffic goes only to 127.0.0.0/8.
 """
@@ -171,7 +173,8 @@ class Instance:
         self.proc = subprocess.Popen(
             ["timeout", "--signal=KILL", "600", os.path.join(build, "examples", "hb-server"),
              "--listen", "%s:%d" % (host, self.port), "--control", "%s:%d" % (host, self.control),
-             "--redis", seeds, "--instance", name, "--threads", "1", "--nic", "off"],
+             "--redis", seeds, "--instance", name, "--threads", "1", "--nic", "off",
+             "--redis-lease", "1500"],
             stdout=self.log, stderr=subprocess.STDOUT)
         end = time.time() + DEADLINE
         while time.time() < end:
@@ -199,7 +202,22 @@ class Instance:
         assert hi - lo == 2
         self.get("/fahongbao?qps=1&sum=1&min=%d&max=%d" % (lo, hi))
 
+    def server_pid(self):
+        """hb-server's PID: the only child of the `timeout` that bounds it."""
+        with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+            return int(f.read().split()[0])
+
+    def kill(self):
+        """SIGKILL to hb-server itself, as a machine that dies: nothing reported, nothing given
+        back. (Its `timeout` then ends too, having lost its child.)"""
+        os.kill(self.server_pid(), 9)
+        self.proc.wait()
+        self.killed = True
+
     def stop(self):
+        if getattr(self, "killed", False):
+            self.log.close()
+            return 0
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -314,8 +332,69 @@ def scenario_chat(inst):
     print("chat: delivered across instances both ways: ok")
 
 
+def client(build, inst, first, count, total, qps, seconds, workdir, name):
+    """An hb-client of users first..first+count-1 of a fleet of total users shaking qps in all
+    (this process sends its users' share), on one instance, bounded."""
+    log = open(os.path.join(workdir, name + ".log"), "w")
+    return subprocess.Popen(
+        ["timeout", "--signal=KILL", str(seconds + 30), os.path.join(build, "examples", "hb-client"),
+         "--server", "%s:%d" % inst.addr(), "--min", str(first), "--max", str(first + count - 1),
+         "--total", str(total), "--qps", str(qps), "--duration", str(seconds), "--control", "off"],
+        stdout=log, stderr=subprocess.STDOUT), log
+
+
+def summary(log):
+    """The key=value summary line an hb-client prints last."""
+    with open(log.name) as f:
+        for line in f:
+            if line.startswith("summary: "):
+                return dict(kv.split("=", 1) for kv in line.split()[1:])
+    raise RuntimeError("no summary in %s" % log.name)
+
+
+def audit(build):
+    out = subprocess.run([os.path.join(build, "examples", "hb-audit"), "--json", "--redis", SEEDS],
+                         capture_output=True, timeout=120)
+    return out.returncode, out.stdout.decode(), out.stderr.decode()
+
+
+def scenario_budget(inst, build, workdir):
+    """One budget for the fleet: the generator on i1 feeds it, users on every instance shake it
+    empty, i3 is SIGKILLed holding a lease (its envelopes expire), the others stop cleanly
+    (what they hold goes back); the audit then balances, every envelope in one place."""
+    import json
+    before = json.loads(audit(build)[1])["shake"]
+    rate, seconds = 500, 6
+    inst[0].get("/yaohongbao?qps=%d&sum=%d" % (rate, rate * seconds))
+    # Users shake slower than the generator makes envelopes: every bucket holds some, i3's too.
+    clients = [client(build, i, 300 * k, 300, 900, 300, seconds + 2, workdir, "budget-c%d" % k)
+               for k, i in enumerate(inst)]
+    time.sleep(seconds / 2)
+    inst[2].kill()
+    for proc, _ in clients:
+        proc.wait()
+    received = sum(int(summary(log)["envelopes"]) for _, log in clients[:2])
+    for _, log in clients:
+        log.close()
+    # The survivors draw again after i3's lease ran out: that draw retires what it held.
+    time.sleep(2)
+    inst[0].get("/yaohongbao?qps=10&sum=1")
+    time.sleep(1)
+    rc, out, err = audit(build)
+    assert rc == 0, "hb-audit --redis: exit %d: %s %s" % (rc, out, err)
+    after = json.loads(out)["shake"]
+    d = {k: after[k] - before.get(k, 0) for k in after}
+    assert d["generated"] == rate * seconds + 1, "generated %d" % d["generated"]
+    assert d["generated"] == d["queued"] + d["leased"] + d["handed_out"] + d["expired"]
+    assert d["expired"] > 0, "i3's lease did not expire: %r" % d
+    assert received <= d["handed_out"] + d["expired"]
+    print("budget: %d generated = %d handed out + %d expired + %d queued + %d leased; "
+          "clients of i1 and i2 got %d; hb-audit balanced: ok"
+          % (d["generated"], d["handed_out"], d["expired"], d["queued"], d["leased"], received))
+
+
 SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids,
-             "chat": scenario_chat}
+             "chat": scenario_chat, "budget": scenario_budget}
 
 
 def main():
@@ -331,7 +410,10 @@ def main():
             inst.append(Instance(build, seeds, "i%d" % (k + 1), "127.0.0.%d" % (11 + k), workdir))
         for n in names:
             try:
-                SCENARIOS[n](inst)
+                if n == "budget":
+                    scenario_budget(inst, build, workdir)
+                else:
+                    SCENARIOS[n](inst)
             except Exception as e:  # noqa: BLE001 - report every scenario
                 failed += 1
                 print("%s: FAILED: %s" % (n, e))

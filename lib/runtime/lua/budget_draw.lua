@@ -6,7 +6,8 @@
 -- xa), never drawn again (an instance that was only cut off may still hand them out; it reports
 -- them, and they move from expired to handed out). Then up to count envelopes move from the
 -- queue into this instance's lease, whose deadline moves on. A retry of the same sequence number
--- (its answer was lost) returns the same envelopes. Returns the drawn "index:amount" entries.
+-- (its answer was lost) returns the same envelopes. A count of 0 is a sweep: the expiry alone.
+-- Returns the drawn "index:amount" entries.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, me = ARGV[1], ARGV[2]
@@ -24,6 +25,9 @@ for _, who in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
         redis.call('HINCRBY', KEYS[2], 'x', n)
         redis.call('HINCRBY', KEYS[2], 'xa', amount)
     end
+end
+if ARGV[3] == '0' then
+    return {} -- a sweep: expiry only, nothing drawn, no lease taken
 end
 local lease = prefix .. me
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), me)
