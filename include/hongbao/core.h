@@ -21,5 +21,6 @@
 #include "hongbao/journal.h"
 #include "hongbao/addr.h"
 #include "hongbao/query.h"
+#include "hongbao/ring.h"
 
 #endif /* HONGBAO_CORE_H */
