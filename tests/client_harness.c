@@ -2,6 +2,9 @@
 #include "client_harness.h"
 
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 uv_loop_t loop;
 uv_timer_t watch;
@@ -36,4 +39,24 @@ void loop_finish(void)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, fail_on_handle, NULL);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+int loopback_socket(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int loopback_dead_port(void)
+{
+    int port;
+    close(loopback_socket(&port));
+    return port;
 }

@@ -22,4 +22,10 @@ void fail_on_handle(uv_handle_t *h, void *arg);
 /* Close the watch timer, run the loop out, check that no handle is left, close the loop. */
 void loop_finish(void);
 
+/* A TCP socket bound to a free port of 127.0.0.1 (*port), not listening yet. */
+int loopback_socket(int *port);
+
+/* A port of 127.0.0.1 nobody listens on: bound, then let go. */
+int loopback_dead_port(void);
+
 #endif /* CLIENT_HARNESS_H */

@@ -538,15 +538,8 @@ static void fake_start(int script)
 {
     memset(&fake, 0, sizeof fake);
     fake.script = script;
-    fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fake.lfd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    fake.lfd = loopback_socket(&fake.port);
     ck_assert_int_eq(listen(fake.lfd, 16), 0);
-    ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl), 0);
-    fake.port = ntohs(sa.sin_port);
     ck_assert_int_eq(uv_thread_create(&fake.thread, fake_main, NULL), 0);
 }
 
@@ -863,20 +856,11 @@ static int three_failures(void)
 
 START_TEST(test_connect_failure_reported)
 {
-    /* A port nobody listens on: bound, then closed. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     uv_timer_init(&loop, &watch);
     hb_client_options_t co;
     hb_client_options_default(&co);
-    co.server_port = ntohs(sa.sin_port);
+    co.server_port = loopback_dead_port();
     co.min_user = co.max_user = 3;
     co.qps = 100;
     co.log = on_log;

@@ -33,6 +33,8 @@ static uint32_t nlist;
 /* Where each user should be (an index into list), and how many users. */
 static uint32_t where[MAX_USERS];
 static uint32_t nusers;
+/* Frames queued to users by online_at, each to reach the client. */
+static uint64_t probes_sent;
 
 static void on_srv_closed(hb_server_t *s)
 {
@@ -88,20 +90,6 @@ static void server_start(unsigned i)
     list_add_port(srv[i].port);
 }
 
-/* A loopback port nobody listens on (bound, then let go). */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* users 0..n-1, over the list, at qps for the fleet (n users at n/s: each sends once a second). */
 static void client_start(uint32_t n, uint64_t qps, int route, uint32_t login_timeout_ms)
 {
@@ -119,6 +107,7 @@ static void client_start(uint32_t n, uint64_t qps, int route, uint32_t login_tim
     ck_assert_int_eq(hb_client_init(&loop, &client, &co), 0);
     ck_assert_int_eq(hb_client_start(&client), 0);
     client_closed = 0;
+    probes_sent = 0;
     nusers = n;
     for (uint32_t u = 0; u < n; u++)
         where[u] = route == HB_CLIENT_ROUTE_MODULO ? u % nlist : hb_ring_pick(keys, nlist, u);
@@ -165,8 +154,6 @@ static int online_at(unsigned i, uint32_t user)
     return r == 0;
 }
 
-static uint64_t probes_sent;
-
 static int probes_arrived(void)
 {
     return client.stats.app_frames >= probes_sent;
@@ -196,6 +183,16 @@ static void expect_placement(void)
     ck_assert_uint_eq(client.stats.app_frames, probes_sent);
 }
 
+/* Servers 0, 1, 2 listed in that order, the client's users over them, all logged in. */
+static void three_servers_and_client(uint32_t users, uint64_t qps, int route)
+{
+    loop_start();
+    for (unsigned i = 0; i < NSRV; i++)
+        server_start(i);
+    client_start(users, qps, route, 0);
+    ck_assert(run_until(all_connected, 10000));
+}
+
 static uint64_t replies_goal;
 
 /* Shakes server i has seen so far. */
@@ -215,12 +212,7 @@ static int replies_reached(void)
 
 START_TEST(test_users_spread_as_the_ring_says)
 {
-    loop_start();
-    for (unsigned i = 0; i < NSRV; i++)
-        server_start(i);
-    client_start(MAX_USERS, MAX_USERS, HB_CLIENT_ROUTE_AUTO, 0);
-    probes_sent = 0;
-    ck_assert(run_until(all_connected, 10000));
+    three_servers_and_client(MAX_USERS, MAX_USERS, HB_CLIENT_ROUTE_AUTO);
     const hb_client_stats_t *st = &client.stats;
     ck_assert_uint_eq(st->connect_failures, 0);
     ck_assert_uint_eq(st->failovers, 0);
@@ -246,12 +238,7 @@ static int failed_over(void)
 
 START_TEST(test_stopped_server_users_go_to_their_next)
 {
-    loop_start();
-    for (unsigned i = 0; i < NSRV; i++)
-        server_start(i);
-    client_start(MAX_USERS, MAX_USERS, HB_CLIENT_ROUTE_AUTO, 0);
-    probes_sent = 0;
-    ck_assert(run_until(all_connected, 10000));
+    three_servers_and_client(MAX_USERS, MAX_USERS, HB_CLIENT_ROUTE_AUTO);
     replies_goal = MAX_USERS / 2;
     ck_assert(run_until(replies_reached, 10000)); /* mid-run: shaking */
     moved = 0;
@@ -293,7 +280,7 @@ START_TEST(test_dead_entry_users_go_to_their_next)
 {
     loop_start();
     server_start(0);
-    list_add_port(dead_port()); /* entry 1: nobody listens */
+    list_add_port(loopback_dead_port()); /* entry 1: nobody listens */
     hb_server_options_t so;
     hb_server_options_default(&so);
     so.listen_port = 0;
@@ -312,7 +299,6 @@ START_TEST(test_dead_entry_users_go_to_their_next)
             orphans++;
         }
     ck_assert_uint_gt(orphans, 0);
-    probes_sent = 0;
     ck_assert(run_until(all_connected, 10000));
     const hb_client_stats_t *st = &client.stats;
     ck_assert_uint_eq(st->failovers, orphans);
@@ -403,23 +389,23 @@ static void peer_stop(peer_t *p)
 /* A listener that never accepts: the kernel completes the handshake, the login goes unread. */
 static int silent_start(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int port, fd = loopback_socket(&port);
     ck_assert_int_eq(listen(fd, 128), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    list_add_port(ntohs(sa.sin_port));
+    list_add_port(port);
     return fd;
 }
 
-static uint32_t users_not_on_0(void)
+/* With server 0 the only real one of the list: start the client, expect every user there in the
+ * end, and return how many have another first choice (the users that must fail over). */
+static uint32_t client_start_all_on_0(uint32_t login_timeout_ms)
 {
+    client_start(100, 100, HB_CLIENT_ROUTE_AUTO, login_timeout_ms);
     uint32_t n = 0;
-    for (uint32_t u = 0; u < nusers; u++)
+    for (uint32_t u = 0; u < nusers; u++) {
         n += where[u] != 0;
+        where[u] = 0;
+    }
+    ck_assert_uint_gt(n, 0);
     return n;
 }
 
@@ -428,12 +414,7 @@ START_TEST(test_peer_that_resets)
     loop_start();
     server_start(0);
     peer_start(&peers[0], PEER_RESET);
-    client_start(100, 100, HB_CLIENT_ROUTE_AUTO, 0);
-    uint32_t orphans = users_not_on_0();
-    ck_assert_uint_gt(orphans, 0);
-    for (uint32_t u = 0; u < nusers; u++)
-        where[u] = 0;
-    probes_sent = 0;
+    uint32_t orphans = client_start_all_on_0(0);
     ck_assert(run_until(all_connected, 10000));
     const hb_client_stats_t *st = &client.stats;
     ck_assert_int_ge(peers[0].accepted, (int)orphans); /* they did try it first */
@@ -455,12 +436,7 @@ START_TEST(test_peers_that_never_answer_the_login)
     int silent = silent_start();
     peer_start(&peers[1], PEER_PARTIAL);
     uint64_t t0 = uv_now(&loop);
-    client_start(100, 100, HB_CLIENT_ROUTE_AUTO, 300);
-    uint32_t orphans = users_not_on_0();
-    ck_assert_uint_gt(orphans, 0);
-    for (uint32_t u = 0; u < nusers; u++)
-        where[u] = 0;
-    probes_sent = 0;
+    uint32_t orphans = client_start_all_on_0(300);
     ck_assert(run_until(all_connected, 10000));
     const hb_client_stats_t *st = &client.stats;
     ck_assert_int_ge(peers[1].accepted, 1);
@@ -486,12 +462,7 @@ static int reconnecting(void)
 
 START_TEST(test_modulo_route_keeps_users_in_place)
 {
-    loop_start();
-    for (unsigned i = 0; i < NSRV; i++)
-        server_start(i);
-    client_start(90, 0, HB_CLIENT_ROUTE_MODULO, 0);
-    probes_sent = 0;
-    ck_assert(run_until(all_connected, 10000));
+    three_servers_and_client(90, 0, HB_CLIENT_ROUTE_MODULO);
     expect_placement(); /* user u on server u % 3 */
     hb_server_close(&srv[1], on_srv_closed);
     ck_assert(run_until(reconnecting, 10000));
@@ -554,7 +525,7 @@ START_TEST(test_init_checks_the_server_list)
     init_closes(&o);
     /* The port range as before: 3 ports from server_port (never started: nothing is sent). */
     hb_client_options_default(&o);
-    o.server_port = dead_port();
+    o.server_port = loopback_dead_port();
     o.nservers = 3;
     init_closes(&o);
     o.server_port = 65534;

@@ -9,6 +9,7 @@
 # Usage: tests/cli/servers.sh BUILD_DIR
 set -uo pipefail
 bin=$(cd "${1:?usage: servers.sh BUILD_DIR}" && pwd)/examples
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/hb-servers-XXXXXX)
 users=300
 pids=()
@@ -29,15 +30,8 @@ fail() {
     exit 1
 }
 
-# wait_for SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds; 1 when time runs out.
-wait_for() {
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
+# wait_for SECONDS COMMAND...
+. "$here/../wait_for.sh"
 
 # ---- usage errors ----
 expect_usage() {
