@@ -310,9 +310,10 @@ START_TEST(test_dead_entry_users_go_to_their_next)
 }
 END_TEST
 
-/* ---- misbehaving peers: reset at once, never answer, stall inside the login reply ---- */
+/* ---- misbehaving peers: reset or close at once, never answer, stall inside the login reply ----
+ */
 
-enum { PEER_RESET, PEER_PARTIAL };
+enum { PEER_RESET, PEER_CLOSE, PEER_PARTIAL };
 
 typedef struct peer {
     uv_tcp_t listener;
@@ -322,7 +323,7 @@ typedef struct peer {
     int nconns;
 } peer_t;
 
-static peer_t peers[2];
+static peer_t peers[3];
 
 static void on_peer_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
@@ -359,6 +360,8 @@ static void on_peer_conn(uv_stream_t *l, int status)
     p->accepted++;
     if (p->mode == PEER_RESET)
         ck_assert_int_eq(uv_tcp_close_reset(c, NULL), 0);
+    else if (p->mode == PEER_CLOSE)
+        uv_close((uv_handle_t *)c, NULL);
     else
         ck_assert_int_eq(uv_read_start((uv_stream_t *)c, on_peer_alloc, on_peer_read), 0);
 }
@@ -409,15 +412,17 @@ static uint32_t client_start_all_on_0(uint32_t login_timeout_ms)
     return n;
 }
 
-START_TEST(test_peer_that_resets)
+START_TEST(test_peers_that_reset_or_close)
 {
     loop_start();
     server_start(0);
     peer_start(&peers[0], PEER_RESET);
+    peer_start(&peers[2], PEER_CLOSE);
     uint32_t orphans = client_start_all_on_0(0);
     ck_assert(run_until(all_connected, 10000));
     const hb_client_stats_t *st = &client.stats;
-    ck_assert_int_ge(peers[0].accepted, (int)orphans); /* they did try it first */
+    /* they did try them first */
+    ck_assert_int_ge(peers[0].accepted + peers[2].accepted, (int)orphans);
     ck_assert_uint_eq(st->failovers, orphans);
     ck_assert_uint_ge(st->connect_failures, orphans);
     int e = st->last_connect_error;
@@ -425,6 +430,7 @@ START_TEST(test_peer_that_resets)
                   hb_err_name(e));
     expect_placement();
     peer_stop(&peers[0]);
+    peer_stop(&peers[2]);
     stop_all();
 }
 END_TEST
@@ -543,7 +549,7 @@ static Suite *fleet_suite(void)
     tcase_add_test(tc, test_users_spread_as_the_ring_says);
     tcase_add_test(tc, test_stopped_server_users_go_to_their_next);
     tcase_add_test(tc, test_dead_entry_users_go_to_their_next);
-    tcase_add_test(tc, test_peer_that_resets);
+    tcase_add_test(tc, test_peers_that_reset_or_close);
     tcase_add_test(tc, test_peers_that_never_answer_the_login);
     tcase_add_test(tc, test_modulo_route_keeps_users_in_place);
     suite_add_tcase(s, tc);
