@@ -159,9 +159,11 @@ typedef struct hb_client_stats {
     uint64_t claims;           /* envelopes claimed (a claim sent again is not counted here) */
     uint64_t claims_granted;   /* envelopes whose share was received: each counted once */
     uint64_t claimed_amount;   /* their sum (cents) */
-    uint64_t bad_frames;    /* malformed or unexpected frames from the server (connection reset) */
-    int last_connect_error; /* the error of the latest failed connect (UV_ECONNREFUSED...), or 0 */
-    uint64_t claims_repeat; /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
+    uint64_t bad_frames; /* malformed or unexpected frames from the server (connection reset) */
+    /* the error of the latest failed connect or login, or 0: UV_ECONNREFUSED, UV_ECONNRESET,
+     * UV_EOF (closed before the login reply), UV_ETIMEDOUT (past login_timeout_ms)... */
+    int last_connect_error;
+    uint64_t claims_repeat;    /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
     uint64_t claims_try_again; /* HB_CLAIM_TRY_AGAIN replies (asked again after a back-off) */
     uint64_t claims_retried;   /* claims sent again: after a reconnect, or after TRY_AGAIN */
     uint64_t claims_refused;   /* final answers without a share (not a recipient, no envelope) */
