@@ -2,8 +2,9 @@
  * (their workers in their own threads), a client given their addresses as a list, and scripted
  * peers that reset or never answer. Users land where the ring (hongbao/ring.h) says, each server
  * holding exactly its users; a server that stops sends its users, and only them, to their next
- * server, where they log in and shake on; a dead or misbehaving entry in the list sends its users
- * to their next choice from the start; the modulo route keeps users where they are. */
+ * server, where they log in and shake on; IPv4 and IPv6 servers mix in one list; a dead or
+ * misbehaving entry in the list sends its users to their next choice from the start; the modulo
+ * route keeps users where they are. */
 #include <check.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -73,11 +74,13 @@ static void list_add_port(int port)
     list_add(name);
 }
 
-/* Start server i on a free loopback port and list it (in that order). */
-static void server_start(unsigned i)
+/* Start server i on a free port of host (an IPv4 or IPv6 loopback address) and list it as entry i,
+ * by the name the ring knows it by ("[::1]:PORT" for IPv6). */
+static void server_start_on(unsigned i, const char *host)
 {
     hb_server_options_t so;
     hb_server_options_default(&so);
+    so.listen_host = host;
     so.listen_port = 0;
     so.threads = 1;
     so.sets = 2;
@@ -87,7 +90,14 @@ static void server_start(unsigned i)
     ck_assert_int_eq(hb_server_start(&srv[i]), 0);
     srv_up[i] = 1;
     ck_assert_uint_eq(nlist, i);
-    list_add_port(srv[i].port);
+    char name[64];
+    snprintf(name, sizeof name, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, srv[i].port);
+    list_add(name);
+}
+
+static void server_start(unsigned i)
+{
+    server_start_on(i, "127.0.0.1");
 }
 
 /* users 0..n-1, over the list, at qps for the fleet (n users at n/s: each sends once a second). */
@@ -274,6 +284,23 @@ START_TEST(test_stopped_server_users_go_to_their_next)
 }
 END_TEST
 
+/* ---- IPv4 and IPv6 servers in one list ---- */
+
+START_TEST(test_ipv4_and_ipv6_servers)
+{
+    loop_start();
+    server_start(0);
+    server_start_on(1, "::1");
+    client_start(200, 200, HB_CLIENT_ROUTE_AUTO, 0);
+    ck_assert(run_until(all_connected, 10000));
+    ck_assert_uint_eq(client.stats.connect_failures, 0);
+    ck_assert_uint_eq(client.stats.failovers, 0);
+    expect_placement(); /* the ring knows the IPv6 server as "[::1]:PORT" */
+    ck_assert_uint_gt(hb_server_users_online(&srv[1]), 0);
+    stop_all();
+}
+END_TEST
+
 /* ---- a dead entry in the list from the start ---- */
 
 START_TEST(test_dead_entry_users_go_to_their_next)
@@ -281,16 +308,7 @@ START_TEST(test_dead_entry_users_go_to_their_next)
     loop_start();
     server_start(0);
     list_add_port(loopback_dead_port()); /* entry 1: nobody listens */
-    hb_server_options_t so;
-    hb_server_options_default(&so);
-    so.listen_port = 0;
-    so.threads = 1;
-    so.sets = 2;
-    so.nic = "";
-    ck_assert_int_eq(hb_server_init(&loop, &srv[2], &so), 0);
-    ck_assert_int_eq(hb_server_start(&srv[2]), 0);
-    srv_up[2] = 1;
-    list_add_port(srv[2].port);
+    server_start(2);
     client_start(300, 300, HB_CLIENT_ROUTE_AUTO, 0);
     uint32_t orphans = 0;
     for (uint32_t u = 0; u < nusers; u++)
@@ -548,6 +566,7 @@ static Suite *fleet_suite(void)
     tcase_add_test(tc, test_init_checks_the_server_list);
     tcase_add_test(tc, test_users_spread_as_the_ring_says);
     tcase_add_test(tc, test_stopped_server_users_go_to_their_next);
+    tcase_add_test(tc, test_ipv4_and_ipv6_servers);
     tcase_add_test(tc, test_dead_entry_users_go_to_their_next);
     tcase_add_test(tc, test_peers_that_reset_or_close);
     tcase_add_test(tc, test_peers_that_never_answer_the_login);
