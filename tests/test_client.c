@@ -14,32 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_harness.h"
 #include "hongbao.h"
 
-static uv_loop_t loop;
 static hb_server_t server;
 static hb_client_t client;
-static uv_timer_t watch;
-static int (*done_when)(void);
 static int server_closed, client_closed;
-
-static void on_watch(uv_timer_t *t)
-{
-    if (done_when())
-        uv_stop(t->loop);
-}
-
-/* Run the loop until cond() holds (checked every 5 ms) or timeout_ms passes; returns cond(). */
-static int run_until(int (*cond)(void), uint64_t timeout_ms)
-{
-    done_when = cond;
-    uint64_t end = uv_now(&loop) + timeout_ms;
-    uv_timer_start(&watch, on_watch, 5, 5);
-    while (!cond() && uv_now(&loop) < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_timer_stop(&watch);
-    return cond();
-}
 
 static int reference_claims;   /* the next start's clients claim with the reference command */
 static uint32_t send_coalesce; /* and wake up to send at most every so many microseconds */
@@ -88,12 +68,6 @@ static void on_server_closed(hb_server_t *s)
 static int both_closed(void)
 {
     return client_closed && server_closed;
-}
-
-static void fail_on_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    ck_abort_msg("handle of type %s left open", uv_handle_type_name(h->type));
 }
 
 static int client_is_closed(void)
@@ -564,15 +538,8 @@ static void fake_start(int script)
 {
     memset(&fake, 0, sizeof fake);
     fake.script = script;
-    fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fake.lfd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    fake.lfd = loopback_socket(&fake.port);
     ck_assert_int_eq(listen(fake.lfd, 16), 0);
-    ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl), 0);
-    fake.port = ntohs(sa.sin_port);
     ck_assert_int_eq(uv_thread_create(&fake.thread, fake_main, NULL), 0);
 }
 
@@ -625,10 +592,7 @@ static void fake_client_start(void)
 static void fake_client_stop(void)
 {
     stop_client();
-    uv_close((uv_handle_t *)&watch, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_walk(&loop, fail_on_handle, NULL);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    loop_finish();
     fake_stop();
 }
 
@@ -892,20 +856,11 @@ static int three_failures(void)
 
 START_TEST(test_connect_failure_reported)
 {
-    /* A port nobody listens on: bound, then closed. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     uv_timer_init(&loop, &watch);
     hb_client_options_t co;
     hb_client_options_default(&co);
-    co.server_port = ntohs(sa.sin_port);
+    co.server_port = loopback_dead_port();
     co.min_user = co.max_user = 3;
     co.qps = 100;
     co.log = on_log;
@@ -924,10 +879,7 @@ START_TEST(test_connect_failure_reported)
     ck_assert_int_le(log_lines, (int)(elapsed / 1000) + 1);
     ck_assert_ptr_nonnull(strstr(log_first, "ECONNREFUSED"));
     stop_client();
-    uv_close((uv_handle_t *)&watch, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_walk(&loop, fail_on_handle, NULL);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    loop_finish();
 }
 END_TEST
 
@@ -989,10 +941,7 @@ START_TEST(test_close_callback_reads_and_frees)
     ck_assert_int_eq(lt_calls, 2);
     ck_assert_uint_eq(lt_connects, 3);
     ck_assert_uint_eq(lt_opened, 3);
-    uv_close((uv_handle_t *)&watch, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_walk(&loop, fail_on_handle, NULL);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    loop_finish();
     fake_stop();
 }
 END_TEST

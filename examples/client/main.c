@@ -28,6 +28,9 @@ typedef struct config {
     char monitor_host[64];
     int monitor_port;
     char source_text[HB_CLIENT_MAX_SOURCES][64];
+    /* --servers A:P,B:P,...: the list's entries as given (checked with hb_addr_parse) */
+    char server_text[HB_CLIENT_MAX_SERVERS][HB_ADDR_HOST_SIZE + 8];
+    const char *server_list[HB_CLIENT_MAX_SERVERS];
     unsigned procs;
     uint64_t duration_s;       /* 0: until a signal */
     const char *claims_log;    /* write every claim reply here (worker i: FILE.i) */
@@ -96,7 +99,13 @@ static void usage(FILE *out)
         "                         (worker i writes FILE.i)\n"
         "  --closed K             closed loop: every user keeps K shakes (1..8) outstanding,\n"
         "                         sending the next as each reply comes; --qps is unused\n"
-        "  --servers HOST:P1-PN   servers on ports P1..PN: user u connects to P1 + u mod N\n"
+        "  --servers HOST:P1-PN   servers on ports P1..PN: user u connects to P1 + u mod N,\n"
+        "                         always the same one (separate services)\n"
+        "  --servers A:P,B:P,...  servers by address (IPv4, or [IPv6]:P), one service: each user\n"
+        "                         goes to the one consistent hashing gives it, the same in every\n"
+        "                         process; when its server fails it, to its next one\n"
+        "  --login-timeout MS     a connect and its login must be done within MS (default\n"
+        "                         10000): past it the user tries again (its next server)\n"
         "  --send-coalesce US     wake up to send at most every US microseconds, sending what is\n"
         "                         due together (default 0: every send at its own microsecond)\n"
         "  --help, --version\n",
@@ -137,6 +146,50 @@ bad:
     return -1;
 }
 
+/* A:P,B:P,...: servers by address, routed by consistent hashing (the library's default for a
+ * list). Each entry is checked here, so that a mistake is named before any worker starts. */
+static int parse_server_list(const char *flag, const char *text)
+{
+    unsigned n = 0;
+    for (const char *p = text;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char host[HB_ADDR_HOST_SIZE];
+        int port;
+        if (n == HB_CLIENT_MAX_SERVERS) {
+            fprintf(stderr, "%s: %s: more than %d servers\n", prog, flag, HB_CLIENT_MAX_SERVERS);
+            return -1;
+        }
+        if (len >= sizeof cfg.server_text[n]) {
+            fprintf(stderr, "%s: %s: '%.*s' is not HOST:PORT\n", prog, flag, (int)len, p);
+            return -1;
+        }
+        memcpy(cfg.server_text[n], p, len);
+        cfg.server_text[n][len] = '\0';
+        if (cli_endpoint(prog, flag, cfg.server_text[n], host, sizeof host, &port, 0) != 0)
+            return -1;
+        for (unsigned i = 0; i < n; i++) {
+            char h[HB_ADDR_HOST_SIZE];
+            int pt;
+            if (hb_addr_parse(cfg.server_text[i], h, sizeof h, &pt) == 0 && pt == port &&
+                strcmp(h, host) == 0) {
+                fprintf(stderr, "%s: %s: %s is listed twice\n", prog, flag, cfg.server_text[n]);
+                return -1;
+            }
+        }
+        if (n == 0)
+            snprintf(cfg.server_host, sizeof cfg.server_host, "%s", host); /* for --nic */
+        cfg.server_list[n] = cfg.server_text[n];
+        n++;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    cfg.copts.servers = cfg.server_list;
+    cfg.copts.nservers = n;
+    return 0;
+}
+
 /* HOST:P1-PN: N servers on consecutive ports. */
 static int parse_servers(const char *flag, const char *text)
 {
@@ -156,6 +209,7 @@ static int parse_servers(const char *flag, const char *text)
     if (dash && cli_u64(prog, flag, dash + 1, (uint64_t)cfg.copts.server_port, 65535, &last) != 0)
         return -1;
     cfg.copts.nservers = (uint32_t)(last - (uint64_t)cfg.copts.server_port + 1);
+    cfg.copts.servers = NULL;
     return 0;
 }
 
@@ -193,6 +247,8 @@ static int parse_args(int argc, char **argv)
         if (strcmp(a, "--server") == 0) {
             r = cli_endpoint(prog, a, val, cfg.server_host, sizeof cfg.server_host,
                              &cfg.copts.server_port, 0);
+            cfg.copts.servers = NULL;
+            cfg.copts.nservers = 0;
         } else if (strcmp(a, "--min") == 0) {
             r = cli_u64(prog, a, val, 0, UINT32_MAX, &min);
         } else if (strcmp(a, "--max") == 0) {
@@ -233,7 +289,10 @@ static int parse_args(int argc, char **argv)
             if ((r = cli_u64(prog, a, val, 1, HB_CLIENT_MAX_CLOSED, &v)) == 0)
                 cfg.copts.closed = (uint32_t)v;
         } else if (strcmp(a, "--servers") == 0) {
-            r = parse_servers(a, val);
+            r = strchr(val, ',') != NULL ? parse_server_list(a, val) : parse_servers(a, val);
+        } else if (strcmp(a, "--login-timeout") == 0) {
+            if ((r = cli_u64(prog, a, val, 1, 3600000, &v)) == 0)
+                cfg.copts.login_timeout_ms = (uint32_t)v;
         } else if (strcmp(a, "--send-coalesce") == 0) {
             if ((r = cli_u64(prog, a, val, 0, 1000000, &v)) == 0)
                 cfg.copts.send_coalesce_us = (uint32_t)v;
@@ -391,6 +450,12 @@ static void log_claim(void *arg, uint32_t user, uint32_t envelope_id, uint32_t a
     fprintf(arg, "%u %u %u %s\n", envelope_id, user, amount, claim_result_name(result));
 }
 
+/* The client's log lines (a failed connect and why, at most one a second), on stderr. */
+static void log_line(void *arg, const char *line)
+{
+    fprintf(stderr, "%s: worker %u: %s\n", prog, *(const unsigned *)arg, line);
+}
+
 static int worker_main(unsigned index, uint32_t min, uint32_t max)
 {
     worker_t w;
@@ -400,6 +465,8 @@ static int worker_main(unsigned index, uint32_t min, uint32_t max)
     hb_client_options_t o = cfg.copts;
     o.min_user = min;
     o.max_user = max;
+    o.log = log_line;
+    o.log_arg = &index;
     FILE *claims = NULL;
     if (cfg.claims_log != NULL) {
         char path[4096];
@@ -659,7 +726,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
         "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,"
         "\"envelopes\":%llu,\"amount\":%llu,\"claims\":%llu,\"claims_granted\":%llu,"
         "\"claimed_amount\":%llu,\"claims_repeat\":%llu,\"claims_try_again\":%llu,"
-        "\"claims_retried\":%llu,\"claims_refused\":%llu,"
+        "\"claims_retried\":%llu,\"claims_refused\":%llu,\"connects\":%llu,"
+        "\"connect_failures\":%llu,\"disconnects\":%llu,\"reconnects\":%llu,\"failovers\":%llu,"
         "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
         (unsigned long long)st.users, (unsigned long long)st.connected,
         (unsigned long long)atomic_load(&shm->qps), (unsigned long long)st.shakes,
@@ -667,7 +735,10 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
         (unsigned long long)st.claims, (unsigned long long)st.claims_granted,
         (unsigned long long)st.claimed_amount, (unsigned long long)st.claims_repeat,
         (unsigned long long)st.claims_try_again, (unsigned long long)st.claims_retried,
-        (unsigned long long)st.claims_refused, (unsigned long long)hb_hist_percentile(&shake, 50),
+        (unsigned long long)st.claims_refused, (unsigned long long)st.connects,
+        (unsigned long long)st.connect_failures, (unsigned long long)st.disconnects,
+        (unsigned long long)st.reconnects, (unsigned long long)st.failovers,
+        (unsigned long long)hb_hist_percentile(&shake, 50),
         (unsigned long long)hb_hist_percentile(&shake, 99), (unsigned long long)shake.max);
     hb_http_respond(res, 200, "application/json", buf, (size_t)n);
 }
@@ -701,6 +772,8 @@ static void print_summary(void)
            (unsigned long long)st.users, (unsigned long long)st.connected_peak,
            (unsigned long long)st.connects, (unsigned long long)st.connect_failures,
            (unsigned long long)st.disconnects);
+    printf("  reconnects        %llu, of which to another server (failovers) %llu\n",
+           (unsigned long long)st.reconnects, (unsigned long long)st.failovers);
     printf("  shakes sent       %llu (missed: %llu)\n", (unsigned long long)st.shakes,
            (unsigned long long)st.missed);
     printf("  replies           got %llu, none %llu, all taken %llu, overload %llu\n",
@@ -726,7 +799,8 @@ static void print_summary(void)
            "p99_us=%llu p999_us=%llu max_us=%llu p90_us=%llu svc_p50_us=%llu svc_p99_us=%llu "
            "claim_p50_us=%llu claim_p99_us=%llu missed=%llu notices=%llu cpu_s=%.3f "
            "cpu_us_per_req=%.2f phase_p50_us=%s claims_repeat=%llu claims_try_again=%llu "
-           "claims_retried=%llu claims_refused=%llu\n",
+           "claims_retried=%llu claims_refused=%llu connect_failures=%llu disconnects=%llu "
+           "reconnects=%llu failovers=%llu\n",
            (unsigned long long)st.users, (unsigned long long)st.connected_peak,
            (unsigned long long)st.shakes, (unsigned long long)st.replies[0],
            (unsigned long long)st.replies[1], (unsigned long long)st.replies[3],
@@ -743,7 +817,9 @@ static void print_summary(void)
            (unsigned long long)hb_hist_percentile(&claim, 99), (unsigned long long)st.missed,
            (unsigned long long)st.notices, cpu_us / 1e6, cpu_per_req, phases,
            (unsigned long long)st.claims_repeat, (unsigned long long)st.claims_try_again,
-           (unsigned long long)st.claims_retried, (unsigned long long)st.claims_refused);
+           (unsigned long long)st.claims_retried, (unsigned long long)st.claims_refused,
+           (unsigned long long)st.connect_failures, (unsigned long long)st.disconnects,
+           (unsigned long long)st.reconnects, (unsigned long long)st.failovers);
 }
 
 /* The interface the workers count (cfg.nic_name): --nic, or the one that reaches the server.
@@ -864,6 +940,10 @@ int main(int argc, char **argv)
     printf("%s: users %u..%u of %llu at %llu shakes/s for the fleet, %u process%s\n", prog,
            cfg.copts.min_user, cfg.copts.max_user, (unsigned long long)cfg.copts.total_users,
            (unsigned long long)cfg.copts.qps, cfg.procs, cfg.procs == 1 ? "" : "es");
+    if (cfg.copts.nservers > 1)
+        printf("%s: %u servers, users %s\n", prog, cfg.copts.nservers,
+               cfg.copts.servers != NULL ? "by consistent hashing, failing over to their next"
+                                         : "by modulo of their port range");
     if (cfg.nic_name[0] != '\0')
         printf("%s: counting network interface %s\n", prog, cfg.nic_name);
     fflush(stdout);

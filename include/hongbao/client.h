@@ -1,4 +1,5 @@
-/* The load-generating client runtime: simulated users, one TCP connection each, logging in and
+/* The load-generating client runtime: simulated users, one TCP connection each (to one of several
+ * servers, by modulo or by consistent hashing with failover), logging in and
  * shaking (or sending an application's own request) on the modulo schedule (hongbao/sched.h),
  * claiming the send-envelopes they are told of until each claim has a final answer, with latency
  * measured from each request's intended send time, to the microsecond. One loop, one thread: run
@@ -32,6 +33,25 @@ extern "C" {
 #define HB_CLIENT_PHASES      10 /* 100 ms phases of a second (phase_latency) */
 #define HB_CLIENT_MAX_CLOSED  8  /* most shakes outstanding per user in the closed loop */
 
+/* The most servers in hb_client_options_t.servers. */
+#define HB_CLIENT_MAX_SERVERS 1024
+
+/* How users are spread over several servers (hb_client_options_t.route); docs/client.md, "Many
+ * servers". */
+#define HB_CLIENT_ROUTE_AUTO 0 /* modulo for the port range, hashing for the list (servers) */
+/* User u connects to server u mod n, always: a lost connection is made again to the same server.
+ * For servers that are separate services (each its own users), as in the million-user
+ * benchmark. */
+#define HB_CLIENT_ROUTE_MODULO 1
+/* Rendezvous hashing (hongbao/ring.h) over the servers' addresses: a user's server depends only on
+ * the user and the set of addresses, the same in every process, and adding a server moves about
+ * 1/n of the users. When a user's connect or login fails, or its connection is closed or reset, it
+ * connects to its next server in its hash order (after the back-off), logs in there and goes on
+ * with its schedule and its claims; it stays there while that connection lasts, even once its
+ * first choice is back (no second move, no probing), and after the last server of its order comes
+ * its first again. For servers that are one service. */
+#define HB_CLIENT_ROUTE_HASH 2
+
 typedef struct hb_client_options {
     const char *server_host; /* an IP literal; default "127.0.0.1" */
     int server_port;         /* default 1025 */
@@ -62,9 +82,20 @@ typedef struct hb_client_options {
      * logged in (a user who reconnects later restarts at once). 0 (the default): the scheduled
      * open loop. */
     uint32_t closed;
-    /* Servers on consecutive ports server_port .. server_port + nservers - 1 of server_host: user u
-     * connects to server_port + u % nservers. 0 or 1: the one server. */
+    /* Servers on consecutive ports server_port .. server_port + nservers - 1 of server_host when
+     * servers is NULL (0 or 1: the one server), or the length of the list servers. */
     uint32_t nservers;
+    /* Several servers by address: servers[0 .. nservers - 1], each "HOST:PORT" as hb_addr_parse
+     * takes it (an IPv4 or IPv6 literal, "[::1]:1025"), at most HB_CLIENT_MAX_SERVERS, no address
+     * twice; copied by init. server_host and server_port are then unused. NULL: the port range. */
+    const char *const *servers;
+    /* HB_CLIENT_ROUTE_*: how users are spread over several servers. AUTO (0, the default): modulo
+     * for the port range, as the million-user benchmark expects, hashing for the list. */
+    int route;
+    /* A connect and its login must be done within this many milliseconds: past it the attempt is
+     * a failed connect (UV_ETIMEDOUT; a server that accepts and never answers, or a lost SYN) and
+     * is made again after the back-off (to the next server when hashing). 0 = 10,000. */
+    uint32_t login_timeout_ms;
     /* Log lines (one line, no trailing newline, valid during the call), on the loop thread: a
      * failed connect says why (its error), at most one line a second with how many failed since
      * the last. NULL: nothing is logged (stats.connect_failures and last_connect_error still
@@ -115,7 +146,9 @@ typedef struct hb_client_stats {
     uint64_t connected;        /* connected and logged in now */
     uint64_t connected_peak;   /* the most connected at once */
     uint64_t connects;         /* successful logins so far */
-    uint64_t connect_failures; /* failed connects or logins (retried with back-off) */
+    uint64_t connect_failures; /* failed connects or logins (retried with back-off): refused,
+                                  reset or closed before the login reply, or past
+                                  login_timeout_ms */
     uint64_t disconnects;      /* connections lost after login (reconnected) */
     uint64_t shakes;           /* shake requests sent */
     uint64_t missed;           /* scheduled shakes not sent: too many outstanding */
@@ -126,9 +159,11 @@ typedef struct hb_client_stats {
     uint64_t claims;           /* envelopes claimed (a claim sent again is not counted here) */
     uint64_t claims_granted;   /* envelopes whose share was received: each counted once */
     uint64_t claimed_amount;   /* their sum (cents) */
-    uint64_t bad_frames;    /* malformed or unexpected frames from the server (connection reset) */
-    int last_connect_error; /* the error of the latest failed connect (UV_ECONNREFUSED...), or 0 */
-    uint64_t claims_repeat; /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
+    uint64_t bad_frames; /* malformed or unexpected frames from the server (connection reset) */
+    /* the error of the latest failed connect or login, or 0: UV_ECONNREFUSED, UV_ECONNRESET,
+     * UV_EOF (closed before the login reply), UV_ETIMEDOUT (past login_timeout_ms)... */
+    int last_connect_error;
+    uint64_t claims_repeat;    /* HB_CLAIM_REPEAT replies: a grant learnt on a later try */
     uint64_t claims_try_again; /* HB_CLAIM_TRY_AGAIN replies (asked again after a back-off) */
     uint64_t claims_retried;   /* claims sent again: after a reconnect, or after TRY_AGAIN */
     uint64_t claims_refused;   /* final answers without a share (not a recipient, no envelope) */
@@ -138,6 +173,12 @@ typedef struct hb_client_stats {
     /* Times the loop woke up to send: at most one a send (sends due together share one) and one a
      * rate change, none while nothing is due; the loop sleeps between sends rather than ticking. */
     uint64_t send_wakeups;
+    /* Logins after a user's first one: users back after a lost connection or failed attempts, on
+     * the same server or another. */
+    uint64_t reconnects;
+    /* Logins on another server than the user's previous login (its first login: than its first
+     * choice), with HB_CLIENT_ROUTE_HASH: the users that moved because a server failed them. */
+    uint64_t failovers;
 } hb_client_stats_t;
 
 typedef struct hb_client hb_client_t;
@@ -173,12 +214,13 @@ struct hb_client {
     struct hb_client_impl *impl;
 };
 
-/* Prepare a client on loop. opts is copied (source strings too). Once this returned 0,
+/* Prepare a client on loop. opts is copied (source and server strings too). Once this returned 0,
  * hb_client_close must be called (started or not): it frees what init allocated. Returns 0,
  * UV_EINVAL (bad addresses, max_user < min_user, total_users <= max_user or above 2^32, qps above
- * 2^32, closed above HB_CLIENT_MAX_CLOSED, server ports past 65535, app_cmd or app_reply_cmd
- * outside the application range), UV_ENOMEM, or the error of creating the send timer (UV_EMFILE,
- * ...); on error nothing needs closing. */
+ * 2^32, closed above HB_CLIENT_MAX_CLOSED, server ports past 65535, a servers list that is empty,
+ * longer than HB_CLIENT_MAX_SERVERS, names an address twice or one of another family than the
+ * sources, an unknown route, app_cmd or app_reply_cmd outside the application range), UV_ENOMEM,
+ * or the error of creating the send timer (UV_EMFILE, ...); on error nothing needs closing. */
 HB_EXTERN int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts);
 
 /* Start connecting the users (at the bounded rate) and sending on the schedule: the process walks

@@ -22,5 +22,6 @@
 #include "hongbao/fleet.h"
 #include "hongbao/addr.h"
 #include "hongbao/query.h"
+#include "hongbao/ring.h"
 
 #endif /* HONGBAO_CORE_H */

@@ -2,6 +2,8 @@
  * (an 8-byte header, then the value), growth by doubling, backward-shift deletion. */
 #include "hongbao/idmap.h"
 
+#include "hb_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +39,7 @@ static size_t load_limit(size_t capacity)
 /* splitmix64's finaliser (see hb_idmap_hash). */
 static uint64_t mix(uint32_t key)
 {
-    uint64_t x = (uint64_t)key + UINT64_C(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return x ^ (x >> 31);
+    return hb__mix64((uint64_t)key + UINT64_C(0x9E3779B97F4A7C15));
 }
 
 static struct slot_header *slot_at(const hb_idmap_t *m, size_t i)

@@ -3,6 +3,8 @@
 #define HB_INTERNAL_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "hongbao/common.h"
 
@@ -18,5 +20,29 @@ void hb__vlogf(hb_log_cb log, void *arg, const char *fmt, va_list ap) HB_PRINTF(
 
 /* The same with the arguments inline. */
 void hb__vlogf_line(hb_log_cb log, void *arg, const char *fmt, ...) HB_PRINTF(3, 4);
+
+/* splitmix64's finaliser: every bit of x moves every bit of the result (a bijection), so inputs of
+ * any pattern come out as random ones would. The id map's mixing hash, the seeding of rand and the
+ * weights of the ring are made of it. */
+static inline uint64_t hb__mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return x ^ (x >> 31);
+}
+
+/* FNV-1a (64 bits) of n bytes at p, going on from h: start from HB__FNV_OFFSET. Cheap and stable
+ * (the same in every process and version), weak in its last bytes: mix it before using its low
+ * bits. */
+#define HB__FNV_OFFSET UINT64_C(14695981039346656037)
+static inline uint64_t hb__fnv1a64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= UINT64_C(1099511628211);
+    }
+    return h;
+}
 
 #endif /* HB_INTERNAL_H */

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "hb_internal.h"
+
 /* The numbers read from an interface's line of /proc/net/dev: received bytes, packets, errs, drop,
  * fifo, frame, compressed, multicast; transmitted bytes, packets. */
 #define DEV_FIELDS 10
@@ -170,30 +172,17 @@ void hb_netdev_delta(const hb_netdev_stats_t *prev, const hb_netdev_stats_t *cur
     *out = d;
 }
 
-#define FNV_OFFSET 14695981039346656037ull
-#define FNV_PRIME  1099511628211ull
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
 uint64_t hb_netdev_host_id(const char *machine, uint64_t netns, const char *name)
 {
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = HB__FNV_OFFSET;
     if (machine != NULL)
-        h = fnv(h, machine, strlen(machine));
+        h = hb__fnv1a64(h, machine, strlen(machine));
     unsigned char ns[9] = {0}; /* a separator, then netns little-endian */
     for (unsigned i = 0; i < 8; i++)
         ns[1 + i] = (unsigned char)(netns >> (8 * i));
-    h = fnv(h, ns, sizeof ns);
+    h = hb__fnv1a64(h, ns, sizeof ns);
     if (name != NULL)
-        h = fnv(h, name, strlen(name));
+        h = hb__fnv1a64(h, name, strlen(name));
     return h != 0 ? h : 1;
 }
 

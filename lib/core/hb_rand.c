@@ -2,14 +2,13 @@
  * multiply-and-reject method). */
 #include "hongbao/rand.h"
 
+#include "hb_internal.h"
+
 /* The splitmix64 step: advances *state by the golden-ratio increment and returns a well-mixed
  * 64-bit value of it. Used only to expand a 64-bit seed into the 256-bit state. */
 static uint64_t splitmix64_next(uint64_t *state)
 {
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return hb__mix64(*state += UINT64_C(0x9e3779b97f4a7c15));
 }
 
 static uint64_t rotl64(uint64_t x, int k)

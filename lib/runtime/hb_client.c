@@ -1,8 +1,9 @@
 /* The load-generating client: simulated users on one loop, connected at a bounded rate through
- * the library's socket layer (hb_sock.h), sending a shake or an application request whenever the
- * pacer (hb_client_pacer.h) says one of them is due, claiming what they are sent until each claim
- * has a final answer, timing every request from its intended send time (so a late send shows as
- * latency instead of hiding).
+ * the library's socket layer (hb_sock.h) to one of the servers (by modulo, or by consistent hashing
+ * with failover down each user's order: hongbao/ring.h), sending a shake or an application request
+ * whenever the pacer (hb_client_pacer.h) says one of them is due, claiming what they are sent until
+ * each claim has a final answer, timing every request from its intended send time (so a late send
+ * shows as latency instead of hiding).
  * Over 800 lines for one job: a simulated user's connection, requests and claims work on one
  * struct (when they are due is the pacer's job). */
 #include <netinet/in.h>
@@ -15,8 +16,10 @@
 #include "hb_clock.h"
 #include "hb_internal.h"
 #include "hb_sock.h"
+#include "hongbao/addr.h"
 #include "hongbao/client.h"
 #include "hongbao/proto.h"
+#include "hongbao/ring.h"
 
 #define OUTSTANDING     8 /* requests per user; a scheduled one past this is counted missed */
 #define CLAIMS_HELD     4 /* per user: claims without a final answer (a notice past it: none) */
@@ -26,6 +29,12 @@
 #define CLAIM_SCAN_MS   50 /* how often claims waiting after TRY_AGAIN are looked at */
 #define CONNECT_TICK_MS 1  /* how often connecting goes on while users wait to connect */
 #define APP_PAYLOAD_MAX (HB_FRAME_MAX - HB_FRAME_HEADER)
+
+/* Connects and logins: how often their deadlines are checked, the default deadline. */
+#define HANDSHAKE_SCAN_MS 50
+#define LOGIN_TIMEOUT_MS  10000
+#define NO_SERVER         UINT16_MAX /* cuser_t.last_server before the first login */
+
 /* A user's output the kernel has not taken, at most: a few frames are ever in flight, so more
  * means the server stopped reading; the connection is then closed and made again. */
 #define USER_MAX_QUEUED (16u * 1024)
@@ -48,6 +57,9 @@ typedef struct cuser {
     uint8_t state;
     uint8_t req_head, req_count; /* outstanding requests (shakes, or the application's), a ring */
     uint8_t backoff;
+    uint16_t server;      /* the server connected or to connect to (index into impl->servers) */
+    uint16_t last_server; /* where the latest login was; NO_SERVER before the first */
+    uint32_t deadline_ms; /* connecting or logging in: fails past this (ms since impl->epoch_ms) */
     uint64_t retry_at_ms;
     uint64_t req_at_us[OUTSTANDING];   /* intended send times of outstanding requests */
     uint64_t req_sent_us[OUTSTANDING]; /* and when they were actually written */
@@ -61,12 +73,24 @@ typedef struct cuser {
     uint8_t done_count;
 } cuser_t;
 
+/* A server's address, as small as it can be: a port range may name 65,535 of them. */
+typedef union server_addr {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} server_addr_t;
+
 struct hb_client_impl {
     hb_client_t *pub;
     hb_client_options_t opts;
     char host[64];
     char source_text[HB_CLIENT_MAX_SOURCES][64];
-    struct sockaddr_storage server_addr;
+    /* The servers: the list's, or the port range's, in their order; their ring keys (the hash of
+     * each address's canonical text) when hashing. */
+    server_addr_t *servers;
+    uint64_t *keys;
+    uint32_t nservers;
+    int hashing; /* HB_CLIENT_ROUTE_HASH: users fail over down their order */
     struct sockaddr_storage sources[HB_CLIENT_MAX_SOURCES];
     unsigned next_source;
     cuser_t *users;
@@ -78,9 +102,12 @@ struct hb_client_impl {
     double tokens;
     uint64_t tokens_ms;
     /* claims */
-    uint64_t epoch_ms;       /* the loop clock at init: claim_retry_ms counts from here */
+    uint64_t epoch_ms;       /* the loop clock at init: claim_retry_ms, deadline_ms count from it */
     uint32_t claims_waiting; /* claims in C_WAIT, over all users */
     uint64_t claim_scan_ms;  /* the next look at them */
+    /* connects and logins under way: their deadlines are checked every HANDSHAKE_SCAN_MS */
+    uint32_t handshakes;
+    uint64_t handshake_scan_ms;
     /* when the users send: the schedule walked over this process's users only */
     hb__pacer_t pacer;
     uint16_t app_reply_cmd; /* the command answering opts.app_cmd */
@@ -124,7 +151,83 @@ static void free_impl(struct hb_client_impl *impl)
             hb_framer_reset(&impl->users[i].framer);
     free(impl->users);
     free(impl->pending);
+    free(impl->servers);
+    free(impl->keys);
     free(impl);
+}
+
+/* The servers of opts->servers, the list ("HOST:PORT" texts, copied). Returns 0 or UV_EINVAL. */
+static int servers_from_list(struct hb_client_impl *impl, const hb_client_options_t *opts)
+{
+    for (uint32_t i = 0; i < impl->nservers; i++) {
+        char host[HB_ADDR_HOST_SIZE];
+        int port;
+        struct sockaddr_storage ss;
+        if (hb_addr_parse(opts->servers[i], host, sizeof host, &port) != 0 || port == 0 ||
+            hb__sock_addr(host, port, &ss) != 0)
+            return UV_EINVAL;
+        memcpy(&impl->servers[i], &ss, hb__sock_addr_len((const struct sockaddr *)&ss));
+    }
+    return 0;
+}
+
+/* The servers of the port range: server_host on server_port .. server_port + nservers - 1. */
+static int servers_from_range(struct hb_client_impl *impl, const hb_client_options_t *opts)
+{
+    const char *host = opts->server_host ? opts->server_host : "127.0.0.1";
+    struct sockaddr_storage ss;
+    if (strlen(host) >= sizeof impl->host || hb__sock_addr(host, opts->server_port, &ss) != 0)
+        return UV_EINVAL;
+    strcpy(impl->host, host);
+    impl->opts.server_host = impl->host;
+    for (uint32_t i = 0; i < impl->nservers; i++) {
+        server_addr_t *a = &impl->servers[i];
+        memcpy(a, &ss, hb__sock_addr_len((const struct sockaddr *)&ss));
+        uint16_t port = htons((uint16_t)(opts->server_port + i));
+        if (a->sa.sa_family == AF_INET)
+            a->v4.sin_port = port;
+        else
+            a->v6.sin6_port = port;
+    }
+    return 0;
+}
+
+/* The servers' addresses, how users are routed over them, and each user's first server. Returns
+ * 0, UV_EINVAL or UV_ENOMEM. */
+static int servers_init(struct hb_client_impl *impl, const hb_client_options_t *opts)
+{
+    int list = opts->servers != NULL;
+    impl->nservers = list || opts->nservers > 1 ? opts->nservers : 1;
+    impl->opts.servers = NULL; /* the caller's strings are not kept */
+    if (impl->nservers == 0 || impl->nservers > (list ? HB_CLIENT_MAX_SERVERS : 65535u) ||
+        opts->route < HB_CLIENT_ROUTE_AUTO || opts->route > HB_CLIENT_ROUTE_HASH)
+        return UV_EINVAL;
+    impl->hashing = opts->route == HB_CLIENT_ROUTE_HASH || (opts->route == 0 && list);
+    impl->servers = calloc(impl->nservers, sizeof *impl->servers);
+    impl->keys = calloc(impl->nservers, sizeof *impl->keys);
+    if (impl->servers == NULL || impl->keys == NULL)
+        return UV_ENOMEM;
+    int r = list ? servers_from_list(impl, opts) : servers_from_range(impl, opts);
+    if (r != 0)
+        return r;
+    for (uint32_t i = 0; i < impl->nservers; i++) {
+        char name[HB_ADDR_HOST_SIZE + 8];
+        hb__sock_addr_name(&impl->servers[i].sa, name, sizeof name);
+        impl->keys[i] = hb_ring_key(name);
+        for (uint32_t j = 0; j < i; j++)
+            if (impl->keys[j] == impl->keys[i])
+                return UV_EINVAL; /* one address twice */
+        for (unsigned k = 0; k < opts->nsources; k++)
+            if (impl->sources[k].ss_family != impl->servers[i].sa.sa_family)
+                return UV_EINVAL;
+    }
+    for (uint32_t k = 0; k < impl->nusers; k++) {
+        cuser_t *u = &impl->users[k];
+        u->last_server = NO_SERVER;
+        u->server = (uint16_t)(impl->hashing ? hb_ring_pick(impl->keys, impl->nservers, u->user)
+                                             : u->user % impl->nservers);
+    }
+    return 0;
 }
 
 int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options_t *opts)
@@ -134,9 +237,11 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     memset(client, 0, sizeof *client);
     client->loop = loop;
     if (opts->max_user < opts->min_user || opts->qps > ((uint64_t)1 << 32) ||
-        opts->nsources > HB_CLIENT_MAX_SOURCES || opts->server_port <= 0 ||
-        opts->server_port > 65535 || opts->closed > HB_CLIENT_MAX_CLOSED ||
-        (opts->nservers > 1 && (uint64_t)opts->server_port + opts->nservers - 1 > 65535) ||
+        opts->nsources > HB_CLIENT_MAX_SOURCES ||
+        (opts->servers == NULL && (opts->server_port <= 0 || opts->server_port > 65535)) ||
+        opts->closed > HB_CLIENT_MAX_CLOSED ||
+        (opts->servers == NULL && opts->nservers > 1 &&
+         (uint64_t)opts->server_port + opts->nservers - 1 > 65535) ||
         (opts->app_cmd != 0 && !HB_CMD_IS_APP(opts->app_cmd)) ||
         (opts->app_reply_cmd != 0 && !HB_CMD_IS_APP(opts->app_reply_cmd)))
         return UV_EINVAL;
@@ -149,17 +254,10 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     impl->pub = client;
     impl->opts = *opts;
     impl->opts.total_users = total;
-    const char *host = opts->server_host ? opts->server_host : "127.0.0.1";
     int r = UV_EINVAL;
-    if (strlen(host) >= sizeof impl->host ||
-        hb__sock_addr(host, opts->server_port, &impl->server_addr) != 0)
-        goto fail;
-    strcpy(impl->host, host);
-    impl->opts.server_host = impl->host;
     for (unsigned i = 0; i < opts->nsources; i++) {
         if (opts->sources[i] == NULL || strlen(opts->sources[i]) >= sizeof impl->source_text[i] ||
-            hb__sock_addr(opts->sources[i], 0, &impl->sources[i]) != 0 ||
-            impl->sources[i].ss_family != impl->server_addr.ss_family)
+            hb__sock_addr(opts->sources[i], 0, &impl->sources[i]) != 0)
             goto fail;
         strcpy(impl->source_text[i], opts->sources[i]);
         impl->opts.sources[i] = impl->source_text[i];
@@ -168,6 +266,8 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
         impl->opts.connect_rate = 20000;
     if (impl->opts.connect_inflight == 0)
         impl->opts.connect_inflight = 512;
+    if (impl->opts.login_timeout_ms == 0)
+        impl->opts.login_timeout_ms = LOGIN_TIMEOUT_MS;
     impl->app_reply_cmd = opts->app_reply_cmd ? opts->app_reply_cmd : opts->app_cmd;
     if (total > HB_SCHED_MAX_USERS)
         goto fail;
@@ -186,6 +286,11 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
         impl->pending[i] = i;
     }
     impl->pending_count = impl->nusers;
+    r = servers_init(impl, opts);
+    if (r != 0) {
+        hb_counters_close(&impl->counters);
+        goto fail;
+    }
     hb_hist_init(&client->shake_latency);
     hb_hist_init(&client->claim_latency);
     hb_hist_init(&client->service_latency);
@@ -238,6 +343,7 @@ uint64_t hb_client_rate(const hb_client_t *client)
  * --------------------------------------------------------------------------------------- */
 
 static void user_close(cuser_t *u);
+static void user_fail(cuser_t *u, int err);
 
 static struct hb_client_impl *user_impl(const cuser_t *u)
 {
@@ -270,15 +376,16 @@ static void user_send(cuser_t *u, const hb_msg_t *m)
     int slot = frame_slot(m->cmd);
     if (slot >= 0)
         count(user_impl(u), (unsigned)slot, m->timestamp, 1);
-    if (hb__sock_write(&u->sock, buf, (size_t)n) != 0)
-        user_close(u);
+    int r = hb__sock_write(&u->sock, buf, (size_t)n);
+    if (r != 0)
+        user_fail(u, r);
 }
 
 /* ---- claims
  * --------------------------------------------------------------------------------------- */
 
-/* Milliseconds of the loop clock since init (claim_retry_ms's scale). */
-static uint32_t claim_clock(const struct hb_client_impl *impl)
+/* Milliseconds of the loop clock since init (the scale of claim_retry_ms and deadline_ms). */
+static uint32_t epoch_clock(const struct hb_client_impl *impl)
 {
     return (uint32_t)(uv_now(impl->pub->loop) - impl->epoch_ms);
 }
@@ -411,7 +518,7 @@ static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uin
             wait = BACKOFF_MAX_MS;
         if (u->claim_tries[i] < UINT8_MAX)
             u->claim_tries[i]++;
-        u->claim_retry_ms[i] = claim_clock(impl) + wait;
+        u->claim_retry_ms[i] = epoch_clock(impl) + wait;
         u->claim_state[i] = C_WAIT;
         impl->claims_waiting++;
         house_kick(impl, uv_now(impl->pub->loop) + wait);
@@ -428,7 +535,7 @@ static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uin
 /* Send again the claims whose TRY_AGAIN back-off is over. */
 static void claims_retry_due(struct hb_client_impl *impl)
 {
-    uint32_t now = claim_clock(impl);
+    uint32_t now = epoch_clock(impl);
     uint64_t now_s = hb__wall_us() / 1000000;
     for (uint32_t k = 0; k < impl->nusers && impl->claims_waiting > 0; k++) {
         cuser_t *u = &impl->users[k];
@@ -477,6 +584,9 @@ static void on_user_closed(hb_sock_t *s)
         maybe_finish(impl);
         return;
     }
+    /* Hashing: the server failed this user, who tries the next one of its order. */
+    if (impl->hashing)
+        u->server = (uint16_t)hb_ring_next(impl->keys, impl->nservers, u->user, u->server);
     /* Reconnect after a back-off that doubles with each failure in a row. */
     uint64_t delay = (uint64_t)BACKOFF_MIN_MS << (u->backoff < 6 ? u->backoff : 6);
     if (delay > BACKOFF_MAX_MS)
@@ -498,6 +608,7 @@ static void user_close(cuser_t *u)
         count(impl, HB_CTR_CONN_CLOSED, hb__wall_us() / 1000000, 1);
     } else {
         impl->pub->stats.connect_failures++;
+        impl->handshakes--;
         if (u->state == U_CONNECTING)
             impl->inflight--;
     }
@@ -550,6 +661,21 @@ static void request_answered(struct hb_client_impl *impl, cuser_t *u, uint64_t n
     count(impl, HB_CTR_RESPONSES, now_us / 1000000, 1);
 }
 
+/* u logged in on u->server: count a reconnect, and a failover when that is not where it was last
+ * (or, the first time, not its first choice). */
+static void logged_in_at(struct hb_client_impl *impl, cuser_t *u)
+{
+    hb_client_stats_t *st = &impl->pub->stats;
+    uint32_t was = u->last_server;
+    if (was != NO_SERVER)
+        st->reconnects++;
+    else if (impl->hashing)
+        was = hb_ring_pick(impl->keys, impl->nservers, u->user);
+    if (impl->hashing && was != u->server)
+        st->failovers++;
+    u->last_server = u->server;
+}
+
 /* An application frame (logged in): the answer to u's oldest request when it is of the reply
  * command and a request is outstanding; for the application's callback in any case. */
 static int app_frame(struct hb_client_impl *impl, cuser_t *u, const hb_frame_t *f)
@@ -592,10 +718,12 @@ static int on_frame(void *arg, const hb_frame_t *f)
             return HB_EBADCMD;
         u->state = U_READY;
         u->backoff = 0;
+        impl->handshakes--;
         st->connected++;
         if (st->connected > st->connected_peak)
             st->connected_peak = st->connected;
         st->connects++;
+        logged_in_at(impl, u);
         count(impl, HB_CTR_CONN_OPENED, now_s, 1);
         claims_after_login(impl, u, now_s);
         if (impl->opts.closed > 0)
@@ -651,30 +779,44 @@ static void on_alloc(hb_sock_t *s, uv_buf_t *buf)
     *buf = uv_buf_init(readbuf, sizeof readbuf);
 }
 
+static void connect_failed(struct hb_client_impl *impl, const cuser_t *u, int err);
+
+/* u's connection failed with err: a connect or login that failed says why (connect_failed); the
+ * connection is closed and made again. */
+static void user_fail(cuser_t *u, int err)
+{
+    if (u->state == U_CONNECTING || u->state == U_LOGIN_SENT)
+        connect_failed(user_impl(u), u, err);
+    user_close(u);
+}
+
 static void on_read(hb_sock_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     cuser_t *u = (cuser_t *)s;
     if (nread < 0) {
-        user_close(u);
+        user_fail(u, (int)nread); /* UV_EOF: closed by the server; UV_ECONNRESET... */
         return;
     }
     int r = hb_framer_feed(&u->framer, (const uint8_t *)buf->base, (size_t)nread, on_frame, u);
     if (r != 0 && u->state != U_CLOSING) {
         user_impl(u)->pub->stats.bad_frames++;
-        user_close(u);
+        user_fail(u, r);
     }
 }
 
-/* A connect (or its socket) failed with err: remember it, and say so at most once a second. */
-static void connect_failed(struct hb_client_impl *impl, int err)
+/* u's connect (or its socket, or its login) failed with err: remember it, and say so at most once
+ * a second, naming the server. */
+static void connect_failed(struct hb_client_impl *impl, const cuser_t *u, int err)
 {
     impl->pub->stats.last_connect_error = err;
     impl->connect_unlogged++;
     uint64_t now = uv_now(impl->pub->loop);
     if (impl->opts.log == NULL || now < impl->connect_log_ms)
         return;
+    char name[HB_ADDR_HOST_SIZE + 8];
+    hb__sock_addr_name(&impl->servers[u->server].sa, name, sizeof name);
     hb__vlogf_line(impl->opts.log, impl->opts.log_arg,
-                   "connecting to the server failed: %s (%s); %llu failure(s) since the last line",
+                   "connecting to %s failed: %s (%s); %llu failure(s) since the last line", name,
                    hb_err_name(err), hb_strerror(err), (unsigned long long)impl->connect_unlogged);
     impl->connect_unlogged = 0;
     impl->connect_log_ms = now + 1000;
@@ -691,7 +833,7 @@ static void on_connected(hb_sock_t *s, int status)
     if (status == 0)
         status = hb__sock_read_start(s);
     if (status != 0) {
-        connect_failed(impl, status);
+        connect_failed(impl, u, status);
         user_close(u);
         return;
     }
@@ -702,8 +844,7 @@ static void on_connected(hb_sock_t *s, int status)
 
 static void on_write_error(hb_sock_t *s, int err)
 {
-    (void)err;
-    user_close((cuser_t *)s);
+    user_fail((cuser_t *)s, err);
 }
 
 static const hb_sock_ops_t user_ops = {
@@ -716,14 +857,6 @@ static const hb_sock_ops_t user_ops = {
 
 static void start_connect(struct hb_client_impl *impl, cuser_t *u)
 {
-    struct sockaddr_storage to = impl->server_addr;
-    if (impl->opts.nservers > 1) {
-        uint16_t port = (uint16_t)(impl->opts.server_port + u->user % impl->opts.nservers);
-        if (to.ss_family == AF_INET)
-            ((struct sockaddr_in *)&to)->sin_port = htons(port);
-        else
-            ((struct sockaddr_in6 *)&to)->sin6_port = htons(port);
-    }
     /* From the sources in turn, the port chosen at connect for the whole 4-tuple. */
     const struct sockaddr *from = NULL;
     if (impl->opts.nsources > 0) {
@@ -731,11 +864,11 @@ static void start_connect(struct hb_client_impl *impl, cuser_t *u)
         impl->next_source = (impl->next_source + 1) % impl->opts.nsources;
     }
     hb_framer_init(&u->framer);
-    int r = hb__sock_connect(impl->pub->loop, &u->sock, &user_ops, (const struct sockaddr *)&to,
+    int r = hb__sock_connect(impl->pub->loop, &u->sock, &user_ops, &impl->servers[u->server].sa,
                              from, USER_MAX_QUEUED);
     u->sock.poll.data = impl;
     if (r != 0)
-        connect_failed(impl, r);
+        connect_failed(impl, u, r);
     if (r != 0 && !hb__sock_connect_started(&u->sock)) {
         impl->pub->stats.connect_failures++; /* no socket (out of descriptors?): wait longer */
         u->retry_at_ms = uv_now(impl->pub->loop) + BACKOFF_MAX_MS;
@@ -744,7 +877,9 @@ static void start_connect(struct hb_client_impl *impl, cuser_t *u)
     }
     impl->open_handles++;
     impl->inflight++;
+    impl->handshakes++;
     u->state = U_CONNECTING;
+    u->deadline_ms = epoch_clock(impl) + impl->opts.login_timeout_ms;
     if (r != 0)
         user_close(u); /* bind or connect failed: retried after the back-off */
 }
@@ -862,8 +997,22 @@ static void house_kick(struct hb_client_impl *impl, uint64_t due_ms)
     uv_timer_start(&impl->house, on_house, due_ms > now ? due_ms - now : 0, 0);
 }
 
-/* Connect the users waiting for it, ask again the claims whose back-off is over, close the second;
- * then sleep until the earliest of: the next second, the next connect, the next claim scan. */
+/* Fail the connects and logins that are past their deadline (a server that accepts and never
+ * answers, a SYN nobody answers). */
+static void handshakes_expire(struct hb_client_impl *impl)
+{
+    uint32_t now = epoch_clock(impl);
+    for (uint32_t k = 0; k < impl->nusers && impl->handshakes > 0; k++) {
+        cuser_t *u = &impl->users[k];
+        if ((u->state == U_CONNECTING || u->state == U_LOGIN_SENT) &&
+            (int32_t)(now - u->deadline_ms) >= 0)
+            user_fail(u, UV_ETIMEDOUT);
+    }
+}
+
+/* Connect the users waiting for it, fail the connects and logins past their deadline, ask again the
+ * claims whose back-off is over, close the second; then sleep until the earliest of: the next
+ * second, the next connect, the next deadline scan, the next claim scan. */
 static void on_house(uv_timer_t *t)
 {
     struct hb_client_impl *impl = t->data;
@@ -871,6 +1020,10 @@ static void on_house(uv_timer_t *t)
     impl->house_due_ms = UINT64_MAX;
     close_second(impl, wall_ms / 1000);
     connect_some(impl, now);
+    if (impl->handshakes > 0 && now >= impl->handshake_scan_ms) {
+        impl->handshake_scan_ms = now + HANDSHAKE_SCAN_MS;
+        handshakes_expire(impl);
+    }
     if (impl->claims_waiting > 0 && now >= impl->claim_scan_ms) {
         impl->claim_scan_ms = now + CLAIM_SCAN_MS;
         claims_retry_due(impl);
@@ -883,6 +1036,8 @@ static void on_house(uv_timer_t *t)
     }
     if (impl->claims_waiting > 0 && impl->claim_scan_ms < due)
         due = impl->claim_scan_ms;
+    if (impl->handshakes > 0 && impl->handshake_scan_ms < due)
+        due = impl->handshake_scan_ms;
     house_kick(impl, due);
 }
 
@@ -984,7 +1139,8 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  "\"notices\":%llu,\"claims\":%llu,\"claims_granted\":%llu,\"claimed_amount\":%llu,"
                  "\"claims_repeat\":%llu,\"claims_try_again\":%llu,\"claims_retried\":%llu,"
                  "\"claims_refused\":%llu,\"app_requests\":%llu,\"app_replies\":%llu,"
-                 "\"send_wakeups\":%llu,"
+                 "\"send_wakeups\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
+                 "\"disconnects\":%llu,\"reconnects\":%llu,\"failovers\":%llu,"
                  "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
                  (unsigned long long)s->users, (unsigned long long)s->connected,
                  (unsigned long long)hb_client_rate(c), (unsigned long long)s->shakes,
@@ -996,7 +1152,9 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
                  (unsigned long long)s->claims_repeat, (unsigned long long)s->claims_try_again,
                  (unsigned long long)s->claims_retried, (unsigned long long)s->claims_refused,
                  (unsigned long long)s->app_requests, (unsigned long long)s->app_replies,
-                 (unsigned long long)s->send_wakeups,
+                 (unsigned long long)s->send_wakeups, (unsigned long long)s->connects,
+                 (unsigned long long)s->connect_failures, (unsigned long long)s->disconnects,
+                 (unsigned long long)s->reconnects, (unsigned long long)s->failovers,
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 50),
                  (unsigned long long)hb_hist_percentile(&c->shake_latency, 99),
                  (unsigned long long)c->shake_latency.max);

@@ -187,19 +187,10 @@ static void peer_name(int fd, char *out, size_t size)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    snprintf(out, size, "?");
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    char ip[48] = "?";
-    if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-    } else if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    }
+        snprintf(out, size, "?");
+    else
+        hb__sock_addr_name((const struct sockaddr *)&ss, out, size);
 }
 
 static void on_accept(hb_listener_t *l, int fd)

@@ -109,6 +109,10 @@ int hb__sock_addr(const char *host, int port, struct sockaddr_storage *ss);
 /* The length of *sa for bind/connect (IPv4 or IPv6). */
 socklen_t hb__sock_addr_len(const struct sockaddr *sa);
 
+/* *sa as "IP:PORT" text, "[IP]:PORT" for IPv6, the IP as inet_ntop writes it (one text for one
+ * address, however it was written); "?" for another family. Truncated to size, NUL included. */
+void hb__sock_addr_name(const struct sockaddr *sa, char *out, size_t size);
+
 /* A listening socket on host:port (port 0: any free port; *port_out gets the bound one), with
  * SO_REUSEADDR and, only when reuse_port is set, SO_REUSEPORT (which lets other processes of the
  * same user bind the same port and share its connections). Returns 0 with *fd_out, or UV_EINVAL

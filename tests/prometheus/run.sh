@@ -54,15 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for SECONDS COMMAND...: poll COMMAND every 0.2 s until it succeeds; 1 when time runs out.
-wait_for() {
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.2
-    done
-}
+# wait_for SECONDS COMMAND...
+. "$root/tests/wait_for.sh"
 
 # port_of FILE SED_EXPR: the port a program printed.
 port_of() { sed -n "$2" "$1" | head -1; }
