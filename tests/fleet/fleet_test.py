@@ -388,6 +388,16 @@ def scenario_budget(inst, build, workdir):
     assert d["generated"] == d["queued"] + d["leased"] + d["handed_out"] + d["expired"]
     assert d["expired"] > 0, "i3's lease did not expire: %r" % d
     assert received <= d["handed_out"] + d["expired"]
+    # The audit sees a broken book: a grant that is not its recipient's share.
+    eid = int(redis_cli("HGET", "hb:{ids}", "send"))
+    while redis_cli("EXISTS", "hb:{e:%d}" % eid) != "1":
+        eid -= 1
+    key = "hb:{e:%d}" % eid
+    redis_cli("HINCRBY", key, "a", "1")
+    rc, out, err = audit(build)
+    redis_cli("HINCRBY", key, "a", "-1")
+    assert rc == 1 and "a is not the amount granted" in out + err, (rc, out, err)
+    assert audit(build)[0] == 0
     print("budget: %d generated = %d handed out + %d expired + %d queued + %d leased; "
           "clients of i1 and i2 got %d; hb-audit balanced: ok"
           % (d["generated"], d["handed_out"], d["expired"], d["queued"], d["leased"], received))
