@@ -328,6 +328,8 @@ static int topo_apply(hb_rcluster_t *rc, node_t *from, const redisReply *r)
             slots_node(rc, from, e->element[2]) == NULL)
             return -1;
     }
+    uint16_t old[HB_KEYSLOTS];
+    memcpy(old, rc->slots, sizeof old);
     for (size_t s = 0; s < HB_KEYSLOTS; s++)
         rc->slots[s] = SLOT_NONE;
     for (size_t i = 0; i < r->elements; i++) {
@@ -337,6 +339,13 @@ static int topo_apply(hb_rcluster_t *rc, node_t *from, const redisReply *r)
             rc->slots[s] = master->index;
         for (size_t k = 3; k < e->elements; k++)
             (void)slots_node(rc, from, e->element[k]); /* replicas: more nodes to ask */
+    }
+    /* A new map is news the back-off was waiting for: what waits is routed again at once. */
+    if (memcmp(old, rc->slots, sizeof old) != 0) {
+        hb__vlogf_line(rc->log, rc->log_arg, "rcluster: new topology from %s:%d (%zu ranges)",
+                       from->host, from->port, r->elements);
+        for (req_t *q = rc->q_head; q != NULL; q = q->qnext)
+            q->not_before = 0;
     }
     return 0;
 }
