@@ -829,6 +829,44 @@ START_TEST(misbehaving_peers)
 }
 END_TEST
 
+/* A node that never answers CLUSTER SLOTS, and no command to wait for it: the client gives up on
+ * that answer at its deadline and asks again, on its own. */
+START_TEST(stalled_topology_asked_again)
+{
+    tctx_t t;
+    memset(&t, 0, sizeof t);
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    fake_t *f = calloc(1, sizeof *f);
+    f->mode = FAKE_STALL;
+    f->port = refused_port(&f->server, &t.loop);
+    f->server.data = f;
+    ck_assert_int_eq(uv_listen((uv_stream_t *)&f->server, 64, fake_accept), 0);
+    char seed[64];
+    snprintf(seed, sizeof seed, "127.0.0.1:%d", f->port);
+    uv_timer_init(&t.loop, &t.guard);
+    t.guard.data = &t;
+    hb_rcluster_options_t o = {.seeds = seed, .timeout_ms = 200, .log = test_log};
+    ck_assert_int_eq(hb__rcluster_open(&t.loop, &o, &t.rc), 0);
+    uv_timer_start(&t.guard, on_guard, 1000, 0);
+    while (!t.guard_fired)
+        uv_run(&t.loop, UV_RUN_ONCE);
+    hb_rcluster_stats_t s = stats(&t);
+    ck_assert_uint_ge(s.refreshes, 2);
+    ck_assert_uint_le(s.refreshes, 6); /* once per deadline and back-off, not in a spin */
+    ck_assert_int_ge(f->nconn, 2);
+    hb__rcluster_close(t.rc, on_closed, &t);
+    t.rc = NULL;
+    t_wait(&t, &t.closed, 1, 5000);
+    for (int i = 0; i < f->nconn; i++)
+        if (!uv_is_closing((uv_handle_t *)&f->conn[i]))
+            uv_close((uv_handle_t *)&f->conn[i], NULL);
+    uv_close((uv_handle_t *)&f->server, NULL);
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    t_close(&t);
+    free(f);
+}
+END_TEST
+
 static void close_in_callback(tctx_t *t, call_t *c)
 {
     (void)c;
@@ -1062,6 +1100,7 @@ int main(void)
     tcase_set_timeout(tp, 30);
     tcase_add_test(tp, unreachable_fails_at_deadline_once);
     tcase_add_loop_test(tp, misbehaving_peers, 0, FAKE_MODES);
+    tcase_add_test(tp, stalled_topology_asked_again);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

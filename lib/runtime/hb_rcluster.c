@@ -842,6 +842,8 @@ static void process(hb_rcluster_t *rc)
     }
     if (rc->pend_head != NULL)
         arm(rc, rc->pend_head->deadline);
+    if (rc->topo_inflight)
+        arm(rc, rc->topo_deadline);
 }
 
 static void on_timer(uv_timer_t *t)
