@@ -696,13 +696,16 @@ enum {
     FAKE_SLOTS_RESET,    /* the topology, then resets the connection on any other command */
     FAKE_SLOTS_TRYAGAIN, /* the topology, then TRYAGAIN to everything */
     FAKE_SLOTS_STALL,    /* the topology, then silence */
-    FAKE_MODES
+    FAKE_MODES,
+    FAKE_SLOTS_FLAKY = FAKE_MODES, /* the topology, then one of each back-off error, then "ok" */
+
 };
 
 typedef struct fake {
     uv_tcp_t server;
     uv_tcp_t conn[64];
     int nconn, mode, port;
+    int commands; /* answered, but for CLUSTER SLOTS */
     char buf[4096];
 } fake_t;
 
@@ -763,6 +766,16 @@ static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         } else if (f->mode == FAKE_SLOTS_TRYAGAIN) {
             fake_write(s, "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
+        } else if (f->mode == FAKE_SLOTS_FLAKY) {
+            static const char *const flaky[] = {
+                "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+                "-CLUSTERDOWN The cluster is down\r\n",
+                "-LOADING Redis is loading the dataset in memory\r\n",
+                "-MASTERDOWN Link with MASTER is down\r\n",
+                "$2\r\nok\r\n",
+            };
+            fake_write(s, flaky[f->commands < 4 ? f->commands : 4]);
+            f->commands++;
         }
         i = end - 1;
     }
@@ -844,6 +857,30 @@ START_TEST(misbehaving_peers)
     fake_stop(&t, f);
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(c[i].n, 1);
+}
+END_TEST
+
+/* Each back-off error once, then the answer: the command waits, is resent, and is answered within
+ * its deadline. */
+START_TEST(backoff_until_answered)
+{
+    tctx_t t;
+    fake_t *f = fake_start(&t, FAKE_SLOTS_FLAKY, 3000, 0);
+    call_t c;
+    T_CMD(&t, &c, "GET", "a");
+    ck_assert_int_eq(c.err, 0);
+    ck_assert_int_eq(c.type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(c.str, "ok");
+    hb_rcluster_stats_t s = stats(&t);
+    ck_assert_uint_eq(s.tryagain, 1);
+    ck_assert_uint_eq(s.clusterdown, 1);
+    ck_assert_uint_eq(s.loading, 1);
+    ck_assert_uint_eq(s.masterdown, 1);
+    ck_assert_uint_eq(s.sent, 5);
+    ck_assert_uint_ge(s.refreshes, 5); /* a fresh topology before each resend */
+    ck_assert_uint_eq(s.timeouts, 0);
+    ck_assert_int_eq(f->commands, 5);
+    fake_stop(&t, f);
 }
 END_TEST
 
@@ -1103,6 +1140,7 @@ int main(void)
     tcase_add_test(tp, unreachable_fails_at_deadline_once);
     tcase_add_loop_test(tp, misbehaving_peers, 0, FAKE_MODES);
     tcase_add_test(tp, stalled_topology_asked_again);
+    tcase_add_test(tp, backoff_until_answered);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

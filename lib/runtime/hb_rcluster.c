@@ -587,18 +587,11 @@ static int classify(req_t *q, const redisReply *r)
         st->noscript++;
         return OUT_NOSCRIPT;
     }
-    static const struct {
-        const char *word;
-        size_t offset;
-    } backoff[] = {
-        {"TRYAGAIN", offsetof(hb_rcluster_stats_t, tryagain)},
-        {"CLUSTERDOWN", offsetof(hb_rcluster_stats_t, clusterdown)},
-        {"MASTERDOWN", offsetof(hb_rcluster_stats_t, masterdown)},
-        {"LOADING", offsetof(hb_rcluster_stats_t, loading)},
-    };
+    static const char *const backoff[] = {"TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING"};
+    uint64_t *counts[] = {&st->tryagain, &st->clusterdown, &st->masterdown, &st->loading};
     for (size_t i = 0; i < sizeof backoff / sizeof backoff[0]; i++)
-        if (error_is(r, backoff[i].word)) {
-            (*(uint64_t *)((char *)st + backoff[i].offset))++;
+        if (error_is(r, backoff[i])) {
+            (*counts[i])++;
             return OUT_BACKOFF;
         }
     return OUT_ANSWER;
@@ -626,6 +619,9 @@ static void settle(req_t *q)
         q->asking = q->sent_asking;
         q->ask_node = q->sent_asking ? q->node : NULL;
         route(q);
+        return;
+    case OUT_ANSWER: /* WAIT's answer is what finishes these; should it not come, answer anyway */
+        finish(q, 0, q->held, 0);
         return;
     default: /* OUT_BACKOFF, OUT_LOST */
         q->asking = 0;
