@@ -33,10 +33,21 @@ enum { OUT_NONE, OUT_ANSWER, OUT_MOVED, OUT_ASK, OUT_NOSCRIPT, OUT_BACKOFF, OUT_
  * has run; hiredis may still hold it until its answers, or their NULLs, come). */
 enum { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
+/* A request's place in one of the client's two lists. */
+typedef struct req_link {
+    struct req *prev, *next;
+} req_link_t;
+
+typedef struct req_list {
+    struct req *head, *tail;
+} req_list_t;
+
+/* The lists: every command not yet answered, by deadline; those waiting to be (re)sent. */
+enum { PENDING, QUEUE };
+
 typedef struct req {
     hb_rcluster_t *rc;
-    struct req *prev, *next;   /* rc->pending: every command not yet answered, by deadline */
-    struct req *qprev, *qnext; /* rc->queue while REQ_QUEUED */
+    req_link_t link[2]; /* [PENDING] until answered; [QUEUE] while REQ_QUEUED */
     int state;
     int inflight;     /* hiredis callbacks of this command yet to run (+1 during its callback) */
     int outcome;      /* OUT_* of the current send */
@@ -77,8 +88,7 @@ struct hb_rcluster {
     uint64_t timer_due; /* UINT64_MAX when not armed */
     node_t **nodes;
     unsigned nnodes, capnodes;
-    req_t *pend_head, *pend_tail;
-    req_t *q_head, *q_tail;
+    req_list_t list[2]; /* PENDING, QUEUE */
     /* The topology: one CLUSTER SLOTS at a time; requests wait for a given refresh's end. */
     uint64_t topo_started, topo_done;
     int topo_inflight, topo_wanted;
@@ -328,6 +338,8 @@ static int topo_apply(hb_rcluster_t *rc, node_t *from, const redisReply *r)
             slots_node(rc, from, e->element[2]) == NULL)
             return -1;
     }
+    uint16_t old[HB_KEYSLOTS];
+    memcpy(old, rc->slots, sizeof old);
     for (size_t s = 0; s < HB_KEYSLOTS; s++)
         rc->slots[s] = SLOT_NONE;
     for (size_t i = 0; i < r->elements; i++) {
@@ -337,6 +349,13 @@ static int topo_apply(hb_rcluster_t *rc, node_t *from, const redisReply *r)
             rc->slots[s] = master->index;
         for (size_t k = 3; k < e->elements; k++)
             (void)slots_node(rc, from, e->element[k]); /* replicas: more nodes to ask */
+    }
+    /* A new map is news the back-off was waiting for: what waits is routed again at once. */
+    if (memcmp(old, rc->slots, sizeof old) != 0) {
+        hb__vlogf_line(rc->log, rc->log_arg, "rcluster: new topology from %s:%d (%zu ranges)",
+                       from->host, from->port, r->elements);
+        for (req_t *q = rc->list[QUEUE].head; q != NULL; q = q->link[QUEUE].next)
+            q->not_before = 0;
     }
     return 0;
 }
@@ -418,32 +437,29 @@ static uint64_t topo_request(hb_rcluster_t *rc)
 
 /* ---- requests ---- */
 
-static void pend_unlink(req_t *q)
+static void list_append(req_list_t *l, int k, req_t *q)
 {
-    hb_rcluster_t *rc = q->rc;
-    if (q->prev != NULL)
-        q->prev->next = q->next;
+    q->link[k].next = NULL;
+    q->link[k].prev = l->tail;
+    if (l->tail != NULL)
+        l->tail->link[k].next = q;
     else
-        rc->pend_head = q->next;
-    if (q->next != NULL)
-        q->next->prev = q->prev;
-    else
-        rc->pend_tail = q->prev;
-    q->prev = q->next = NULL;
+        l->head = q;
+    l->tail = q;
 }
 
-static void queue_unlink(req_t *q)
+static void list_unlink(req_list_t *l, int k, req_t *q)
 {
-    hb_rcluster_t *rc = q->rc;
-    if (q->qprev != NULL)
-        q->qprev->qnext = q->qnext;
+    req_link_t *e = &q->link[k];
+    if (e->prev != NULL)
+        e->prev->link[k].next = e->next;
     else
-        rc->q_head = q->qnext;
-    if (q->qnext != NULL)
-        q->qnext->qprev = q->qprev;
+        l->head = e->next;
+    if (e->next != NULL)
+        e->next->link[k].prev = e->prev;
     else
-        rc->q_tail = q->qprev;
-    q->qprev = q->qnext = NULL;
+        l->tail = e->prev;
+    e->prev = e->next = NULL;
 }
 
 /* Wait in the queue until not_before and topology topo_wait. */
@@ -451,13 +467,7 @@ static void enqueue(req_t *q)
 {
     hb_rcluster_t *rc = q->rc;
     q->state = REQ_QUEUED;
-    q->qnext = NULL;
-    q->qprev = rc->q_tail;
-    if (rc->q_tail != NULL)
-        rc->q_tail->qnext = q;
-    else
-        rc->q_head = q;
-    rc->q_tail = q;
+    list_append(&rc->list[QUEUE], QUEUE, q);
     if (q->not_before > now_ms(rc))
         arm(rc, q->not_before);
 }
@@ -517,8 +527,8 @@ static void finish(req_t *q, int err, const redisReply *reply, int acked)
 {
     hb_rcluster_t *rc = q->rc;
     if (q->state == REQ_QUEUED)
-        queue_unlink(q);
-    pend_unlink(q);
+        list_unlink(&rc->list[QUEUE], QUEUE, q);
+    list_unlink(&rc->list[PENDING], PENDING, q);
     q->state = REQ_DONE;
     if (err == UV_ETIMEDOUT || err == HB_ESTORE)
         rc->st.timeouts++;
@@ -577,18 +587,11 @@ static int classify(req_t *q, const redisReply *r)
         st->noscript++;
         return OUT_NOSCRIPT;
     }
-    static const struct {
-        const char *word;
-        size_t offset;
-    } backoff[] = {
-        {"TRYAGAIN", offsetof(hb_rcluster_stats_t, tryagain)},
-        {"CLUSTERDOWN", offsetof(hb_rcluster_stats_t, clusterdown)},
-        {"MASTERDOWN", offsetof(hb_rcluster_stats_t, masterdown)},
-        {"LOADING", offsetof(hb_rcluster_stats_t, loading)},
-    };
+    static const char *const backoff[] = {"TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING"};
+    uint64_t *counts[] = {&st->tryagain, &st->clusterdown, &st->masterdown, &st->loading};
     for (size_t i = 0; i < sizeof backoff / sizeof backoff[0]; i++)
-        if (error_is(r, backoff[i].word)) {
-            (*(uint64_t *)((char *)st + backoff[i].offset))++;
+        if (error_is(r, backoff[i])) {
+            (*counts[i])++;
             return OUT_BACKOFF;
         }
     return OUT_ANSWER;
@@ -617,6 +620,9 @@ static void settle(req_t *q)
         q->ask_node = q->sent_asking ? q->node : NULL;
         route(q);
         return;
+    case OUT_ANSWER: /* WAIT's answer is what finishes these; should it not come, answer anyway */
+        finish(q, 0, q->held, 0);
+        return;
     default: /* OUT_BACKOFF, OUT_LOST */
         q->asking = 0;
         q->load = 0;
@@ -636,16 +642,25 @@ static void lost(req_t *q)
         q->outcome = OUT_LOST;
 }
 
+/* One of q's hiredis callbacks ran: q, or NULL when q was answered before (and is now released,
+ * if that was its last). */
+static req_t *answer_arrived(void *priv)
+{
+    req_t *q = priv;
+    q->inflight--;
+    if (q->state != REQ_DONE)
+        return q;
+    release(q);
+    return NULL;
+}
+
 static void on_load_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    req_t *q = priv;
     const redisReply *r = reply;
-    q->inflight--;
-    if (q->state == REQ_DONE) {
-        release(q);
+    req_t *q = answer_arrived(priv);
+    if (q == NULL)
         return;
-    }
     if (r == NULL)
         lost(q);
     else if (r->type == REDIS_REPLY_ERROR) { /* the script does not compile: the caller's answer */
@@ -659,12 +674,9 @@ static void on_load_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void on_asking_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    req_t *q = priv;
-    q->inflight--;
-    if (q->state == REQ_DONE) {
-        release(q);
+    req_t *q = answer_arrived(priv);
+    if (q == NULL)
         return;
-    }
     if (reply == NULL)
         lost(q);
     if (q->inflight == 0)
@@ -674,13 +686,10 @@ static void on_asking_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void on_main_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    req_t *q = priv;
     const redisReply *r = reply;
-    q->inflight--;
-    if (q->state == REQ_DONE) {
-        release(q);
+    req_t *q = answer_arrived(priv);
+    if (q == NULL)
         return;
-    }
     if (r == NULL) {
         lost(q);
     } else if (q->outcome == OUT_NONE) {
@@ -704,13 +713,10 @@ static void on_main_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    req_t *q = priv;
     const redisReply *r = reply;
-    q->inflight--;
-    if (q->state == REQ_DONE) {
-        release(q);
+    req_t *q = answer_arrived(priv);
+    if (q == NULL)
         return;
-    }
     if (q->outcome == OUT_ANSWER) {
         int acked = r != NULL && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
         finish(q, 0, q->held, acked);
@@ -798,7 +804,7 @@ static void expire(hb_rcluster_t *rc)
 {
     uint64_t now = now_ms(rc);
     req_t *q;
-    while ((q = rc->pend_head) != NULL && q->deadline <= now) {
+    while ((q = rc->list[PENDING].head) != NULL && q->deadline <= now) {
         node_t *n = q->state == REQ_SENT ? q->node : NULL;
         finish(q, n != NULL ? UV_ETIMEDOUT : HB_ESTORE, NULL, 0);
         /* The node did not answer in time: what else it carries waits behind that answer. */
@@ -819,20 +825,22 @@ static void process(hb_rcluster_t *rc)
     if (rc->topo_wanted && !rc->topo_inflight)
         (void)topo_start(rc);
     /* Route every queued request that may go now; the rest (and any that come back) stay. */
-    req_t *list = rc->q_head;
-    rc->q_head = rc->q_tail = NULL;
+    req_t *list = rc->list[QUEUE].head;
+    rc->list[QUEUE].head = rc->list[QUEUE].tail = NULL;
     uint64_t now = now_ms(rc);
     while (list != NULL) {
         req_t *q = list;
-        list = q->qnext;
-        q->qprev = q->qnext = NULL;
+        list = q->link[QUEUE].next;
+        q->link[QUEUE].prev = q->link[QUEUE].next = NULL;
         if (q->not_before > now || q->topo_wait > rc->topo_done)
             enqueue(q);
         else
             route(q);
     }
-    if (rc->pend_head != NULL)
-        arm(rc, rc->pend_head->deadline);
+    if (rc->list[PENDING].head != NULL)
+        arm(rc, rc->list[PENDING].head->deadline);
+    if (rc->topo_inflight)
+        arm(rc, rc->topo_deadline);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -962,12 +970,7 @@ static int submit(hb_rcluster_t *rc, const hb_rscript_t *script, uint16_t slot, 
     q->cb = cb;
     q->arg = arg;
     q->deadline = now_ms(rc) + rc->timeout_ms;
-    q->prev = rc->pend_tail;
-    if (rc->pend_tail != NULL)
-        rc->pend_tail->next = q;
-    else
-        rc->pend_head = q;
-    rc->pend_tail = q;
+    list_append(&rc->list[PENDING], PENDING, q);
     arm(rc, q->deadline);
     route(q);
     return 0;
@@ -1066,8 +1069,8 @@ void hb__rcluster_close(hb_rcluster_t *rc, void (*closed)(void *arg), void *arg)
     rc->closing = 1;
     rc->closed = closed;
     rc->closed_arg = arg;
-    while (rc->pend_head != NULL)
-        finish(rc->pend_head, UV_ECANCELED, NULL, 0);
+    while (rc->list[PENDING].head != NULL)
+        finish(rc->list[PENDING].head, UV_ECANCELED, NULL, 0);
     for (unsigned i = 0; i < rc->nnodes; i++)
         node_drop(rc, rc->nodes[i], 0);
     uv_timer_stop(&rc->timer);
