@@ -1,0 +1,427 @@
+/* The Redis store's shake budget (docs/fleet.md, "Where every shake envelope is"): envelopes made
+ * here put into the fleet's budget, drawn into this instance's buckets under a lease, reported
+ * handed out as shakes take them (a shadow of each bucket and hb_envq_popped), given back at a
+ * clean stop; a sweep every half lease retires dead instances' leases. Control loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hb_store_redis_int.h"
+
+/* ---- the shake budget: drawn into the buckets, reported as shakes take it (control loop) ---- */
+
+static int fifo_push(bfifo_t *f, bentry_t e)
+{
+    if (f->count == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        bentry_t *n = malloc(cap * sizeof *n);
+        if (n == NULL)
+            return HB_ENOMEM;
+        for (size_t i = 0; i < f->count; i++)
+            n[i] = f->e[(f->head + i) % f->cap];
+        free(f->e);
+        f->e = n;
+        f->head = 0;
+        f->cap = cap;
+    }
+    f->e[(f->head + f->count) % f->cap] = e;
+    f->count++;
+    return 0;
+}
+
+static bentry_t fifo_pop(bfifo_t *f)
+{
+    bentry_t e = f->e[f->head];
+    f->head = (f->head + 1) % f->cap;
+    f->count--;
+    return e;
+}
+
+static void fifo_free(bfifo_t *f)
+{
+    free(f->e);
+    *f = (bfifo_t){0};
+}
+
+/* Partition part's key named suffix ("q", "c", "z", "o"), or with suffix "l:" its lease prefix. */
+static size_t part_key(char *out, size_t n, unsigned part, const char *suffix)
+{
+    return (size_t)snprintf(out, n, "hb:{b:%u}:%s", part, suffix);
+}
+
+static void budget_maybe_done(rstore_t *R);
+
+static void on_batch(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
+{
+    (void)rc, (void)acked;
+    bbatch_t *b = arg;
+    rstore_t *R = b->R;
+    budget_t *B = &R->budget;
+    B->in_flight--;
+    int ok = err == 0 && reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    if (ok || (B->stopping && err == UV_ECANCELED)) {
+        if (b->kind == BATCH_PUT)
+            B->put_busy[b->part] = 0;
+        if (!ok)
+            hb__group_log(R->g, "redis: %zu shake envelopes of partition %u not %s at close", b->n,
+                          b->part, b->kind == BATCH_PUT ? "put" : "reported");
+        free(b);
+    } else {
+        /* Sent again as it is (every budget script skips what it already did). */
+        hb__group_count_control(R->g, HB_CTR_X_STORE_ERRORS, 1);
+        b->next = B->failed;
+        B->failed = b;
+    }
+    budget_maybe_done(R);
+}
+
+static void batch_send(rstore_t *R, bbatch_t *b)
+{
+    budget_t *B = &R->budget;
+    char k0[48], k1[48], k2[48], prefix[48];
+    static char nums[4 + 2 * BATCH_MAX][12];
+    const char *argv[8 + 2 * BATCH_MAX];
+    size_t lens[8 + 2 * BATCH_MAX];
+    int n = 0, nkeys;
+    const hb_rscript_t *script;
+#define ARG(str, len_)                                                                             \
+    do {                                                                                           \
+        argv[n] = (str);                                                                           \
+        lens[n++] = (len_);                                                                        \
+    } while (0)
+#define NUM(v)                                                                                     \
+    do {                                                                                           \
+        int l_ = snprintf(nums[n], sizeof nums[n], "%u", (unsigned)(v));                           \
+        ARG(nums[n], (size_t)l_);                                                                  \
+    } while (0)
+    size_t plen = part_key(prefix, sizeof prefix, b->part, "l:");
+    if (b->kind == BATCH_PUT) {
+        script = R->s_put, nkeys = 2;
+        ARG(k0, part_key(k0, sizeof k0, b->part, "q"));
+        ARG(k1, part_key(k1, sizeof k1, b->part, "c"));
+        ARG(R->instance, strlen(R->instance));
+    } else if (b->kind == BATCH_REPORT) {
+        script = R->s_report, nkeys = 3;
+        ARG(k0, part_key(k0, sizeof k0, b->part, "c"));
+        ARG(k1, part_key(k1, sizeof k1, b->part, "z"));
+        ARG(k2, part_key(k2, sizeof k2, b->part, "o"));
+        ARG(prefix, plen);
+        ARG(R->instance, strlen(R->instance));
+        NUM(R->lease_ms);
+        NUM(PARTITIONS);
+        B->renewed_ms[b->part] = uv_now(R->loop);
+    } else {
+        script = R->s_return, nkeys = 3;
+        ARG(k0, part_key(k0, sizeof k0, b->part, "q"));
+        ARG(k1, part_key(k1, sizeof k1, b->part, "c"));
+        ARG(k2, part_key(k2, sizeof k2, b->part, "z"));
+        ARG(prefix, plen);
+        ARG(R->instance, strlen(R->instance));
+        ARG(b->final ? "1" : "0", 1);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        NUM(b->e[i].idx);
+        if (b->kind != BATCH_RETURN)
+            NUM(b->e[i].amount);
+    }
+#undef NUM
+#undef ARG
+    if (hb__rcluster_eval(R->control, script, hb__rs_slot(k0, lens[0]), nkeys, n, argv, lens,
+                          R->replicas, R->wait_ms, on_batch, b) == 0) {
+        B->in_flight++;
+        return;
+    }
+    b->next = B->failed; /* not sent: on the next tick */
+    B->failed = b;
+}
+
+static bbatch_t *batch_new(rstore_t *R, int kind, unsigned part, int final)
+{
+    bbatch_t *b = malloc(sizeof *b);
+    if (b != NULL)
+        *b = (bbatch_t){.R = R, .kind = kind, .part = (uint8_t)part, .final = final};
+    return b;
+}
+
+/* The envelopes shakes took from each bucket since the last look, reported in batches by
+ * partition; final: the instance stops. */
+static void report_taken(rstore_t *R, int final)
+{
+    budget_t *B = &R->budget;
+    bbatch_t *open[PARTITIONS] = {0};
+    for (unsigned s = 0; s < R->g->nsets; s++) {
+        bshadow_t *sh = &B->shadow[s];
+        uint32_t popped = hb_envq_popped(R->g->envq, s);
+        uint32_t taken = popped - sh->seen;
+        for (uint32_t i = 0; i < taken && sh->fifo.count > 0; i++) {
+            bentry_t e = sh->fifo.e[sh->fifo.head];
+            bbatch_t **b = &open[e.part];
+            if (*b == NULL && (*b = batch_new(R, BATCH_REPORT, e.part, final)) == NULL)
+                break; /* looked at again on the next tick */
+            (void)fifo_pop(&sh->fifo);
+            sh->seen++;
+            B->held[e.part]--;
+            (*b)->e[(*b)->n++] = e;
+            if ((*b)->n == BATCH_MAX) {
+                batch_send(R, *b);
+                *b = NULL;
+            }
+        }
+    }
+    uint64_t now = uv_now(R->loop);
+    for (unsigned p = 0; p < PARTITIONS; p++) {
+        /* A partition we hold envelopes of is renewed even when nothing was taken. */
+        if (open[p] == NULL && B->held[p] > 0 && now - B->renewed_ms[p] >= R->lease_ms / 6)
+            open[p] = batch_new(R, BATCH_REPORT, p, final);
+        if (open[p] != NULL)
+            batch_send(R, open[p]);
+    }
+}
+
+/* Envelopes made here go to their partitions, one put in flight per partition (so that a resent
+ * put never follows a later one). */
+static void put_made(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    for (unsigned p = 0; p < PARTITIONS; p++) {
+        if (B->put_busy[p] || B->made[p].count == 0)
+            continue;
+        bbatch_t *b = batch_new(R, BATCH_PUT, p, 0);
+        if (b == NULL)
+            return;
+        while (b->n < BATCH_MAX && B->made[p].count > 0) {
+            b->e[b->n++] = fifo_pop(&B->made[p]);
+            B->made_count--;
+        }
+        B->put_busy[p] = 1;
+        batch_send(R, b);
+    }
+}
+
+static void draw_next(rstore_t *R);
+
+static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
+{
+    (void)rc, (void)acked;
+    rstore_t *R = arg;
+    budget_t *B = &R->budget;
+    B->drawing = 0;
+    B->in_flight--;
+    unsigned set = B->retry_set, part = B->retry_part;
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        if (!B->stopping)
+            hb__group_count_control(R->g, HB_CTR_X_STORE_ERRORS, 1);
+        budget_maybe_done(R);
+        return; /* the same draw again on the next tick (B->draw_retry_seq) */
+    }
+    B->draw_retry_seq = 0;
+    bbatch_t *back = NULL; /* what cannot go into the bucket (full, or the instance stops) */
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        unsigned long idx, amount;
+        if (r->type != REDIS_REPLY_STRING || sscanf(r->str, "%lu:%lu", &idx, &amount) != 2)
+            continue;
+        bentry_t e = {(uint32_t)idx, (uint32_t)amount, (uint8_t)part};
+        uint32_t id = hb_envelope_id_add(HB_ENVELOPE_SHAKE, 0, (uint64_t)idx + 1);
+        bshadow_t *sh = &B->shadow[set];
+        if (!B->stopping && id != 0 && fifo_push(&sh->fifo, e) == 0) {
+            if (hb_envq_push_to(R->g->envq, set, (hb_envelope_t){id, e.amount}) == 0) {
+                B->held[part]++;
+                continue;
+            }
+            sh->fifo.count--; /* undo: the bucket is full */
+        }
+        if (back == NULL && (back = batch_new(R, BATCH_RETURN, part, B->stopping)) == NULL)
+            continue; /* stays in the lease; it expires with it */
+        back->e[back->n++] = e;
+        if (back->n == BATCH_MAX) {
+            batch_send(R, back);
+            back = NULL;
+        }
+    }
+    if (back != NULL)
+        batch_send(R, back);
+    /* Partitions in turn, so that this instance's draws also expire others' leases everywhere. */
+    B->draw_part = (B->draw_part + 1) % PARTITIONS;
+    if (reply->elements > 0)
+        draw_next(R); /* more buckets may be low */
+    budget_maybe_done(R);
+}
+
+/* A draw for the first SET whose bucket runs low, from the partition in turn; one at a time, and
+ * a draw that failed is sent again with its number first (Redis may have made it: the retry
+ * returns the same envelopes). */
+static void draw_next(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    if (B->drawing || B->stopping)
+        return;
+    if (B->draw_retry_seq == 0) {
+        unsigned n = R->g->nsets, set = n;
+        for (unsigned i = 0; i < n && set == n; i++) {
+            unsigned s = (B->draw_set + i) % n;
+            if (hb_envq_size(R->g->envq, s) < DRAW_LOW &&
+                R->g->envq->capacity - hb_envq_size(R->g->envq, s) >= DRAW_BATCH)
+                set = s;
+        }
+        if (set == n)
+            return;
+        B->draw_set = (set + 1) % n;
+        B->retry_set = set;
+        B->retry_part = B->draw_part;
+        B->draw_retry_seq = ++B->draw_seq;
+    }
+    char q[48], c[48], z[48], prefix[48], count[12], lease[12], seq[24];
+    const char *argv[] = {q, c, z, prefix, R->instance, count, lease, seq};
+    size_t lens[] = {
+        part_key(q, sizeof q, B->retry_part, "q"),
+        part_key(c, sizeof c, B->retry_part, "c"),
+        part_key(z, sizeof z, B->retry_part, "z"),
+        part_key(prefix, sizeof prefix, B->retry_part, "l:"),
+        strlen(R->instance),
+        (size_t)snprintf(count, sizeof count, "%u", (unsigned)DRAW_BATCH),
+        (size_t)snprintf(lease, sizeof lease, "%u", (unsigned)R->lease_ms),
+        (size_t)snprintf(seq, sizeof seq, "%llu", (unsigned long long)B->draw_retry_seq)};
+    if (hb__rcluster_eval(R->control, R->s_draw, hb__rs_slot(q, lens[0]), 3, 8, argv, lens,
+                          R->replicas, R->wait_ms, on_draw, R) == 0) {
+        B->drawing = 1;
+        B->in_flight++;
+        B->renewed_ms[B->retry_part] = uv_now(R->loop);
+    }
+}
+
+/* Every half lease, a draw of nothing from every partition: the expiry alone, so that a dead
+ * instance's leases end even on partitions nobody draws from. */
+static void sweep_expired(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    uint64_t now = uv_now(R->loop);
+    if (now - B->swept_ms < R->lease_ms / 2)
+        return;
+    B->swept_ms = now;
+    for (unsigned p = 0; p < PARTITIONS; p++) {
+        char q[48], c[48], z[48], prefix[48], lease[12];
+        const char *argv[] = {q, c, z, prefix, R->instance, "0", lease, "0"};
+        size_t lens[] = {part_key(q, sizeof q, p, "q"),
+                         part_key(c, sizeof c, p, "c"),
+                         part_key(z, sizeof z, p, "z"),
+                         part_key(prefix, sizeof prefix, p, "l:"),
+                         strlen(R->instance),
+                         1,
+                         (size_t)snprintf(lease, sizeof lease, "%u", (unsigned)R->lease_ms),
+                         1};
+        (void)hb__rcluster_eval(R->control, R->s_draw, hb__rs_slot(q, lens[0]), 3, 8, argv, lens, 0,
+                                0, hb__rs_ignored, NULL);
+    }
+}
+
+void hb__rs_on_tick(uv_timer_t *t)
+{
+    rstore_t *R = t->data;
+    budget_t *B = &R->budget;
+    sweep_expired(R);
+    bbatch_t *again = B->failed;
+    B->failed = NULL;
+    while (again != NULL) {
+        bbatch_t *b = again;
+        again = b->next;
+        batch_send(R, b);
+    }
+    put_made(R);
+    report_taken(R, 0);
+    draw_next(R);
+}
+
+int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount)
+{
+    rstore_t *R = hb__rs_of(st);
+    budget_t *B = &R->budget;
+    int64_t idx = hb_envelope_id_index(HB_ENVELOPE_SHAKE, id);
+    if (idx < 0 || B->stopping)
+        return HB_EINVAL;
+    if (B->made_count >= PUT_BACKLOG)
+        return HB_EAGAIN;
+    unsigned part = (unsigned)(idx % PARTITIONS);
+    if (fifo_push(&B->made[part], (bentry_t){(uint32_t)idx, amount, (uint8_t)part}) != 0)
+        return HB_EAGAIN;
+    B->made_count++;
+    return 0;
+}
+
+/* The instance stops (the workers have ended: nothing pops the buckets any more): what shakes
+ * took is reported, what the buckets still hold goes back to the budget, what was made here is
+ * put; then the clients close. */
+void hb__rs_budget_stop(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    B->stopping = 1;
+    if (R->tick_open)
+        uv_timer_stop(&R->tick);
+    hb__rs_on_tick(&R->tick); /* resend failures, puts, the last reports (below: final) */
+    report_taken(R, 1);
+    for (unsigned s = 0; s < R->g->nsets; s++) {
+        bshadow_t *sh = &B->shadow[s];
+        bbatch_t *open[PARTITIONS] = {0};
+        while (sh->fifo.count > 0) {
+            bentry_t e = sh->fifo.e[sh->fifo.head];
+            bbatch_t **b = &open[e.part];
+            if (*b == NULL && (*b = batch_new(R, BATCH_RETURN, e.part, 1)) == NULL)
+                break; /* left in the lease: it expires */
+            (void)fifo_pop(&sh->fifo);
+            B->held[e.part]--;
+            (*b)->e[(*b)->n++] = e;
+            if ((*b)->n == BATCH_MAX) {
+                batch_send(R, *b);
+                *b = NULL;
+            }
+        }
+        for (unsigned p = 0; p < PARTITIONS; p++)
+            if (open[p] != NULL)
+                batch_send(R, open[p]);
+    }
+    budget_maybe_done(R);
+}
+
+/* Once nothing of the budget is on its way any more, at close, the clients go. */
+static void budget_maybe_done(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    if (!B->stopping || B->in_flight > 0 || B->closing_clients)
+        return;
+    size_t lost = 0;
+    while (B->failed != NULL) { /* Redis cannot be reached: they stay leased, and expire */
+        bbatch_t *b = B->failed;
+        B->failed = b->next;
+        lost += b->n;
+        free(b);
+    }
+    if (lost > 0)
+        hb__group_log(R->g,
+                      "redis: %zu shake envelopes not reported or returned at close: they "
+                      "expire with this instance's lease",
+                      lost);
+    B->closing_clients = 1;
+    hb__rs_close_clients(R);
+}
+
+int hb__rs_budget_init(rstore_t *R)
+{
+    R->budget.shadow = calloc(R->g->nsets, sizeof *R->budget.shadow);
+    return R->budget.shadow == NULL ? HB_ENOMEM : 0;
+}
+
+void hb__rs_budget_free(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    if (B->shadow != NULL)
+        for (unsigned s = 0; s < R->nsets; s++)
+            fifo_free(&B->shadow[s].fifo);
+    free(B->shadow);
+    for (unsigned p = 0; p < PARTITIONS; p++)
+        fifo_free(&B->made[p]);
+    while (B->failed != NULL) {
+        bbatch_t *b = B->failed;
+        B->failed = b->next;
+        free(b);
+    }
+}
