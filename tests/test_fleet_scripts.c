@@ -361,7 +361,7 @@ static void model_expire(model_t *m)
 static void put(redisContext *c, model_t *m, hb_rand_t *rng, unsigned n)
 {
     char buf[2 * 16][16];
-    const char *args[1 + 2 * 16] = {"generator-1"};
+    const char *args[2 + 2 * 16] = {"generator-1", "0"};
     ck_assert_uint_le(n, 16);
     unsigned first = m->next;
     for (unsigned i = 0; i < n && m->next < MAXENV / 2; i++) {
@@ -369,20 +369,20 @@ static void put(redisContext *c, model_t *m, hb_rand_t *rng, unsigned n)
         m->amount[k] = (uint32_t)hb_rand_range(rng, 10, 309);
         snprintf(buf[2 * i], 16, "%u", (unsigned)k);
         snprintf(buf[2 * i + 1], 16, "%u", (unsigned)m->amount[k]);
-        args[1 + 2 * i] = buf[2 * i];
-        args[2 + 2 * i] = buf[2 * i + 1];
+        args[2 + 2 * i] = buf[2 * i];
+        args[3 + 2 * i] = buf[2 * i + 1];
         m->where[k] = QUEUED;
         m->queue[m->qhead + m->qlen++] = k;
         m->g++;
         m->ga += m->amount[k];
     }
     unsigned added = m->next - first;
-    redisReply *r = eval(c, hb__lua_budget_put, 2, budget_keys, (int)(1 + 2 * added), args);
+    redisReply *r = eval(c, hb__lua_budget_put, 2, budget_keys, (int)(2 + 2 * added), args);
     ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
     ck_assert_int_eq(r->integer, added);
     freeReplyObject(r);
     if (added > 0) { /* the same put again (its answer lost): nothing added */
-        r = eval(c, hb__lua_budget_put, 2, budget_keys, (int)(1 + 2 * added), args);
+        r = eval(c, hb__lua_budget_put, 2, budget_keys, (int)(2 + 2 * added), args);
         ck_assert_int_eq(r->integer, 0);
         freeReplyObject(r);
     }

@@ -58,6 +58,8 @@ static void usage(FILE *out)
         "address)\n"
         "  --redis-replicas N    acknowledge a claim once N replicas have it (Redis WAIT;\n"
         "                        default 0: the master's appendfsync alone)\n"
+        "  --generator           in a fleet, take part in electing its one generator, which\n"
+        "                        makes the shake plan set by /yaohongbao on any instance\n"
         "  --redis-lease MS      shake envelopes drawn from the fleet's budget stay this\n"
         "                        instance's this long without a word from it (default 30000)\n"
         "  --control-token T     require 'Authorization: Bearer T' on the control endpoint;\n"
@@ -145,6 +147,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--reuse-port") == 0) {
             opts.reuse_port = 1;
+            continue;
+        }
+        if (strcmp(a, "--generator") == 0) {
+            opts.generator = 1;
             continue;
         }
         if ((val = cli_value(prog, argc, argv, &i)) == NULL)

@@ -98,6 +98,11 @@ typedef struct hb_server_options {
      * a word from it (it renews every sixth of it): after it, another instance retires them as
      * expired (docs/fleet.md). 0 = 30,000 ms; at least 600. */
     uint32_t redis_lease_ms;
+    /* In a fleet, shake envelopes come from one generator: hb_server_generate_shake (and
+     * /yaohongbao) on any instance stores the fleet's plan in Redis, and of the instances with
+     * generator set, one at a time (a lease in Redis, taken over by another within about 3 s
+     * when its holder dies) makes the plan's envelopes into the shared budget. */
+    int generator;
     /* 0 (the default): one listening socket shared by the worker threads, so a second server on
      * the same port fails with UV_EADDRINUSE. Nonzero: one SO_REUSEPORT socket per worker, which
      * lets other processes of the same user bind the port too and take a share of its users: only

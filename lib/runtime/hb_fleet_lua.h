@@ -13,6 +13,8 @@
  *   P:{b:N}:l:<inst>  an instance's lease: index -> amount (and :d, its last draw)
  *   P:{b:N}:o         its bitmap of envelopes handed out (bit index / partitions)
  *   P:{u:USER}        the fleet's registry: i the instance holding the user, g its logins
+ *   P:{gen}           the fleet's shake plan: qps, total, start (Redis ms), epoch
+ *   P:{gen}:lease     the instance that is the fleet's generator now (expires)
  * An envelope of the budget is always in exactly one of: queued, leased, handed out, expired. */
 #ifndef HB_FLEET_LUA_H
 #define HB_FLEET_LUA_H
@@ -27,5 +29,7 @@ extern const char hb__lua_budget_return[];
 extern const char hb__lua_budget_audit[];
 extern const char hb__lua_login[];
 extern const char hb__lua_logout[];
+extern const char hb__lua_gen_plan[];
+extern const char hb__lua_gen_lease[];
 
 #endif /* HB_FLEET_LUA_H */

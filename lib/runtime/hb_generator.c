@@ -162,6 +162,8 @@ int hb_server_generate_shake(hb_server_t *server, uint64_t qps, uint64_t count)
     struct hb_server_impl *impl = server->impl;
     if (!impl->started || impl->closing || qps > HB_GENERATE_QPS_MAX)
         return UV_EINVAL;
+    if (impl->store.ops->plan_shake != NULL) /* a fleet: the plan of its one generator */
+        return impl->store.ops->plan_shake(&impl->store, qps, count);
     start(&impl->shake_gen, server->loop, qps, count, on_shake_tick);
     return 0;
 }

@@ -174,6 +174,9 @@ static int init_store(struct hb_server_impl *impl)
                                    .replicas = o->redis_replicas,
                                    .timeout_ms = o->redis_timeout_ms,
                                    .lease_ms = o->redis_lease_ms,
+                                   .generator = o->generator,
+                                   .amount_min = o->shake_amount_min,
+                                   .amount_max = o->shake_amount_max,
                                    .send_expiry_s = o->send_expiry_s};
     return hb__store_redis_init(&impl->store, &impl->group, impl->pub->loop, &ro, &impl->rng);
 #else

@@ -76,6 +76,10 @@ typedef struct hb_store_ops {
      * fills the buckets itself (a shared budget). Returns 0, or HB_EAGAIN when it holds too many
      * not yet stored (try on the next tick; nothing was taken). Control loop. */
     int (*put_shake)(hb_store_t *st, uint32_t id, uint32_t amount);
+    /* Optional (NULL: the server paces its own generator). Make count shake envelopes at qps a
+     * second: for a shared budget, a plan of the whole fleet that its one generator carries out.
+     * Returns 0 or an error (cf. hb_server_generate_shake). Control loop. */
+    int (*plan_shake)(hb_store_t *st, uint64_t qps, uint64_t count);
     /* Optional (NULL: a user not connected here is offline). A frame for a user not connected to
      * this server, for a store that knows where else users are: it takes a copy and delivers it
      * if it can. Returns 0 when taken (not a promise of delivery), HB_EOFFLINE, HB_ENOMEM. Any
@@ -114,12 +118,14 @@ int hb__store_local_init(hb_store_t *st, hb_setgroup_t *group, const char *dir, 
 #ifdef HB_HAVE_REDIS
 /* The Redis backend (hb_store_redis.c, docs/fleet.md). */
 typedef struct hb_store_redis_options {
-    const char *seeds;    /* some nodes of the cluster, "host:port[,host:port...]" */
-    const char *instance; /* this instance's name (the creator of its send-envelopes) */
-    unsigned replicas;    /* WAIT for this many replicas before acknowledging */
-    uint32_t wait_ms;     /* WAIT's own timeout; 0 = 1,000 */
-    uint32_t timeout_ms;  /* a command's deadline; 0 = the cluster client's default */
-    uint32_t lease_ms;    /* the budget's leases; 0 = 30,000 */
+    const char *seeds;               /* some nodes of the cluster, "host:port[,host:port...]" */
+    const char *instance;            /* this instance's name (the creator of its send-envelopes) */
+    unsigned replicas;               /* WAIT for this many replicas before acknowledging */
+    uint32_t wait_ms;                /* WAIT's own timeout; 0 = 1,000 */
+    uint32_t timeout_ms;             /* a command's deadline; 0 = the cluster client's default */
+    uint32_t lease_ms;               /* the budget's leases; 0 = 30,000 */
+    int generator;                   /* this instance may be the fleet's generator */
+    uint32_t amount_min, amount_max; /* of the shake envelopes it makes */
     uint32_t send_expiry_s;
 } hb_store_redis_options_t;
 /* Fill *st for the control loop `loop`; its open connects. Returns 0 or HB_ENOMEM. */

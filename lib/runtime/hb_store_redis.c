@@ -428,6 +428,10 @@ static int store_open(hb_store_t *st)
     if (r == 0)
         r = hb__rcluster_script(R->control, hb__lua_budget_return, &R->s_return);
     if (r == 0)
+        r = hb__rcluster_script(R->control, hb__lua_gen_plan, &R->s_plan);
+    if (r == 0)
+        r = hb__rcluster_script(R->control, hb__lua_gen_lease, &R->s_lease);
+    if (r == 0)
         r = hb__rcluster_open(R->loop, &R->copts, &R->inbox);
     if (r == 0 && (r = uv_async_init(R->loop, &R->away_async, hb__rs_on_away)) == 0) {
         R->away_async.data = R;
@@ -541,6 +545,7 @@ static const hb_store_ops_t redis_ops = {
     .login = hb__rs_login,
     .logout = hb__rs_logout,
     .put_shake = hb__rs_put_shake,
+    .plan_shake = hb__rs_plan_shake,
     .send_away = hb__rs_send_away,
 };
 
@@ -583,6 +588,9 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
     R->replicas = (int)o->replicas;
     R->wait_ms = o->wait_ms ? o->wait_ms : 1000;
     R->lease_ms = o->lease_ms ? o->lease_ms : LEASE_MS;
+    R->budget.gen_role = o->generator;
+    R->amount_min = o->amount_min;
+    R->amount_max = o->amount_max;
     R->copts = (hb_rcluster_options_t){.seeds = R->seeds,
                                        .timeout_ms = o->timeout_ms,
                                        .log = group->log,

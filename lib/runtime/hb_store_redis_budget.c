@@ -100,6 +100,7 @@ static void batch_send(rstore_t *R, bbatch_t *b)
         ARG(k0, part_key(k0, sizeof k0, b->part, "q"));
         ARG(k1, part_key(k1, sizeof k1, b->part, "c"));
         ARG(R->instance, strlen(R->instance));
+        NUM(b->n > 0 ? b->e[0].epoch : 0);
     } else if (b->kind == BATCH_REPORT) {
         script = R->s_report, nkeys = 3;
         ARG(k0, part_key(k0, sizeof k0, b->part, "c"));
@@ -189,7 +190,10 @@ static void put_made(rstore_t *R)
         bbatch_t *b = batch_new(R, BATCH_PUT, p, 0);
         if (b == NULL)
             return;
-        while (b->n < BATCH_MAX && B->made[p].count > 0) {
+        /* One plan's envelopes in a batch (budget_put.lua counts them under its epoch). */
+        uint32_t epoch = B->made[p].e[B->made[p].head].epoch;
+        while (b->n < BATCH_MAX && B->made[p].count > 0 &&
+               B->made[p].e[B->made[p].head].epoch == epoch) {
             b->e[b->n++] = fifo_pop(&B->made[p]);
             B->made_count--;
         }
@@ -199,6 +203,7 @@ static void put_made(rstore_t *R)
 }
 
 static void draw_next(rstore_t *R);
+static void generate(rstore_t *R);
 
 static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
@@ -221,7 +226,7 @@ static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
         unsigned long idx, amount;
         if (r->type != REDIS_REPLY_STRING || sscanf(r->str, "%lu:%lu", &idx, &amount) != 2)
             continue;
-        bentry_t e = {(uint32_t)idx, (uint32_t)amount, (uint8_t)part};
+        bentry_t e = {.idx = (uint32_t)idx, .amount = (uint32_t)amount, .part = (uint8_t)part};
         uint32_t id = hb_envelope_id_add(HB_ENVELOPE_SHAKE, 0, (uint64_t)idx + 1);
         bshadow_t *sh = &B->shadow[set];
         if (!B->stopping && id != 0 && fifo_push(&sh->fifo, e) == 0) {
@@ -320,6 +325,7 @@ void hb__rs_on_tick(uv_timer_t *t)
     rstore_t *R = t->data;
     budget_t *B = &R->budget;
     sweep_expired(R);
+    generate(R);
     bbatch_t *again = B->failed;
     B->failed = NULL;
     while (again != NULL) {
@@ -332,9 +338,9 @@ void hb__rs_on_tick(uv_timer_t *t)
     draw_next(R);
 }
 
-int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount)
+/* A shake envelope made here (of plan epoch, or 0) on its way to its partition. */
+static int put_one(rstore_t *R, uint32_t id, uint32_t amount, uint32_t epoch)
 {
-    rstore_t *R = hb__rs_of(st);
     budget_t *B = &R->budget;
     int64_t idx = hb_envelope_id_index(HB_ENVELOPE_SHAKE, id);
     if (idx < 0 || B->stopping)
@@ -342,10 +348,156 @@ int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount)
     if (B->made_count >= PUT_BACKLOG)
         return HB_EAGAIN;
     unsigned part = (unsigned)(idx % PARTITIONS);
-    if (fifo_push(&B->made[part], (bentry_t){(uint32_t)idx, amount, (uint8_t)part}) != 0)
+    bentry_t e = {.idx = (uint32_t)idx, .amount = amount, .epoch = epoch, .part = (uint8_t)part};
+    if (fifo_push(&B->made[part], e) != 0)
         return HB_EAGAIN;
     B->made_count++;
     return 0;
+}
+
+int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount)
+{
+    return put_one(hb__rs_of(st), id, amount, 0);
+}
+
+/* ---- the fleet's generator: one instance at a time, by a lease, makes the plan's envelopes ----
+ */
+
+static const char plan_key[] = "hb:{gen}";
+static const char lease_key[] = "hb:{gen}:lease";
+
+static void on_plan(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
+{
+    (void)rc, (void)acked;
+    rstore_t *R = arg;
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        hb__group_log(R->g, "redis: the shake plan was not stored: %s",
+                      err != 0 ? hb_strerror(err) : "an unexpected answer");
+}
+
+int hb__rs_plan_shake(hb_store_t *st, uint64_t qps, uint64_t count)
+{
+    rstore_t *R = hb__rs_of(st);
+    char q[24], c[24];
+    const char *argv[] = {plan_key, q, c};
+    size_t lens[] = {sizeof plan_key - 1,
+                     (size_t)snprintf(q, sizeof q, "%llu", (unsigned long long)qps),
+                     (size_t)snprintf(c, sizeof c, "%llu", (unsigned long long)count)};
+    return hb__rcluster_eval(R->control, R->s_plan, hb__rs_slot(plan_key, sizeof plan_key - 1), 1,
+                             3, argv, lens, R->replicas, R->wait_ms, on_plan, R);
+}
+
+/* One partition's count of the plan's envelopes (budget_put.lua's e:<epoch>). */
+static void on_made(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
+{
+    (void)rc, (void)acked;
+    rstore_t *R = arg;
+    budget_t *B = &R->budget;
+    if (err != 0 || reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        B->gen_active = 0; /* not known: asked again at the next lease call */
+    else if (reply->type == REDIS_REPLY_STRING)
+        B->gen_made += strtoull(reply->str, NULL, 10);
+    if (--B->gen_made_left == 0) {
+        B->gen_asking = 0;
+        B->gen_known = B->gen_active;
+    }
+}
+
+static void ask_made(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    char field[32];
+    int flen = snprintf(field, sizeof field, "e:%llu", (unsigned long long)B->gen_epoch);
+    B->gen_made = 0;
+    B->gen_made_left = PARTITIONS;
+    for (unsigned p = 0; p < PARTITIONS; p++) {
+        char key[48];
+        size_t klen = part_key(key, sizeof key, p, "c");
+        const char *argv[] = {"HGET", key, field};
+        size_t lens[] = {4, klen, (size_t)flen};
+        if (hb__rcluster_command(R->control, hb__rs_slot(key, klen), 3, argv, lens, on_made, R) !=
+            0) {
+            B->gen_active = 0;
+            if (--B->gen_made_left == 0)
+                B->gen_asking = 0;
+        }
+    }
+}
+
+static void on_lease(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
+{
+    (void)rc, (void)acked;
+    rstore_t *R = arg;
+    budget_t *B = &R->budget;
+    B->gen_asking = 0;
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+        B->gen_active = 0; /* not sure to hold it: make nothing */
+        return;
+    }
+    long long v[6];
+    for (size_t i = 0; i < 6; i++)
+        v[i] = reply->element[i]->type == REDIS_REPLY_INTEGER ? reply->element[i]->integer : 0;
+    B->gen_clock = (int64_t)v[5] - (int64_t)uv_now(R->loop);
+    if (!v[0]) {
+        if (B->gen_active)
+            hb__group_log(R->g, "redis: another instance is the fleet's generator now");
+        B->gen_active = 0;
+        return;
+    }
+    uint64_t epoch = (uint64_t)v[4];
+    B->gen_qps = (uint64_t)v[1];
+    B->gen_total = (uint64_t)v[2];
+    B->gen_start_ms = (uint64_t)v[3];
+    if (!B->gen_active || epoch != B->gen_epoch) {
+        if (!B->gen_active)
+            hb__group_log(R->g, "redis: this instance is the fleet's generator");
+        /* What the plan has made so far, wherever: the partitions count it. */
+        B->gen_active = 1;
+        B->gen_known = 0;
+        B->gen_epoch = epoch;
+        B->gen_asking = 1;
+        ask_made(R);
+    }
+}
+
+/* On the tick: the lease (taken or renewed every third of it), then the plan's envelopes due. */
+static void generate(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    if (!B->gen_role || B->stopping)
+        return;
+    uint64_t now = uv_now(R->loop);
+    if (!B->gen_asking && now - B->gen_leased_ms >= GEN_LEASE_MS / 3) {
+        char ms[16];
+        const char *argv[] = {lease_key, plan_key, R->instance, ms};
+        size_t lens[] = {sizeof lease_key - 1, sizeof plan_key - 1, strlen(R->instance),
+                         (size_t)snprintf(ms, sizeof ms, "%u", (unsigned)GEN_LEASE_MS)};
+        if (hb__rcluster_eval(R->control, R->s_lease, hb__rs_slot(lease_key, sizeof lease_key - 1),
+                              2, 4, argv, lens, 0, 0, on_lease, R) == 0) {
+            B->gen_asking = 1;
+            B->gen_leased_ms = now;
+        }
+    }
+    if (!B->gen_active || !B->gen_known || B->gen_epoch == 0)
+        return;
+    /* Paced by Redis's clock, so that a standby taking over goes on where the plan stands. */
+    int64_t redis_now = (int64_t)now + B->gen_clock;
+    uint64_t elapsed =
+        redis_now > (int64_t)B->gen_start_ms ? (uint64_t)redis_now - B->gen_start_ms : 0;
+    uint64_t due = B->gen_qps * elapsed / 1000 + 1;
+    if (due > B->gen_total)
+        due = B->gen_total;
+    while (B->gen_made < due) {
+        uint32_t id;
+        if (R->st->ops->shake_id(R->st, &id) != 0)
+            break; /* no id block yet: the next tick */
+        uint32_t amount = (uint32_t)hb_rand_range(R->rng, R->amount_min, R->amount_max);
+        if (put_one(R, id, amount, (uint32_t)B->gen_epoch) != 0)
+            break; /* too many not yet stored: the next tick (that id is skipped, never reused) */
+        B->gen_made++;
+        hb__group_count_control(R->g, HB_CTR_SHAKE_ENVELOPES, 1);
+        hb__group_count_control(R->g, HB_CTR_SHAKE_AMOUNT_ISSUED, amount);
+    }
 }
 
 /* The instance stops (the workers have ended: nothing pops the buckets any more): what shakes

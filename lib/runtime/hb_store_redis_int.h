@@ -22,13 +22,14 @@
 #define NOTICE_MAX     (HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS)
 /* The shake budget (docs/fleet.md). Every instance must agree on PARTITIONS: a partition's bitmap
  * is indexed by envelope index / PARTITIONS. */
-#define PARTITIONS  16
-#define LEASE_MS    30000 /* a lease not renewed for this long expires (default) */
-#define TICK_MS     20    /* draws, reports and puts are batched over this */
-#define DRAW_BATCH  64    /* envelopes a draw asks for */
-#define DRAW_LOW    32    /* a bucket holding fewer is topped up */
-#define BATCH_MAX   256   /* envelopes in one put or report */
-#define PUT_BACKLOG 65536 /* envelopes made here and not yet stored, before put_shake refuses */
+#define PARTITIONS   16
+#define LEASE_MS     30000 /* a lease not renewed for this long expires (default) */
+#define TICK_MS      20    /* draws, reports and puts are batched over this */
+#define DRAW_BATCH   64    /* envelopes a draw asks for */
+#define DRAW_LOW     32    /* a bucket holding fewer is topped up */
+#define BATCH_MAX    256   /* envelopes in one put or report */
+#define PUT_BACKLOG  65536 /* envelopes made here and not yet stored, before put_shake refuses */
+#define GEN_LEASE_MS 3000  /* the fleet's generator: a standby takes over within about this */
 
 typedef struct rstore rstore_t;
 
@@ -36,7 +37,8 @@ typedef struct rstore rstore_t;
 typedef struct bentry {
     uint32_t idx; /* its place in the shake id space (hb_envelope_id_index) */
     uint32_t amount;
-    uint8_t part; /* its partition: idx % PARTITIONS */
+    uint32_t epoch; /* made for this plan of the fleet's generator (0: none) */
+    uint8_t part;   /* its partition: idx % PARTITIONS */
 } bentry_t;
 
 /* A FIFO of entries (a ring that grows). */
@@ -80,7 +82,16 @@ typedef struct budget {
     uint64_t renewed_ms[PARTITIONS];
     size_t held[PARTITIONS];  /* entries of each partition in this instance's shadows */
     int put_busy[PARTITIONS]; /* a put of the partition is on its way (or waits to be resent) */
-    int stopping;             /* close: the last reports and returns are out */
+    /* the fleet's generator, when this instance takes part (gen_lease.lua) */
+    int gen_role;   /* it may be the generator */
+    int gen_active; /* it holds the lease for gen_epoch */
+    int gen_asking; /* a lease call or the made counts are on their way */
+    int gen_known;  /* gen_made is what the plan has made */
+    uint64_t gen_epoch, gen_qps, gen_total, gen_start_ms, gen_made;
+    int64_t gen_clock;      /* Redis's clock minus the loop's, ms */
+    uint64_t gen_leased_ms; /* the last lease call */
+    unsigned gen_made_left; /* made counts still to come */
+    int stopping;           /* close: the last reports and returns are out */
     int closing_clients;
     uint64_t swept_ms; /* the last sweep of expired leases */
 } budget_t;
@@ -156,7 +167,8 @@ struct rstore {
     char last_id[64];     /* the inbox's last message read ("$": from now on) */
     int inbox_reading;
     unsigned clients_open; /* while closing: the clients not yet closed */
-    hb_rscript_t *s_put, *s_draw, *s_report, *s_return;
+    hb_rscript_t *s_put, *s_draw, *s_report, *s_return, *s_plan, *s_lease;
+    uint32_t amount_min, amount_max; /* the generator's shake envelopes */
     /* Frames for users not connected here, from any thread, taken to the control loop. */
     uv_mutex_t away_lock;
     struct away *away_head, *away_tail; /* under away_lock */
@@ -205,6 +217,7 @@ void hb__rs_inbox_start(rstore_t *R);
 int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount);
 void hb__rs_on_tick(uv_timer_t *t);
 int hb__rs_budget_init(rstore_t *R);
+int hb__rs_plan_shake(hb_store_t *st, uint64_t qps, uint64_t count);
 void hb__rs_budget_free(rstore_t *R);
 void hb__rs_budget_stop(rstore_t *R);
 

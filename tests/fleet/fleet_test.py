@@ -14,6 +14,8 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
            older connection
   ids      send-envelope ids created on all instances at once never collide
   chat     chat between users on different instances, both ways
+  generator  the fleet's one generator: the active one SIGKILLed mid-plan, the standby takes
+           over within 5 s, the plan's count made exactly once
   budget   one shake budget: the generator on i1, users on all three, i3 SIGKILLed holding a
            lease (its envelopes expire); hb-audit --redis balances (it kills i3)
   failover (instances of their own, --redis-replicas 1) a claim storm; a Redis master SIGKILLed
@@ -539,8 +541,58 @@ def failover_storm(inst, build, cdir, script):
           % (len(storm.acked), before_kill, victim, storm.try_again))
 
 
+def generated_total():
+    """The budget's generated count, from the partitions' counters."""
+    return sum(int(redis_cli("HGET", "hb:{b:%d}:c" % p, "g") or 0) for p in range(16))
+
+
+def holder():
+    return redis_cli("GET", "hb:{gen}:lease")
+
+
+def scenario_generator(inst, build, workdir):
+    """The fleet's one generator: two instances may be it (--generator), a third sets the plan;
+    the active one is SIGKILLed mid-plan and the standby takes over within 5 s; the plan's count is
+    made exactly once over both, and hb-audit balances."""
+    gens = [Instance(build, SEEDS, "g%d" % (k + 1), "127.0.0.%d" % (31 + k), workdir,
+                     ["--generator"] if k < 2 else []) for k in range(3)]
+    try:
+        base = generated_total()
+        rate, count = 400, 2400
+        gens[2].get("/yaohongbao?qps=%d&sum=%d" % (rate, count))
+        # Whoever may be the generator (g1, g2, and i1 of the other scenarios) races for it.
+        able = {i.name: i for i in gens[:2] + [inst[0]] if not getattr(i, "killed", False)}
+        end = time.time() + DEADLINE
+        while holder() not in able or generated_total() - base < rate:
+            assert time.time() < end, "no generator made the plan's envelopes"
+            time.sleep(0.05)
+        active = able[holder()]
+        active.kill()
+        killed_at, made_then = time.time(), generated_total()
+        while generated_total() <= made_then + 1 or holder() in ("", active.name):
+            assert time.time() - killed_at < 5, "no standby took over within 5 s"
+            time.sleep(0.05)
+        standby = able[holder()]
+        took = time.time() - killed_at
+        end = time.time() + count / rate + DEADLINE
+        while generated_total() - base < count and time.time() < end:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        made = generated_total() - base
+        assert made == count, "the plan of %d made %d shake envelopes" % (count, made)
+        rc, out, err = audit(build)
+        assert rc == 0, "hb-audit --redis: exit %d: %s %s" % (rc, out, err)
+        print("generator: %s SIGKILLed mid-plan, %s made the plan's envelopes again %.1f s later; "
+              "%d of %d made, once each; hb-audit balanced: ok"
+              % (active.name, standby.name, took, made, count))
+    finally:
+        for i in gens:
+            i.stop()
+
+
 SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids,
-             "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover}
+             "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover,
+             "generator": scenario_generator}
 
 
 def main():
@@ -552,11 +604,12 @@ def main():
     inst = []
     failed = 0
     try:
-        for k in range(3):
-            inst.append(Instance(build, seeds, "i%d" % (k + 1), "127.0.0.%d" % (11 + k), workdir))
+        for k in range(3):  # i1 makes the fleet's shake plan (the budget scenario)
+            inst.append(Instance(build, seeds, "i%d" % (k + 1), "127.0.0.%d" % (11 + k), workdir,
+                                 ["--generator"] if k == 0 else []))
         for n in names:
             try:
-                if n in ("budget", "failover"):
+                if n in ("generator", "budget", "failover"):
                     SCENARIOS[n](inst, build, workdir)
                 else:
                     SCENARIOS[n](inst)

@@ -1,0 +1,8 @@
+-- The fleet's shake plan: generate `total` shake envelopes at `qps` a second from now, whichever
+-- instance is the fleet's generator (gen_lease.lua). KEYS[1]: the plan ({gen}). ARGV: qps,
+-- total. A new plan replaces the last (a new epoch: what it made stays made). Returns the epoch.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'qps', ARGV[1], 'total', ARGV[2], 'start', now)
+return epoch
