@@ -62,6 +62,7 @@ typedef struct hb_rcluster_options {
 /* Counters since open, for /stats and the tests. */
 typedef struct hb_rcluster_stats {
     uint64_t sent;        /* commands written to a node, resends included */
+    uint64_t waits;       /* WAITs sent (one answers for the commands of a loop iteration) */
     uint64_t moved;       /* MOVED answers */
     uint64_t ask;         /* ASK answers */
     uint64_t tryagain;    /* TRYAGAIN answers */
@@ -86,7 +87,9 @@ int hb__rcluster_command(hb_rcluster_t *rc, uint16_t slot, int argc, const char 
                          const size_t *argvlen, hb_rcluster_cb cb, void *arg);
 
 /* The same, then `WAIT replicas wait_ms` pipelined on the same node connection: the callback gets
- * the command's reply and WAIT's count. */
+ * the command's reply and WAIT's count. The commands sent to one node in one loop iteration with
+ * the same replicas and wait_ms share one WAIT, sent after them (a connection runs one WAIT at a
+ * time; WAIT counts the replicas that have every earlier write of its connection). */
 int hb__rcluster_command_wait(hb_rcluster_t *rc, uint16_t slot, int argc, const char **argv,
                               const size_t *argvlen, int replicas, uint32_t wait_ms,
                               hb_rcluster_cb cb, void *arg);
