@@ -86,10 +86,11 @@ int hb__rcluster_open(uv_loop_t *loop, const hb_rcluster_options_t *o, hb_rclust
 int hb__rcluster_command(hb_rcluster_t *rc, uint16_t slot, int argc, const char **argv,
                          const size_t *argvlen, hb_rcluster_cb cb, void *arg);
 
-/* The same, then `WAIT replicas wait_ms` pipelined on the same node connection: the callback gets
- * the command's reply and WAIT's count. The commands sent to one node in one loop iteration with
- * the same replicas and wait_ms share one WAIT, sent after them (a connection runs one WAIT at a
- * time; WAIT counts the replicas that have every earlier write of its connection). */
+/* The same, then `WAIT replicas wait_ms` on the same node connection: the callback gets the
+ * command's reply and WAIT's count. WAITs are committed in groups: the commands sent to a node
+ * while its WAIT is out (with the same replicas and wait_ms) share the next one, sent once that is
+ * answered; WAIT counts the replicas that have every earlier write of its connection, and Redis
+ * runs nothing behind a blocked WAIT on that connection. */
 int hb__rcluster_command_wait(hb_rcluster_t *rc, uint16_t slot, int argc, const char **argv,
                               const size_t *argvlen, int replicas, uint32_t wait_ms,
                               hb_rcluster_cb cb, void *arg);
