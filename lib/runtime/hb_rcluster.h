@@ -62,7 +62,7 @@ typedef struct hb_rcluster_options {
 /* Counters since open, for /stats and the tests. */
 typedef struct hb_rcluster_stats {
     uint64_t sent;        /* commands written to a node, resends included */
-    uint64_t waits;       /* WAITs sent (one answers for the commands of a loop iteration) */
+    uint64_t waits;       /* WAITs sent (one answers for a group of commands) */
     uint64_t moved;       /* MOVED answers */
     uint64_t ask;         /* ASK answers */
     uint64_t tryagain;    /* TRYAGAIN answers */
@@ -104,7 +104,7 @@ int hb__rcluster_script(hb_rcluster_t *rc, const char *lua, hb_rscript_t **scrip
 const char *hb__rscript_sha(const hb_rscript_t *script);
 
 /* Run a script of rc's with EVALSHA: argv holds its nkeys keys, then its arguments (argc in all);
- * replicas > 0 pipelines WAIT as hb__rcluster_command_wait does. NOSCRIPT loads it on that node
+ * replicas > 0 adds WAIT as hb__rcluster_command_wait does. NOSCRIPT loads it on that node
  * and runs it again. Returns as hb__rcluster_command. */
 int hb__rcluster_eval(hb_rcluster_t *rc, const hb_rscript_t *script, uint16_t slot, int nkeys,
                       int argc, const char **argv, const size_t *argvlen, int replicas,
