@@ -43,7 +43,8 @@ typedef struct hb_rcluster hb_rcluster_t;
 /* Called once per command. err == 0: reply is the command's reply (it may be a REDIS_REPLY_ERROR
  * other than the routing errors above, e.g. a script's own error, or SCRIPT LOAD's refusal of a
  * script that does not compile). err < 0: the command could not be delivered or answered before
- * its deadline (HB_ESTORE, UV_ETIMEDOUT), or the client is closing (UV_ECANCELED); reply is NULL.
+ * its deadline (HB_ESTORE, UV_ETIMEDOUT), or the client is closing (UV_ECANCELED), or its answer
+ * could not be kept while WAIT's was awaited (HB_ENOMEM: it did run); reply is NULL.
  * For a command sent with replicas > 0, acked is the number of replicas WAIT reported; fewer than
  * asked when WAIT timed out or its answer was lost after the command's own (else 0). The reply is
  * valid only during the callback. The callback may submit commands and may close the client. */
