@@ -466,6 +466,24 @@ START_TEST(wait_for_a_replica)
     ck_assert_int_eq(c.type, REDIS_REPLY_INTEGER);
     ck_assert_int_eq(c.integer, 1);
     ck_assert_int_eq(c.acked, 1);
+    /* Fifty at once to one master: one WAIT answers for all of them. */
+    enum { N = 50 };
+    static call_t many[N];
+    static char keys[N][32];
+    uint64_t waits = stats(&t).waits;
+    t.done = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "wait:{c}:%d", i);
+        t_send(&t, &many[i], 1, "SET", keys[i], "x", NULL);
+    }
+    t_wait(&t, &t.done, N, 10000);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(many[i].n, 1);
+        ck_assert_int_eq(many[i].err, 0);
+        ck_assert_str_eq(many[i].str, "OK");
+        ck_assert_int_eq(many[i].acked, 1);
+    }
+    ck_assert_uint_eq(stats(&t).waits, waits + 1);
     T_CMD(&t, &c, "DEL", "wait:{a}");
     T_CMD(&t, &c, "DEL", "wait:{b}");
     t_close(&t);
@@ -561,6 +579,24 @@ static void migrate_key(int from, int to, const char *key)
     adm_ok(from, NULL, 0, "MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS", key, NULL);
 }
 
+/* Every key still in the slot at from goes to to (the slot may hold keys of other tests). */
+static void migrate_rest(int slot, int from, int to)
+{
+    char s[16];
+    snprintf(s, sizeof s, "%d", slot);
+    for (;;) {
+        redisReply *r = adm(from, "CLUSTER", "GETKEYSINSLOT", s, "100", NULL);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+        size_t n = r->elements;
+        for (size_t i = 0; i < n; i++)
+            migrate_key(from, to, r->element[i]->str);
+        freeReplyObject(r);
+        if (n == 0)
+            return;
+    }
+}
+
 /* The slot is to's: told to to, from and every other master (the procedure of redis-cli). */
 static void migrate_end(const topo_t *tp, int slot, int from, int to)
 {
@@ -610,7 +646,7 @@ START_TEST(ask_during_migration_moved_after)
     ck_assert_uint_eq(stats(&t).ask, 2);
 
     /* MOVED: the migration ends; the client's table still names the source. */
-    migrate_key(from, to, k2);
+    migrate_rest(slot, from, to);
     migrate_end(&tp, slot, from, to);
     T_CMD(&t, &c, "GET", k2);
     ck_assert_int_eq(c.err, 0);
@@ -622,8 +658,7 @@ START_TEST(ask_during_migration_moved_after)
 
     /* Back as it was, through the same steps; the client follows again. */
     migrate_begin(slot, to, from);
-    migrate_key(to, from, k1);
-    migrate_key(to, from, k2);
+    migrate_rest(slot, to, from);
     migrate_end(&tp, slot, to, from);
     uint64_t moved = stats(&t).moved;
     T_CMD(&t, &c, "GET", k1);
@@ -698,6 +733,7 @@ enum {
     FAKE_SLOTS_STALL,    /* the topology, then silence */
     FAKE_MODES,
     FAKE_SLOTS_FLAKY = FAKE_MODES, /* the topology, then one of each back-off error, then "ok" */
+    FAKE_SLOTS_WAIT,               /* the topology, +OK to commands, WAIT answered when released */
 
 };
 
@@ -705,7 +741,12 @@ typedef struct fake {
     uv_tcp_t server;
     uv_tcp_t conn[64];
     int nconn, mode, port;
-    int commands; /* answered, but for CLUSTER SLOTS */
+    int commands;      /* answered, but for CLUSTER SLOTS */
+    int waits;         /* WAITs received (FAKE_SLOTS_WAIT) */
+    int blocked;       /* a WAIT is held: as in Redis, nothing behind it is answered */
+    uv_stream_t *held; /* where */
+    char owed[4097];   /* the answers behind it, in order */
+    size_t owed_len;
     char buf[4096];
 } fake_t;
 
@@ -751,9 +792,11 @@ static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         ssize_t end = i + 1;
         while (end < n && !(buf->base[end] == '*' && buf->base[end - 1] == '\n'))
             end++;
-        int slots = 0;
+        int slots = 0, wait = 0;
         for (ssize_t k = i; k + 5 <= end && !slots; k++)
             slots = memcmp(buf->base + k, "SLOTS", 5) == 0;
+        for (ssize_t k = i; k + 4 <= end && !wait; k++)
+            wait = memcmp(buf->base + k, "WAIT", 4) == 0;
         char reply[512];
         if (slots) {
             snprintf(reply, sizeof reply,
@@ -766,6 +809,19 @@ static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         } else if (f->mode == FAKE_SLOTS_TRYAGAIN) {
             fake_write(s, "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
+        } else if (f->mode == FAKE_SLOTS_WAIT) {
+            const char *answer = wait ? ":1\r\n" : "+OK\r\n";
+            f->waits += wait;
+            if (f->blocked) {
+                ck_assert_uint_lt(f->owed_len + strlen(answer), sizeof f->owed - 1);
+                memcpy(f->owed + f->owed_len, answer, strlen(answer));
+                f->owed_len += strlen(answer);
+            } else if (wait) {
+                f->blocked = 1;
+                f->held = s;
+            } else {
+                fake_write(s, answer);
+            }
         } else if (f->mode == FAKE_SLOTS_FLAKY) {
             static const char *const flaky[] = {
                 "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
@@ -880,6 +936,64 @@ START_TEST(backoff_until_answered)
     ck_assert_uint_ge(s.refreshes, 5); /* a fresh topology before each resend */
     ck_assert_uint_eq(s.timeouts, 0);
     ck_assert_int_eq(f->commands, 5);
+    fake_stop(&t, f);
+}
+END_TEST
+
+/* Answer the WAIT the fake holds (one replica acknowledged), and what waited behind it. */
+static void fake_release_waits(fake_t *f)
+{
+    ck_assert(f->blocked);
+    fake_write(f->held, ":1\r\n");
+    f->owed[f->owed_len] = '\0';
+    fake_write(f->held, f->owed);
+    f->owed_len = 0;
+    f->blocked = 0;
+}
+
+static void send_batch(tctx_t *t, call_t *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        t_send(t, &c[i], 1, "SET", "k", "v", NULL);
+}
+
+/* Group commit: commands sent while a WAIT is out share the next WAIT, sent once it is answered. */
+START_TEST(wait_gathers_while_one_is_out)
+{
+    tctx_t t;
+    fake_t *f = fake_start(&t, FAKE_SLOTS_WAIT, 5000, 0);
+    call_t warm;
+    T_CMD(&t, &warm, "GET", "k");
+    ck_assert_str_eq(warm.str, "OK");
+    static call_t a[5], b[5], c[5];
+    t.done = 0;
+    send_batch(&t, a, 5);
+    t_wait(&t, &f->waits, 1, 2000); /* A's WAIT is out, held */
+    send_batch(&t, b, 5);
+    for (int i = 0; i < 20; i++)
+        uv_run(&t.loop, UV_RUN_NOWAIT);
+    send_batch(&t, c, 5);
+    for (int i = 0; i < 20; i++)
+        uv_run(&t.loop, UV_RUN_NOWAIT);
+    ck_assert_uint_eq(stats(&t).waits, 1);
+    ck_assert_int_eq(f->waits, 1); /* B and C gather behind A's */
+    ck_assert_int_eq(t.done, 0);   /* nothing is answered before its WAIT */
+    fake_release_waits(f);
+    t_wait(&t, &f->waits, 2, 2000); /* B and C's, one WAIT */
+    t_wait(&t, &t.done, 5, 2000);
+    fake_release_waits(f);
+    t_wait(&t, &t.done, 15, 2000);
+    ck_assert_int_eq(f->waits, 2);
+    for (int i = 0; i < 5; i++) {
+        call_t *all[] = {&a[i], &b[i], &c[i]};
+        for (int k = 0; k < 3; k++) {
+            ck_assert_int_eq(all[k]->n, 1);
+            ck_assert_int_eq(all[k]->err, 0);
+            ck_assert_str_eq(all[k]->str, "OK");
+            ck_assert_int_eq(all[k]->acked, 1);
+        }
+    }
+    ck_assert_uint_eq(stats(&t).waits, 2);
     fake_stop(&t, f);
 }
 END_TEST
@@ -1141,6 +1255,7 @@ int main(void)
     tcase_add_loop_test(tp, misbehaving_peers, 0, FAKE_MODES);
     tcase_add_test(tp, stalled_topology_asked_again);
     tcase_add_test(tp, backoff_until_answered);
+    tcase_add_test(tp, wait_gathers_while_one_is_out);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -15,9 +15,13 @@
 #define SLOT_NONE 0xFFFFu
 #define MAX_NODES 1024
 
+struct wait_group;
+
 typedef struct node {
     hb_rcluster_t *rc;
-    uint16_t index; /* in rc->nodes, and in the slot table */
+    struct wait_group *group;   /* the WAIT its latest commands will share, not sent yet */
+    struct wait_group *waiting; /* the WAIT sent and not answered (one at a time) */
+    uint16_t index;             /* in rc->nodes, and in the slot table */
     char host[HB_ADDR_HOST_SIZE];
     int port;
     redisAsyncContext *ac; /* NULL when not connected nor connecting */
@@ -71,6 +75,20 @@ typedef struct req {
     size_t *argvlen;
 } req_t;
 
+/* One WAIT for the commands that asked for replicas on one connection (with the same replicas and
+ * wait_ms) since the last WAIT was sent: WAIT counts the replicas that have every write the
+ * connection made before it, so one answers for all of them. Redis runs nothing behind a blocked
+ * WAIT on its connection, so a WAIT per command would cost each command a replication round trip;
+ * instead, while one WAIT is out, the next group gathers (group commit). */
+typedef struct wait_group {
+    struct node *node;
+    redisAsyncContext *ac; /* the connection its commands went on */
+    int replicas;
+    uint32_t wait_ms;
+    unsigned n, cap;
+    struct req **members; /* each holds one inflight for the group */
+} wait_group_t;
+
 struct hb_rscript {
     struct hb_rscript *next;
     char sha[41];
@@ -83,8 +101,10 @@ struct hb_rcluster {
     uint32_t timeout_ms, backoff_min, backoff_max;
     hb_log_cb log;
     void *log_arg;
-    uv_timer_t timer;   /* deadlines, back-offs, the topology's pace */
-    uv_idle_t idle;     /* the close's last steps */
+    uv_timer_t timer; /* deadlines, back-offs, the topology's pace */
+    uv_idle_t idle;   /* the close's last steps */
+    uv_check_t flush; /* after the loop's I/O: the open WAIT groups are sent */
+    int flush_on;
     uint64_t timer_due; /* UINT64_MAX when not armed */
     node_t **nodes;
     unsigned nnodes, capnodes;
@@ -710,12 +730,10 @@ static void on_main_reply(redisAsyncContext *ac, void *reply, void *priv)
         settle(q);
 }
 
-static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
+/* WAIT's answer r (NULL: none came) for member q. */
+static void wait_answered(req_t *q, const redisReply *r)
 {
-    (void)ac;
-    const redisReply *r = reply;
-    req_t *q = answer_arrived(priv);
-    if (q == NULL)
+    if ((q = answer_arrived(q)) == NULL)
         return;
     if (q->outcome == OUT_ANSWER) {
         int acked = r != NULL && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
@@ -728,7 +746,101 @@ static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
         settle(q);
 }
 
-/* Pipeline q's send on n's connection: [SCRIPT LOAD], [ASKING], the command, [WAIT]. */
+/* The group's WAIT was answered (r), or will never be (NULL): every member hears it; freed. */
+static void group_done(wait_group_t *g, const redisReply *r)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        wait_answered(g->members[i], r);
+    free(g->members);
+    free(g);
+}
+
+static void group_flush(hb_rcluster_t *rc, node_t *n);
+
+static void on_group_wait(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    wait_group_t *g = priv;
+    node_t *n = g->node;
+    if (n->waiting == g)
+        n->waiting = NULL;
+    group_done(g, reply);
+    /* What gathered meanwhile goes now (unless the answer came while closing). */
+    if (n->waiting == NULL && n->group != NULL && !n->rc->closing)
+        group_flush(n->rc, n);
+}
+
+/* Send n's open group's WAIT now, behind everything its members sent; if the connection they went
+ * on is gone, no WAIT can answer for them. */
+static void group_flush(hb_rcluster_t *rc, node_t *n)
+{
+    wait_group_t *g = n->group;
+    if (g == NULL)
+        return;
+    n->group = NULL;
+    if (!rc->closing && n->ac != NULL && n->ac == g->ac) {
+        char replicas[16], ms[16];
+        snprintf(replicas, sizeof replicas, "%d", g->replicas);
+        snprintf(ms, sizeof ms, "%u", (unsigned)g->wait_ms);
+        const char *argv[] = {"WAIT", replicas, ms};
+        if (redisAsyncCommandArgv(g->ac, on_group_wait, g, 3, argv, NULL) == REDIS_OK) {
+            rc->st.waits++;
+            n->waiting = g;
+            return;
+        }
+    }
+    group_done(g, NULL);
+}
+
+static void on_flush(uv_check_t *h)
+{
+    hb_rcluster_t *rc = h->data;
+    uv_check_stop(&rc->flush);
+    rc->flush_on = 0;
+    for (unsigned i = 0; i < rc->nnodes; i++) {
+        node_t *n = rc->nodes[i];
+        if (n->group != NULL && (n->waiting == NULL || n->waiting->ac != n->ac))
+            group_flush(rc, n);
+    }
+}
+
+/* q, just sent on n's connection, joins the WAIT that will follow it. Returns 0, or -1 (out of
+ * memory: q goes without WAIT, acked 0). */
+static int group_join(hb_rcluster_t *rc, node_t *n, req_t *q)
+{
+    wait_group_t *g = n->group;
+    if (g != NULL && (g->ac != n->ac || g->replicas != q->replicas || g->wait_ms != q->wait_ms)) {
+        group_flush(rc, n);
+        g = NULL;
+    }
+    if (g == NULL) {
+        if ((g = calloc(1, sizeof *g)) == NULL)
+            return -1;
+        g->node = n;
+        g->ac = n->ac;
+        g->replicas = q->replicas;
+        g->wait_ms = q->wait_ms;
+        n->group = g;
+    }
+    if (g->n == g->cap) {
+        unsigned cap = g->cap ? g->cap * 2 : 8;
+        req_t **m = realloc(g->members, cap * sizeof *m);
+        if (m == NULL)
+            return -1;
+        g->members = m;
+        g->cap = cap;
+    }
+    g->members[g->n++] = q;
+    q->inflight++;
+    if (!rc->flush_on) {
+        uv_check_start(&rc->flush, on_flush);
+        rc->flush_on = 1;
+    }
+    return 0;
+}
+
+/* Pipeline q's send on n's connection: [SCRIPT LOAD], [ASKING], the command, then [WAIT] with
+ * what else asked for it in this loop iteration. */
 static void send_to(req_t *q, node_t *n)
 {
     hb_rcluster_t *rc = q->rc;
@@ -754,14 +866,8 @@ static void send_to(req_t *q, node_t *n)
         ok = redisAsyncCommandArgv(ac, on_main_reply, q, q->argc, q->argv, q->argvlen) == REDIS_OK;
         q->inflight += ok;
     }
-    if (ok && q->replicas > 0) {
-        char replicas[16], ms[16];
-        snprintf(replicas, sizeof replicas, "%d", q->replicas);
-        snprintf(ms, sizeof ms, "%u", (unsigned)q->wait_ms);
-        const char *argv[] = {"WAIT", replicas, ms};
-        ok = redisAsyncCommandArgv(ac, on_wait_reply, q, 3, argv, NULL) == REDIS_OK;
-        q->inflight += ok;
-    }
+    if (ok && q->replicas > 0)
+        (void)group_join(rc, n, q);
     q->asking = 0;
     q->load = 0;
     q->ask_node = NULL;
@@ -911,8 +1017,9 @@ int hb__rcluster_open(uv_loop_t *loop, const hb_rcluster_options_t *o, hb_rclust
     }
     uv_timer_init(loop, &rc->timer);
     uv_idle_init(loop, &rc->idle);
-    rc->timer.data = rc->idle.data = rc;
-    rc->handles_open = 2;
+    uv_check_init(loop, &rc->flush);
+    rc->timer.data = rc->idle.data = rc->flush.data = rc;
+    rc->handles_open = 3;
     (void)topo_request(rc);
     *out = rc;
     return 0;
@@ -1060,6 +1167,7 @@ static void on_idle(uv_idle_t *h)
     uv_idle_stop(&rc->idle);
     uv_close((uv_handle_t *)&rc->timer, on_handle_closed);
     uv_close((uv_handle_t *)&rc->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&rc->flush, on_handle_closed);
 }
 
 void hb__rcluster_close(hb_rcluster_t *rc, void (*closed)(void *arg), void *arg)
@@ -1071,8 +1179,11 @@ void hb__rcluster_close(hb_rcluster_t *rc, void (*closed)(void *arg), void *arg)
     rc->closed_arg = arg;
     while (rc->list[PENDING].head != NULL)
         finish(rc->list[PENDING].head, UV_ECANCELED, NULL, 0);
-    for (unsigned i = 0; i < rc->nnodes; i++)
+    for (unsigned i = 0; i < rc->nnodes; i++) {
+        group_flush(rc, rc->nodes[i]);
         node_drop(rc, rc->nodes[i], 0);
+    }
     uv_timer_stop(&rc->timer);
+    uv_check_stop(&rc->flush);
     uv_idle_start(&rc->idle, on_idle);
 }

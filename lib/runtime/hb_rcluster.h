@@ -43,7 +43,8 @@ typedef struct hb_rcluster hb_rcluster_t;
 /* Called once per command. err == 0: reply is the command's reply (it may be a REDIS_REPLY_ERROR
  * other than the routing errors above, e.g. a script's own error, or SCRIPT LOAD's refusal of a
  * script that does not compile). err < 0: the command could not be delivered or answered before
- * its deadline (HB_ESTORE, UV_ETIMEDOUT), or the client is closing (UV_ECANCELED); reply is NULL.
+ * its deadline (HB_ESTORE, UV_ETIMEDOUT), or the client is closing (UV_ECANCELED), or its answer
+ * could not be kept while WAIT's was awaited (HB_ENOMEM: it did run); reply is NULL.
  * For a command sent with replicas > 0, acked is the number of replicas WAIT reported; fewer than
  * asked when WAIT timed out or its answer was lost after the command's own (else 0). The reply is
  * valid only during the callback. The callback may submit commands and may close the client. */
@@ -62,6 +63,7 @@ typedef struct hb_rcluster_options {
 /* Counters since open, for /stats and the tests. */
 typedef struct hb_rcluster_stats {
     uint64_t sent;        /* commands written to a node, resends included */
+    uint64_t waits;       /* WAITs sent (one answers for a group of commands) */
     uint64_t moved;       /* MOVED answers */
     uint64_t ask;         /* ASK answers */
     uint64_t tryagain;    /* TRYAGAIN answers */
@@ -85,8 +87,11 @@ int hb__rcluster_open(uv_loop_t *loop, const hb_rcluster_options_t *o, hb_rclust
 int hb__rcluster_command(hb_rcluster_t *rc, uint16_t slot, int argc, const char **argv,
                          const size_t *argvlen, hb_rcluster_cb cb, void *arg);
 
-/* The same, then `WAIT replicas wait_ms` pipelined on the same node connection: the callback gets
- * the command's reply and WAIT's count. */
+/* The same, then `WAIT replicas wait_ms` on the same node connection: the callback gets the
+ * command's reply and WAIT's count. WAITs are committed in groups: the commands sent to a node
+ * while its WAIT is out (with the same replicas and wait_ms) share the next one, sent once that is
+ * answered; WAIT counts the replicas that have every earlier write of its connection, and Redis
+ * runs nothing behind a blocked WAIT on that connection. */
 int hb__rcluster_command_wait(hb_rcluster_t *rc, uint16_t slot, int argc, const char **argv,
                               const size_t *argvlen, int replicas, uint32_t wait_ms,
                               hb_rcluster_cb cb, void *arg);
@@ -100,7 +105,7 @@ int hb__rcluster_script(hb_rcluster_t *rc, const char *lua, hb_rscript_t **scrip
 const char *hb__rscript_sha(const hb_rscript_t *script);
 
 /* Run a script of rc's with EVALSHA: argv holds its nkeys keys, then its arguments (argc in all);
- * replicas > 0 pipelines WAIT as hb__rcluster_command_wait does. NOSCRIPT loads it on that node
+ * replicas > 0 adds WAIT as hb__rcluster_command_wait does. NOSCRIPT loads it on that node
  * and runs it again. Returns as hb__rcluster_command. */
 int hb__rcluster_eval(hb_rcluster_t *rc, const hb_rscript_t *script, uint16_t slot, int nkeys,
                       int argc, const char **argv, const size_t *argvlen, int replicas,
