@@ -1,8 +1,25 @@
-/* What every store backend shares (hb_store.h): telling a new send-envelope's recipients. */
+/* What every store backend shares (hb_store.h): a new send-envelope's shares, and telling its
+ * recipients. */
 #include <string.h>
 
 #include "hb_store.h"
 #include "hongbao/book.h"
+#include "hongbao/envelope.h"
+
+int hb__store_new_envelope(const uint32_t *recipients, unsigned count, uint32_t total,
+                           hb_rand_t *rng, hb_sendenv_t *e)
+{
+    memset(e, 0, sizeof *e);
+    if (recipients == NULL || count < 1 || count > HB_SEND_MAX_RECIPIENTS)
+        return HB_EINVAL;
+    e->count = (uint8_t)count;
+    e->total = total;
+    memcpy(e->recipients, recipients, count * sizeof *recipients);
+    if (hb_envelope_split(total, count, rng, e->shares) != 0 || hb_sendenv_check(e) != NULL)
+        return HB_EINVAL; /* total < count, or recipients not distinct */
+    e->created_s = hb__now_s();
+    return 0;
+}
 
 int hb__store_notice_frame(const hb_sendenv_t *e, uint8_t *frame, size_t cap)
 {

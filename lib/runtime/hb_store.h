@@ -98,6 +98,11 @@ struct hb_store {
     void *owner;
 };
 
+/* A new send-envelope of total among count distinct recipients, its shares split by the double
+ * mean (hongbao/envelope.h) and checked by the book's rule: every backend makes its envelopes so.
+ * e->id is left 0 for the backend. Returns 0 or HB_EINVAL. */
+int hb__store_new_envelope(const uint32_t *recipients, unsigned count, uint32_t total,
+                           hb_rand_t *rng, hb_sendenv_t *e);
 /* A new send-envelope's notice: the reference's for 3 recipients, the extension's otherwise.
  * Returns its length, or an error if cap is short (HB_FRAME_HEADER + 8 + 4 * 8 is enough). */
 int hb__store_notice_frame(const hb_sendenv_t *e, uint8_t *frame, size_t cap);

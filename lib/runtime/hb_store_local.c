@@ -554,21 +554,14 @@ static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigne
 {
     local_t *L = local_of(st);
     hb_sendenv_t e;
-    memset(&e, 0, sizeof e);
-    if (recipients == NULL || count < 1 || count > HB_SEND_MAX_RECIPIENTS)
-        return HB_EINVAL;
-    e.count = (uint8_t)count;
-    e.total = total;
-    memcpy(e.recipients, recipients, count * sizeof *recipients);
-    int r = hb_envelope_split(total, count, L->rng, e.shares);
-    if (r != 0 || hb_sendenv_check(&e) != NULL)
-        return HB_EINVAL; /* total < count, or recipients not distinct */
+    int r = hb__store_new_envelope(recipients, count, total, L->rng, &e);
+    if (r != 0)
+        return r;
     r = idspace_take(L, &L->send_ids, &e.id);
     if (r == HB_EAGAIN)
         r = HB_ESTORE; /* the id reservation is not durable yet: try again shortly */
     if (r != 0)
         return r;
-    e.created_s = hb__now_s();
     uint64_t seq = 0;
     /* Journaled first; its owner announces it once durable. */
     if (L->have_ledger && (r = hb_ledger_append_envelope(&L->ledger, &e, &seq)) != 0)

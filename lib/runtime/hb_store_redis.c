@@ -316,27 +316,21 @@ static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigne
                              uint32_t total, uint32_t *id)
 {
     rstore_t *R = hb__rs_of(st);
-    if (recipients == NULL || count < 1 || count > HB_SEND_MAX_RECIPIENTS)
-        return HB_EINVAL;
     rcreate_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return HB_ENOMEM;
     c->R = R;
     hb_sendenv_t *e = &c->e;
-    e->count = (uint8_t)count;
-    e->total = total;
-    memcpy(e->recipients, recipients, count * sizeof *recipients);
-    int r = hb_envelope_split(total, count, R->rng, e->shares);
-    if (r != 0 || hb_sendenv_check(e) != NULL) {
+    int r = hb__store_new_envelope(recipients, count, total, R->rng, e);
+    if (r != 0) {
         free(c);
-        return HB_EINVAL;
+        return r;
     }
     r = ids_take(&R->send_ids, &e->id);
     if (r != 0) {
         free(c);
         return r == HB_EAGAIN ? HB_ESTORE : r;
     }
-    e->created_s = hb__now_s();
     /* KEYS[1] = the envelope; total, created ms, creator, then user, share pairs. */
     char key[32], num[2 + 2 * HB_SEND_MAX_RECIPIENTS][24];
     const char *argv[4 + 2 * HB_SEND_MAX_RECIPIENTS];
