@@ -45,4 +45,21 @@ static inline uint64_t hb__fnv1a64(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* A FIFO of fixed-size elements (elem bytes each) in a ring that doubles when full. Zero it with
+ * elem set, push, look at element i (0: the oldest) through hb__fifo_at, pop; free at the end. Not
+ * thread-safe. */
+typedef struct hb__fifo {
+    unsigned char *buf;
+    size_t elem, head, count, cap;
+} hb__fifo_t;
+/* Append a copy of elem. Returns 0 or HB_ENOMEM (nothing changed). */
+int hb__fifo_push(hb__fifo_t *f, const void *elem);
+/* Remove the oldest (count > 0), copying it to out if not NULL. */
+void hb__fifo_pop(hb__fifo_t *f, void *out);
+void hb__fifo_free(hb__fifo_t *f);
+static inline void *hb__fifo_at(const hb__fifo_t *f, size_t i)
+{
+    return f->buf + ((f->head + i) % f->cap) * f->elem;
+}
+
 #endif /* HB_INTERNAL_H */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hb_internal.h"
 #include "hb_store.h"
 #include "hongbao/envelope.h"
 #include "hongbao/ledger.h"
@@ -55,8 +56,7 @@ typedef struct lset {
     local_t *L;
     hb_set_t *set;
     hb_book_t book;
-    held_t *held;
-    size_t held_head, held_count, held_cap;
+    hb__fifo_t held;    /* of held_t */
     uint64_t last_seq;  /* the highest record this SET journaled or waits for */
     int store_failed;   /* this SET has rolled back after the journal failed */
     int phase3_waiting; /* shutdown: waiting for the journal to reach phase3_target */
@@ -94,20 +94,8 @@ struct local {
 
 static int hold(lset_t *ls, const held_t *h)
 {
-    if (ls->held_count == ls->held_cap) {
-        size_t cap = ls->held_cap ? ls->held_cap * 2 : 64;
-        held_t *n = malloc(cap * sizeof *n);
-        if (n == NULL)
-            return HB_ENOMEM;
-        for (size_t i = 0; i < ls->held_count; i++)
-            n[i] = ls->held[(ls->held_head + i) % ls->held_cap];
-        free(ls->held);
-        ls->held = n;
-        ls->held_head = 0;
-        ls->held_cap = cap;
-    }
-    ls->held[(ls->held_head + ls->held_count) % ls->held_cap] = *h;
-    ls->held_count++;
+    if (hb__fifo_push(&ls->held, h) != 0)
+        return HB_ENOMEM;
     atomic_fetch_add_explicit(&ls->waiting, 1, memory_order_acq_rel);
     if (h->seq > ls->last_seq)
         ls->last_seq = h->seq;
@@ -116,9 +104,8 @@ static int hold(lset_t *ls, const held_t *h)
 
 static held_t unhold(lset_t *ls)
 {
-    held_t h = ls->held[ls->held_head];
-    ls->held_head = (ls->held_head + 1) % ls->held_cap;
-    ls->held_count--;
+    held_t h;
+    hb__fifo_pop(&ls->held, &h);
     atomic_fetch_sub_explicit(&ls->waiting, 1, memory_order_release);
     return h;
 }
@@ -172,7 +159,7 @@ static void release(lset_t *ls, const held_t *h)
 static void release_durable(lset_t *ls)
 {
     uint64_t d = durable(ls);
-    while (ls->held_count > 0 && ls->held[ls->held_head].seq <= d) {
+    while (ls->held.count > 0 && ((const held_t *)hb__fifo_at(&ls->held, 0))->seq <= d) {
         held_t h = unhold(ls);
         release(ls, &h);
     }
@@ -184,7 +171,7 @@ static void roll_back(lset_t *ls)
     uint64_t now_s = hb__now_s();
     release_durable(ls);
     ls->store_failed = 1;
-    while (ls->held_count > 0) {
+    while (ls->held.count > 0) {
         held_t h = unhold(ls);
         uint32_t result = HB_CLAIM_TRY_AGAIN, amount = 0;
         switch (h.kind) {
@@ -357,7 +344,7 @@ static void store_drain(hb_store_t *st, hb_set_t *set, uint64_t target)
     int done = !ls->L->have_ledger || ls->store_failed || durable(ls) >= target;
     if (!done)
         return;             /* a durable notice brings us back */
-    if (ls->held_count > 0) /* only after a failure: what could not be made durable */
+    if (ls->held.count > 0) /* only after a failure: what could not be made durable */
         roll_back(ls);
     ls->phase3_waiting = 0;
     atomic_fetch_sub_explicit(&ls->waiting, 1, memory_order_release);
@@ -367,7 +354,7 @@ static void store_drain(hb_store_t *st, hb_set_t *set, uint64_t target)
 static void store_give_up(hb_store_t *st, hb_set_t *set)
 {
     lset_t *ls = lset_of(st, set);
-    if (ls->held_count > 0 || ls->phase3_waiting) {
+    if (ls->held.count > 0 || ls->phase3_waiting) {
         roll_back(ls);
         if (ls->phase3_waiting)
             store_drain(st, set, ls->phase3_target);
@@ -584,7 +571,7 @@ static void free_local(local_t *L)
 {
     for (unsigned i = 0; L->sets != NULL && i < L->g->nsets; i++) {
         hb_book_close(&L->sets[i].book);
-        free(L->sets[i].held);
+        hb__fifo_free(&L->sets[i].held);
     }
     free(L->sets);
     free(L->dir);
@@ -601,6 +588,7 @@ static int store_open(hb_store_t *st)
         lset_t *ls = &L->sets[i];
         ls->L = L;
         ls->set = &L->g->sets[i];
+        ls->held.elem = sizeof(held_t);
         atomic_init(&ls->waiting, 0);
         int r = hb_book_init(&ls->book, 1024);
         if (r != 0)

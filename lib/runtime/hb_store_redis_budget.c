@@ -10,37 +10,22 @@
 
 /* ---- the shake budget: drawn into the buckets, reported as shakes take it (control loop) ---- */
 
-static int fifo_push(bfifo_t *f, bentry_t e)
+/* The budget's FIFOs hold bentry_t. */
+static int fifo_push(hb__fifo_t *f, bentry_t e)
 {
-    if (f->count == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 64;
-        bentry_t *n = malloc(cap * sizeof *n);
-        if (n == NULL)
-            return HB_ENOMEM;
-        for (size_t i = 0; i < f->count; i++)
-            n[i] = f->e[(f->head + i) % f->cap];
-        free(f->e);
-        f->e = n;
-        f->head = 0;
-        f->cap = cap;
-    }
-    f->e[(f->head + f->count) % f->cap] = e;
-    f->count++;
-    return 0;
+    return hb__fifo_push(f, &e);
 }
 
-static bentry_t fifo_pop(bfifo_t *f)
+static bentry_t fifo_pop(hb__fifo_t *f)
 {
-    bentry_t e = f->e[f->head];
-    f->head = (f->head + 1) % f->cap;
-    f->count--;
+    bentry_t e;
+    hb__fifo_pop(f, &e);
     return e;
 }
 
-static void fifo_free(bfifo_t *f)
+static const bentry_t *fifo_front(const hb__fifo_t *f)
 {
-    free(f->e);
-    *f = (bfifo_t){0};
+    return hb__fifo_at(f, 0);
 }
 
 /* Partition part's key named suffix ("q", "c", "z", "o"), or with suffix "l:" its lease prefix. */
@@ -155,7 +140,7 @@ static void report_taken(rstore_t *R, int final)
         uint32_t popped = hb_envq_popped(R->g->envq, s);
         uint32_t taken = popped - sh->seen;
         for (uint32_t i = 0; i < taken && sh->fifo.count > 0; i++) {
-            bentry_t e = sh->fifo.e[sh->fifo.head];
+            bentry_t e = *fifo_front(&sh->fifo);
             bbatch_t **b = &open[e.part];
             if (*b == NULL && (*b = batch_new(R, BATCH_REPORT, e.part, final)) == NULL)
                 break; /* looked at again on the next tick */
@@ -191,9 +176,9 @@ static void put_made(rstore_t *R)
         if (b == NULL)
             return;
         /* One plan's envelopes in a batch (budget_put.lua counts them under its epoch). */
-        uint32_t epoch = B->made[p].e[B->made[p].head].epoch;
+        uint32_t epoch = fifo_front(&B->made[p])->epoch;
         while (b->n < BATCH_MAX && B->made[p].count > 0 &&
-               B->made[p].e[B->made[p].head].epoch == epoch) {
+               fifo_front(&B->made[p])->epoch == epoch) {
             b->e[b->n++] = fifo_pop(&B->made[p]);
             B->made_count--;
         }
@@ -234,7 +219,7 @@ static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
                 B->held[part]++;
                 continue;
             }
-            sh->fifo.count--; /* undo: the bucket is full */
+            sh->fifo.count--; /* undo the push: the bucket is full */
         }
         if (back == NULL && (back = batch_new(R, BATCH_RETURN, part, B->stopping)) == NULL)
             continue; /* stays in the lease; it expires with it */
@@ -515,7 +500,7 @@ void hb__rs_budget_stop(rstore_t *R)
         bshadow_t *sh = &B->shadow[s];
         bbatch_t *open[PARTITIONS] = {0};
         while (sh->fifo.count > 0) {
-            bentry_t e = sh->fifo.e[sh->fifo.head];
+            bentry_t e = *fifo_front(&sh->fifo);
             bbatch_t **b = &open[e.part];
             if (*b == NULL && (*b = batch_new(R, BATCH_RETURN, e.part, 1)) == NULL)
                 break; /* left in the lease: it expires */
@@ -558,8 +543,15 @@ static void budget_maybe_done(rstore_t *R)
 
 int hb__rs_budget_init(rstore_t *R)
 {
-    R->budget.shadow = calloc(R->g->nsets, sizeof *R->budget.shadow);
-    return R->budget.shadow == NULL ? HB_ENOMEM : 0;
+    budget_t *B = &R->budget;
+    B->shadow = calloc(R->g->nsets, sizeof *B->shadow);
+    if (B->shadow == NULL)
+        return HB_ENOMEM;
+    for (unsigned s = 0; s < R->g->nsets; s++)
+        B->shadow[s].fifo.elem = sizeof(bentry_t);
+    for (unsigned p = 0; p < PARTITIONS; p++)
+        B->made[p].elem = sizeof(bentry_t);
+    return 0;
 }
 
 void hb__rs_budget_free(rstore_t *R)
@@ -567,10 +559,10 @@ void hb__rs_budget_free(rstore_t *R)
     budget_t *B = &R->budget;
     if (B->shadow != NULL)
         for (unsigned s = 0; s < R->nsets; s++)
-            fifo_free(&B->shadow[s].fifo);
+            hb__fifo_free(&B->shadow[s].fifo);
     free(B->shadow);
     for (unsigned p = 0; p < PARTITIONS; p++)
-        fifo_free(&B->made[p]);
+        hb__fifo_free(&B->made[p]);
     while (B->failed != NULL) {
         bbatch_t *b = B->failed;
         B->failed = b->next;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "hb_fleet_lua.h"
+#include "hb_internal.h"
 #include "hb_rcluster.h"
 #include "hb_store.h"
 #include "hongbao/book.h"
@@ -41,17 +42,11 @@ typedef struct bentry {
     uint8_t part;   /* its partition: idx % PARTITIONS */
 } bentry_t;
 
-/* A FIFO of entries (a ring that grows). */
-typedef struct bfifo {
-    bentry_t *e;
-    size_t head, count, cap;
-} bfifo_t;
-
 /* What one SET's bucket holds from the budget, in the order it was pushed: its first
  * (popped - seen) entries have been taken by shakes since the last look. */
 typedef struct bshadow {
-    bfifo_t fifo;
-    uint32_t seen; /* hb_envq_popped when last looked */
+    hb__fifo_t fifo; /* of bentry_t */
+    uint32_t seen;   /* hb_envq_popped when last looked */
 } bshadow_t;
 
 /* A batch of envelopes of one partition on its way to a script (put, report or return), kept
@@ -69,8 +64,8 @@ typedef struct bbatch {
 enum { BATCH_PUT, BATCH_REPORT, BATCH_RETURN };
 
 typedef struct budget {
-    bshadow_t *shadow;        /* per SET */
-    bfifo_t made[PARTITIONS]; /* made here (generator), not yet sent to a put */
+    bshadow_t *shadow;           /* per SET */
+    hb__fifo_t made[PARTITIONS]; /* of bentry_t: made here, not yet sent to a put */
     size_t made_count;
     bbatch_t *failed; /* batches to send again */
     size_t in_flight; /* batches sent, not answered */
