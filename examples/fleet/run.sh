@@ -85,12 +85,12 @@ hosts=(127.0.0.11 127.0.0.12 127.0.0.13)
 names=(i1 i2 i3)
 cluster="$out/redis"
 
-pids=() pname=() cluster_up=0
+. "$here/../common/procs.sh"
+cluster_up=0
+client_pid=""
 cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    pids=() pname=()
+    stop_all
+    [ -n "$client_pid" ] && kill -TERM "$client_pid" 2>/dev/null && wait "$client_pid" || true
     [ "$cluster_up" -eq 1 ] && bash "$here/cluster.sh" stop "$cluster" || true
     cluster_up=0
 }
@@ -107,73 +107,16 @@ fail() {
     exit 1
 }
 
-# launch NAME COMMAND...: start it in the background, its output in $out/NAME.log, its PID
-# recorded in $out/pids.
-launch() {
-    local name=$1
-    shift
-    "$@" >"$out/$name.log" 2>&1 &
-    pids+=($!)
-    pname+=("$name")
-    echo "$name $!" >>"$out/pids"
+# An instance that ended at once saying its hb-server has no hiredis: say so (exit 3).
+proc_ended() {
+    grep -qs 'built without hiredis' "$out/$1.log" &&
+        missing "${tool[hb-server]} was built without hiredis: rebuild with -DHONGBAO_REDIS=ON (libhiredis-dev)"
+    return 0
 }
-
-# index NAME: where NAME is in pids.
-index() {
-    local i
-    for i in "${!pname[@]}"; do [ "${pname[$i]}" = "$1" ] && { echo "$i"; return; }; done
-    return 1
-}
-
-# Every process started is still running (one deliberately killed is no longer listed), or the
-# run fails naming the one that ended.
-check_alive() {
-    local i
-    for i in "${!pids[@]}"; do
-        kill -0 "${pids[$i]}" 2>/dev/null && continue
-        grep -qs 'built without hiredis' "$out/${pname[$i]}.log" &&
-            missing "${tool[hb-server]} was built without hiredis: rebuild with -DHONGBAO_REDIS=ON (libhiredis-dev)"
-        fail "${pname[$i]} (pid ${pids[$i]}) ended unexpectedly"
-    done
-}
-
-now_ms() { date +%s%3N; }
 
 # child_of PID: the only child of PID (hb-server under its timeout), or nothing.
 child_of() { awk '{ print $1 }' "/proc/$1/task/$1/children" 2>/dev/null || true; }
-
-# wait_until MS: until the wall clock reaches MS (milliseconds), watching the processes.
-wait_until() {
-    while [ "$(now_ms)" -lt "$1" ]; do
-        check_alive
-        sleep 0.1
-    done
-}
-
-# wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds, watching the processes.
-wait_for() {
-    local deadline=$(($(now_ms) + $1 * 1000)) what=$2
-    shift 2
-    until "$@"; do
-        check_alive
-        [ "$(now_ms)" -lt "$deadline" ] || fail "no $what within the bound"
-        sleep 0.1
-    done
-}
-
-printed() { grep -q "$2" "$out/$1.log" 2>/dev/null; }
-port_in() { sed -n "$2" "$out/$1.log" | head -1; }
 get() { curl -sf --max-time 5 "http://$1$2"; }
-
-# stop NAME: SIGTERM to it and wait; fails unless it exited 0.
-stop() {
-    local i rc=0
-    i=$(index "$1")
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-    wait "${pids[$i]}" || rc=$?
-    unset "pids[$i]" "pname[$i]"
-    [ "$rc" -eq 0 ] || fail "$1 exited with status $rc when stopped"
-}
 
 # The cluster: every node bounded (cluster.sh runs each under timeout --signal=KILL).
 echo "fleet: starting a Redis Cluster of 6 nodes on 127.0.0.1:$redis_port..$((redis_port + 5))"
@@ -201,7 +144,7 @@ done
 for k in 0 1 2; do
     h=${hosts[$k]} n=${names[$k]}
     wait_for 15 "$n start" printed "$n" "control endpoint on"
-    server_pid[$n]=$(child_of "${pids[$(index "$n")]}")
+    server_pid[$n]=$(child_of "$(pid_of "$n")")
     [ -n "${server_pid[$n]}" ] || fail "no hb-server under $n's timeout"
     echo "$n-server ${server_pid[$n]}" >>"$out/pids"
     addr[$n]="$h:$(port_in "$n" "s/^hb-server: listening on ${h//./\\.}:\([0-9]*\) .*/\1/p")"
@@ -229,19 +172,22 @@ if [ "$kill_one" -eq 1 ]; then
     # SIGKILL to hb-server itself, as a machine that dies: nothing reported, nothing given back.
     # (Its timeout then ends too, having lost its child.)
     check_alive
-    i=$(index i3)
     kill -KILL "${server_pid[i3]}"
-    wait "${pids[$i]}" 2>/dev/null || true
-    unset "pids[$i]" "pname[$i]"
+    wait "$(pid_of i3)" 2>/dev/null || true
+    forget i3
     echo "fleet: i3 (pid ${server_pid[i3]}) SIGKILLed; its users fail over to their next instance"
 fi
 
-# The client ends by itself after --duration.
-i=$(index client)
+# The client ends by itself after --duration: from then on it is awaited, no longer watched (the
+# cleanup still stops it).
+wait_until $((t0 + duration * 1000))
+client_pid=$(pid_of client)
+forget client
+client_ended() { ! kill -0 "$client_pid" 2>/dev/null; }
+wait_for 30 "end of hb-client" client_ended
 rc=0
-wait_for $((duration + 30)) "end of hb-client" eval "! kill -0 ${pids[$i]} 2>/dev/null"
-wait "${pids[$i]}" || rc=$?
-unset "pids[$i]" "pname[$i]"
+wait "$client_pid" || rc=$?
+client_pid=""
 [ "$rc" -eq 0 ] || fail "hb-client exited with status $rc"
 
 if [ "$kill_one" -eq 1 ]; then
@@ -263,7 +209,7 @@ fi
 # Stop by PID: the instances (they report what they handed out and give back the rest), then the
 # monitor (it writes every second it still holds).
 for n in i1 i2 i3; do
-    index "$n" >/dev/null && stop "$n"
+    pid_of "$n" >/dev/null && stop "$n"
 done
 stop monitor
 

@@ -22,68 +22,9 @@ bin="$build/examples"
 rm -rf "$work"
 mkdir -p "$work"
 
-bg_pid=""
-cleanup() {
-    [ -z "$bg_pid" ] && return
-    kill -TERM "$bg_pid" 2>/dev/null || true
-    wait "$bg_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    local f
-    for f in "$work"/*.out; do
-        [ -s "$f" ] && { echo "--- $f (last lines)" >&2; tail -25 "$f" >&2; }
-    done
-    exit 1
-}
-
-# running PID: the process exists and has not exited (a zombie, exited but not yet reaped by the
-# init it was handed to, has).
-running() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
-
-# none_alive DIR: no process the script recorded in DIR/pids (the instances' hb-servers too), nor
-# any Redis node of its cluster (DIR/redis/PORT/*.pid), runs any more.
-none_alive() {
-    local name pid f left=""
-    [ -s "$1/pids" ] || fail "$1/pids lists no process"
-    while read -r name pid; do
-        running "$pid" && left="$left $name($pid)"
-    done <"$1/pids"
-    for f in "$1"/redis/*/redis.pid "$1"/redis/*/timeout.pid; do
-        [ -s "$f" ] || continue
-        pid=$(cat "$f")
-        running "$pid" && left="$left redis:$f($pid)"
-    done
-    [ -z "$left" ] || fail "still running after the script ended:$left"
-}
-
-# start_bg NAME ARGS...: the script in the background, bounded, its output in $work/NAME.out.
-start_bg() {
-    local name=$1
-    shift
-    timeout 200 "$script" --bin "$bin" --out "$work/$name" --redis-port "$base" "$@" \
-        >"$work/$name.out" 2>&1 &
-    bg_pid=$!
-}
-
-# wait_printed NAME PATTERN SECONDS: the background script printed PATTERN.
-wait_printed() {
-    local deadline=$(($(date +%s) + $3))
-    until grep -q "$2" "$work/$1.out" 2>/dev/null; do
-        kill -0 "$bg_pid" 2>/dev/null || fail "$1: the script ended before printing '$2'"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$1: no '$2' within $3 s"
-        sleep 0.1
-    done
-}
-
-# finish: wait for the background script; its exit status in rc.
-finish() {
-    rc=0
-    wait "$bg_pid" || rc=$?
-    bg_pid=""
-}
+script_args=(--bin "$bin" --redis-port "$base")
+bg_limit=200
+. "$root/tests/example_harness.sh"
 
 # audit DIR FIELD: a number of the shake budget's in DIR/audit.json.
 audit() { sed 's/.*"shake":{//' "$1/audit.json" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
@@ -112,7 +53,7 @@ row() { awk -v i="$2" '$1 == i { print $3, $4, $5, $6 }' "$work/$1/table.txt"; }
 start_bg run --duration 8 --users 600
 finish
 [ "$rc" -eq 0 ] || fail "run: the script exited with status $rc"
-none_alive "$work/run"
+none_alive "$work/run" "$work"/run/redis/*/*.pid
 check_books run
 for i in i1 i2 i3; do
     read -r u r h c <<<"$(row run $i)"
@@ -127,7 +68,7 @@ echo "run: $(grep '^fleet: generated' "$work/run.out")"
 start_bg kill --duration 8 --users 600 --kill-one --lease 2000
 finish
 [ "$rc" -eq 0 ] || fail "kill-one: the script exited with status $rc"
-none_alive "$work/kill"
+none_alive "$work/kill" "$work"/kill/redis/*/*.pid
 check_books kill
 grep -q '^fleet: i3 (pid [0-9]*) SIGKILLed' "$work/kill.out" || fail "kill-one: i3 was not killed"
 [ "$(audit "$work/kill" expired)" -gt 0 ] || fail "kill-one: nothing of i3's lease expired"
@@ -149,7 +90,7 @@ kill -TERM "$bg_pid"
 finish
 [ "$rc" -eq 143 ] || fail "interrupt: the script exited with status $rc, not 143"
 grep -q 'fleet: terminated' "$work/interrupt.out" || fail "interrupt: the script did not say it was stopped"
-none_alive "$work/interrupt"
+none_alive "$work/interrupt" "$work"/interrupt/redis/*/*.pid
 echo "interrupt: exit 143, every process stopped"
 
 # ---- no-redis ------------------------------------------------------------------------------------
@@ -167,11 +108,11 @@ for t in hb-client hb-monitor hb-audit; do ln -s "$bin/$t" "$fake/$t"; done
 printf '#!/bin/sh\necho "hb-server: redis: this libhongbao was built without hiredis" >&2\nexit 1\n' \
     >"$fake/hb-server"
 chmod +x "$fake/hb-server"
-timeout 120 "$script" --bin "$fake" --out "$work/nohiredis" --redis-port "$base" --duration 4 \
-    >"$work/nohiredis.out" 2>&1 && rc=0 || rc=$?
+start_bg nohiredis --bin "$fake" --duration 4 # the last --bin counts
+finish
 [ "$rc" -eq 3 ] || fail "no-hiredis: the script exited with status $rc, not 3"
 grep -q 'built without hiredis: rebuild with -DHONGBAO_REDIS=ON' "$work/nohiredis.out" ||
     fail "no-hiredis: the script did not say why"
-none_alive "$work/nohiredis"
+none_alive "$work/nohiredis" "$work"/nohiredis/redis/*/*.pid
 echo "no-hiredis: exit 3 saying so, the cluster stopped"
 echo "fleet_example: the run, the run losing i3, the interrupted run and the missing pieces all behaved"
