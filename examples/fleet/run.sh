@@ -238,6 +238,6 @@ num() { grep -o "\"$1\":[0-9]*" "$out/audit.json" | head -1 | cut -d: -f2; }
     echo "fleet: generated $(num generated) = handed out $(num handed_out) + queued $(num queued)" \
          "+ leased $(num leased) + expired $(num expired) shake envelopes; audit: $verdict"
 } | tee "$out/table.txt"
-echo "fleet: hb-client $(grep '^summary:' "$out/client.log" |
+echo "fleet: hb-client:$(grep '^summary:' "$out/client.log" |
     grep -o ' \(users\|shakes\|envelopes\|granted\|failovers\)=[0-9]*' | tr -d '\n')"
 [ "$rc" -eq 0 ] || exit 1
