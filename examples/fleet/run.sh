@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # A fleet on one machine, in one command (docs/fleet.md): a throwaway Redis Cluster (3 masters,
 # 3 replicas, examples/fleet/cluster.sh), hb-monitor, three hb-server instances on their own
-# loopback addresses 127.0.0.11..13 ("hosts") sharing the cluster, i1 generating shake envelopes
-# into the fleet's one budget and send-envelopes to users of every instance, and hb-client
-# spreading its users over the three with --servers. After the run the client stops, the
-# instances stop cleanly (SIGTERM: they give back what they drew), hb-audit --redis judges the
-# fleet's books, and a table shows each instance's share. Loopback only; every process is started
-# here, bounded in time, and stopped by its PID when the script ends, however it ends.
+# loopback addresses 127.0.0.11..13 ("hosts") sharing the cluster (i1 and i2 electing the one
+# generator that makes shake envelopes into the fleet's one budget, i1 making send-envelopes to
+# users of every instance), and hb-client spreading its users over the three with --servers.
+# After the run the client stops, the instances stop cleanly (SIGTERM: they give back what they
+# drew), hb-audit --redis judges the fleet's books, and a table shows each instance's share.
+# Loopback only; every process is started here, bounded in time, and stopped by its PID when the
+# script ends, however it ends.
 #
 # Usage: examples/fleet/run.sh [--users N] [--qps Q] [--envelopes E] [--sends F] [--duration S]
 #                              [--kill-one] [--lease MS] [--redis-port BASE] [--port P]
 #                              [--dashboard P] [--redis-server PATH] [--bin DIR] [--out DIR]
 #   defaults: 3,000 users shaking 400 times a second in all for 30 s; 500 shake envelopes and
-#   20 send-envelopes a second, made on i1 (more envelopes than shakes: every instance holds some
-#   all along, which is what a SIGKILL makes expire). --kill-one: SIGKILL i3 halfway (its users
+#   20 send-envelopes a second (more envelopes than shakes: every instance holds some all
+#   along, which is what a SIGKILL makes expire). --kill-one: SIGKILL i3 halfway (its users
 #   fail over, its lease expires). --lease: the instances' --redis-lease (default 5000 ms).
 #   --redis-port: the cluster's first port (default 16390: nodes on BASE..BASE+5, buses
 #   BASE+10000..). --port: the instances' user port (default 0: any free); --dashboard:
@@ -133,13 +134,15 @@ mon_port=$(port_in monitor 's/^hb-monitor: reports on 127\.0\.0\.1:\([0-9]*\)$/\
 dash_port=$(port_in monitor 's#^hb-monitor: dashboard on http://127\.0\.0\.1:\([0-9]*\)/.*#\1#p')
 
 # The instances: one thread each (three share this machine), their own host address, the same
-# cluster; each under timeout, which hands our SIGTERM on to it.
+# cluster; i1 and i2 take part in electing the fleet's one generator (one makes the plan, the
+# other stands by). Each under timeout, which hands our SIGTERM on to it.
 declare -A addr ctl server_pid
 for k in 0 1 2; do
-    h=${hosts[$k]} n=${names[$k]}
+    h=${hosts[$k]} n=${names[$k]} gen=()
+    [ "$n" = i3 ] || gen=(--generator)
     launch "$n" timeout -s TERM "$limit" "${tool[hb-server]}" --listen "$h:$port" --control "$h:0" \
         --monitor "127.0.0.1:$mon_port" --redis "$seeds" --instance "$n" --redis-lease "$lease" \
-        --threads 1
+        --threads 1 "${gen[@]}"
 done
 for k in 0 1 2; do
     h=${hosts[$k]} n=${names[$k]}
@@ -154,14 +157,16 @@ servers="${addr[i1]},${addr[i2]},${addr[i3]}"
 echo "fleet: instances i1 ${addr[i1]}, i2 ${addr[i2]}, i3 ${addr[i3]}; dashboard on" \
      "http://127.0.0.1:$dash_port/ ; outputs in $out"
 
-# i1 makes the fleet's envelopes: the shake budget every instance draws from, and send-envelopes
-# to users wherever they are (their notices travel through the instances' inboxes).
+# The fleet's shake plan, set through i1 (any instance would do): the generator makes it into the
+# budget every instance draws from. And send-envelopes created on i1 for users wherever they are
+# (their notices travel through the instances' inboxes).
 get "${ctl[i1]}" "/yaohongbao?qps=$envelopes&sum=$((envelopes * duration))" >/dev/null ||
     fail "i1 refused /yaohongbao"
 get "${ctl[i1]}" "/fahongbao?qps=$sends&sum=$((sends * duration))&min=0&max=$((users - 1))" \
     >/dev/null || fail "i1 refused /fahongbao"
-echo "fleet: $users users shaking $qps/s in all for $duration s; i1 makes $envelopes shake" \
-     "envelopes/s and $sends send-envelopes/s$([ "$kill_one" -eq 1 ] && echo "; i3 SIGKILLed halfway")"
+echo "fleet: $users users shaking $qps/s in all for $duration s; the generator (i1 or i2) makes" \
+     "$envelopes shake envelopes/s, i1 $sends send-envelopes/s$([ "$kill_one" -eq 1 ] &&
+         echo "; i3 SIGKILLed halfway")"
 t0=$(now_ms)
 launch client timeout -s TERM $((duration + 30)) "${tool[hb-client]}" --servers "$servers" \
     --min 0 --max $((users - 1)) --total "$users" --qps "$qps" --duration "$duration" \
