@@ -6,14 +6,14 @@
  * set: SET bench:<k> v; eval: a registered script INCRBY on benche:<k> (EVALSHA); k runs over
  * 100,000 keys spread over every slot. REPLICAS > 0 asks each command for WAIT REPLICAS 1000.
  * Prints the rate, the failures and the client's counters (sends, WAITs, refreshes).
- * Against the test cluster (tests/redis/cluster.sh), from a Release build tree _build/rel built
+ * Against the test cluster (examples/fleet/cluster.sh), from a Release build tree _build/rel built
  * with HONGBAO_REDIS=ON:
- *   tests/redis/cluster.sh start /tmp/rc 22690
+ *   examples/fleet/cluster.sh start /tmp/rc 22690
  *   cc -O2 -Ilib/runtime -Ilib/core -Iinclude -I_build/rel/include bench/rcluster_load.c \
  *      _build/rel/libhongbao.a $(pkg-config --cflags --libs hiredis libuv) -lhttp_parser -lm \
  *      -lpthread -o /tmp/rcluster_load
  *   /tmp/rcluster_load "$(cat /tmp/rc/seeds)" 200000 1000 1
- *   tests/redis/cluster.sh stop /tmp/rc */
+ *   examples/fleet/cluster.sh stop /tmp/rc */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Tests of the Redis Cluster client (lib/runtime/hb_rcluster.c) against a real cluster of Debian's
- * redis-server (tests/redis/cluster.sh, a CTest fixture: HB_TEST_REDIS has its seeds,
+ * redis-server (examples/fleet/cluster.sh, a CTest fixture: HB_TEST_REDIS has its seeds,
  * HB_TEST_REDIS_DIR its files) and against fake nodes in the test that close, stall, send
  * garbage or half an answer. Tests that reshape the cluster (a slot migrated, a failover, a master
  * killed) put it back as it was. Admin commands go through hiredis's blocking API. */
@@ -187,7 +187,7 @@ static uint16_t slot_of(const char *key)
     return hb__keyslot(key, strlen(key));
 }
 
-/* Run tests/redis/cluster.sh with a verb and a port, bounded. */
+/* Run examples/fleet/cluster.sh with a verb and a port, bounded. */
 static void script(const char *verb, int port)
 {
     char cmd[1024];

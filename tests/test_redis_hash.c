@@ -43,7 +43,7 @@ START_TEST(keyslot_hash_tags)
 END_TEST
 
 /* `redis-cli -p PORT CLUSTER KEYSLOT <key>` against Debian's redis-server 7.0.15 (the test
- * cluster of tests/redis/cluster.sh), recorded. */
+ * cluster of examples/fleet/cluster.sh), recorded. */
 START_TEST(keyslot_as_redis_says)
 {
     static const struct {

@@ -62,14 +62,8 @@ rm -f "$out/pids" "$out/monitor.csv" "$out/seed.png"
 connect_limit=60
 limit=$((connect_limit + 3 * phase + 40))
 
-pids=() names=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    pids=() names=()
-}
-trap cleanup EXIT
+. "$here/../common/procs.sh"
+trap stop_all EXIT
 trap 'echo "seed: interrupted" >&2; exit 130' INT
 trap 'echo "seed: terminated" >&2; exit 143' TERM
 
@@ -82,48 +76,6 @@ fail() {
     exit 1
 }
 
-# launch NAME COMMAND...: start it in the background, its output in $out/NAME.log; its PID is
-# recorded in $out/pids.
-launch() {
-    local name=$1
-    shift
-    "$@" >"$out/$name.log" 2>&1 &
-    pids+=($!)
-    names+=("$name")
-    echo "$name $!" >>"$out/pids"
-}
-
-# Every process started is still running, or the run fails naming the one that ended.
-check_alive() {
-    local i
-    for i in "${!pids[@]}"; do
-        kill -0 "${pids[$i]}" 2>/dev/null || fail "${names[$i]} (pid ${pids[$i]}) ended unexpectedly"
-    done
-}
-
-now_ms() { date +%s%3N; }
-
-# wait_until MS: until the wall clock reaches MS (milliseconds), watching the processes.
-wait_until() {
-    while [ "$(now_ms)" -lt "$1" ]; do
-        check_alive
-        sleep 0.1
-    done
-}
-
-# wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds, watching the processes.
-wait_for() {
-    local secs=$1 what=$2 deadline=$(($(now_ms) + $1 * 1000))
-    shift 2
-    until "$@"; do
-        check_alive
-        [ "$(now_ms)" -lt "$deadline" ] || fail "no $what within $secs s"
-        sleep 0.1
-    done
-}
-
-printed() { grep -q "$2" "$out/$1.log" 2>/dev/null; }
-port_in() { sed -n "$2" "$out/$1.log" | head -1; }
 get() { curl -sf --max-time 5 "http://127.0.0.1:$1$2"; }
 # json_field JSON NAME: the first number called NAME in JSON.
 json_field() { grep -o "\"$2\":[0-9]*" <<<"$1" | head -1 | cut -d: -f2; }
@@ -211,13 +163,7 @@ csv_done() { csv_has $((t3 - 1)) server && csv_has $((t3 - 1)) client; }
 wait_for 20 "second $((t3 - 1)) of both types in the monitor's CSV" csv_done
 
 # Stop by PID, the client first (its final counters), then the server and the monitor.
-for i in 2 1 0; do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-    rc=0
-    wait "${pids[$i]}" || rc=$?
-    [ "$rc" -eq 0 ] || fail "${names[$i]} (pid ${pids[$i]}) exited with status $rc when stopped"
-done
-pids=() names=()
+for n in client server monitor; do stop "$n"; done
 
 awk -F, -v mode=series -v t0="$t0" -v end="$t3" -f "$here/seed.awk" "$out/monitor.csv" >"$out/seed.dat"
 awk -F, -v mode=phases -v phases="connect:$t0:$t0:$t1 rate1:$t1:$((t1 + 1)):$t2 rate2:$t2:$((t2 + 1)):$t3" \

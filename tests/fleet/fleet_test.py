@@ -3,7 +3,7 @@
 
 Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
 
-SEEDS: some nodes of a running cluster, host:port,... (tests/redis/cluster.sh starts one; CTest
+SEEDS: some nodes of a running cluster, host:port,... (examples/fleet/cluster.sh starts one; CTest
 passes it). Three instances listen on distinct loopback addresses (127.0.0.11..13: "hosts" that
 need no root), each started and stopped by PID, each bounded by `timeout`. Scenarios:
 

@@ -24,58 +24,9 @@ if ! command -v curl >/dev/null; then
     exit 77
 fi
 
-bg_pid=""
-cleanup() {
-    [ -z "$bg_pid" ] && return
-    kill -TERM "$bg_pid" 2>/dev/null || true
-    wait "$bg_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    local f
-    for f in "$work"/*.out; do
-        [ -s "$f" ] && { echo "--- $f (last lines)" >&2; tail -20 "$f" >&2; }
-    done
-    exit 1
-}
-
-# none_alive DIR: no process the script recorded in DIR/pids runs any more (nor hb-server, which
-# runs under timeout: its PID is in DIR/server.pid when the test looked it up).
-none_alive() {
-    local name pid left=""
-    [ -s "$1/pids" ] || fail "$1/pids lists no process"
-    while read -r name pid; do
-        kill -0 "$pid" 2>/dev/null && left="$left $name($pid)"
-    done < <(cat "$1/pids" "$1/server.pid" 2>/dev/null)
-    [ -z "$left" ] || fail "still running after the script ended:$left"
-}
-
-# start_bg NAME ARGS...: the script in the background, its output in $work/NAME.out.
-start_bg() {
-    local name=$1
-    shift
-    timeout 120 "$script" --bin "$bin" --out "$work/$name" "$@" >"$work/$name.out" 2>&1 &
-    bg_pid=$!
-}
-
-# wait_printed NAME PATTERN SECONDS: the background script printed PATTERN.
-wait_printed() {
-    local deadline=$(($(date +%s) + $3))
-    until grep -q "$2" "$work/$1.out" 2>/dev/null; do
-        kill -0 "$bg_pid" 2>/dev/null || fail "$1: the script ended before printing '$2'"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$1: no '$2' within $3 s"
-        sleep 0.1
-    done
-}
-
-# finish: wait for the background script; its exit status in rc.
-finish() {
-    rc=0
-    wait "$bg_pid" || rc=$?
-    bg_pid=""
-}
+script_args=(--bin "$bin")
+bg_limit=120
+. "$root/tests/example_harness.sh"
 
 # ---- run: the three phases, small ----------------------------------------------------------------
 users=2000 r1=500 r2=1000
@@ -83,7 +34,7 @@ start_bg run --users $users --rates $r1,$r2 --phase 4 --envelopes 100 --sends 10
 finish
 [ "$rc" -eq 0 ] || fail "run: the script exited with status $rc"
 out="$work/run"
-none_alive "$out"
+none_alive "$out" "$out/server.pid"
 csv="$out/monitor.csv"
 [ "$(grep -c ',server,' "$csv")" -ge 8 ] || fail "run: fewer than 8 server seconds in $csv"
 [ "$(grep -c ',client,' "$csv")" -ge 8 ] || fail "run: fewer than 8 client seconds in $csv"
@@ -124,7 +75,7 @@ kill -TERM "$bg_pid"
 finish
 [ "$rc" -eq 143 ] || fail "interrupt: the script exited with status $rc, not 143"
 grep -q 'seed: terminated' "$work/interrupt.out" || fail "interrupt: the script did not say it was stopped"
-none_alive "$work/interrupt"
+none_alive "$work/interrupt" "$work/interrupt/server.pid"
 echo "interrupt: exit 143, every process stopped"
 
 # ---- server: hb-server killed during rate 1 ------------------------------------------------------
@@ -139,6 +90,6 @@ finish
 [ "$rc" -eq 1 ] || fail "server: the script exited with status $rc, not 1"
 grep -q 'seed: server (pid [0-9]*) ended unexpectedly' "$work/server.out" ||
     fail "server: the script did not name the server that ended"
-none_alive "$work/server"
+none_alive "$work/server" "$work/server/server.pid"
 echo "server: exit 1 naming the server, every process stopped"
 echo "seed_example: the run, the interrupted run and the run that lost its server all behaved"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A throwaway Redis Cluster for the tests: 3 masters and 3 replicas of Debian's redis-server on
-# 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (cluster bus +10000; both below the kernel's ephemeral
-# range, 32768.., so that no outgoing connection holds them), each under `timeout --signal=KILL`,
-# its files and PIDs in DIR/<port>. Everything is stopped by the PIDs it wrote.
+# A throwaway Redis Cluster for examples/fleet/run.sh and the tests: 3 masters and 3 replicas of
+# Debian's redis-server ($HB_REDIS_SERVER if set) on 127.0.0.1, ports PORT_BASE..PORT_BASE+5
+# (cluster bus +10000; both below the kernel's ephemeral range, 32768.., so that no outgoing
+# connection holds them), each under `timeout --signal=KILL` ($HB_REDIS_LIFETIME s, default
+# 1200), its files and PIDs in DIR/<port>. Everything is stopped by the PIDs it wrote.
 # Usage: cluster.sh start DIR [PORT_BASE]  the cluster, created and waited for (default port base:
 #                                         $HB_REDIS_PORT_BASE, else 21790); DIR/seeds has its nodes
 #        cluster.sh stop DIR              stop every node (SIGTERM, then SIGKILL after 10 s)
@@ -13,8 +14,9 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 lifetime=${HB_REDIS_LIFETIME:-1200}
+redis_server=${HB_REDIS_SERVER:-redis-server}
 cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 
 # The PID in FILE if that process is still ours (its command line names our port), else nothing.
@@ -31,7 +33,7 @@ node_start() {
     local port=$1 d="$dir/$1"
     mkdir -p "$d"
     rm -f "$d/redis.pid"
-    (cd "$d" && exec timeout --signal=KILL "$lifetime" redis-server --bind 127.0.0.1 --port "$port" \
+    (cd "$d" && exec timeout --signal=KILL "$lifetime" "$redis_server" --bind 127.0.0.1 --port "$port" \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
         --cluster-replica-validity-factor 0 --appendonly yes --appendfsync always --save '' \
         --dir "$d" --pidfile "$d/redis.pid" --logfile "$d/redis.log" --daemonize no \
@@ -142,7 +144,7 @@ wait)
     wait_ok 60
     ;;
 *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac
