@@ -1,8 +1,8 @@
 /* The fleet's Lua scripts, run by Redis where their keys live (lib/runtime/lua/: each file says its
  * keys, arguments and answer; cmake/FleetScripts.cmake makes them these strings).
  *
- * The data they keep (prefix P, "hb" by default; {tag}: the cluster hash tag, so that one
- * script's keys share a slot):
+ * The data they keep (P: the prefix "hb"; {tag}: the cluster hash tag, so that one script's keys
+ * share a slot):
  *   P:{e:ID}          a send-envelope: t total, n recipients, ms created, by creator, s:<user> the
  *                     share split for each recipient, g:<user> once granted, k grants, a granted
  *   P:{ids}           id high-water marks, one field a space (reserve.lua)
@@ -18,6 +18,20 @@
  * An envelope of the budget is always in exactly one of: queued, leased, handed out, expired. */
 #ifndef HB_FLEET_LUA_H
 #define HB_FLEET_LUA_H
+
+/* The keys above, in one place for the store and the audit (printf formats, fixed names). */
+#define HB_FLEET_KEY_ENVELOPE "hb:{e:%u}" /* a send-envelope's id */
+#define HB_FLEET_KEY_PARTITION                                                                     \
+    "hb:{b:%u}:%s" /* partition, then q, c, z, o, or l: (a lease's prefix) */
+#define HB_FLEET_KEY_USER   "hb:{u:%u}"
+#define HB_FLEET_KEY_INBOX  "hb:{i:%s}:in" /* an instance's name */
+#define HB_FLEET_KEY_CURSOR "hb:{i:%s}:cur"
+#define HB_FLEET_KEY_IDS    "hb:{ids}"
+#define HB_FLEET_KEY_PLAN   "hb:{gen}"
+#define HB_FLEET_KEY_LEASE  "hb:{gen}:lease"
+/* The budget's partitions: every instance and the audit must agree (a partition's bitmap is
+ * indexed by envelope index / partitions). */
+#define HB_FLEET_PARTITIONS 16
 
 extern const char hb__lua_claim[];
 extern const char hb__lua_send_create[];

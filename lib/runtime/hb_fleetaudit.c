@@ -15,7 +15,7 @@
 #include "hb_rcluster.h"
 
 #define WINDOW     256 /* envelopes read at once */
-#define PARTITIONS 16  /* as the store's (hb_store_redis.c) */
+#define PARTITIONS HB_FLEET_PARTITIONS
 
 typedef struct audit {
     uv_loop_t *loop;
@@ -139,7 +139,7 @@ static int ask_envelope(audit_t *a, uint32_t id)
     ctx[0] = (uintptr_t)a;
     ctx[1] = id;
     char key[32];
-    int klen = snprintf(key, sizeof key, "hb:{e:%u}", (unsigned)id);
+    int klen = snprintf(key, sizeof key, HB_FLEET_KEY_ENVELOPE, (unsigned)id);
     const char *argv[] = {"HGETALL", key};
     size_t lens[] = {7, (size_t)klen};
     int r = hb__rcluster_command(a->rc, hb__keyslot(key, (size_t)klen), 2, argv, lens, on_envelope,
@@ -159,12 +159,12 @@ static int ask_partition(audit_t *a, unsigned part)
     ctx[0] = (uintptr_t)a;
     ctx[1] = part;
     char q[32], c[32], z[32], o[32], l[32];
-    size_t ql = (size_t)snprintf(q, sizeof q, "hb:{b:%u}:q", part);
+    size_t ql = (size_t)snprintf(q, sizeof q, HB_FLEET_KEY_PARTITION, part, "q");
     const char *argv[] = {q, c, z, o, l};
-    size_t lens[] = {ql, (size_t)snprintf(c, sizeof c, "hb:{b:%u}:c", part),
-                     (size_t)snprintf(z, sizeof z, "hb:{b:%u}:z", part),
-                     (size_t)snprintf(o, sizeof o, "hb:{b:%u}:o", part),
-                     (size_t)snprintf(l, sizeof l, "hb:{b:%u}:l:", part)};
+    size_t lens[] = {ql, (size_t)snprintf(c, sizeof c, HB_FLEET_KEY_PARTITION, part, "c"),
+                     (size_t)snprintf(z, sizeof z, HB_FLEET_KEY_PARTITION, part, "z"),
+                     (size_t)snprintf(o, sizeof o, HB_FLEET_KEY_PARTITION, part, "o"),
+                     (size_t)snprintf(l, sizeof l, HB_FLEET_KEY_PARTITION, part, "l:")};
     int r = hb__rcluster_eval(a->rc, a->s_budget, hb__keyslot(q, ql), 4, 5, argv, lens, 0, 0,
                               on_partition, ctx);
     if (r != 0)
@@ -238,7 +238,7 @@ int hb_fleet_audit(uv_loop_t *loop, const char *seeds, hb_log_cb log, void *log_
         free(a);
         return r;
     }
-    static const char key[] = "hb:{ids}";
+    static const char key[] = HB_FLEET_KEY_IDS;
     const char *argv[] = {"HGET", key, "send"};
     size_t lens[] = {4, sizeof key - 1, 4};
     if ((r = hb__rcluster_script(a->rc, hb__lua_budget_audit, &a->s_budget)) != 0 ||

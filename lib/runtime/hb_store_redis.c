@@ -22,7 +22,7 @@
 
 static void env_key(char *out, size_t n, uint32_t id, size_t *len)
 {
-    int k = snprintf(out, n, "hb:{e:%u}", (unsigned)id);
+    int k = snprintf(out, n, HB_FLEET_KEY_ENVELOPE, (unsigned)id);
     *len = (size_t)k;
 }
 
@@ -246,7 +246,7 @@ static void ids_ask(rids_t *s)
     char expected[16], wanted[16];
     int el = snprintf(expected, sizeof expected, "%u", (unsigned)s->mark);
     int wl = snprintf(wanted, sizeof wanted, "%u", (unsigned)want);
-    static const char key[] = "hb:{ids}";
+    static const char key[] = HB_FLEET_KEY_IDS;
     const char *argv[] = {key, s->field, expected, wanted};
     size_t lens[] = {sizeof key - 1, strlen(s->field), (size_t)el, (size_t)wl};
     if (hb__rcluster_eval(R->control, R->s_reserve, hb__rs_slot(key, sizeof key - 1), 1, 4, argv,
@@ -576,8 +576,8 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
     R->rng = rng;
     snprintf(R->seeds, sizeof R->seeds, "%s", o->seeds);
     snprintf(R->instance, sizeof R->instance, "%s", o->instance);
-    snprintf(R->inbox_key, sizeof R->inbox_key, "hb:{i:%s}:in", R->instance);
-    snprintf(R->cursor_key, sizeof R->cursor_key, "hb:{i:%s}:cur", R->instance);
+    snprintf(R->inbox_key, sizeof R->inbox_key, HB_FLEET_KEY_INBOX, R->instance);
+    snprintf(R->cursor_key, sizeof R->cursor_key, HB_FLEET_KEY_CURSOR, R->instance);
     snprintf(R->last_id, sizeof R->last_id, "0-0");
     R->replicas = (int)o->replicas;
     R->wait_ms = o->wait_ms ? o->wait_ms : 1000;

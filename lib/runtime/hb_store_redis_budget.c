@@ -31,7 +31,7 @@ static const bentry_t *fifo_front(const hb__fifo_t *f)
 /* Partition part's key named suffix ("q", "c", "z", "o"), or with suffix "l:" its lease prefix. */
 static size_t part_key(char *out, size_t n, unsigned part, const char *suffix)
 {
-    return (size_t)snprintf(out, n, "hb:{b:%u}:%s", part, suffix);
+    return (size_t)snprintf(out, n, HB_FLEET_KEY_PARTITION, part, suffix);
 }
 
 static void budget_maybe_done(rstore_t *R);
@@ -348,8 +348,8 @@ int hb__rs_put_shake(hb_store_t *st, uint32_t id, uint32_t amount)
 /* ---- the fleet's generator: one instance at a time, by a lease, makes the plan's envelopes ----
  */
 
-static const char plan_key[] = "hb:{gen}";
-static const char lease_key[] = "hb:{gen}:lease";
+static const char plan_key[] = HB_FLEET_KEY_PLAN;
+static const char lease_key[] = HB_FLEET_KEY_LEASE;
 
 static void on_plan(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {

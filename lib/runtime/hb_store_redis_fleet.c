@@ -13,12 +13,12 @@
 
 static void user_key(char *out, size_t n, uint32_t user, size_t *len)
 {
-    *len = (size_t)snprintf(out, n, "hb:{u:%u}", (unsigned)user);
+    *len = (size_t)snprintf(out, n, HB_FLEET_KEY_USER, (unsigned)user);
 }
 
 static void inbox_key_of(char *out, size_t n, const char *instance, size_t *len)
 {
-    *len = (size_t)snprintf(out, n, "hb:{i:%s}:in", instance);
+    *len = (size_t)snprintf(out, n, HB_FLEET_KEY_INBOX, instance);
 }
 
 /* Append a message to instance's inbox: kind 'k' (check user: a newer login elsewhere) or 'n' (a

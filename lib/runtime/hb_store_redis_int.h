@@ -21,9 +21,8 @@
 #define INBOX_BATCH    "512"
 #define INBOX_BLOCK_MS "1000"
 #define NOTICE_MAX     (HB_FRAME_HEADER + 8 + 4 * HB_SEND_MAX_RECIPIENTS)
-/* The shake budget (docs/fleet.md). Every instance must agree on PARTITIONS: a partition's bitmap
- * is indexed by envelope index / PARTITIONS. */
-#define PARTITIONS   16
+/* The shake budget (docs/fleet.md). */
+#define PARTITIONS   HB_FLEET_PARTITIONS
 #define LEASE_MS     30000 /* a lease not renewed for this long expires (default) */
 #define TICK_MS      20    /* draws, reports and puts are batched over this */
 #define DRAW_BATCH   64    /* envelopes a draw asks for */
