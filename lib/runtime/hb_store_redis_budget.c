@@ -129,9 +129,32 @@ static bbatch_t *batch_new(rstore_t *R, int kind, unsigned part, int final)
     return b;
 }
 
+/* Add e to the open batch of its partition in open[] (of kind, opened when needed), sending it
+ * when full. Returns 0, or HB_ENOMEM when no batch could be opened (e was not added). */
+static int batch_add(rstore_t *R, bbatch_t **open, int kind, int final, bentry_t e)
+{
+    bbatch_t **b = &open[e.part];
+    if (*b == NULL && (*b = batch_new(R, kind, e.part, final)) == NULL)
+        return HB_ENOMEM;
+    (*b)->e[(*b)->n++] = e;
+    if ((*b)->n == BATCH_MAX) {
+        batch_send(R, *b);
+        *b = NULL;
+    }
+    return 0;
+}
+
+/* Send every batch still open in open[]. */
+static void batch_send_open(rstore_t *R, bbatch_t **open)
+{
+    for (unsigned p = 0; p < PARTITIONS; p++)
+        if (open[p] != NULL)
+            batch_send(R, open[p]);
+}
+
 /* The envelopes shakes took from each bucket since the last look, reported in batches by
- * partition; final: the instance stops. */
-static void report_taken(rstore_t *R, int final)
+ * partition; the leases held renewed. */
+static void report_taken(rstore_t *R)
 {
     budget_t *B = &R->budget;
     bbatch_t *open[PARTITIONS] = {0};
@@ -141,27 +164,20 @@ static void report_taken(rstore_t *R, int final)
         uint32_t taken = popped - sh->seen;
         for (uint32_t i = 0; i < taken && sh->fifo.count > 0; i++) {
             bentry_t e = *fifo_front(&sh->fifo);
-            bbatch_t **b = &open[e.part];
-            if (*b == NULL && (*b = batch_new(R, BATCH_REPORT, e.part, final)) == NULL)
+            if (batch_add(R, open, BATCH_REPORT, 0, e) != 0)
                 break; /* looked at again on the next tick */
             (void)fifo_pop(&sh->fifo);
             sh->seen++;
             B->held[e.part]--;
-            (*b)->e[(*b)->n++] = e;
-            if ((*b)->n == BATCH_MAX) {
-                batch_send(R, *b);
-                *b = NULL;
-            }
         }
     }
     uint64_t now = uv_now(R->loop);
     for (unsigned p = 0; p < PARTITIONS; p++) {
         /* A partition we hold envelopes of is renewed even when nothing was taken. */
         if (open[p] == NULL && B->held[p] > 0 && now - B->renewed_ms[p] >= R->lease_ms / 6)
-            open[p] = batch_new(R, BATCH_REPORT, p, final);
-        if (open[p] != NULL)
-            batch_send(R, open[p]);
+            open[p] = batch_new(R, BATCH_REPORT, p, 0);
     }
+    batch_send_open(R, open);
 }
 
 /* Envelopes made here go to their partitions, one put in flight per partition (so that a resent
@@ -205,7 +221,7 @@ static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
         return; /* the same draw again on the next tick (B->draw_retry_seq) */
     }
     B->draw_retry_seq = 0;
-    bbatch_t *back = NULL; /* what cannot go into the bucket (full, or the instance stops) */
+    bbatch_t *back[PARTITIONS] = {0}; /* what cannot go into the bucket (full, or stopping) */
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *r = reply->element[i];
         unsigned long idx, amount;
@@ -221,16 +237,9 @@ static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
             }
             sh->fifo.count--; /* undo the push: the bucket is full */
         }
-        if (back == NULL && (back = batch_new(R, BATCH_RETURN, part, B->stopping)) == NULL)
-            continue; /* stays in the lease; it expires with it */
-        back->e[back->n++] = e;
-        if (back->n == BATCH_MAX) {
-            batch_send(R, back);
-            back = NULL;
-        }
+        (void)batch_add(R, back, BATCH_RETURN, B->stopping, e); /* else it expires with the lease */
     }
-    if (back != NULL)
-        batch_send(R, back);
+    batch_send_open(R, back);
     /* Partitions in turn, so that this instance's draws also expire others' leases everywhere. */
     B->draw_part = (B->draw_part + 1) % PARTITIONS;
     if (reply->elements > 0)
@@ -305,12 +314,10 @@ static void sweep_expired(rstore_t *R)
     }
 }
 
-void hb__rs_on_tick(uv_timer_t *t)
+/* What is due to Redis: failed batches again, the envelopes made here, what shakes took. */
+static void flush(rstore_t *R)
 {
-    rstore_t *R = t->data;
     budget_t *B = &R->budget;
-    sweep_expired(R);
-    generate(R);
     bbatch_t *again = B->failed;
     B->failed = NULL;
     while (again != NULL) {
@@ -319,7 +326,15 @@ void hb__rs_on_tick(uv_timer_t *t)
         batch_send(R, b);
     }
     put_made(R);
-    report_taken(R, 0);
+    report_taken(R);
+}
+
+void hb__rs_on_tick(uv_timer_t *t)
+{
+    rstore_t *R = t->data;
+    sweep_expired(R);
+    generate(R);
+    flush(R);
     draw_next(R);
 }
 
@@ -494,28 +509,19 @@ void hb__rs_budget_stop(rstore_t *R)
     B->stopping = 1;
     if (R->tick_open)
         uv_timer_stop(&R->tick);
-    hb__rs_on_tick(&R->tick); /* resend failures, puts, the last reports (below: final) */
-    report_taken(R, 1);
+    flush(R); /* failures again, puts, the last reports */
+    bbatch_t *open[PARTITIONS] = {0};
     for (unsigned s = 0; s < R->g->nsets; s++) {
         bshadow_t *sh = &B->shadow[s];
-        bbatch_t *open[PARTITIONS] = {0};
         while (sh->fifo.count > 0) {
             bentry_t e = *fifo_front(&sh->fifo);
-            bbatch_t **b = &open[e.part];
-            if (*b == NULL && (*b = batch_new(R, BATCH_RETURN, e.part, 1)) == NULL)
+            if (batch_add(R, open, BATCH_RETURN, 1, e) != 0)
                 break; /* left in the lease: it expires */
             (void)fifo_pop(&sh->fifo);
             B->held[e.part]--;
-            (*b)->e[(*b)->n++] = e;
-            if ((*b)->n == BATCH_MAX) {
-                batch_send(R, *b);
-                *b = NULL;
-            }
         }
-        for (unsigned p = 0; p < PARTITIONS; p++)
-            if (open[p] != NULL)
-                batch_send(R, open[p]);
     }
+    batch_send_open(R, open);
     budget_maybe_done(R);
 }
 
