@@ -10,6 +10,7 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
   across   send-envelopes created on each instance for three recipients on three instances:
            every notice delivered, every claim granted once, repeats answered with the same
            share, a non-recipient and an unknown id refused; shares sum to each total
+  lost     a claimant resets before its reply and asks again on another instance: its share
   login    the newer login wins fleet-wide: a user logging in on another instance closes its
            older connection
   ids      send-envelope ids created on all instances at once never collide
@@ -281,6 +282,34 @@ def scenario_across(inst):
         conn.close()
     print("across: %d envelopes, 3 recipients on 3 instances, notices, grants, repeats: ok"
           % len(seen))
+
+
+def scenario_lost(inst):
+    """A claimant that sends its claim and leaves at once, without reading (its reply is lost),
+    then logs in again on another instance and asks again: it learns its share (a repeat, or the
+    grant if the first never reached Redis), and the three shares still add up to the total."""
+    users = [7000, 7001, 7002]
+    conns = [User(inst[k].addr(), u) for k, u in enumerate(users)]
+    await_registered([(u, inst[k]) for k, u in enumerate(users)])
+    inst[1].send_envelope(users)
+    for c in conns:
+        c.expect(CMD_NOTICE)
+    eid, total = conns[0].notices[0][0], conns[0].notices[0][1]
+    gone = conns[0]
+    gone.sock.sendall(frame(CMD_CLAIM_EX, 0, eid))
+    gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.sock.close()  # a reset: whatever the reply, it is lost
+    again = User(inst[2].addr(), users[0])
+    await_registered([(users[0], inst[2])])
+    result, share = again.claim(eid)
+    assert result in (GRANTED, REPEAT) and share > 0, "the retry: %d %d" % (result, share)
+    assert again.claim(eid) == (REPEAT, share)
+    shares = share + sum(c.claim(eid)[1] for c in conns[1:])
+    assert shares == total, "shares %d, total %d" % (shares, total)
+    for c in [again] + conns[1:]:
+        c.close()
+    print("lost: a claimant reset before its reply, asked again elsewhere: %s with its share; "
+          "shares add up to the total: ok" % ("a repeat" if result == REPEAT else "the grant"))
 
 
 def scenario_login(inst):
@@ -590,8 +619,8 @@ def scenario_generator(inst, build, workdir):
             i.stop()
 
 
-SCENARIOS = {"across": scenario_across, "login": scenario_login, "ids": scenario_ids,
-             "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover,
+SCENARIOS = {"across": scenario_across, "lost": scenario_lost, "login": scenario_login,
+             "ids": scenario_ids, "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover,
              "generator": scenario_generator}
 
 
