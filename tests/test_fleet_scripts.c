@@ -645,6 +645,44 @@ START_TEST(registry_newer_login_wins)
 }
 END_TEST
 
+/* ---- the generator's plan ---- */
+
+static long long plan(redisContext *c, const char *qps, const char *total, const char *token)
+{
+    const char *keys[] = {"hb:{gen}"}, *args[] = {qps, total, token};
+    redisReply *r = eval(c, hb__lua_gen_plan, 1, keys, 3, args);
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+START_TEST(plan_retry_applies_once)
+{
+    redisContext *c = fresh();
+    long long e1 = plan(c, "100", "500", "i1:7:1");
+    redisReply *r = redisCommand(c, "HGET hb:{gen} start");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    char start[32];
+    snprintf(start, sizeof start, "%s", r->str);
+    freeReplyObject(r);
+    /* The same request again (its answer was lost): same epoch, same start, nothing changed. */
+    ck_assert_int_eq(plan(c, "100", "500", "i1:7:1"), e1);
+    r = redisCommand(c, "HGET hb:{gen} start");
+    ck_assert_str_eq(r->str, start);
+    freeReplyObject(r);
+    /* A newer request of the same instance, or another instance's: a new epoch each. */
+    long long e2 = plan(c, "200", "10", "i1:7:2");
+    ck_assert_int_eq(e2, e1 + 1);
+    ck_assert_int_eq(plan(c, "200", "10", "i2:9:2"), e2 + 1);
+    r = redisCommand(c, "HMGET hb:{gen} qps total");
+    ck_assert_str_eq(r->element[0]->str, "200");
+    ck_assert_str_eq(r->element[1]->str, "10");
+    freeReplyObject(r);
+    redisFree(c);
+}
+END_TEST
+
 static Suite *fleet_scripts_suite(void)
 {
     Suite *s = suite_create("fleet_scripts");
@@ -657,6 +695,7 @@ static Suite *fleet_scripts_suite(void)
     tcase_add_test(tc, reserve_is_compare_and_set);
     tcase_add_test(tc, budget_matches_its_model);
     tcase_add_test(tc, registry_newer_login_wins);
+    tcase_add_test(tc, plan_retry_applies_once);
     suite_add_tcase(s, tc);
     return s;
 }

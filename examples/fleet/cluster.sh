@@ -8,13 +8,14 @@
 #                                         $HB_REDIS_PORT_BASE, else 21790); DIR/seeds has its nodes
 #        cluster.sh stop DIR              stop every node (SIGTERM, then SIGKILL after 10 s)
 #        cluster.sh kill DIR PORT         SIGKILL the node on PORT (a master dies)
-#        cluster.sh restart DIR PORT      start that node again and wait until it has rejoined
+#        cluster.sh restart DIR [PORT]    start that node (without PORT: every stopped node) again,
+#                                         from its files, and wait until the cluster is ok
 #        cluster.sh failover DIR PORT     CLUSTER FAILOVER on the replica on PORT; wait until master
 #        cluster.sh wait DIR              wait until every live node says cluster_state:ok
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 lifetime=${HB_REDIS_LIFETIME:-1200}
 redis_server=${HB_REDIS_SERVER:-redis-server}
 cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
@@ -127,8 +128,12 @@ kill)
     kill -KILL "$pid"
     ;;
 restart)
-    alive "$3" && { echo "cluster.sh: node $3 is running" >&2; exit 1; }
-    node_start "$3"
+    if [ -n "${3:-}" ]; then
+        alive "$3" && { echo "cluster.sh: node $3 is running" >&2; exit 1; }
+        node_start "$3"
+    else
+        for p in $(ports); do alive "$p" || node_start "$p"; done
+    fi
     wait_ok 60
     ;;
 failover)
@@ -144,7 +149,7 @@ wait)
     wait_ok 60
     ;;
 *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 2
     ;;
 esac

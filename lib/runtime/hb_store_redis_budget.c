@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hb_store_redis_int.h"
+
+static void plan_send(rstore_t *R);
 
 /* ---- the shake budget: drawn into the buckets, reported as shakes take it (control loop) ---- */
 
@@ -333,6 +336,7 @@ void hb__rs_on_tick(uv_timer_t *t)
 {
     rstore_t *R = t->data;
     sweep_expired(R);
+    plan_send(R);
     generate(R);
     flush(R);
     draw_next(R);
@@ -370,21 +374,68 @@ static void on_plan(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
 {
     (void)rc, (void)acked;
     rstore_t *R = arg;
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
-        hb__group_log(R->g, "redis: the shake plan was not stored: %s",
-                      err != 0 ? hb_strerror(err) : "an unexpected answer");
+    budget_t *B = &R->budget;
+    B->plan_sending = 0;
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        /* Sent again (the same token: applied once) until Redis has it or a newer plan comes. */
+        uint64_t wait = 100u << (B->plan_tries < 5 ? B->plan_tries : 5);
+        if (B->plan_sent_seq == B->plan_seq) /* else the newer plan goes at once */
+            B->plan_retry_ms = uv_now(R->loop) + wait;
+        if (B->plan_tries == 1)
+            hb__group_log(R->g, "redis: the shake plan is not stored yet (%s): trying again",
+                          err != 0 ? hb_strerror(err) : "an unexpected answer");
+        return;
+    }
+    if (B->plan_seq == B->plan_sent_seq) {
+        B->plan_pending = 0;
+        if (B->plan_tries > 1)
+            hb__group_log(R->g, "redis: the shake plan is stored (epoch %lld, try %llu)",
+                          reply->integer, (unsigned long long)B->plan_tries);
+    }
 }
 
+/* The pending plan to Redis, unless one is on its way or its retry is not due. */
+static void plan_send(rstore_t *R)
+{
+    budget_t *B = &R->budget;
+    if (!B->plan_pending || B->plan_sending || uv_now(R->loop) < B->plan_retry_ms ||
+        R->control == NULL)
+        return;
+    char q[24], c[24], token[192];
+    const char *argv[] = {plan_key, q, c, token};
+    size_t lens[] = {
+        sizeof plan_key - 1, (size_t)snprintf(q, sizeof q, "%llu", (unsigned long long)B->plan_qps),
+        (size_t)snprintf(c, sizeof c, "%llu", (unsigned long long)B->plan_count),
+        (size_t)snprintf(token, sizeof token, "%s:%llu:%llu", R->instance,
+                         (unsigned long long)B->plan_nonce, (unsigned long long)B->plan_seq)};
+    if (hb__rcluster_eval(R->control, R->s_plan, hb__rs_slot(plan_key, sizeof plan_key - 1), 1, 4,
+                          argv, lens, R->replicas, R->wait_ms, on_plan, R) == 0) {
+        B->plan_sending = 1;
+        B->plan_sent_seq = B->plan_seq;
+        B->plan_tries++;
+    } else {
+        B->plan_retry_ms = uv_now(R->loop) + 100;
+    }
+}
+
+/* The plan is kept and sent until Redis has stored it: on a loaded or unreachable cluster the
+ * first attempts may time out. A newer plan replaces one not yet stored. */
 int hb__rs_plan_shake(hb_store_t *st, uint64_t qps, uint64_t count)
 {
     rstore_t *R = hb__rs_of(st);
-    char q[24], c[24];
-    const char *argv[] = {plan_key, q, c};
-    size_t lens[] = {sizeof plan_key - 1,
-                     (size_t)snprintf(q, sizeof q, "%llu", (unsigned long long)qps),
-                     (size_t)snprintf(c, sizeof c, "%llu", (unsigned long long)count)};
-    return hb__rcluster_eval(R->control, R->s_plan, hb__rs_slot(plan_key, sizeof plan_key - 1), 1,
-                             3, argv, lens, R->replicas, R->wait_ms, on_plan, R);
+    budget_t *B = &R->budget;
+    if (R->closing)
+        return UV_EINVAL;
+    if (B->plan_nonce == 0)
+        B->plan_nonce = (uint64_t)time(NULL) * 1000000u + (uint64_t)(uv_hrtime() / 1000 % 1000000);
+    B->plan_pending = 1;
+    B->plan_qps = qps;
+    B->plan_count = count;
+    B->plan_seq++;
+    B->plan_tries = 0;
+    B->plan_retry_ms = 0;
+    plan_send(R);
+    return 0;
 }
 
 /* One partition's count of the plan's envelopes (budget_put.lua's e:<epoch>). */

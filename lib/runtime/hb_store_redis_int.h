@@ -85,6 +85,11 @@ typedef struct budget {
     int64_t gen_clock;      /* Redis's clock minus the loop's, ms */
     uint64_t gen_leased_ms; /* the last lease call */
     unsigned gen_made_left; /* made counts still to come */
+    /* The last plan asked of this instance (hb__rs_plan_shake), stored until Redis has it. */
+    int plan_pending, plan_sending;
+    uint64_t plan_qps, plan_count, plan_seq, plan_sent_seq, plan_tries;
+    uint64_t plan_retry_ms; /* not sent again before this (loop time) */
+    uint64_t plan_nonce;    /* this process's: a plan's token is instance:nonce:seq */
     int stopping;           /* close: the last reports and returns are out */
     int closing_clients;
     uint64_t swept_ms; /* the last sweep of expired leases */

@@ -20,7 +20,8 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
   budget   one shake budget: the generator on i1, users on all three, i3 SIGKILLed holding a
            lease (its envelopes expire); hb-audit --redis balances (it kills i3)
   failover (instances of their own, --redis-replicas 1) a claim storm; a Redis master SIGKILLed
-           in it, then every node stopped 10 s: no acknowledged grant lost, none twice
+           in it, then every node stopped 10 s (SIGSTOP), then every node shut down 10 s and
+           started again: no acknowledged grant lost, none twice; a plan asked meanwhile made once
 
 Everything it starts stops by itself; traffic goes only to 127.0.0.0/8.
 """
@@ -497,9 +498,10 @@ class Storm:
 def scenario_failover(inst, build, workdir):
     """A claim storm over three instances acknowledging a grant only once a replica has it
     (--redis-replicas 1), a Redis master SIGKILLed in the middle of it; then the whole cluster
-    stopped (SIGSTOP) for 10 s and resumed. After both: every acknowledged grant is in Redis with
-    its share, none granted twice (the same share every time it was answered), hb-audit
-    balanced."""
+    stopped (SIGSTOP) for 10 s and resumed; then every node shut down for 10 s and started again
+    from its files, a shake plan asked meanwhile. After all: every acknowledged grant is in Redis
+    with its share, none granted twice (the same share every time it was answered), hb-audit
+    balanced, the plan made exactly once."""
     cdir, script = os.environ.get("HB_TEST_REDIS_DIR"), os.environ.get("HB_TEST_REDIS_SCRIPT")
     if not cdir or not script:
         print("failover: skipped (HB_TEST_REDIS_DIR, HB_TEST_REDIS_SCRIPT not given)")
@@ -542,9 +544,20 @@ def failover_storm(inst, build, cdir, script):
     subprocess.run(["kill", "-STOP"] + pids, check=True)
     storm.pump(10)
     subprocess.run(["kill", "-CONT"] + pids, check=True)
+    storm.pump(3)
+    # Every node shut down (SIGTERM) for 10 s and started again from its files. A shake plan asked
+    # meanwhile is kept by its instance and stored once Redis is back (made once: 400 envelopes).
+    gen_base = generated_total()
+    subprocess.run(["bash", script, "stop", cdir], check=True, timeout=60)
+    stopped_at = time.time()
+    inst[0].get("/yaohongbao?qps=200&sum=400")
+    storm.pump(10 - (time.time() - stopped_at))
+    subprocess.run(["bash", script, "restart", cdir], check=True, timeout=120)
     end = time.time() + 40
-    while storm.waiting and time.time() < end:
+    while (storm.waiting or generated_total() - gen_base < 400) and time.time() < end:
         storm.pump(1)
+    storm.pump(0.5)
+    made = generated_total() - gen_base
     pending = dict(storm.waiting)
     storm.close()
     if pending:
@@ -564,10 +577,12 @@ def failover_storm(inst, build, cdir, script):
     assert rc == 0, "hb-audit --redis: exit %d: %s %s" % (rc, out, err)
     assert not pending, "%d claims never answered for good (%d of them sent and not answered)" % (
         len(pending), sum(1 for v in pending.values() if v is None))
+    assert made == 400, "the plan asked while Redis was down made %d of 400 envelopes" % made
     print("failover: %d grants acknowledged (%d before the master %s was SIGKILLed), %d 'try "
-          "again' answers, the cluster stopped 10 s and resumed; 0 acknowledged grants missing, "
-          "0 answered twice with different shares, hb-audit balanced: ok"
-          % (len(storm.acked), before_kill, victim, storm.try_again))
+          "again' answers, the cluster stopped (SIGSTOP) 10 s and resumed, then shut down 10 s "
+          "and started again; 0 acknowledged grants missing, 0 answered twice with different "
+          "shares, hb-audit balanced; the plan asked while it was down made %d of 400: ok"
+          % (len(storm.acked), before_kill, victim, storm.try_again, made))
 
 
 def generated_total():
