@@ -189,6 +189,7 @@ class LoopbackHosts:
     """Each host a loopback address of its own; needs no root. Ports from the kernel (bind to 0)."""
 
     token = None
+    removed = ()
 
     def __init__(self, why):
         self.why = why
@@ -266,11 +267,16 @@ def run_alive(pid):
         return False
 
 
+def left_by_gone_run(pid):
+    """Whether something named by run pid was left behind: that run is gone, or this process has
+    its PID (it has made nothing yet when it asks)."""
+    return pid == os.getpid() or not run_alive(pid)
+
+
 def remove_leftovers():
     """What runs killed before their teardown left behind: their network, by its names. The tags
     removed."""
-    gone = [tag for pid, tag in our_networks().items()
-            if pid != os.getpid() and not run_alive(pid)]
+    gone = [tag for pid, tag in our_networks().items() if left_by_gone_run(pid)]
     for tag in gone:
         remove_network(tag)
     return gone
@@ -305,6 +311,7 @@ class NetnsHosts:
         self.tag = "%s%d" % (NET_PREFIX, os.getpid())
         self.bridge = self.tag + "b"
         self.token = secrets.token_hex(16)
+        start = time.time()
         self.lock, self.n = claim_subnet()
         self.gateway = "198.18.%d.1" % self.n
         try:
@@ -323,6 +330,7 @@ class NetnsHosts:
         except BaseException:
             self.close()
             raise
+        self.seconds = time.time() - start
 
     def namespace(self, name):
         return "%s-%s" % (self.tag, name)
@@ -338,9 +346,9 @@ class NetnsHosts:
 
     def describe(self):
         names = list(HOST_NAMES)
-        return "network namespaces %s..%s (%d) on bridge %s %s/24" % (
+        return "network namespaces %s..%s (%d) on bridge %s %s/24, made in %.1f s" % (
             self.namespace(names[0]), names[-1], len(names), self.bridge,
-            self.gateway[:-1] + "0")
+            self.gateway[:-1] + "0", self.seconds)
 
     def close(self):
         if self.lock is not None:
@@ -353,9 +361,9 @@ def choose_hosts():
     """Namespaces if this process may make them, else loopback addresses; HB_FLEET_HOSTS forces."""
     want = os.environ.get("HB_FLEET_HOSTS", "")
     if want not in ("", "netns", "loopback"):
-        sys.exit("fleet_test: HB_FLEET_HOSTS is netns or loopback, not %r" % want)
-    if want == "loopback":
-        return LoopbackHosts("HB_FLEET_HOSTS=loopback")
+        print("fleet_test: HB_FLEET_HOSTS is netns or loopback, not %r" % want, file=sys.stderr)
+        sys.exit(2)
+    gone, hosts = [], None
     if os.geteuid() != 0:
         why = "not root"
     elif not shutil.which("ip"):
@@ -363,40 +371,54 @@ def choose_hosts():
     else:
         try:
             gone = remove_leftovers()
-            hosts = NetnsHosts()
-            hosts.removed = gone
-            return hosts
+            if want == "loopback":
+                why = "HB_FLEET_HOSTS=loopback"
+            else:
+                hosts = NetnsHosts()
         except NetnsError as e:
             why = str(e)
-    if want == "netns":
+    if hosts is None and want == "netns":
         sys.exit("fleet_test: HB_FLEET_HOSTS=netns, but namespaces are not permitted: " + why)
-    return LoopbackHosts("namespaces not permitted: " + why)
+    if hosts is None:
+        hosts = LoopbackHosts(why if want == "loopback" else "namespaces not permitted: " + why)
+    hosts.removed = gone
+    return hosts
 
 
 class OwnCluster:
-    """The test's own Redis Cluster, on the bridge's address (namespace mode: the instances cannot
-    reach the fixture's on 127.0.0.1), started and stopped by examples/fleet/cluster.sh by its
-    PIDs. DIR.owner names the run that started it: a later run stops it if that run is gone."""
+    """The test's own Redis Cluster in DIR, on the bridge's address (namespace mode: the instances
+    cannot reach the fixture's on 127.0.0.1), started and stopped by examples/fleet/cluster.sh by
+    its PIDs. DIR.owner names the run that started it: a later run stops it if that run is gone
+    (start_or_clean), in either mode."""
 
-    def __init__(self, script, workdir, host, base):
-        self.script = script
-        self.dir = os.path.join(workdir, "fleet-redis-%d" % base)
-        self.owner = self.dir + ".owner"
+    def __init__(self, script, cdir):
+        self.script, self.dir, self.owner = script, cdir, cdir + ".owner"
         try:
             with open(self.owner) as f:
-                pid = int(f.read())
-            if pid != os.getpid() and not run_alive(pid):
-                self.stop()
+                self.owner_pid = int(f.read())
         except (OSError, ValueError):
-            pass
-        with open(self.owner, "w") as f:
+            self.owner_pid = None
+
+    def start_or_clean(self, host, base):
+        """Start it on host:base..base+5 (host None: only stop it if a gone run left it)."""
+        if self.owner_pid is not None and not left_by_gone_run(self.owner_pid):
+            raise RuntimeError("%s is the cluster of the fleet test running as PID %d"
+                               % (self.dir, self.owner_pid))
+        if host is None:
+            if self.owner_pid is not None:
+                self.stop()
+            return
+        with open(self.owner, "w") as f:  # `start` stops what a gone run left in self.dir
             f.write("%d\n" % os.getpid())
         env = dict(os.environ, HB_REDIS_HOST=host, HB_REDIS_LIFETIME="600")
-        out = subprocess.run(["bash", script, "start", self.dir, str(base)], env=env,
-                             capture_output=True, text=True, timeout=150)
-        if out.returncode != 0:
+        try:
+            out = subprocess.run(["bash", self.script, "start", self.dir, str(base)], env=env,
+                                 capture_output=True, text=True, timeout=150)
+            if out.returncode != 0:
+                raise RuntimeError("the test's cluster did not start: " + out.stderr.strip())
+        except BaseException:
             self.stop()
-            raise RuntimeError("the test's cluster did not start: " + out.stderr.strip())
+            raise
         with open(os.path.join(self.dir, "seeds")) as f:
             self.seeds = f.read().strip()
 
@@ -933,19 +955,23 @@ def main():
     atexit.register(teardown)
     HOSTS = choose_hosts()
     print("hosts: " + HOSTS.describe(), flush=True)
-    for tag in getattr(HOSTS, "removed", ()):
+    for tag in HOSTS.removed:
         print("hosts: removed %s..., left by a run that is gone" % tag)
     try:
+        script = os.environ.get("HB_TEST_REDIS_SCRIPT") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "fleet",
+            "cluster.sh")
+        base = int(os.environ.get("HB_FLEET_REDIS_PORT") or
+                   int(SEEDS.split(",")[0].rsplit(":", 1)[1]) + 20)
+        own = OwnCluster(script, os.path.join(workdir, "fleet-redis-%d" % base))
         if isinstance(HOSTS, NetnsHosts):
-            script = os.environ.get("HB_TEST_REDIS_SCRIPT") or os.path.join(
-                os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "fleet",
-                "cluster.sh")
-            base = int(os.environ.get("HB_FLEET_REDIS_PORT") or
-                       int(SEEDS.split(",")[0].rsplit(":", 1)[1]) + 20)
-            cluster = OwnCluster(script, workdir, HOSTS.gateway, base)
+            cluster, start = own, time.time()
+            cluster.start_or_clean(HOSTS.gateway, base)
             SEEDS, REDIS_HOST, CLUSTER = cluster.seeds, HOSTS.gateway, (cluster.dir, script)
-            print("redis: the test's own cluster on %s" % SEEDS, flush=True)
+            print("redis: the test's own cluster on %s, up in %.1f s" % (SEEDS, time.time() - start),
+                  flush=True)
         else:
+            own.start_or_clean(None, base)
             REDIS_HOST = SEEDS.split(",")[0].rsplit(":", 1)[0]
         for k in range(3):  # i1 makes the fleet's shake plan (the budget scenario)
             inst.append(Instance(build, "i%d" % (k + 1), workdir,
