@@ -327,6 +327,7 @@ class NetnsHosts:
                 ip("-n", ns, "link", "set", "eth0", "up")
                 ip("-n", ns, "link", "set", "lo", "up")
                 ip("-n", ns, "route", "add", "default", "via", self.gateway)
+            ip("netns", "exec", ns, "true")  # what starts the instances works here too
         except BaseException:
             self.close()
             raise
