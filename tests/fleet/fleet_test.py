@@ -411,7 +411,7 @@ class OwnCluster:
             return
         with open(self.owner, "w") as f:  # `start` stops what a gone run left in self.dir
             f.write("%d\n" % os.getpid())
-        env = dict(os.environ, HB_REDIS_HOST=host, HB_REDIS_LIFETIME="600")
+        env = dict(os.environ, HB_REDIS_HOST=host)
         try:
             out = subprocess.run(["bash", self.script, "start", self.dir, str(base)], env=env,
                                  capture_output=True, text=True, timeout=150)
