@@ -213,11 +213,18 @@ class LoopbackHosts:
 NET_PREFIX = "hbf"  # hbf<pid>-<host> namespaces, hbf<pid>b the bridge, hbf<pid>v<k> veths
 
 
-def ip(*args):
-    """Run `ip ARGS`; its output, or NetnsError with its complaint."""
-    out = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=DEADLINE)
+def ip(*args, batch=()):
+    """Run `ip ARGS` (with batch, `ip ARGS -batch -` on those commands: one process for many);
+    its output, or NetnsError with its complaint and the command it was about."""
+    if batch:
+        args += ("-batch", "-")
+    out = subprocess.run(["ip"] + list(args), input="\n".join(batch) + "\n" if batch else None,
+                         capture_output=True, text=True, timeout=DEADLINE)
     if out.returncode != 0:
-        raise NetnsError("ip %s: %s" % (" ".join(args), out.stderr.strip() or out.returncode))
+        err = out.stderr.strip().splitlines() or [str(out.returncode)]
+        line = re.match(r"Command failed -:(\d+)", err[-1])
+        what = " ".join(args[:-2]) + " " + batch[int(line.group(1)) - 1] if line else " ".join(args)
+        raise NetnsError("ip %s: %s" % (what.strip(), err[0]))
     return out.stdout
 
 
@@ -314,20 +321,21 @@ class NetnsHosts:
         start = time.time()
         self.lock, self.n = claim_subnet()
         self.gateway = "198.18.%d.1" % self.n
-        try:
-            ip("link", "add", self.bridge, "type", "bridge")
-            ip("addr", "add", self.gateway + "/24", "dev", self.bridge)
-            ip("link", "set", self.bridge, "up")
+        try:  # one `ip` for the root namespace's part, one for each host's inside
+            outside = ["link add %s type bridge" % self.bridge,
+                       "addr add %s/24 dev %s" % (self.gateway, self.bridge),
+                       "link set %s up" % self.bridge]
             for name, k in HOST_NAMES.items():
                 ns, veth = self.namespace(name), "%sv%d" % (self.tag, k)
-                ip("netns", "add", ns)
-                ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-                ip("link", "set", veth, "master", self.bridge, "up")
-                ip("-n", ns, "addr", "add", self.address(name) + "/24", "dev", "eth0")
-                ip("-n", ns, "link", "set", "eth0", "up")
-                ip("-n", ns, "link", "set", "lo", "up")
-                ip("-n", ns, "route", "add", "default", "via", self.gateway)
-            ip("netns", "exec", ns, "true")  # what starts the instances works here too
+                outside += ["netns add " + ns,
+                            "link add %s type veth peer name eth0 netns %s" % (veth, ns),
+                            "link set %s master %s up" % (veth, self.bridge)]
+            ip(batch=outside)
+            for name in HOST_NAMES:
+                ip("-n", self.namespace(name), batch=[
+                    "addr add %s/24 dev eth0" % self.address(name), "link set eth0 up",
+                    "link set lo up", "route add default via " + self.gateway])
+            ip("netns", "exec", self.namespace(name), "true")  # as the instances will start
         except BaseException:
             self.close()
             raise
