@@ -15,7 +15,7 @@ The hosts are chosen at the start and named on the first line and in the summary
            route via the bridge; hb-server runs inside with `ip netns exec`. The instances cannot
            reach 127.0.0.1, so the test starts a cluster of its own on the bridge's address
            (ports $HB_FLEET_REDIS_PORT..+5, default the first seed's port + 20) in
-           $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end; SEEDS is then unused.
+           $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end (SEEDS gives only that default).
   loopback addresses  127.0.0.11..13, .21..23, .31..33 against the cluster of SEEDS, where
            namespaces are not permitted (not root, no `ip`, the kernel refuses).
 
