@@ -342,6 +342,7 @@ void hb__rs_on_tick(uv_timer_t *t)
     rstore_t *R = t->data;
     sweep_expired(R);
     plan_send(R);
+    hb__rs_create_retry(R);
     generate(R);
     flush(R);
     draw_next(R);
