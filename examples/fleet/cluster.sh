@@ -4,7 +4,9 @@
 # 127.0.0.1), ports PORT_BASE..PORT_BASE+5 (cluster bus +10000; both below the kernel's ephemeral
 # range, 32768.., so that no outgoing connection holds them), each under `timeout --signal=KILL`
 # ($HB_REDIS_LIFETIME s, default 1200), its files and PIDs in DIR/<port>, its address in DIR/host
-# (the other verbs use it). Everything is stopped by the PIDs it wrote.
+# (the other verbs use it), cluster-node-timeout $HB_REDIS_NODE_TIMEOUT ms (default 2000: fast
+# failovers for the tests; Redis's own default is 15000). Everything is stopped by the PIDs it
+# wrote.
 # Usage: cluster.sh start DIR [PORT_BASE]  the cluster, created and waited for (default port base:
 #                                         $HB_REDIS_PORT_BASE, else 21790); DIR/seeds has its nodes
 #        cluster.sh stop DIR              stop every node (SIGTERM, then SIGKILL after 10 s)
@@ -16,8 +18,9 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,15p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 lifetime=${HB_REDIS_LIFETIME:-1200}
+node_timeout=${HB_REDIS_NODE_TIMEOUT:-2000} # ms without an answer before a node is failed over
 redis_server=${HB_REDIS_SERVER:-redis-server}
 # The nodes' address: the one the cluster was started on, else $HB_REDIS_HOST, else loopback.
 host=${HB_REDIS_HOST:-127.0.0.1}
@@ -43,7 +46,7 @@ node_start() {
     rm -f "$d/redis.pid"
     (cd "$d" && exec timeout --signal=KILL "$lifetime" "$redis_server" --bind "$host" --port "$port" \
         --protected-mode "$protected" --cluster-enabled yes --cluster-config-file nodes.conf \
-        --cluster-node-timeout 2000 --cluster-replica-validity-factor 0 --appendonly yes \
+        --cluster-node-timeout "$node_timeout" --cluster-replica-validity-factor 0 --appendonly yes \
         --appendfsync always --save '' \
         --dir "$d" --pidfile "$d/redis.pid" --logfile "$d/redis.log" --daemonize no \
         </dev/null >/dev/null 2>&1) &
@@ -158,7 +161,7 @@ wait)
     wait_ok 60
     ;;
 *)
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
     ;;
 esac

@@ -142,7 +142,7 @@ for k in 0 1 2; do
     [ "$n" = i3 ] || gen=(--generator)
     launch "$n" timeout -s TERM "$limit" "${tool[hb-server]}" --listen "$h:$port" --control "$h:0" \
         --monitor "127.0.0.1:$mon_port" --redis "$seeds" --instance "$n" --redis-lease "$lease" \
-        --threads 1 "${gen[@]}"
+        --redis-replicas 1 --threads 1 "${gen[@]}"
 done
 for k in 0 1 2; do
     h=${hosts[$k]} n=${names[$k]}

@@ -62,6 +62,8 @@ static void usage(FILE *out)
         "                        makes the shake plan set by /yaohongbao on any instance\n"
         "  --redis-lease MS      shake envelopes drawn from the fleet's budget stay this\n"
         "                        instance's this long without a word from it (default 30000)\n"
+        "  --redis-timeout MS    a Redis command's deadline, retries included (default 2000);\n"
+        "                        a claim past it is answered 'try again'\n"
         "  --control-token T     require 'Authorization: Bearer T' on the control endpoint;\n"
         "                        needed to bind it to a non-loopback address\n"
         "  --reuse-port          let other processes bind the same port (SO_REUSEPORT) and take a\n"
@@ -227,6 +229,10 @@ int main(int argc, char **argv)
             if (cli_u64(prog, a, val, 600, 3600000, &v) != 0)
                 return 2;
             opts.redis_lease_ms = (uint32_t)v;
+        } else if (strcmp(a, "--redis-timeout") == 0) {
+            if (cli_u64(prog, a, val, 1, 600000, &v) != 0)
+                return 2;
+            opts.redis_timeout_ms = (uint32_t)v;
         } else if (strcmp(a, "--control-token") == 0) {
             if ((control_token = cli_token(prog, a, val)) == NULL)
                 return 2;

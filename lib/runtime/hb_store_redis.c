@@ -281,7 +281,16 @@ static int store_shake_id(hb_store_t *st, uint32_t *id)
 typedef struct rcreate {
     rstore_t *R;
     hb_sendenv_t e;
+    unsigned tries;    /* sent this many times */
+    uint64_t first_ms; /* the first try (loop time) */
+    uint64_t next_ms;  /* while in R->create_retry: not sent again before */
+    struct rcreate *next;
 } rcreate_t;
+
+/* How long a send-envelope's creation is tried again before it is given up. */
+#define CREATE_GIVE_UP_MS 60000
+
+static int create_send(rcreate_t *c);
 
 static void on_create(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
@@ -299,15 +308,27 @@ static void on_create(hb_rcluster_t *rc, int err, const redisReply *reply, int a
             unsigned away = hb__store_announce(R->g, NULL, &c->e, frame, (size_t)len);
             hb__rs_forward_notices(R, &c->e, away, frame, (size_t)len);
         }
-    } else {
-        /* Not known durable: nobody hears of it. If it was stored after all, it is an envelope
-         * nobody was told of, which its recipients cannot claim and the audit counts as issued
-         * and unclaimed. */
+    } else if (!R->closing) {
+        /* Not known durable: nobody hears of it yet. The same creation again (same id, shares
+         * and creator: the script answers 1 if an earlier try stored it) until it is, so that a
+         * slow replica or a lost answer does not leave an envelope nobody was told of. */
         hb__group_count_control(R->g, HB_CTR_X_STORE_ERRORS, 1);
-        if (err != 0 || reply == NULL || reply->type == REDIS_REPLY_ERROR)
-            hb__group_log(R->g, "send-envelope %u not created: %s", (unsigned)c->e.id,
-                          reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                                            : hb_strerror(err));
+        int refused = reply != NULL && reply->type == REDIS_REPLY_ERROR;
+        uint64_t now = uv_now(R->loop);
+        if (!refused && now - c->first_ms < CREATE_GIVE_UP_MS) {
+            unsigned shift = c->tries < 5 ? c->tries : 5;
+            c->next_ms = now + (50u << shift); /* 100 ms .. 1.6 s */
+            c->next = R->create_retry;
+            R->create_retry = c;
+            return;
+        }
+        /* Given up: if an earlier try was stored, it is an envelope nobody was told of, which
+         * its recipients cannot claim and the audit counts as issued and unclaimed. */
+        hb__group_log(R->g, "send-envelope %u not created after %u tries: %s", (unsigned)c->e.id,
+                      c->tries,
+                      refused    ? reply->str
+                      : err != 0 ? hb_strerror(err)
+                                 : "no replica acknowledged it");
     }
     free(c);
 }
@@ -331,6 +352,56 @@ static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigne
         free(c);
         return r == HB_EAGAIN ? HB_ESTORE : r;
     }
+    c->first_ms = uv_now(R->loop);
+    if (create_send(c) != 0) {
+        free(c);
+        return HB_ESTORE;
+    }
+    if (id != NULL)
+        *id = e->id;
+    return 0;
+}
+
+void hb__rs_create_retry(rstore_t *R)
+{
+    uint64_t now = uv_now(R->loop);
+    rcreate_t **p = &R->create_retry;
+    while (*p != NULL) {
+        rcreate_t *c = *p;
+        if (R->closing || c->next_ms > now) {
+            p = &c->next;
+            continue;
+        }
+        *p = c->next;
+        if (create_send(c) != 0) { /* not even sent: later */
+            c->next_ms = now + 100;
+            c->next = *p;
+            *p = c;
+            p = &c->next;
+        }
+    }
+}
+
+/* At close: the creations still to try are given up (logged). */
+static void create_retry_free(rstore_t *R)
+{
+    unsigned n = 0;
+    while (R->create_retry != NULL) {
+        rcreate_t *c = R->create_retry;
+        R->create_retry = c->next;
+        free(c);
+        n++;
+    }
+    if (n > 0)
+        hb__group_log(
+            R->g, "%u send-envelopes not known created at close: if stored, nobody was told", n);
+}
+
+/* Send c's creation (send_create.lua) to Redis, its tries counted; 0 or a negative error. */
+static int create_send(rcreate_t *c)
+{
+    rstore_t *R = c->R;
+    const hb_sendenv_t *e = &c->e;
     /* KEYS[1] = the envelope; total, created ms, creator, then user, share pairs. */
     char key[32], num[2 + 2 * HB_SEND_MAX_RECIPIENTS][24];
     const char *argv[4 + 2 * HB_SEND_MAX_RECIPIENTS];
@@ -343,24 +414,20 @@ static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigne
         lens[n] = (size_t)snprintf(num[k], sizeof num[k], fmt, v);                                 \
         argv[n++] = num[k++];                                                                      \
     } while (0)
-    PUT_NUM("%u", (unsigned)total);
+    PUT_NUM("%u", (unsigned)e->total);
     PUT_NUM("%llu", (unsigned long long)e->created_s * 1000ull);
     argv[n] = R->instance;
     lens[n++] = strlen(R->instance);
-    for (unsigned i = 0; i < count; i++) {
+    for (unsigned i = 0; i < e->count; i++) {
         PUT_NUM("%u", (unsigned)e->recipients[i]);
         PUT_NUM("%u", (unsigned)e->shares[i]);
     }
 #undef PUT_NUM
-    r = hb__rcluster_eval(R->control, R->s_create, hb__rs_slot(key, lens[0]), 1, n, argv, lens,
-                          R->replicas, R->wait_ms, on_create, c);
-    if (r != 0) {
-        free(c);
-        return HB_ESTORE;
-    }
-    if (id != NULL)
-        *id = e->id;
-    return 0;
+    int r = hb__rcluster_eval(R->control, R->s_create, hb__rs_slot(key, lens[0]), 1, n, argv, lens,
+                              R->replicas, R->wait_ms, on_create, c);
+    if (r == 0)
+        c->tries++;
+    return r;
 }
 
 static int store_error(hb_store_t *st)
@@ -384,6 +451,7 @@ void hb__rs_ignored(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
 
 static void rstore_free(rstore_t *R)
 {
+    create_retry_free(R);
     hb__rs_budget_free(R);
     hb__rs_away_free_all(R);
     if (R->away_lock_ready)

@@ -41,12 +41,13 @@ static void budget_maybe_done(rstore_t *R);
 
 static void on_batch(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
-    (void)rc, (void)acked;
+    (void)rc;
     bbatch_t *b = arg;
     rstore_t *R = b->R;
     budget_t *B = &R->budget;
     B->in_flight--;
-    int ok = err == 0 && reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    /* Done once as many replicas as asked have it: a failover could lose it otherwise. */
+    int ok = err == 0 && reply != NULL && reply->type != REDIS_REPLY_ERROR && acked >= R->replicas;
     if (ok || (B->stopping && err == UV_ECANCELED)) {
         if (b->kind == BATCH_PUT)
             B->put_busy[b->part] = 0;
@@ -211,13 +212,17 @@ static void generate(rstore_t *R);
 
 static void on_draw(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
-    (void)rc, (void)acked;
+    (void)rc;
     rstore_t *R = arg;
     budget_t *B = &R->budget;
     B->drawing = 0;
     B->in_flight--;
     unsigned set = B->retry_set, part = B->retry_part;
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    /* A draw goes into the buckets only once as many replicas as asked have it: a failover that
+     * lost it would put its envelopes back in the queue while shakes hand them out here, and
+     * another instance would draw and hand them out again. Until then the same draw is sent
+     * again (its retry returns the same envelopes, and waits for the replicas again). */
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || acked < R->replicas) {
         if (!B->stopping)
             hb__group_count_control(R->g, HB_CTR_X_STORE_ERRORS, 1);
         budget_maybe_done(R);
@@ -337,6 +342,7 @@ void hb__rs_on_tick(uv_timer_t *t)
     rstore_t *R = t->data;
     sweep_expired(R);
     plan_send(R);
+    hb__rs_create_retry(R);
     generate(R);
     flush(R);
     draw_next(R);

@@ -181,6 +181,7 @@ struct rstore {
     rworker_t *workers;
     unsigned nworkers, nsets;
     rids_t send_ids, shake_ids;
+    struct rcreate *create_retry; /* send-envelope creations to try again (the tick's) */
     int closing;
 };
 
@@ -199,6 +200,8 @@ rclaim_t *hb__rs_claim_get(rworker_t *w);
 void hb__rs_claim_put(rworker_t *w, rclaim_t *c);
 int hb__rs_worker_client(rworker_t *w);
 void hb__rs_close_clients(rstore_t *R);
+/* The tick's: send again the creations whose back-off is over. */
+void hb__rs_create_retry(rstore_t *R);
 /* A callback for commands whose answer does not matter. */
 void hb__rs_ignored(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg);
 

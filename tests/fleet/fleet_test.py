@@ -6,17 +6,18 @@ Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
 
 SEEDS: some nodes of a running cluster on 127.0.0.1, host:port,... (examples/fleet/cluster.sh
 starts one; CTest passes its fixture's). Every instance runs on a host of its own (i1..i3 for the
-whole run, f1..f3 and g1..g3 for two scenarios), started and stopped by PID, bounded by `timeout`.
-The hosts are chosen at the start and named on the first line and in the summary:
+whole run, f1..f3, g1..g3 and x1 for three scenarios), started and stopped by PID, bounded by
+`timeout`. The hosts are chosen at the start and named on the first line and in the summary:
 
   network namespaces  (as root, when one can be made) hbf<pid>-<host>, each with a veth pair into
            a bridge hbf<pid>b in the root namespace, the bridge at 198.18.<n>.1/24 and the host at
-           198.18.<n>.<11..33> (the benchmarking range; n free of other runs), lo up, a default
+           198.18.<n>.<11..41> (the benchmarking range; n free of other runs), lo up, a default
            route via the bridge; hb-server runs inside with `ip netns exec`. The instances cannot
            reach 127.0.0.1, so the test starts a cluster of its own on the bridge's address
            (ports $HB_FLEET_REDIS_PORT..+5, default the first seed's port + 20) in
-           $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end (SEEDS gives only that default).
-  loopback addresses  127.0.0.11..13, .21..23, .31..33 against the cluster of SEEDS, where
+           $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end (SEEDS gives only that
+           default).
+  loopback addresses  127.0.0.11..13, .21..23, .31..33, .41 against the cluster of SEEDS, where
            namespaces are not permitted (not root, no `ip`, the kernel refuses).
 
 HB_FLEET_HOSTS=netns|loopback forces one (netns that cannot be made is a failure). The clients (the
@@ -33,6 +34,8 @@ Scenarios:
            older connection
   ids      send-envelope ids created on all instances at once never collide
   chat     chat between users on different instances, both ways
+  drawsafe a draw from the budget is used only once a replica has it: a master's replica stopped,
+           the master SIGKILLed, the replica takes over: no envelope received twice
   generator  the fleet's one generator: the active one SIGKILLed mid-plan, the standby takes
            over within 5 s, the plan's count made exactly once
   budget   one shake budget: the generator on i1, users on all three, i3 SIGKILLed holding a
@@ -61,6 +64,7 @@ import time
 import urllib.request
 
 CMD_LOGIN, CMD_LOGIN_REPLY = 0x0000, 0x0001
+CMD_SHAKE, CMD_SHAKE_REPLY, SHAKE_GOT = 0x0002, 0x0003, 14
 CMD_NOTICE, CMD_NOTICE_EX = 0x0004, 0x0105
 CMD_CLAIM_EX, CMD_CLAIM_EX_REPLY = 0x0103, 0x0104
 CMD_CHAT, CMD_CHAT_DELIVER, CMD_CHAT_REPLY = 0x0100, 0x0101, 0x0102
@@ -182,7 +186,7 @@ HOSTS = None  # LoopbackHosts or NetnsHosts, chosen by main
 
 # The hosts instances run on, by name, each with the last byte of its address.
 HOST_NAMES = {"i1": 11, "i2": 12, "i3": 13, "f1": 21, "f2": 22, "f3": 23,
-              "g1": 31, "g2": 32, "g3": 33}
+              "g1": 31, "g2": 32, "g3": 33, "x1": 41}
 
 
 class LoopbackHosts:
@@ -931,9 +935,150 @@ def scenario_generator(inst, build, workdir):
             i.stop()
 
 
+def cluster_ports(cdir):
+    return open(os.path.join(cdir, "ports")).read().split()
+
+
+def master_of(cdir, key):
+    """(port of the master that serves key, port of its replica)."""
+    slot = None
+    for port in cluster_ports(cdir):
+        out = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "KEYSLOT", key],
+                             capture_output=True, text=True, timeout=DEADLINE).stdout.strip()
+        if out.isdigit():
+            slot = int(out)
+            break
+    for port in cluster_ports(cdir):
+        role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"],
+                              capture_output=True, text=True, timeout=DEADLINE).stdout.split()
+        if role[:1] != ["master"] or len(role) < 4:
+            continue
+        nodes = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "NODES"],
+                               capture_output=True, text=True, timeout=DEADLINE).stdout
+        mine = [ln for ln in nodes.splitlines() if "myself" in ln][0].split()[8:]
+        for rng in mine:
+            lo, _, hi = rng.partition("-")
+            if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                return port, role[3]
+    raise RuntimeError("no master serves %s" % key)
+
+
+def replicated(port):
+    """The master on port and its replica have the same replication offset."""
+    role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"], capture_output=True,
+                          text=True, timeout=DEADLINE).stdout.split()
+    return len(role) >= 5 and role[1] == role[4]
+
+
+def shake_for(users, seconds, got, stamps=None):
+    """Every user shakes once per round, 50 rounds a second, for seconds; envelope ids received
+    are appended to got (and (time, id) to stamps)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        start = time.time()
+        for u in users:
+            u.sock.sendall(frame(CMD_SHAKE, u.user))
+        for u in users:
+            while True:
+                cmd, body = u.read_frame()
+                if cmd == CMD_SHAKE_REPLY:
+                    break
+                if cmd in (CMD_NOTICE, CMD_NOTICE_EX):
+                    u.notices.append(parse_notice(cmd, u32s(body)))
+            _, result, eid, _ = u32s(body)
+            if result == SHAKE_GOT:
+                got.append(eid)
+                if stamps is not None:
+                    stamps.append((time.time(), eid))
+        time.sleep(max(0.0, 0.02 - (time.time() - start)))
+
+
+def scenario_drawsafe(inst, build, workdir):
+    """A draw from the budget is used only once a replica has it (--redis-replicas 1): with the
+    replica of one master stopped, shakes on an instance get no envelope of that master's
+    partitions (its draws are not acknowledged by a replica); the master is then SIGKILLed and the
+    stopped replica, resumed, takes over without those draws; the envelopes go on. No envelope id
+    is received twice, hb-audit balances. (Without the rule, envelopes of a draw the failover
+    lost were handed out, drawn again from the queue and handed out a second time: found by
+    hb-audit in the million as one fleet, whose loaded Redis failed over by itself.)"""
+    cdir, script = CLUSTER
+    if not cdir or not script:
+        print("drawsafe: skipped (HB_TEST_REDIS_DIR, HB_TEST_REDIS_SCRIPT not given)")
+        return
+    for i in inst:  # x1 alone draws from the budget from here on
+        if not getattr(i, "killed", False):
+            i.stop()
+    x = Instance(build, "x1", workdir, ["--redis-replicas", "1", "--generator"])
+    users = []
+    try:
+        users = [User(x.addr(), 7000 + k) for k in range(20)]
+        base, count = generated_total(), 6000
+        x.get("/yaohongbao?qps=3000&sum=%d" % count)
+        end = time.time() + 2 * DEADLINE
+        while generated_total() - base < count:
+            assert time.time() < end, "the plan of %d was not made" % count
+            time.sleep(0.05)
+        got = []
+        shake_for(users, 1, got)  # x1 draws, from every partition in turn
+        master, replica = master_of(cdir, "hb:{b:0}:q")
+        # The partitions that master serves: once what x1 held when the replica stopped is gone (a
+        # bucket and a draw: 1 s is ample), none of their envelopes may come until it is back.
+        theirs = {p for p in range(16) if master_of(cdir, "hb:{b:%d}:q" % p)[0] == master}
+        end = time.time() + DEADLINE
+        while not replicated(master):
+            assert time.time() < end, "master %s never caught up with its replica" % master
+            time.sleep(0.05)
+        rpid = open(os.path.join(cdir, replica, "redis.pid")).read().strip()
+        os.kill(int(rpid), signal.SIGSTOP)
+        before, stamps = len(got), []
+        stopped_at = time.time()
+        try:
+            # Send-envelopes created meanwhile: those whose slot is on that master wait for a
+            # replica, and are announced once the promoted replica has them (created again).
+            x.get("/fahongbao?qps=12&sum=12&min=7000&max=7019")
+            shake_for(users, 3, got, stamps)
+            subprocess.run(["bash", script, "kill", cdir, master], check=True, timeout=30)
+        finally:
+            os.kill(int(rpid), signal.SIGCONT)
+        late = [e for t, e in stamps if t > stopped_at + 1 and 0x100000 <= e <= 0x1FFFFF
+                and (e - 0x100000) % 16 in theirs]
+        during = len(got) - before
+        subprocess.run(["bash", script, "wait", cdir], check=True, timeout=90)
+        shake_for(users, 8, got)
+        # Back as the new master's replica: WAIT 1 can be met there again.
+        subprocess.run(["bash", script, "restart", cdir, master], check=True, timeout=120)
+        heard = lambda: {n[0] for u in users for n in u.notices}  # noqa: E731
+        end = time.time() + 2 * DEADLINE
+        while len(heard()) < 12 and time.time() < end:
+            shake_for(users, 1, got)
+        told = sum(len(u.notices) for u in users)
+        twice = sorted(e for e in set(got) if got.count(e) > 1)
+        assert len(heard()) == 12 and told == 36, (
+            "of 12 send-envelopes created while a replica was stopped, %d announced (%d notices)"
+            % (len(heard()), told))
+        assert not late, ("%d envelopes of %s's partitions %s handed out while its replica was "
+                          "stopped (draws no replica had): %r" % (len(late), master, sorted(theirs),
+                                                                   late[:5]))
+        for u in users:
+            u.close()
+        users = []
+        assert x.stop() == 0, "x1 did not stop cleanly"
+        rc, out, err = audit(build)
+        assert not twice, "%d envelope ids received twice: %r" % (len(twice), twice[:5])
+        assert rc == 0, "hb-audit --redis: exit %d: %s %s" % (rc, out, err)
+        print("drawsafe: the replica of %s stopped (%d envelopes received meanwhile), the master "
+              "SIGKILLed, the replica took over: %d envelopes received in all, none twice; 12 "
+              "send-envelopes created meanwhile all announced; hb-audit balanced: ok"
+              % (master, during, len(got)))
+    finally:
+        for u in users:
+            u.close()
+        x.stop()
+
+
 SCENARIOS = {"across": scenario_across, "lost": scenario_lost, "login": scenario_login,
              "ids": scenario_ids, "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover,
-             "generator": scenario_generator}
+             "generator": scenario_generator, "drawsafe": scenario_drawsafe}
 
 
 def on_signal(signum, frame):
@@ -987,7 +1132,7 @@ def main():
                                  ["--generator"] if k == 0 else []))
         for n in names:
             try:
-                if n in ("generator", "budget", "failover"):
+                if n in ("generator", "budget", "failover", "drawsafe"):
                     SCENARIOS[n](inst, build, workdir)
                 else:
                     SCENARIOS[n](inst)
