@@ -118,6 +118,7 @@ typedef struct flogin {
     uint64_t gen;   /* the connection's generation (this server's) */
     int64_t number; /* login.lua's number; 0 while asked */
     int gone;       /* the connection left before the number came */
+    unsigned tries; /* login.lua sent this many times (a timed-out one is sent again) */
 } flogin_t;
 
 /* A worker's part: touched only on its thread. */
