@@ -68,7 +68,15 @@ static void send_logout(rworker_t *w, uint32_t user, int64_t number)
  * waits for its deadline: about a minute with the default 2 s). */
 #define LOGIN_TRIES 30
 
+/* At most this many login.lua calls in flight per worker, the rest wait in order: a burst of
+ * thousands of logins (a whole fleet's users connecting) would otherwise queue in Redis past
+ * their deadline, and every retry would lengthen the queue. */
+#define LOGIN_WINDOW 256
+
 static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen);
+static void login_pump(rworker_t *w);
+static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_t user,
+                         uint64_t gen, int err, const redisReply *reply);
 
 static void on_login(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
@@ -79,6 +87,15 @@ static void on_login(hb_rcluster_t *rc, int err, const redisReply *reply, int ac
     uint64_t gen = c->gen;
     hb_set_t *set = c->set;
     hb__rs_claim_put(w, c);
+    w->logins_out--;
+    login_answer(w, rc, set, user, gen, err, reply);
+    login_pump(w);
+}
+
+/* What login.lua answered for user's login gen. */
+static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_t user,
+                         uint64_t gen, int err, const redisReply *reply)
+{
     flogin_t *f = hb_idmap_find(&w->logins, user);
     if (f == NULL || f->gen != gen)
         return; /* a newer login on this worker took over the entry */
@@ -117,9 +134,32 @@ void hb__rs_login(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen)
         return;
     }
     *f = (flogin_t){.gen = gen};
-    if (login_send(w, set, user, gen) != 0) {
+    if (w->logins_out < LOGIN_WINDOW && w->login_wait.count == 0) {
+        if (login_send(w, set, user, gen) != 0) {
+            hb_idmap_remove_found(&w->logins, f);
+            hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
+        }
+        return;
+    }
+    lwait_t l = {.user = user, .gen = gen, .set = set};
+    if (hb__fifo_push(&w->login_wait, &l) != 0) {
         hb_idmap_remove_found(&w->logins, f);
         hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
+    }
+}
+
+/* Send waiting logins while the window has room; a login whose connection left meanwhile (or
+ * that a newer one replaced) is dropped: the fleet never knew it. */
+static void login_pump(rworker_t *w)
+{
+    while (w->logins_out < LOGIN_WINDOW && w->login_wait.count > 0 && !w->closing) {
+        lwait_t l;
+        hb__fifo_pop(&w->login_wait, &l);
+        flogin_t *f = hb_idmap_find(&w->logins, l.user);
+        if (f == NULL || f->gen != l.gen)
+            continue;
+        if (f->gone || login_send(w, l.set, l.user, l.gen) != 0)
+            hb_idmap_remove_found(&w->logins, f);
     }
 }
 
@@ -146,6 +186,7 @@ static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen)
         return r;
     }
     f->tries++;
+    w->logins_out++;
     return 0;
 }
 
