@@ -467,6 +467,7 @@ static void rstore_free(rstore_t *R)
             free(w->pending);
             free(w->draining);
             hb_idmap_close(&w->logins);
+            hb__fifo_free(&w->login_wait);
         }
         free(R->workers);
     }
@@ -632,6 +633,7 @@ int hb__store_redis_init(hb_store_t *st, hb_setgroup_t *group, uv_loop_t *loop,
         rworker_t *w = &R->workers[i];
         w->R = R;
         w->worker = &group->workers[i];
+        w->login_wait.elem = sizeof(lwait_t);
         w->pending = calloc(w->worker->nsets, sizeof *w->pending);
         w->draining = calloc(w->worker->nsets, sizeof *w->draining);
         if (w->pending == NULL || w->draining == NULL ||

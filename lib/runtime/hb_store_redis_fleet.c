@@ -64,6 +64,20 @@ static void send_logout(rworker_t *w, uint32_t user, int64_t number)
         hb__rs_claim_put(w, c);
 }
 
+/* How many times a login is sent to the registry before the fleet gives up knowing it (each try
+ * waits for its deadline: about a minute with the default 2 s). */
+#define LOGIN_TRIES 30
+
+/* At most this many login.lua calls in flight per worker, the rest wait in order: a burst of
+ * thousands of logins (a whole fleet's users connecting) would otherwise queue in Redis past
+ * their deadline, and every retry would lengthen the queue. */
+#define LOGIN_WINDOW 256
+
+static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen);
+static void login_pump(rworker_t *w);
+static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_t user,
+                         uint64_t gen, int err, const redisReply *reply);
+
 static void on_login(hb_rcluster_t *rc, int err, const redisReply *reply, int acked, void *arg)
 {
     (void)acked;
@@ -71,13 +85,30 @@ static void on_login(hb_rcluster_t *rc, int err, const redisReply *reply, int ac
     rworker_t *w = c->w;
     uint32_t user = c->user;
     uint64_t gen = c->gen;
+    hb_set_t *set = c->set;
     hb__rs_claim_put(w, c);
+    w->logins_out--;
+    login_answer(w, rc, set, user, gen, err, reply);
+    login_pump(w);
+}
+
+/* What login.lua answered for user's login gen. */
+static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_t user,
+                         uint64_t gen, int err, const redisReply *reply)
+{
     flogin_t *f = hb_idmap_find(&w->logins, user);
     if (f == NULL || f->gen != gen)
         return; /* a newer login on this worker took over the entry */
     if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_STRING) {
+        /* Not known to the fleet yet (a slow or unreachable Redis): sent again while the
+         * connection stays, so that notices and chat from other instances find the user. A try
+         * that did land only numbered the login once more, naming this instance again. */
+        int refused = reply != NULL && reply->type == REDIS_REPLY_ERROR;
+        if (!f->gone && !refused && !w->closing && f->tries < LOGIN_TRIES &&
+            login_send(w, set, user, gen) == 0)
+            return;
         hb_idmap_remove_found(&w->logins, f); /* the fleet does not know this login */
         return;
     }
@@ -98,25 +129,65 @@ void hb__rs_login(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen)
     rstore_t *R = hb__rs_of(st);
     rworker_t *w = &R->workers[set->worker->index];
     flogin_t *f;
-    rclaim_t *c;
-    if (hb__rs_worker_client(w) != 0 || hb_idmap_insert(&w->logins, user, (void **)&f) < 0 ||
-        (c = hb__rs_claim_get(w)) == NULL) {
+    if (hb__rs_worker_client(w) != 0 || hb_idmap_insert(&w->logins, user, (void **)&f) < 0) {
         hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
         return;
     }
     *f = (flogin_t){.gen = gen};
+    if (w->logins_out < LOGIN_WINDOW && w->login_wait.count == 0) {
+        if (login_send(w, set, user, gen) != 0) {
+            hb_idmap_remove_found(&w->logins, f);
+            hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
+        }
+        return;
+    }
+    lwait_t l = {.user = user, .gen = gen, .set = set};
+    if (hb__fifo_push(&w->login_wait, &l) != 0) {
+        hb_idmap_remove_found(&w->logins, f);
+        hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
+    }
+}
+
+/* Send waiting logins while the window has room; a login whose connection left meanwhile (or
+ * that a newer one replaced) is dropped: the fleet never knew it. */
+static void login_pump(rworker_t *w)
+{
+    while (w->logins_out < LOGIN_WINDOW && w->login_wait.count > 0 && !w->closing) {
+        lwait_t l;
+        hb__fifo_pop(&w->login_wait, &l);
+        flogin_t *f = hb_idmap_find(&w->logins, l.user);
+        if (f == NULL || f->gen != l.gen)
+            continue;
+        if (f->gone || login_send(w, l.set, l.user, l.gen) != 0)
+            hb_idmap_remove_found(&w->logins, f);
+    }
+}
+
+/* login.lua for user's login gen (its flogin_t in w->logins), its tries counted; 0 or an error. */
+static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen)
+{
+    rclaim_t *c = hb__rs_claim_get(w);
+    flogin_t *f = hb_idmap_find(&w->logins, user);
+    if (c == NULL || f == NULL) {
+        if (c != NULL)
+            hb__rs_claim_put(w, c);
+        return HB_ENOMEM;
+    }
     *c = (rclaim_t){.w = w, .set = set, .gen = gen, .user = user};
     char key[32];
     size_t klen;
     user_key(key, sizeof key, user, &klen);
-    const char *argv[] = {key, R->instance};
-    size_t lens[] = {klen, strlen(R->instance)};
-    if (hb__rcluster_eval(w->rc, w->s_login, hb__rs_slot(key, klen), 1, 2, argv, lens, 0, 0,
-                          on_login, c) != 0) {
+    const char *argv[] = {key, w->R->instance};
+    size_t lens[] = {klen, strlen(w->R->instance)};
+    int r = hb__rcluster_eval(w->rc, w->s_login, hb__rs_slot(key, klen), 1, 2, argv, lens, 0, 0,
+                              on_login, c);
+    if (r != 0) {
         hb__rs_claim_put(w, c);
-        hb_idmap_remove_found(&w->logins, f);
-        hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
+        return r;
     }
+    f->tries++;
+    w->logins_out++;
+    return 0;
 }
 
 void hb__rs_logout(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen)

@@ -118,7 +118,15 @@ typedef struct flogin {
     uint64_t gen;   /* the connection's generation (this server's) */
     int64_t number; /* login.lua's number; 0 while asked */
     int gone;       /* the connection left before the number came */
+    unsigned tries; /* login.lua sent this many times (a timed-out one is sent again) */
 } flogin_t;
+
+/* A login waiting for a place among the worker's calls in flight. */
+typedef struct lwait {
+    uint32_t user;
+    uint64_t gen;
+    hb_set_t *set;
+} lwait_t;
 
 /* A worker's part: touched only on its thread. */
 struct rworker {
@@ -129,10 +137,12 @@ struct rworker {
     int closing;
     rclaim_t *free;
     rchunk_t *chunks;
-    hb_idmap_t logins; /* user -> flogin_t: this worker's logins as the fleet numbered them */
-    size_t *pending;   /* per SET of this worker: claims sent, not answered */
-    int *draining;     /* per SET: shutdown phase 3 waits for its pending claims */
-    unsigned drained;  /* SETs of this worker done with phase 3 */
+    hb_idmap_t logins;     /* user -> flogin_t: this worker's logins as the fleet numbered them */
+    unsigned logins_out;   /* login.lua calls sent and not answered (at most LOGIN_WINDOW) */
+    hb__fifo_t login_wait; /* of lwait_t: logins waiting for the window, oldest first */
+    size_t *pending;       /* per SET of this worker: claims sent, not answered */
+    int *draining;         /* per SET: shutdown phase 3 waits for its pending claims */
+    unsigned drained;      /* SETs of this worker done with phase 3 */
 };
 
 /* Ids of one kind from blocks reserved in Redis. Control loop only. */

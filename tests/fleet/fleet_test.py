@@ -34,6 +34,7 @@ Scenarios:
            older connection
   ids      send-envelope ids created on all instances at once never collide
   chat     chat between users on different instances, both ways
+  loginretry logins made while Redis is stopped reach the registry once it is back (retried)
   drawsafe a draw from the budget is used only once a replica has it: a master's replica stopped,
            the master SIGKILLed, the replica takes over: no envelope received twice
   generator  the fleet's one generator: the active one SIGKILLed mid-plan, the standby takes
@@ -1076,9 +1077,41 @@ def scenario_drawsafe(inst, build, workdir):
         x.stop()
 
 
+def scenario_loginretry(inst, build, workdir):
+    """A login the registry could not take in time (every Redis node stopped for 2 s, the
+    instances' deadline 0.5 s) is sent again until it lands: the users are then found by a notice
+    from another instance."""
+    cdir = os.environ.get("HB_TEST_REDIS_DIR")
+    if not cdir:
+        print("loginretry: skipped (HB_TEST_REDIS_DIR not given)")
+        return
+    two = [Instance(build, SEEDS, "l%d" % (k + 1), "127.0.0.%d" % (51 + k), workdir,
+                    ["--redis-timeout", "500"]) for k in range(2)]
+    users = []
+    pids = [open(os.path.join(cdir, p, "redis.pid")).read().strip() for p in cluster_ports(cdir)]
+    try:
+        subprocess.run(["kill", "-STOP"] + pids, check=True)
+        try:
+            users = [User(two[1].addr(), 8000 + k) for k in range(3)]  # answered by l2 at once
+            time.sleep(2)  # the registry's answers miss their deadline, more than once
+        finally:
+            subprocess.run(["kill", "-CONT"] + pids, check=True)
+        await_registered([(u.user, two[1]) for u in users])
+        two[0].send_envelope([u.user for u in users])
+        for u in users:
+            u.expect(CMD_NOTICE_EX)
+        print("loginretry: 3 logins made while Redis was stopped reached the registry; a notice "
+              "from another instance found each: ok")
+    finally:
+        for u in users:
+            u.close()
+        for i in two:
+            i.stop()
+
+
 SCENARIOS = {"across": scenario_across, "lost": scenario_lost, "login": scenario_login,
              "ids": scenario_ids, "chat": scenario_chat, "budget": scenario_budget, "failover": scenario_failover,
-             "generator": scenario_generator, "drawsafe": scenario_drawsafe}
+             "generator": scenario_generator, "loginretry": scenario_loginretry, "drawsafe": scenario_drawsafe}
 
 
 def on_signal(signum, frame):
@@ -1132,7 +1165,7 @@ def main():
                                  ["--generator"] if k == 0 else []))
         for n in names:
             try:
-                if n in ("generator", "budget", "failover", "drawsafe"):
+                if n in ("generator", "budget", "failover", "drawsafe", "loginretry"):
                     SCENARIOS[n](inst, build, workdir)
                 else:
                     SCENARIOS[n](inst)
