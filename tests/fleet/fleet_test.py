@@ -6,19 +6,19 @@ Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
 
 SEEDS: some nodes of a running cluster on 127.0.0.1, host:port,... (examples/fleet/cluster.sh
 starts one; CTest passes its fixture's). Every instance runs on a host of its own (i1..i3 for the
-whole run, f1..f3, g1..g3 and x1 for three scenarios), started and stopped by PID, bounded by
-`timeout`. The hosts are chosen at the start and named on the first line and in the summary:
+whole run, f1..f3, g1..g3, x1 and l1..l2 for four scenarios), started and stopped by PID,
+bounded by `timeout`. The hosts are chosen at the start and named on the first line and in the summary:
 
   network namespaces  (as root, when one can be made) hbf<pid>-<host>, each with a veth pair into
            a bridge hbf<pid>b in the root namespace, the bridge at 198.18.<n>.1/24 and the host at
-           198.18.<n>.<11..41> (the benchmarking range; n free of other runs), lo up, a default
+           198.18.<n>.<11..52> (the benchmarking range; n free of other runs), lo up, a default
            route via the bridge; hb-server runs inside with `ip netns exec`. The instances cannot
            reach 127.0.0.1, so the test starts a cluster of its own on the bridge's address
            (ports $HB_FLEET_REDIS_PORT..+5, default the first seed's port + 20) in
            $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end (SEEDS gives only that
            default).
-  loopback addresses  127.0.0.11..13, .21..23, .31..33, .41 against the cluster of SEEDS, where
-           namespaces are not permitted (not root, no `ip`, the kernel refuses).
+  loopback addresses  127.0.0.11..13, .21..23, .31..33, .41, .51..52 against the cluster of
+           SEEDS, where namespaces are not permitted (not root, no `ip`, the kernel refuses).
 
 HB_FLEET_HOSTS=netns|loopback forces one (netns that cannot be made is a failure). The clients (the
 test's own users, hb-client, hb-audit, redis-cli) stay in the root namespace. The network is
@@ -187,7 +187,7 @@ HOSTS = None  # LoopbackHosts or NetnsHosts, chosen by main
 
 # The hosts instances run on, by name, each with the last byte of its address.
 HOST_NAMES = {"i1": 11, "i2": 12, "i3": 13, "f1": 21, "f2": 22, "f3": 23,
-              "g1": 31, "g2": 32, "g3": 33, "x1": 41}
+              "g1": 31, "g2": 32, "g3": 33, "x1": 41, "l1": 51, "l2": 52}
 
 
 class LoopbackHosts:
@@ -1081,12 +1081,12 @@ def scenario_loginretry(inst, build, workdir):
     """A login the registry could not take in time (every Redis node stopped for 2 s, the
     instances' deadline 0.5 s) is sent again until it lands: the users are then found by a notice
     from another instance."""
-    cdir = os.environ.get("HB_TEST_REDIS_DIR")
+    cdir = CLUSTER[0]
     if not cdir:
         print("loginretry: skipped (HB_TEST_REDIS_DIR not given)")
         return
-    two = [Instance(build, SEEDS, "l%d" % (k + 1), "127.0.0.%d" % (51 + k), workdir,
-                    ["--redis-timeout", "500"]) for k in range(2)]
+    two = [Instance(build, "l%d" % (k + 1), workdir, ["--redis-timeout", "500"])
+           for k in range(2)]
     users = []
     pids = [open(os.path.join(cdir, p, "redis.pid")).read().strip() for p in cluster_ports(cdir)]
     try:
