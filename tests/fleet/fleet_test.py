@@ -7,7 +7,8 @@ Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
 SEEDS: some nodes of a running cluster on 127.0.0.1, host:port,... (examples/fleet/cluster.sh
 starts one; CTest passes its fixture's). Every instance runs on a host of its own (i1..i3 for the
 whole run, f1..f3, g1..g3, x1 and l1..l2 for four scenarios), started and stopped by PID,
-bounded by `timeout`. The hosts are chosen at the start and named on the first line and in the summary:
+bounded by `timeout`. The hosts are chosen at the start and named on the first line and in the
+summary:
 
   network namespaces  (as root, when one can be made) hbf<pid>-<host>, each with a veth pair into
            a bridge hbf<pid>b in the root namespace, the bridge at 198.18.<n>.1/24 and the host at
@@ -1155,8 +1156,8 @@ def main():
             cluster, start = own, time.time()
             cluster.start_or_clean(HOSTS.gateway, base)
             SEEDS, REDIS_HOST, CLUSTER = cluster.seeds, HOSTS.gateway, (cluster.dir, script)
-            print("redis: the test's own cluster on %s, up in %.1f s" % (SEEDS, time.time() - start),
-                  flush=True)
+            print("redis: the test's own cluster on %s, up in %.1f s"
+                  % (SEEDS, time.time() - start), flush=True)
         else:
             own.start_or_clean(None, base)
             REDIS_HOST = SEEDS.split(",")[0].rsplit(":", 1)[0]
