@@ -4,7 +4,7 @@
 set -euo pipefail
 wanted=(cmake make gcc pkg-config libuv1-dev check libhttp-parser-dev clang libclang-rt-14-dev
         clang-format python3 chromium libjs-chart.js gnuplot-nox valgrind prometheus curl
-        libhiredis-dev redis-server redis-tools "$@")
+        libhiredis-dev redis-server redis-tools iproute2 "$@")
 missing=()
 for p in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A throwaway Redis Cluster for examples/fleet/run.sh and the tests: 3 masters and 3 replicas of
-# Debian's redis-server ($HB_REDIS_SERVER if set) on 127.0.0.1, ports PORT_BASE..PORT_BASE+5
-# (cluster bus +10000; both below the kernel's ephemeral range, 32768.., so that no outgoing
-# connection holds them), each under `timeout --signal=KILL` ($HB_REDIS_LIFETIME s, default
-# 1200), its files and PIDs in DIR/<port>, cluster-node-timeout $HB_REDIS_NODE_TIMEOUT ms (default
-# 2000: fast failovers for the tests; Redis's own default is 15000). Everything is stopped by the
-# PIDs it wrote.
+# Debian's redis-server ($HB_REDIS_SERVER if set) on one address, $HB_REDIS_HOST (default
+# 127.0.0.1), ports PORT_BASE..PORT_BASE+5 (cluster bus +10000; both below the kernel's ephemeral
+# range, 32768.., so that no outgoing connection holds them), each under `timeout --signal=KILL`
+# ($HB_REDIS_LIFETIME s, default 1200), its files and PIDs in DIR/<port>, its address in DIR/host
+# (the other verbs use it), cluster-node-timeout $HB_REDIS_NODE_TIMEOUT ms (default 2000: fast
+# failovers for the tests; Redis's own default is 15000). Everything is stopped by the PIDs it
+# wrote.
 # Usage: cluster.sh start DIR [PORT_BASE]  the cluster, created and waited for (default port base:
 #                                         $HB_REDIS_PORT_BASE, else 21790); DIR/seeds has its nodes
 #        cluster.sh stop DIR              stop every node (SIGTERM, then SIGKILL after 10 s)
@@ -17,11 +18,17 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 lifetime=${HB_REDIS_LIFETIME:-1200}
 node_timeout=${HB_REDIS_NODE_TIMEOUT:-2000} # ms without an answer before a node is failed over
 redis_server=${HB_REDIS_SERVER:-redis-server}
-cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+# The nodes' address: the one the cluster was started on, else $HB_REDIS_HOST, else loopback.
+host=${HB_REDIS_HOST:-127.0.0.1}
+[ "$cmd" != start ] && [ -s "$dir/host" ] && host=$(cat "$dir/host")
+cli() { timeout 10 redis-cli -h "$host" -p "$1" "${@:2}"; }
+# Redis refuses clients from other addresses than loopback unless protected mode is off (it has no
+# password): off only on another address, which must be one of a network you control.
+case $host in 127.*) protected=yes ;; *) protected=no ;; esac
 
 # The PID in FILE if that process is still ours (its command line names our port), else nothing.
 our_pid() {
@@ -37,9 +44,10 @@ node_start() {
     local port=$1 d="$dir/$1"
     mkdir -p "$d"
     rm -f "$d/redis.pid"
-    (cd "$d" && exec timeout --signal=KILL "$lifetime" "$redis_server" --bind 127.0.0.1 --port "$port" \
-        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
-        --cluster-replica-validity-factor 0 --appendonly yes --appendfsync always --save '' \
+    (cd "$d" && exec timeout --signal=KILL "$lifetime" "$redis_server" --bind "$host" --port "$port" \
+        --protected-mode "$protected" --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-node-timeout "$node_timeout" --cluster-replica-validity-factor 0 --appendonly yes \
+        --appendfsync always --save '' \
         --dir "$d" --pidfile "$d/redis.pid" --logfile "$d/redis.log" --daemonize no \
         </dev/null >/dev/null 2>&1) &
     echo $! >"$d/timeout.pid"
@@ -104,9 +112,10 @@ start)
     rm -rf "$dir"
     mkdir -p "$dir"
     seq "$base" $((base + 5)) >"$dir/ports"
+    echo "$host" >"$dir/host"
     for p in $(ports); do
         for q in "$p" $((p + 10000)); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null; then
+            if (exec 3<>"/dev/tcp/$host/$q") 2>/dev/null; then
                 echo "cluster.sh: port $q is taken (another cluster? set HB_REDIS_PORT_BASE)" >&2
                 exit 1
             fi
@@ -115,7 +124,7 @@ start)
     trap 'stop_all' ERR
     for p in $(ports); do node_start "$p"; done
     nodes=()
-    for p in $(ports); do nodes+=("127.0.0.1:$p"); done
+    for p in $(ports); do nodes+=("$host:$p"); done
     timeout 60 redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
         || { cat "$dir/create.log" >&2; false; }
     wait_ok 60
@@ -152,7 +161,7 @@ wait)
     wait_ok 60
     ;;
 *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
     ;;
 esac

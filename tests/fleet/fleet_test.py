@@ -1,11 +1,31 @@
 #!/usr/bin/env python3
-"""The fleet as it runs: K hb-server instances sharing one Redis Cluster (docs/fleet.md).
+"""The fleet as it runs: hb-server instances as separate hosts sharing one Redis Cluster
+(docs/fleet.md).
 
 Usage: tests/fleet/fleet_test.py BUILD_DIR SEEDS [SCENARIO...]
 
-SEEDS: some nodes of a running cluster, host:port,... (examples/fleet/cluster.sh starts one; CTest
-passes it). Three instances listen on distinct loopback addresses (127.0.0.11..13: "hosts" that
-need no root), each started and stopped by PID, each bounded by `timeout`. Scenarios:
+SEEDS: some nodes of a running cluster on 127.0.0.1, host:port,... (examples/fleet/cluster.sh
+starts one; CTest passes its fixture's). Every instance runs on a host of its own (i1..i3 for the
+whole run, f1..f3, g1..g3, x1 and l1..l2 for four scenarios), started and stopped by PID,
+bounded by `timeout`. The hosts are chosen at the start and named on the first line and in the
+summary:
+
+  network namespaces  (as root, when one can be made) hbf<pid>-<host>, each with a veth pair into
+           a bridge hbf<pid>b in the root namespace, the bridge at 198.18.<n>.1/24 and the host at
+           198.18.<n>.<11..52> (the benchmarking range; n free of other runs), lo up, a default
+           route via the bridge; hb-server runs inside with `ip netns exec`. The instances cannot
+           reach 127.0.0.1, so the test starts a cluster of its own on the bridge's address
+           (ports $HB_FLEET_REDIS_PORT..+5, default the first seed's port + 20) in
+           $HB_FLEET_WORKDIR/fleet-redis-<port>, and stops it at the end (SEEDS gives only that
+           default).
+  loopback addresses  127.0.0.11..13, .21..23, .31..33, .41, .51..52 against the cluster of
+           SEEDS, where namespaces are not permitted (not root, no `ip`, the kernel refuses).
+
+HB_FLEET_HOSTS=netns|loopback forces one (netns that cannot be made is a failure). The clients (the
+test's own users, hb-client, hb-audit, redis-cli) stay in the root namespace. The network is
+removed however the test ends (finally, atexit, SIGTERM/SIGINT), and a later run removes what a
+killed one left (its namespaces, their processes, veths, bridge and cluster) once its PID is dead.
+Scenarios:
 
   across   send-envelopes created on each instance for three recipients on three instances:
            every notice delivered, every claim granted once, repeats answered with the same
@@ -25,12 +45,18 @@ need no root), each started and stopped by PID, each bounded by `timeout`. Scena
   failover (instances of their own, --redis-replicas 1) a claim storm; a Redis master SIGKILLed
            in it, then every node stopped 10 s (SIGSTOP), then every node shut down 10 s and
            started again: no acknowledged grant lost, none twice; a plan asked meanwhile made once
+           (the cluster's nodes by $HB_TEST_REDIS_DIR and $HB_TEST_REDIS_SCRIPT, or the test's own)
 
-Everything it starts stops by itself; traffic goes only to 127.0.0.0/8.
+Everything it starts stops by itself; traffic goes only to the test's own addresses (127.0.0.0/8,
+or 198.18.<n>.0/24 on its own bridge).
 """
+import atexit
 import os
 import random
+import re
+import secrets
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -156,6 +182,267 @@ def free_port(host):
 
 
 SEEDS = ""
+REDIS_HOST = "127.0.0.1"  # the cluster's nodes' address (SEEDS's host)
+CLUSTER = (os.environ.get("HB_TEST_REDIS_DIR"), os.environ.get("HB_TEST_REDIS_SCRIPT"))
+HOSTS = None  # LoopbackHosts or NetnsHosts, chosen by main
+
+# The hosts instances run on, by name, each with the last byte of its address.
+HOST_NAMES = {"i1": 11, "i2": 12, "i3": 13, "f1": 21, "f2": 22, "f3": 23,
+              "g1": 31, "g2": 32, "g3": 33, "x1": 41, "l1": 51, "l2": 52}
+
+
+class LoopbackHosts:
+    """Each host a loopback address of its own; needs no root. Ports from the kernel (bind to 0)."""
+
+    token = None
+    removed = ()
+
+    def __init__(self, why):
+        self.why = why
+
+    def address(self, name):
+        return "127.0.0.%d" % HOST_NAMES[name]
+
+    def ports(self, name):
+        return free_port(self.address(name)), free_port(self.address(name))
+
+    def command(self, name, argv):
+        return argv
+
+    def describe(self):
+        return "loopback addresses 127.0.0.11..%d (%s)" % (max(HOST_NAMES.values()), self.why)
+
+    def close(self):
+        pass
+
+
+NET_PREFIX = "hbf"  # hbf<pid>-<host> namespaces, hbf<pid>b the bridge, hbf<pid>v<k> veths
+
+
+def ip(*args, batch=()):
+    """Run `ip ARGS` (with batch, `ip ARGS -batch -` on those commands: one process for many);
+    its output, or NetnsError with its complaint and the command it was about."""
+    if batch:
+        args += ("-batch", "-")
+    out = subprocess.run(["ip"] + list(args), input="\n".join(batch) + "\n" if batch else None,
+                         capture_output=True, text=True, timeout=DEADLINE)
+    if out.returncode != 0:
+        err = out.stderr.strip().splitlines() or [str(out.returncode)]
+        line = re.match(r"Command failed -:(\d+)", err[-1])
+        what = " ".join(args[:-2]) + " " + batch[int(line.group(1)) - 1] if line else " ".join(args)
+        raise NetnsError("ip %s: %s" % (what.strip(), err[0]))
+    return out.stdout
+
+
+class NetnsError(Exception):
+    pass
+
+
+def our_networks():
+    """{pid: tag} of every namespace, veth or bridge named by this test, by the PID of its run."""
+    names = [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
+    names += re.findall(r"^\d+: ([^:@\s]+)", ip("-o", "link", "show"), re.M)
+    found = {}
+    for name in names:
+        m = re.match(r"^(%s(\d+))(-|b$|v\d+$)" % NET_PREFIX, name)
+        if m:
+            found[int(m.group(2))] = m.group(1)
+    return found
+
+
+def remove_network(tag):
+    """Remove every namespace, veth and bridge named tag...: the processes left in its namespaces
+    first (SIGKILL by PID: only the test's instances run there), then the links, then the names."""
+    spaces = [line.split()[0] for line in ip("netns", "list").splitlines()
+              if line.startswith(tag + "-")]
+    for ns in spaces:
+        for pid in ip("netns", "pids", ns).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    links = re.findall(r"^\d+: (%s(?:v\d+|b))[@:]" % tag, ip("-o", "link", "show"), re.M)
+    for link in sorted(links, key=lambda x: x.endswith("b")):  # the veths, then the bridge
+        try:
+            ip("link", "del", link)
+        except NetnsError:
+            pass  # a veth goes with its peer's namespace
+    for ns in spaces:
+        ip("netns", "del", ns)
+
+
+def run_alive(pid):
+    """Whether pid is a fleet test still running (a PID reused by another program is not)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"fleet_test" in f.read()
+    except OSError:
+        return False
+
+
+def left_by_gone_run(pid):
+    """Whether something named by run pid was left behind: that run is gone, or this process has
+    its PID (it has made nothing yet when it asks)."""
+    return pid == os.getpid() or not run_alive(pid)
+
+
+def remove_leftovers():
+    """What runs killed before their teardown left behind: their network, by its names. The tags
+    removed."""
+    gone = [tag for pid, tag in our_networks().items() if left_by_gone_run(pid)]
+    for tag in gone:
+        remove_network(tag)
+    return gone
+
+
+def claim_subnet():
+    """A /24 of 198.18.0.0/16 that no interface here uses and no other run holds (an abstract Unix
+    socket bound for as long as this process lives): (the socket, n)."""
+    used = set(re.findall(r"inet 198\.18\.(\d+)\.", ip("-4", "-o", "addr", "show")))
+    for i in range(256):
+        n = (os.getpid() + i) % 256
+        if str(n) in used:
+            continue
+        lock = socket.socket(socket.AF_UNIX)
+        try:
+            lock.bind("\0hongbao-fleet-test-198.18.%d" % n)
+            return lock, n
+        except OSError:
+            lock.close()
+    raise NetnsError("no free 198.18.n.0/24")
+
+
+class NetnsHosts:
+    """Each host a network namespace of its own on a bridge this test makes (the docstring at the
+    top). A host's ports are its own, so fixed; its control port is not loopback, so hb-server
+    wants a token for it."""
+
+    LISTEN, CONTROL = 9100, 9101
+    removed = ()  # the tags of killed runs' networks removed before this one was made
+
+    def __init__(self):
+        self.tag = "%s%d" % (NET_PREFIX, os.getpid())
+        self.bridge = self.tag + "b"
+        self.token = secrets.token_hex(16)
+        start = time.time()
+        self.lock, self.n = claim_subnet()
+        self.gateway = "198.18.%d.1" % self.n
+        try:  # one `ip` for the root namespace's part, one for each host's inside
+            outside = ["link add %s type bridge" % self.bridge,
+                       "addr add %s/24 dev %s" % (self.gateway, self.bridge),
+                       "link set %s up" % self.bridge]
+            for name, k in HOST_NAMES.items():
+                ns, veth = self.namespace(name), "%sv%d" % (self.tag, k)
+                outside += ["netns add " + ns,
+                            "link add %s type veth peer name eth0 netns %s" % (veth, ns),
+                            "link set %s master %s up" % (veth, self.bridge)]
+            ip(batch=outside)
+            for name in HOST_NAMES:
+                ip("-n", self.namespace(name), batch=[
+                    "addr add %s/24 dev eth0" % self.address(name), "link set eth0 up",
+                    "link set lo up", "route add default via " + self.gateway])
+            ip("netns", "exec", self.namespace(name), "true")  # as the instances will start
+        except BaseException:
+            self.close()
+            raise
+        self.seconds = time.time() - start
+
+    def namespace(self, name):
+        return "%s-%s" % (self.tag, name)
+
+    def address(self, name):
+        return "198.18.%d.%d" % (self.n, HOST_NAMES[name])
+
+    def ports(self, name):
+        return self.LISTEN, self.CONTROL
+
+    def command(self, name, argv):
+        return ["ip", "netns", "exec", self.namespace(name)] + argv
+
+    def describe(self):
+        names = list(HOST_NAMES)
+        return "network namespaces %s..%s (%d) on bridge %s %s/24, made in %.1f s" % (
+            self.namespace(names[0]), names[-1], len(names), self.bridge,
+            self.gateway[:-1] + "0", self.seconds)
+
+    def close(self):
+        if self.lock is not None:
+            remove_network(self.tag)
+            self.lock.close()
+            self.lock = None
+
+
+def choose_hosts():
+    """Namespaces if this process may make them, else loopback addresses; HB_FLEET_HOSTS forces."""
+    want = os.environ.get("HB_FLEET_HOSTS", "")
+    if want not in ("", "netns", "loopback"):
+        print("fleet_test: HB_FLEET_HOSTS is netns or loopback, not %r" % want, file=sys.stderr)
+        sys.exit(2)
+    gone, hosts = [], None
+    if os.geteuid() != 0:
+        why = "not root"
+    elif not shutil.which("ip"):
+        why = "no ip command (iproute2)"
+    else:
+        try:
+            gone = remove_leftovers()
+            if want == "loopback":
+                why = "HB_FLEET_HOSTS=loopback"
+            else:
+                hosts = NetnsHosts()
+        except NetnsError as e:
+            why = str(e)
+    if hosts is None and want == "netns":
+        sys.exit("fleet_test: HB_FLEET_HOSTS=netns, but namespaces are not permitted: " + why)
+    if hosts is None:
+        hosts = LoopbackHosts(why if want == "loopback" else "namespaces not permitted: " + why)
+    hosts.removed = gone
+    return hosts
+
+
+class OwnCluster:
+    """The test's own Redis Cluster in DIR, on the bridge's address (namespace mode: the instances
+    cannot reach the fixture's on 127.0.0.1), started and stopped by examples/fleet/cluster.sh by
+    its PIDs. DIR.owner names the run that started it: a later run stops it if that run is gone
+    (start_or_clean), in either mode."""
+
+    def __init__(self, script, cdir):
+        self.script, self.dir, self.owner = script, cdir, cdir + ".owner"
+        try:
+            with open(self.owner) as f:
+                self.owner_pid = int(f.read())
+        except (OSError, ValueError):
+            self.owner_pid = None
+
+    def start_or_clean(self, host, base):
+        """Start it on host:base..base+5 (host None: only stop it if a gone run left it)."""
+        if self.owner_pid is not None and not left_by_gone_run(self.owner_pid):
+            raise RuntimeError("%s is the cluster of the fleet test running as PID %d"
+                               % (self.dir, self.owner_pid))
+        if host is None:
+            if self.owner_pid is not None:
+                self.stop()
+            return
+        with open(self.owner, "w") as f:  # `start` stops what a gone run left in self.dir
+            f.write("%d\n" % os.getpid())
+        env = dict(os.environ, HB_REDIS_HOST=host)
+        try:
+            out = subprocess.run(["bash", self.script, "start", self.dir, str(base)], env=env,
+                                 capture_output=True, text=True, timeout=150)
+            if out.returncode != 0:
+                raise RuntimeError("the test's cluster did not start: " + out.stderr.strip())
+        except BaseException:
+            self.stop()
+            raise
+        with open(os.path.join(self.dir, "seeds")) as f:
+            self.seeds = f.read().strip()
+
+    def stop(self):
+        subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=60)
+        try:
+            os.unlink(self.owner)
+        except OSError:
+            pass
 
 
 def redis_cli(*args):
@@ -177,15 +464,20 @@ def await_registered(users):
 
 
 class Instance:
-    def __init__(self, build, seeds, name, host, workdir, extra=()):
-        self.name, self.host = name, host
-        self.port, self.control = free_port(host), free_port(host)
+    """hb-server on the host of its name (HOSTS): under `timeout`, inside the host's namespace in
+    namespace mode (`ip netns exec` execs `timeout`, which keeps the Popen's PID)."""
+
+    def __init__(self, build, name, workdir, extra=()):
+        self.name, self.host = name, HOSTS.address(name)
+        host = self.host
+        self.port, self.control = HOSTS.ports(name)
         self.log = open(os.path.join(workdir, name + ".log"), "w")
-        self.proc = subprocess.Popen(
-            ["timeout", "--signal=KILL", "600", os.path.join(build, "examples", "hb-server"),
-             "--listen", "%s:%d" % (host, self.port), "--control", "%s:%d" % (host, self.control),
-             "--redis", seeds, "--instance", name, "--threads", "1", "--nic", "off",
-             "--redis-lease", "1500"] + list(extra),
+        token = ["--control-token", HOSTS.token] if HOSTS.token else []
+        self.proc = subprocess.Popen(HOSTS.command(name, [
+            "timeout", "--signal=KILL", "600", os.path.join(build, "examples", "hb-server"),
+            "--listen", "%s:%d" % (host, self.port), "--control", "%s:%d" % (host, self.control),
+            "--redis", SEEDS, "--instance", name, "--threads", "1", "--nic", "off",
+            "--redis-lease", "1500"] + token + list(extra)),
             stdout=self.log, stderr=subprocess.STDOUT)
         end = time.time() + DEADLINE
         while time.time() < end:
@@ -197,14 +489,17 @@ class Instance:
                     raise RuntimeError("%s exited: see %s" % (name, self.log.name))
                 time.sleep(0.05)
         else:
-            raise TimeoutError("%s did not listen" % name)
+            self.stop()  # no one else holds it to stop it
+            raise TimeoutError("%s did not listen within %.0f s" % (name, DEADLINE))
 
     def addr(self):
         return (self.host, self.port)
 
     def get(self, path):
-        with urllib.request.urlopen("http://%s:%d%s" % (self.host, self.control, path),
-                                    timeout=DEADLINE) as r:
+        req = urllib.request.Request("http://%s:%d%s" % (self.host, self.control, path))
+        if HOSTS.token:
+            req.add_header("Authorization", "Bearer " + HOSTS.token)
+        with urllib.request.urlopen(req, timeout=DEADLINE) as r:
             return r.read().decode()
 
     def send_envelope(self, users):
@@ -216,7 +511,10 @@ class Instance:
     def server_pid(self):
         """hb-server's PID: the only child of the `timeout` that bounds it."""
         with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
-            return int(f.read().split()[0])
+            pid = int(f.read().split()[0])
+        with open("/proc/%d/comm" % pid) as f:
+            assert f.read().strip() == "hb-server", "%s: PID %d is not hb-server" % (self.name, pid)
+        return pid
 
     def kill(self):
         """SIGKILL to hb-server itself, as a machine that dies: nothing reported, nothing given
@@ -507,12 +805,12 @@ def scenario_failover(inst, build, workdir):
     from its files, a shake plan asked meanwhile. After all: every acknowledged grant is in Redis
     with its share, none granted twice (the same share every time it was answered), hb-audit
     balanced, the plan made exactly once."""
-    cdir, script = os.environ.get("HB_TEST_REDIS_DIR"), os.environ.get("HB_TEST_REDIS_SCRIPT")
+    cdir, script = CLUSTER
     if not cdir or not script:
         print("failover: skipped (HB_TEST_REDIS_DIR, HB_TEST_REDIS_SCRIPT not given)")
         return
-    inst = [Instance(build, SEEDS, "f%d" % (k + 1), "127.0.0.%d" % (21 + k), workdir,
-                     ["--redis-replicas", "1"]) for k in range(3)]
+    inst = [Instance(build, "f%d" % (k + 1), workdir, ["--redis-replicas", "1"])
+            for k in range(3)]
     try:
         failover_storm(inst, build, cdir, script)
     finally:
@@ -531,10 +829,10 @@ def failover_storm(inst, build, cdir, script):
     eid = min(e for e, _ in storm.acked)
     victim = None
     for port in open(os.path.join(cdir, "ports")).read().split():
-        role = subprocess.run(["redis-cli", "-p", port, "ROLE"], capture_output=True,
-                              text=True).stdout.split()
-        has = subprocess.run(["redis-cli", "-p", port, "EXISTS", "hb:{e:%d}" % eid],
-                             capture_output=True, text=True).stdout.strip()
+        role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"],
+                              capture_output=True, text=True).stdout.split()
+        has = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "EXISTS",
+                              "hb:{e:%d}" % eid], capture_output=True, text=True).stdout.strip()
         if role[:1] == ["master"] and has == "1":
             victim = port
     assert victim, "no master holds envelope %d" % eid
@@ -603,8 +901,8 @@ def scenario_generator(inst, build, workdir):
     """The fleet's one generator: two instances may be it (--generator), a third sets the plan;
     the active one is SIGKILLed mid-plan and the standby takes over within 5 s; the plan's count is
     made exactly once over both, and hb-audit balances."""
-    gens = [Instance(build, SEEDS, "g%d" % (k + 1), "127.0.0.%d" % (31 + k), workdir,
-                     ["--generator"] if k < 2 else []) for k in range(3)]
+    gens = [Instance(build, "g%d" % (k + 1), workdir, ["--generator"] if k < 2 else [])
+            for k in range(3)]
     try:
         base = generated_total()
         rate, count = 400, 2400
@@ -647,18 +945,18 @@ def master_of(cdir, key):
     """(port of the master that serves key, port of its replica)."""
     slot = None
     for port in cluster_ports(cdir):
-        out = subprocess.run(["redis-cli", "-p", port, "CLUSTER", "KEYSLOT", key], capture_output=True,
-                             text=True, timeout=DEADLINE).stdout.strip()
+        out = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "KEYSLOT", key],
+                             capture_output=True, text=True, timeout=DEADLINE).stdout.strip()
         if out.isdigit():
             slot = int(out)
             break
     for port in cluster_ports(cdir):
-        role = subprocess.run(["redis-cli", "-p", port, "ROLE"], capture_output=True, text=True,
-                              timeout=DEADLINE).stdout.split()
+        role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"],
+                              capture_output=True, text=True, timeout=DEADLINE).stdout.split()
         if role[:1] != ["master"] or len(role) < 4:
             continue
-        nodes = subprocess.run(["redis-cli", "-p", port, "CLUSTER", "NODES"], capture_output=True,
-                               text=True, timeout=DEADLINE).stdout
+        nodes = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "NODES"],
+                               capture_output=True, text=True, timeout=DEADLINE).stdout
         mine = [ln for ln in nodes.splitlines() if "myself" in ln][0].split()[8:]
         for rng in mine:
             lo, _, hi = rng.partition("-")
@@ -669,8 +967,8 @@ def master_of(cdir, key):
 
 def replicated(port):
     """The master on port and its replica have the same replication offset."""
-    role = subprocess.run(["redis-cli", "-p", port, "ROLE"], capture_output=True, text=True,
-                          timeout=DEADLINE).stdout.split()
+    role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"], capture_output=True,
+                          text=True, timeout=DEADLINE).stdout.split()
     return len(role) >= 5 and role[1] == role[4]
 
 
@@ -705,14 +1003,14 @@ def scenario_drawsafe(inst, build, workdir):
     is received twice, hb-audit balances. (Without the rule, envelopes of a draw the failover
     lost were handed out, drawn again from the queue and handed out a second time: found by
     hb-audit in the million as one fleet, whose loaded Redis failed over by itself.)"""
-    cdir, script = os.environ.get("HB_TEST_REDIS_DIR"), os.environ.get("HB_TEST_REDIS_SCRIPT")
+    cdir, script = CLUSTER
     if not cdir or not script:
         print("drawsafe: skipped (HB_TEST_REDIS_DIR, HB_TEST_REDIS_SCRIPT not given)")
         return
     for i in inst:  # x1 alone draws from the budget from here on
         if not getattr(i, "killed", False):
             i.stop()
-    x = Instance(build, SEEDS, "x1", "127.0.0.41", workdir, ["--redis-replicas", "1", "--generator"])
+    x = Instance(build, "x1", workdir, ["--redis-replicas", "1", "--generator"])
     users = []
     try:
         users = [User(x.addr(), 7000 + k) for k in range(20)]
@@ -784,12 +1082,12 @@ def scenario_loginretry(inst, build, workdir):
     """A login the registry could not take in time (every Redis node stopped for 2 s, the
     instances' deadline 0.5 s) is sent again until it lands: the users are then found by a notice
     from another instance."""
-    cdir = os.environ.get("HB_TEST_REDIS_DIR")
+    cdir = CLUSTER[0]
     if not cdir:
         print("loginretry: skipped (HB_TEST_REDIS_DIR not given)")
         return
-    two = [Instance(build, SEEDS, "l%d" % (k + 1), "127.0.0.%d" % (51 + k), workdir,
-                    ["--redis-timeout", "500"]) for k in range(2)]
+    two = [Instance(build, "l%d" % (k + 1), workdir, ["--redis-timeout", "500"])
+           for k in range(2)]
     users = []
     pids = [open(os.path.join(cdir, p, "redis.pid")).read().strip() for p in cluster_ports(cdir)]
     try:
@@ -817,17 +1115,54 @@ SCENARIOS = {"across": scenario_across, "lost": scenario_lost, "login": scenario
              "generator": scenario_generator, "loginretry": scenario_loginretry, "drawsafe": scenario_drawsafe}
 
 
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # through every finally: instances, cluster, network
+
+
 def main():
-    global SEEDS
-    build, seeds = sys.argv[1], sys.argv[2]
-    SEEDS = seeds
+    global SEEDS, REDIS_HOST, CLUSTER, HOSTS
+    build, SEEDS = sys.argv[1], sys.argv[2]
     names = sys.argv[3:] or list(SCENARIOS)
     workdir = os.environ.get("HB_FLEET_WORKDIR") or "/tmp"
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     inst = []
     failed = 0
+    cluster = None
+
+    def teardown():
+        nonlocal cluster
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal waits for the teardown
+            signal.signal(sig, signal.SIG_IGN)
+        if cluster is not None:
+            cluster.stop()
+            cluster = None
+        if HOSTS is not None:
+            HOSTS.close()
+
+    atexit.register(teardown)
+    HOSTS = choose_hosts()
+    print("hosts: " + HOSTS.describe(), flush=True)
+    for tag in HOSTS.removed:
+        print("hosts: removed %s..., left by a run that is gone" % tag)
     try:
+        script = os.environ.get("HB_TEST_REDIS_SCRIPT") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "fleet",
+            "cluster.sh")
+        base = int(os.environ.get("HB_FLEET_REDIS_PORT") or
+                   int(SEEDS.split(",")[0].rsplit(":", 1)[1]) + 20)
+        own = OwnCluster(script, os.path.join(workdir, "fleet-redis-%d" % base))
+        if isinstance(HOSTS, NetnsHosts):
+            cluster, start = own, time.time()
+            cluster.start_or_clean(HOSTS.gateway, base)
+            SEEDS, REDIS_HOST, CLUSTER = cluster.seeds, HOSTS.gateway, (cluster.dir, script)
+            print("redis: the test's own cluster on %s, up in %.1f s"
+                  % (SEEDS, time.time() - start), flush=True)
+        else:
+            own.start_or_clean(None, base)
+            REDIS_HOST = SEEDS.split(",")[0].rsplit(":", 1)[0]
         for k in range(3):  # i1 makes the fleet's shake plan (the budget scenario)
-            inst.append(Instance(build, seeds, "i%d" % (k + 1), "127.0.0.%d" % (11 + k), workdir,
+            inst.append(Instance(build, "i%d" % (k + 1), workdir,
                                  ["--generator"] if k == 0 else []))
         for n in names:
             try:
@@ -838,12 +1173,15 @@ def main():
             except Exception as e:  # noqa: BLE001 - report every scenario
                 failed += 1
                 print("%s: FAILED: %s" % (n, e))
+            sys.stdout.flush()
     finally:
         for i in inst:
             rc = i.stop()
             if rc not in (0, None):
                 failed += 1
                 print("%s exited with %s (log %s)" % (i.name, rc, i.log.name))
+        teardown()
+    print("summary: %d scenarios, %d failed; hosts: %s" % (len(names), failed, HOSTS.describe()))
     return 1 if failed else 0
 
 
