@@ -364,11 +364,13 @@ static int store_create_send(hb_store_t *st, const uint32_t *recipients, unsigne
 
 void hb__rs_create_retry(rstore_t *R)
 {
+    if (R->closing)
+        return; /* what waits is given up at close (create_retry_free) */
     uint64_t now = uv_now(R->loop);
     rcreate_t **p = &R->create_retry;
     while (*p != NULL) {
         rcreate_t *c = *p;
-        if (R->closing || c->next_ms > now) {
+        if (c->next_ms > now) {
             p = &c->next;
             continue;
         }

@@ -460,6 +460,22 @@ def redis_cli(*args):
         time.sleep(0.1)
 
 
+def cluster_ports(cdir):
+    """The ports of the nodes of the cluster examples/fleet/cluster.sh keeps in cdir."""
+    return open(os.path.join(cdir, "ports")).read().split()
+
+
+def node_pid(cdir, port):
+    """The PID of the cluster's node on port (redis-server itself)."""
+    return open(os.path.join(cdir, port, "redis.pid")).read().strip()
+
+
+def node_cli(port, *args):
+    """The answer of one node (no redirection) to a command, as text."""
+    return subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port] + list(args),
+                          capture_output=True, text=True, timeout=DEADLINE).stdout
+
+
 def await_registered(users):
     """Wait until the fleet's registry names each user's instance: a login reaches it a moment
     after its reply (docs/fleet.md), and a notice finds only users it names."""
@@ -836,11 +852,9 @@ def failover_storm(inst, build, cdir, script):
     # The master that holds the first envelope acknowledged dies.
     eid = min(e for e, _ in storm.acked)
     victim = None
-    for port in open(os.path.join(cdir, "ports")).read().split():
-        role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"],
-                              capture_output=True, text=True).stdout.split()
-        has = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "EXISTS",
-                              "hb:{e:%d}" % eid], capture_output=True, text=True).stdout.strip()
+    for port in cluster_ports(cdir):
+        role = node_cli(port, "ROLE").split()
+        has = node_cli(port, "EXISTS", "hb:{e:%d}" % eid).strip()
         if role[:1] == ["master"] and has == "1":
             victim = port
     assert victim, "no master holds envelope %d" % eid
@@ -850,8 +864,7 @@ def failover_storm(inst, build, cdir, script):
     subprocess.run(["bash", script, "restart", cdir, victim], check=True, timeout=120)
     storm.pump(3)
     # Every node stopped for 10 s: nothing answers, then everything does again.
-    pids = [open(os.path.join(cdir, p, "redis.pid")).read().strip()
-            for p in open(os.path.join(cdir, "ports")).read().split()]
+    pids = [node_pid(cdir, p) for p in cluster_ports(cdir)]
     subprocess.run(["kill", "-STOP"] + pids, check=True)
     storm.pump(10)
     subprocess.run(["kill", "-CONT"] + pids, check=True)
@@ -948,26 +961,19 @@ def scenario_generator(inst, build, workdir):
             i.stop()
 
 
-def cluster_ports(cdir):
-    return open(os.path.join(cdir, "ports")).read().split()
-
-
 def master_of(cdir, key):
     """(port of the master that serves key, port of its replica)."""
     slot = None
     for port in cluster_ports(cdir):
-        out = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "KEYSLOT", key],
-                             capture_output=True, text=True, timeout=DEADLINE).stdout.strip()
+        out = node_cli(port, "CLUSTER", "KEYSLOT", key).strip()
         if out.isdigit():
             slot = int(out)
             break
     for port in cluster_ports(cdir):
-        role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"],
-                              capture_output=True, text=True, timeout=DEADLINE).stdout.split()
+        role = node_cli(port, "ROLE").split()
         if role[:1] != ["master"] or len(role) < 4:
             continue
-        nodes = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "CLUSTER", "NODES"],
-                               capture_output=True, text=True, timeout=DEADLINE).stdout
+        nodes = node_cli(port, "CLUSTER", "NODES")
         mine = [ln for ln in nodes.splitlines() if "myself" in ln][0].split()[8:]
         for rng in mine:
             lo, _, hi = rng.partition("-")
@@ -978,8 +984,7 @@ def master_of(cdir, key):
 
 def replicated(port):
     """The master on port and its replica have the same replication offset."""
-    role = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", port, "ROLE"], capture_output=True,
-                          text=True, timeout=DEADLINE).stdout.split()
+    role = node_cli(port, "ROLE").split()
     return len(role) >= 5 and role[1] == role[4]
 
 
@@ -1041,7 +1046,7 @@ def scenario_drawsafe(inst, build, workdir):
         while not replicated(master):
             assert time.time() < end, "master %s never caught up with its replica" % master
             time.sleep(0.05)
-        rpid = open(os.path.join(cdir, replica, "redis.pid")).read().strip()
+        rpid = node_pid(cdir, replica)
         os.kill(int(rpid), signal.SIGSTOP)
         before, stamps = len(got), []
         stopped_at = time.time()
@@ -1100,7 +1105,7 @@ def scenario_loginretry(inst, build, workdir):
     two = [Instance(build, "l%d" % (k + 1), workdir, ["--redis-timeout", "500"])
            for k in range(2)]
     users = []
-    pids = [open(os.path.join(cdir, p, "redis.pid")).read().strip() for p in cluster_ports(cdir)]
+    pids = [node_pid(cdir, p) for p in cluster_ports(cdir)]
     try:
         subprocess.run(["kill", "-STOP"] + pids, check=True)
         try:
