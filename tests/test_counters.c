@@ -461,6 +461,111 @@ START_TEST(test_shards_are_summed)
 }
 END_TEST
 
+START_TEST(test_batch)
+{
+    hb_counters_t c;
+    hb_report_t r;
+    hb_counters_batch_t b;
+    ck_assert_int_eq(hb_counters_init(&c, 2, HB_REPORTER_SERVER), 0);
+    hb_counters_batch_init(&b, &c, 1);
+    ck_assert_ptr_eq(b.counters, &c);
+    ck_assert_uint_eq(b.shard, 1);
+    hb_counters_batch_flush(&b); /* empty: nothing */
+    hb_counters_batch_add(&b, HB_CTR_REQUESTS, 700, 1);
+    hb_counters_batch_add(&b, HB_CTR_REQUESTS, 700, 1);
+    hb_counters_batch_add(&b, HB_CTR_FRAME_SHAKE_REPLY, 700, 1);
+    hb_counters_batch_add(&b, 59, 700, 7);
+    hb_counters_batch_add(&b, HB_COUNTER_SLOTS, 700, 100); /* out of range: ignored */
+    /* Gathered, not yet in the shard. */
+    hb_counters_snapshot(&c, 700, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_REQUESTS], 0);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_REQUESTS], 0);
+    hb_counters_batch_flush(&b);
+    hb_counters_snapshot(&c, 700, &r);
+    for (unsigned i = 0; i < HB_COUNTER_SLOTS; i++) {
+        uint64_t want = i == HB_CTR_REQUESTS            ? 2
+                        : i == HB_CTR_FRAME_SHAKE_REPLY ? 1
+                        : i == 59                       ? 7
+                                                        : 0;
+        ck_assert_uint_eq(r.per_second[i], want);
+        ck_assert_uint_eq(r.cumulative[i], want);
+    }
+    ck_assert_uint_eq(b.slots, 0);
+    hb_counters_batch_flush(&b); /* flushed once only */
+    hb_counters_snapshot(&c, 700, &r);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_REQUESTS], 2);
+
+    /* Another second flushes the one the batch holds, to its own second. */
+    hb_counters_batch_add(&b, HB_CTR_RESPONSES, 701, 3);
+    hb_counters_batch_add(&b, HB_CTR_RESPONSES, 702, 4);
+    hb_counters_snapshot(&c, 701, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_RESPONSES], 3);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_RESPONSES], 3);
+    /* A late second inside the window goes to its own second too. */
+    hb_counters_batch_add(&b, HB_CTR_RESPONSES, 701, 5);
+    hb_counters_batch_flush(&b);
+    hb_counters_snapshot(&c, 701, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_RESPONSES], 8);
+    hb_counters_snapshot(&c, 702, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_RESPONSES], 4);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_RESPONSES], 12);
+    /* UINT64_MAX and a second older than the window: the totals only. */
+    hb_counters_batch_add(&b, HB_CTR_RESPONSES, UINT64_MAX, 1);
+    hb_counters_batch_add(&b, HB_CTR_RESPONSES, 702 - H, 1);
+    hb_counters_batch_flush(&b);
+    hb_counters_snapshot(&c, 702 - H, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_RESPONSES], 0);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_RESPONSES], 14);
+    /* Nothing went through shard 0. */
+    ck_assert_uint_eq(r.cumulative[HB_CTR_FRAME_LOGIN], 0);
+
+    /* A shard the set does not have: the counts are dropped, as hb_counters_add drops them. */
+    hb_counters_batch_t none;
+    hb_counters_batch_init(&none, &c, 2);
+    hb_counters_batch_add(&none, HB_CTR_REQUESTS, 702, 50);
+    hb_counters_batch_flush(&none);
+    ck_assert_uint_eq(none.slots, 0);
+    hb_counters_snapshot(&c, 702, &r);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_REQUESTS], 2);
+    hb_counters_close(&c);
+}
+END_TEST
+
+/* A batch flushed at any points gives what the same adds made one by one give. */
+START_TEST(test_batch_equals_adds)
+{
+    hb_counters_t one, many;
+    hb_counters_batch_t b;
+    ck_assert_int_eq(hb_counters_init(&one, 1, HB_REPORTER_SERVER), 0);
+    ck_assert_int_eq(hb_counters_init(&many, 1, HB_REPORTER_SERVER), 0);
+    hb_counters_batch_init(&b, &many, 0);
+    uint64_t x = 88172645463325252ull, t = 10000;
+    for (unsigned n = 0; n < 20000; n++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (x % 97 == 0)
+            t += 1 + x % 3; /* forward, at times past the window */
+        uint64_t when = x % 13 == 0 ? t - (x >> 8) % (2 * H) : t; /* late adds too */
+        unsigned slot = (unsigned)((x >> 16) % HB_COUNTER_SLOTS);
+        uint64_t delta = (x >> 32) % 5;
+        hb_counters_add(&one, 0, slot, when, delta);
+        hb_counters_batch_add(&b, slot, when, delta);
+        if (x % 7 == 0)
+            hb_counters_batch_flush(&b);
+    }
+    hb_counters_batch_flush(&b);
+    for (uint64_t s = t - 2 * H; s <= t + 1; s++) {
+        hb_report_t a, z;
+        hb_counters_snapshot(&one, s, &a);
+        hb_counters_snapshot(&many, s, &z);
+        ck_assert_mem_eq(&a, &z, sizeof a);
+    }
+    hb_counters_close(&one);
+    hb_counters_close(&many);
+}
+END_TEST
+
 START_TEST(test_report_encode_vector)
 {
     hb_report_t r;
@@ -1326,6 +1431,8 @@ static Suite *counters_suite(void)
     tcase_add_test(tc, test_ring_wrap);
     tcase_add_test(tc, test_late_add_inside_window);
     tcase_add_test(tc, test_shards_are_summed);
+    tcase_add_test(tc, test_batch);
+    tcase_add_test(tc, test_batch_equals_adds);
     suite_add_tcase(s, tc);
 
     TCase *tr = tcase_create("report");

@@ -597,6 +597,57 @@ START_TEST(test_silent_connection_must_log_in_in_time)
 }
 END_TEST
 
+/* The login deadline is looked after only while some connection has not logged in: it must still
+ * catch a silent peer that comes after everyone had logged in, and after connections that left
+ * (closed, reset) or were refused before logging in; one that logs in late but in time stays. */
+START_TEST(test_login_deadline_after_everyone_logged_in)
+{
+    hb_server_options_t o;
+    hb_server_options_default(&o);
+    o.login_timeout_ms = 300;
+    o.limit_users = 1;
+    o.min_user = 1;
+    o.max_user = 99;
+    start_server(&o);
+    int good = login(2);
+    int gone = user_connect();
+    close(gone);
+    int reset = user_connect();
+    struct linger lg = {1, 0};
+    ck_assert_int_eq(setsockopt(reset, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(reset);
+    int refused = user_connect();
+    hb_msg_t m = {.cmd = HB_CMD_LOGIN};
+    m.u.login.user_id = 500;
+    send_msg(refused, &m);
+    hb_msg_t r;
+    recv_msg(refused, &r, NULL);
+    ck_assert_uint_eq(r.u.login_reply.result, 1);
+    ck_assert(closed_by_peer(refused));
+    close(refused);
+    WAIT_FOR(counter(HB_CTR_CONN_CLOSED) == 3);
+
+    int late = user_connect();
+    int slow = user_connect();
+    static const uint8_t half_login[] = {0x00, 0x10, 0x00, 0x00};
+    send_all(slow, half_login, sizeof half_login);
+    m.u.login.user_id = 3;
+    send_msg(late, &m);
+    recv_msg(late, &r, NULL);
+    ck_assert_uint_eq(r.u.login_reply.result, 0);
+    /* slow connected after late: once slow is closed, late's deadline has passed too. */
+    ck_assert(closed_by_peer(slow));
+    close(slow);
+    WAIT_FOR(counter(HB_CTR_X_LOGIN_TIMEOUT) == 1);
+    ck_assert_uint_eq(shake(late, 3).u.shake_reply.result, HB_SHAKE_NONE);
+    ck_assert_uint_eq(shake(good, 2).u.shake_reply.result, HB_SHAKE_NONE);
+    ck_assert_uint_eq(counter(HB_CTR_X_LOGIN_TIMEOUT), 1);
+    close(late);
+    close(good);
+    stop_server();
+}
+END_TEST
+
 static void remove_tree(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -706,6 +757,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_login_outside_the_user_range_is_refused);
     tcase_add_test(tc, test_connection_rate_limit);
     tcase_add_test(tc, test_silent_connection_must_log_in_in_time);
+    tcase_add_test(tc, test_login_deadline_after_everyone_logged_in);
     tcase_add_test(tc, test_claims_stay_exactly_once_across_restarts);
     suite_add_tcase(s, tc);
     return s;

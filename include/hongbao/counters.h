@@ -295,6 +295,44 @@ HB_EXTERN void hb_counters_close(hb_counters_t *c);
 HB_EXTERN void hb_counters_add(hb_counters_t *c, unsigned shard, unsigned idx, uint64_t now_s,
                                uint64_t delta);
 
+/* Counts one writer gathers in plain memory and adds to its shard in one go: per-event counting
+ * without a store into the shared shard per count. The batch holds one second's counts; counting
+ * for another second first flushes what it holds. Until a flush, snapshots do not see the counts:
+ * the writer flushes before anyone should (before it answers what it counted, before it sleeps).
+ * A batch belongs to the thread that may add through its shard (the rules of hb_counters_t). */
+typedef struct hb_counters_batch {
+    /* read-only */
+    hb_counters_t *counters;
+    unsigned shard;
+    /* private */
+    uint64_t second;
+    uint64_t slots; /* bit i: v[i] holds a count */
+    uint64_t v[HB_COUNTER_SLOTS];
+} hb_counters_batch_t;
+
+/* An empty batch for shard of c. */
+HB_EXTERN void hb_counters_batch_init(hb_counters_batch_t *b, hb_counters_t *c, unsigned shard);
+
+/* Add every count of b to its shard, as hb_counters_add of each slot's sum for b's second would,
+ * and empty b. Nothing to do when b is empty. */
+HB_EXTERN void hb_counters_batch_flush(hb_counters_batch_t *b);
+
+/* Count delta in slot idx for second now_s into b (flushing b first when it holds another
+ * second). Out-of-range idx is ignored. */
+static inline void hb_counters_batch_add(hb_counters_batch_t *b, unsigned idx, uint64_t now_s,
+                                         uint64_t delta)
+{
+    if (idx >= HB_COUNTER_SLOTS)
+        return;
+    if (now_s != b->second) {
+        if (b->slots != 0)
+            hb_counters_batch_flush(b);
+        b->second = now_s;
+    }
+    b->v[idx] += delta;
+    b->slots |= (uint64_t)1 << idx;
+}
+
 /* Snapshot second into *out: second, the counter set's type, per-second values summed over the
  * shards (a shard gives 0 for a second outside its window: not yet added or older than its
  * newest second minus HB_COUNTERS_HISTORY - 1) and cumulative totals as of now. Any thread,

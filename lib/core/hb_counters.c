@@ -16,7 +16,8 @@
 #include "hongbao/proto.h"
 
 #define HB_COUNTERS_MAX_SHARDS 1024
-#define HB_CACHE_LINE          64
+_Static_assert(HB_COUNTER_SLOTS <= 64, "a batch keeps one bit per slot in a u64");
+#define HB_CACHE_LINE 64
 /* The tag an entry holds while it is being zeroed for a new second. No add ever tags an entry
  * with it: adds for that second count only in the cumulative totals. */
 #define HB_TAG_RESETTING UINT64_MAX
@@ -340,28 +341,64 @@ static void entry_reset(struct hb_counters_entry *e, uint64_t t)
     atomic_store_explicit(&e->second_tag, t, memory_order_release);
 }
 
+/* The ring entry that holds second now_s in sh, moving the shard's window (and giving the entry
+ * to now_s) as an add does; NULL when now_s counts in the cumulative totals only. */
+static struct hb_counters_entry *entry_for(struct hb_counters_shard *sh, uint64_t now_s)
+{
+    if (now_s == HB_TAG_RESETTING)
+        return NULL;
+    /* newest is stored before the entry's tag, so a reader that acquires tag now_s also sees a
+     * newest >= now_s. */
+    uint64_t newest = atomic_load_explicit(&sh->newest, memory_order_relaxed);
+    if (now_s > newest)
+        atomic_store_explicit(&sh->newest, now_s, memory_order_relaxed);
+    else if (newest - now_s >= HB_COUNTERS_HISTORY)
+        return NULL; /* older than the window: cumulative only */
+    /* Inside the window, the entry holds now_s or a second at least HISTORY older. */
+    struct hb_counters_entry *e = &sh->ring[now_s % HB_COUNTERS_HISTORY];
+    if (atomic_load_explicit(&e->second_tag, memory_order_relaxed) != now_s)
+        entry_reset(e, now_s);
+    return e;
+}
+
 void hb_counters_add(hb_counters_t *c, unsigned shard, unsigned idx, uint64_t now_s, uint64_t delta)
 {
     if (shard >= c->nshards || idx >= HB_COUNTER_SLOTS)
         return;
     struct hb_counters_shard *sh = &c->shards[shard];
     bump(&sh->cumulative[idx], delta, memory_order_relaxed);
-    if (now_s == HB_TAG_RESETTING)
+    struct hb_counters_entry *e = entry_for(sh, now_s);
+    if (e != NULL)
+        bump(&e->v[idx], delta, memory_order_release);
+}
+
+void hb_counters_batch_init(hb_counters_batch_t *b, hb_counters_t *c, unsigned shard)
+{
+    memset(b, 0, sizeof *b);
+    b->counters = c;
+    b->shard = shard;
+}
+
+void hb_counters_batch_flush(hb_counters_batch_t *b)
+{
+    uint64_t slots = b->slots;
+    b->slots = 0;
+    if (slots == 0)
         return;
-    /* newest is stored before the entry's tag, so a reader that acquires tag now_s also sees a
-     * newest >= now_s. */
-    uint64_t newest = atomic_load_explicit(&sh->newest, memory_order_relaxed);
-    if (now_s > newest) {
-        atomic_store_explicit(&sh->newest, now_s, memory_order_relaxed);
-        newest = now_s;
-    } else if (newest - now_s >= HB_COUNTERS_HISTORY) {
-        return; /* older than the window: cumulative only */
+    hb_counters_t *c = b->counters;
+    struct hb_counters_shard *sh = b->shard < c->nshards ? &c->shards[b->shard] : NULL;
+    struct hb_counters_entry *e = sh != NULL ? entry_for(sh, b->second) : NULL;
+    while (slots != 0) {
+        unsigned i = (unsigned)__builtin_ctzll(slots);
+        slots &= slots - 1;
+        uint64_t delta = b->v[i];
+        b->v[i] = 0;
+        if (sh == NULL)
+            continue;
+        bump(&sh->cumulative[i], delta, memory_order_relaxed);
+        if (e != NULL)
+            bump(&e->v[i], delta, memory_order_release);
     }
-    /* Inside the window, the entry holds now_s or a second at least HISTORY older. */
-    struct hb_counters_entry *e = &sh->ring[now_s % HB_COUNTERS_HISTORY];
-    if (atomic_load_explicit(&e->second_tag, memory_order_relaxed) != now_s)
-        entry_reset(e, now_s);
-    bump(&e->v[idx], delta, memory_order_release);
 }
 
 /* Add shard sh's values for second t into sum, if it has that second in its window. The values

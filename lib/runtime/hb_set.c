@@ -51,7 +51,13 @@ uint64_t hb__now_s(void)
 
 void hb__set_count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta)
 {
-    hb_counters_add(set->group->counters, set->worker->index, slot, now_s, delta);
+    hb_counters_batch_add(&set->worker->counts, slot, now_s, delta);
+}
+
+void hb__worker_publish(hb_worker_t *w)
+{
+    if (w->counts.slots != 0)
+        hb_counters_batch_flush(&w->counts);
 }
 
 void hb__group_count_control(hb_setgroup_t *g, unsigned slot, uint64_t delta)
@@ -96,8 +102,11 @@ static void conn_write(hb_conn_t *c, const uint8_t *data, size_t len)
     conn_close(c);
 }
 
+/* The end of a batch (a read, a queue drain): what was counted goes into the shard, then what
+ * was gathered goes out. */
 static void worker_flush(hb_worker_t *w)
 {
+    hb__worker_publish(w);
     hb_conn_t *c = w->out_conn;
     size_t len = w->out_len;
     w->out_conn = NULL;
@@ -117,6 +126,7 @@ static void conn_out(hb_conn_t *c, const uint8_t *data, size_t len)
         w->out_conn = c;
     }
     if (len > sizeof w->out) {
+        hb__worker_publish(w);
         conn_write(c, data, len);
         return;
     }
@@ -195,6 +205,8 @@ static void conn_forget(hb_conn_t *c)
         w->out_len = 0;
     }
     c->closing = 1;
+    if (!c->logged_in)
+        w->awaiting_login--;
     if (c->logged_in) {
         map_remove(&set->users, c->user, c);
         hb_registry_remove(g->registry, c->user, c->gen);
@@ -353,6 +365,7 @@ static int on_login(hb_conn_t *c, const hb_msg_t *m, uint64_t now_s)
         c->user = user;
         c->gen = gen;
         c->logged_in = 1;
+        set->worker->awaiting_login--;
         if (g->store->ops->login != NULL)
             g->store->ops->login(g->store, set, user, gen);
     }
@@ -544,6 +557,7 @@ void hb__set_accept(hb_set_t *set, int fd)
     }
     c->sock.poll.data = set;
     w->conns++;
+    w->awaiting_login++;
     uint64_t now_s = hb__now_s();
     size_t n = atomic_fetch_add_explicit(&g->nconns, 1, memory_order_relaxed) + 1;
     count(set, HB_CTR_CONN_OPENED, now_s, 1);

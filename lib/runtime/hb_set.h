@@ -103,13 +103,19 @@ struct hb_worker {
     int listener_open;
     uv_timer_t tick; /* login deadlines and expiry; at shutdown, the close deadline */
     int tick_open;
+    /* The loop's counts gather here and go into its counters shard in one go: before any write
+     * (so a reply never overtakes what it counted) and before the loop polls (the prepare). */
+    hb_counters_batch_t counts;
+    uv_prepare_t publish;
+    int publish_open;
     int listen_fd; /* with reuse_port: this worker's own socket until the listener owns it */
     unsigned first_set, nsets; /* this worker's SETs: group->sets[first_set .. + nsets) */
     unsigned next_set;
     int stopping;         /* phase 1 reached: no more input */
     unsigned phase4_sets; /* its SETs that have reached the last phase */
     uint64_t close_deadline_ms;
-    size_t conns; /* connections open on this loop, closing ones included */
+    size_t conns;          /* connections open on this loop, closing ones included */
+    size_t awaiting_login; /* open ones not logged in yet: the tick looks for late ones only then */
     uint8_t *readbuf;
     /* replies gathered for one connection, written at once */
     hb_conn_t *out_conn;
@@ -193,7 +199,8 @@ void hb__set_flush(hb_set_t *set);
  * from any other thread. Returns 0, HB_EOFFLINE, HB_ECANCELED (closing), HB_ENOMEM. */
 int hb__set_send_to_user(hb_setgroup_t *g, hb_set_t *from, uint32_t user, const uint8_t *frame,
                          size_t len);
-/* Count in the calling worker's counters shard (SET thread). */
+/* Count in the calling worker's counters shard (SET thread): gathered, and in the shard before the
+ * worker writes or polls. */
 void hb__set_count(hb_set_t *set, unsigned slot, uint64_t now_s, uint64_t delta);
 /* Count in the control loop's shard (control thread only). */
 void hb__group_count_control(hb_setgroup_t *g, unsigned slot, uint64_t delta);
@@ -216,6 +223,7 @@ void hb__conn_close(hb_conn_t *c);
 void hb__conn_end(hb_conn_t *c);
 void hb__conn_abort(hb_conn_t *c); /* at the close deadline: drop whatever is left */
 void hb__worker_flush(hb_worker_t *w);
+void hb__worker_publish(hb_worker_t *w); /* the gathered counts into the shard */
 void hb__worker_maybe_done(hb_worker_t *w);
 
 #endif /* HB_SET_H */

@@ -347,20 +347,17 @@ static int enqueue(hb_sock_t *s, const uv_buf_t *bufs, unsigned n, size_t skip, 
     return update_poll(s);
 }
 
-int hb__sock_writev(hb_sock_t *s, const uv_buf_t *bufs, unsigned n)
+/* Send bufs now, as much as the kernel takes: the bytes it took (0: none now), or a negative
+ * error. One buffer goes by send, which spares the kernel sendmsg's header and vector. */
+static ssize_t send_now(int fd, const uv_buf_t *bufs, unsigned n)
 {
-    if (s->flags & (F_CLOSING | F_ENDING | F_LINGER | F_BROKEN | F_CONNECTING))
-        return UV_ECANCELED;
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-    if (total == 0)
-        return 0;
-    size_t sent = 0;
-    if (hb__sock_queued(s) == 0) {
+    ssize_t w;
+    if (n == 1) {
+        do
+            w = send(fd, bufs[0].base, bufs[0].len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (w < 0 && errno == EINTR);
+    } else {
         struct iovec iov[8];
-        if (n > 8)
-            n = 8; /* callers pass a few buffers; more would be a programming error */
         for (unsigned i = 0; i < n; i++) {
             iov[i].iov_base = bufs[i].base;
             iov[i].iov_len = bufs[i].len;
@@ -369,15 +366,31 @@ int hb__sock_writev(hb_sock_t *s, const uv_buf_t *bufs, unsigned n)
         memset(&mh, 0, sizeof mh);
         mh.msg_iov = iov;
         mh.msg_iovlen = n;
-        ssize_t w;
         do
-            w = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (w < 0 && errno == EINTR);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return -errno;
-            w = 0;
-        }
+    }
+    if (w < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    return w;
+}
+
+int hb__sock_writev(hb_sock_t *s, const uv_buf_t *bufs, unsigned n)
+{
+    if (s->flags & (F_CLOSING | F_ENDING | F_LINGER | F_BROKEN | F_CONNECTING))
+        return UV_ECANCELED;
+    if (n > 8)
+        n = 8; /* callers pass a few buffers; more would be a programming error */
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    size_t sent = 0;
+    if (hb__sock_queued(s) == 0) {
+        ssize_t w = send_now(s->fd, bufs, n);
+        if (w < 0)
+            return (int)w;
         sent = (size_t)w;
         if (sent == total)
             return 0;
