@@ -216,9 +216,11 @@ static void conn_forget(hb_conn_t *c)
             g->on_conn_close(c, g->conn_arg);
         c->data = NULL;
     }
-    /* Counted before it leaves the count, so that whoever sees fewer connections
-     * (hb_server_connections) sees this one's close counted too. */
+    /* Counted and published before it leaves the count, so that whoever sees fewer connections
+     * (hb_server_connections) sees this one's open and close counted too: the worker's batch
+     * would otherwise publish them only at the end of the loop turn. */
     count(set, HB_CTR_CONN_CLOSED, hb__now_s(), 1);
+    hb__worker_publish(w);
     atomic_fetch_sub_explicit(&g->nconns, 1, memory_order_release);
 }
 
