@@ -23,6 +23,7 @@ static int server_closed, client_closed;
 
 static int reference_claims;   /* the next start's clients claim with the reference command */
 static uint32_t send_coalesce; /* and wake up to send at most every so many microseconds */
+static uint32_t send_spin;     /* and wait awake for sends due within so many microseconds */
 
 static void start(uint32_t users, uint64_t qps, unsigned threads)
 {
@@ -759,6 +760,7 @@ static void app_client_start(uint32_t closed)
     co.app_fill = app_fill;
     co.on_app_frame = on_app_frame;
     co.app_arg = &fake;
+    co.send_spin_us = send_spin;
     nfills = fills_declined = app_echoes = app_pushes_seen = app_echo_mismatch = 0;
     /* In the closed loop a declined request is not replaced: the user would keep one fewer. */
     decline_every = closed ? 0 : 50;
@@ -812,6 +814,31 @@ START_TEST(test_app_requests_on_the_schedule)
     ck_assert_uint_ge((uint64_t)fake.app_requests, st->app_replies);
     ck_assert_uint_le((uint64_t)fake.app_requests, st->app_requests);
     ck_assert_int_eq(fake.claims_other, 0);
+}
+END_TEST
+
+/* send_spin_us: a send due within it is waited for awake (the loop polls without sleeping), never
+ * sent early; with sends 333 us apart and 1 ms of spin the loop never sleeps for one after the
+ * first. Closing while waiting awake closes everything (the loop ends). */
+START_TEST(test_send_spin_waits_awake)
+{
+    fake_start(F_APP);
+    send_spin = 1000;
+    app_client_start(0);
+    send_spin = 0;
+    ck_assert(run_until(app_replied_300, 10000));
+    const hb_client_stats_t *st = &client.stats;
+    ck_assert_uint_ge(st->send_spins, 300);
+    ck_assert_uint_le(st->send_wakeups, 2);
+    unsigned n = nfills < FILLS_MAX ? nfills : FILLS_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        ck_assert_uint_le(fill_intended[i], fill_called[i]);
+        if (i > 0)
+            ck_assert_uint_gt(fill_intended[i], fill_intended[i - 1]);
+    }
+    ck_assert_uint_eq(client.shake_latency.count, st->app_replies);
+    fake_client_stop();
+    ck_assert_int_eq(fake.app_bad_payloads, 0);
 }
 END_TEST
 
@@ -967,6 +994,7 @@ static Suite *client_suite(void)
     tcase_add_test(tf, test_claim_repeat_counted_once);
     tcase_add_test(tf, test_close_callback_reads_and_frees);
     tcase_add_test(tf, test_app_requests_on_the_schedule);
+    tcase_add_test(tf, test_send_spin_waits_awake);
     tcase_add_test(tf, test_app_requests_closed_loop);
     tcase_add_test(tf, test_connect_failure_reported);
     suite_add_tcase(s, tf);

@@ -108,6 +108,9 @@ static void usage(FILE *out)
         "                         10000): past it the user tries again (its next server)\n"
         "  --send-coalesce US     wake up to send at most every US microseconds, sending what is\n"
         "                         due together (default 0: every send at its own microsecond)\n"
+        "  --send-spin US         wait awake for a send due within US microseconds (the loop "
+        "polls\n"
+        "                         without sleeping) so that it leaves on time (default 0: asleep)\n"
         "  --help, --version\n",
         hb_version_string());
 }
@@ -296,6 +299,9 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--send-coalesce") == 0) {
             if ((r = cli_u64(prog, a, val, 0, 1000000, &v)) == 0)
                 cfg.copts.send_coalesce_us = (uint32_t)v;
+        } else if (strcmp(a, "--send-spin") == 0) {
+            if ((r = cli_u64(prog, a, val, 0, 1000000, &v)) == 0)
+                cfg.copts.send_spin_us = (uint32_t)v;
         } else if (strcmp(a, "--claims-log") == 0) {
             cfg.claims_log = val;
         } else if (strcmp(a, "--report-interval") == 0) {

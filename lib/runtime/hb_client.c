@@ -308,6 +308,8 @@ int hb_client_init(uv_loop_t *loop, hb_client_t *client, const hb_client_options
     }
     impl->pacer.wakeups = &client->stats.send_wakeups;
     impl->pacer.coalesce_us = opts->send_coalesce_us;
+    impl->pacer.spin_us = opts->send_spin_us;
+    impl->pacer.spins = &client->stats.send_spins;
     uv_timer_init(loop, &impl->house);
     impl->house.data = impl;
     impl->house_due_ms = UINT64_MAX;
@@ -1132,32 +1134,33 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
     hb_client_t *c = arg;
     const hb_client_stats_t *s = &c->stats;
     char buf[1024];
-    int n =
-        snprintf(buf, sizeof buf,
-                 "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,\"missed\":%llu,"
-                 "\"got\":%llu,\"none\":%llu,\"overload\":%llu,\"envelopes\":%llu,\"amount\":%llu,"
-                 "\"notices\":%llu,\"claims\":%llu,\"claims_granted\":%llu,\"claimed_amount\":%llu,"
-                 "\"claims_repeat\":%llu,\"claims_try_again\":%llu,\"claims_retried\":%llu,"
-                 "\"claims_refused\":%llu,\"app_requests\":%llu,\"app_replies\":%llu,"
-                 "\"send_wakeups\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
-                 "\"disconnects\":%llu,\"reconnects\":%llu,\"failovers\":%llu,"
-                 "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
-                 (unsigned long long)s->users, (unsigned long long)s->connected,
-                 (unsigned long long)hb_client_rate(c), (unsigned long long)s->shakes,
-                 (unsigned long long)s->missed, (unsigned long long)s->replies[0],
-                 (unsigned long long)s->replies[1], (unsigned long long)s->replies[3],
-                 (unsigned long long)s->envelopes, (unsigned long long)s->amount,
-                 (unsigned long long)s->notices, (unsigned long long)s->claims,
-                 (unsigned long long)s->claims_granted, (unsigned long long)s->claimed_amount,
-                 (unsigned long long)s->claims_repeat, (unsigned long long)s->claims_try_again,
-                 (unsigned long long)s->claims_retried, (unsigned long long)s->claims_refused,
-                 (unsigned long long)s->app_requests, (unsigned long long)s->app_replies,
-                 (unsigned long long)s->send_wakeups, (unsigned long long)s->connects,
-                 (unsigned long long)s->connect_failures, (unsigned long long)s->disconnects,
-                 (unsigned long long)s->reconnects, (unsigned long long)s->failovers,
-                 (unsigned long long)hb_hist_percentile(&c->shake_latency, 50),
-                 (unsigned long long)hb_hist_percentile(&c->shake_latency, 99),
-                 (unsigned long long)c->shake_latency.max);
+    int n = snprintf(
+        buf, sizeof buf,
+        "{\"users\":%llu,\"connected\":%llu,\"qps\":%llu,\"shakes\":%llu,\"missed\":%llu,"
+        "\"got\":%llu,\"none\":%llu,\"overload\":%llu,\"envelopes\":%llu,\"amount\":%llu,"
+        "\"notices\":%llu,\"claims\":%llu,\"claims_granted\":%llu,\"claimed_amount\":%llu,"
+        "\"claims_repeat\":%llu,\"claims_try_again\":%llu,\"claims_retried\":%llu,"
+        "\"claims_refused\":%llu,\"app_requests\":%llu,\"app_replies\":%llu,"
+        "\"send_wakeups\":%llu,\"send_spins\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
+        "\"disconnects\":%llu,\"reconnects\":%llu,\"failovers\":%llu,"
+        "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
+        (unsigned long long)s->users, (unsigned long long)s->connected,
+        (unsigned long long)hb_client_rate(c), (unsigned long long)s->shakes,
+        (unsigned long long)s->missed, (unsigned long long)s->replies[0],
+        (unsigned long long)s->replies[1], (unsigned long long)s->replies[3],
+        (unsigned long long)s->envelopes, (unsigned long long)s->amount,
+        (unsigned long long)s->notices, (unsigned long long)s->claims,
+        (unsigned long long)s->claims_granted, (unsigned long long)s->claimed_amount,
+        (unsigned long long)s->claims_repeat, (unsigned long long)s->claims_try_again,
+        (unsigned long long)s->claims_retried, (unsigned long long)s->claims_refused,
+        (unsigned long long)s->app_requests, (unsigned long long)s->app_replies,
+        (unsigned long long)s->send_wakeups, (unsigned long long)s->send_spins,
+        (unsigned long long)s->connects, (unsigned long long)s->connect_failures,
+        (unsigned long long)s->disconnects, (unsigned long long)s->reconnects,
+        (unsigned long long)s->failovers,
+        (unsigned long long)hb_hist_percentile(&c->shake_latency, 50),
+        (unsigned long long)hb_hist_percentile(&c->shake_latency, 99),
+        (unsigned long long)c->shake_latency.max);
     hb_http_respond(res, 200, "application/json", buf, (size_t)n);
 }
 

@@ -89,7 +89,28 @@ static void sleep_until(hb__pacer_t *p, uint64_t at_us)
     arm(p, at_us);
 }
 
-/* Hand over every send due by now_us, then sleep until the next. */
+static void on_idle(uv_idle_t *h);
+
+/* Wait for at_us awake when it is near (spin_us), else asleep. */
+static void wait_until(hb__pacer_t *p, uint64_t at_us)
+{
+    if (p->spin_us != 0 && at_us != UINT64_MAX && at_us <= hb__wall_us() + p->spin_us) {
+        if (!p->spinning) {
+            uv_idle_start(&p->idle, on_idle);
+            p->spinning = 1;
+        }
+        if (p->armed_us == FIRED)
+            arm(p, UINT64_MAX); /* else a fired timerfd stays readable */
+        return;                 /* a timer still armed stays: whichever sees at_us first runs */
+    }
+    if (p->spinning) {
+        uv_idle_stop(&p->idle);
+        p->spinning = 0;
+    }
+    sleep_until(p, at_us);
+}
+
+/* Hand over every send due by now_us, then wait for the next. */
 static void run(hb__pacer_t *p, uint64_t now_us)
 {
     p->woke_us = now_us;
@@ -100,7 +121,7 @@ static void run(hb__pacer_t *p, uint64_t now_us)
             continue;
         }
         if (p->next_us > now_us) {
-            sleep_until(p, deadline(p));
+            wait_until(p, deadline(p));
             return;
         }
         uint64_t user = p->next_user, at = p->next_us;
@@ -111,7 +132,19 @@ static void run(hb__pacer_t *p, uint64_t now_us)
     }
     hb_sched_range_seek(&p->range, &p->sched, now_us / 1000);
     take_next(p);
-    sleep_until(p, deadline(p));
+    wait_until(p, deadline(p));
+}
+
+/* The loop turns without sleeping while a send is near: send it once due. */
+static void on_idle(uv_idle_t *h)
+{
+    hb__pacer_t *p = h->data;
+    uint64_t now = hb__wall_us();
+    if (now < deadline(p))
+        return;
+    if (p->spins != NULL)
+        (*p->spins)++;
+    run(p, now);
 }
 
 #ifdef HB__PACER_TIMERFD
@@ -171,6 +204,8 @@ int hb__pacer_init(uv_loop_t *loop, hb__pacer_t *p, uint64_t users, uint64_t qps
     uv_timer_init(loop, &p->timer); /* cannot fail */
     p->timer.data = p;
 #endif
+    uv_idle_init(loop, &p->idle); /* cannot fail */
+    p->idle.data = p;
     return 0;
 fail:
     free(p->order);
@@ -209,6 +244,8 @@ uint64_t hb__pacer_rate(const hb__pacer_t *p)
 static void on_closed(uv_handle_t *h)
 {
     hb__pacer_t *p = h->data;
+    if (--p->closing != 0)
+        return; /* the other handle's callback is still to come */
 #ifdef HB__PACER_TIMERFD
     close(p->tfd);
 #endif
@@ -222,6 +259,8 @@ void hb__pacer_close(hb__pacer_t *p, void (*closed)(hb__pacer_t *p))
 {
     p->started = 0;
     p->closed = closed;
+    p->closing = 2;
+    uv_close((uv_handle_t *)&p->idle, on_closed);
 #ifdef HB__PACER_TIMERFD
     uv_close((uv_handle_t *)&p->poll, on_closed);
 #else

@@ -1,7 +1,10 @@
 /* The load client's pacer: when this process's own users send. It walks the fleet's schedule
  * (hongbao/sched.h) over this process's range of users only (hb_sched_range_t) and sleeps until
  * the next of those sends is due, to the microsecond (a CLOCK_REALTIME timerfd polled by the
- * loop), then hands every send due by then to its owner. It knows nothing of connections.
+ * loop), then hands every send due by then to its owner. A send due within spin_us of the end of
+ * a wake-up is waited for awake instead: the loop keeps polling without sleeping (an idle handle),
+ * so the send leaves at its microsecond without a timer's wake-up lateness, and replies are read
+ * as they come. It knows nothing of connections.
  * Internal: not installed. Everything runs on the loop's thread. */
 #ifndef HB_CLIENT_PACER_H
 #define HB_CLIENT_PACER_H
@@ -32,6 +35,8 @@ struct hb__pacer {
     /* public: set after init */
     uint64_t *wakeups;    /* the owner's count of the timer's wake-ups (NULL: none) */
     uint64_t coalesce_us; /* wake-ups to send at least this far apart (0: each at its own time) */
+    uint64_t spin_us;     /* a send due within this long is waited for awake (0: always asleep) */
+    uint64_t *spins;      /* the owner's count of sends waited for awake (NULL: none) */
     /* private */
     hb_sched_range_t range; /* the walk over this process's users */
     uint64_t *order;        /* the walk's array: one entry a user */
@@ -43,6 +48,9 @@ struct hb__pacer {
     void *arg;
     void (*closed)(hb__pacer_t *p);
     int started;
+    int spinning;   /* the idle handle is started: the loop polls without sleeping */
+    int closing;    /* handles whose close callback is still to come */
+    uv_idle_t idle; /* idle.data is the pacer */
 #ifdef HB__PACER_TIMERFD
     uv_poll_t poll; /* around tfd; poll.data is the pacer */
     int tfd;
