@@ -199,18 +199,34 @@ int closed_by_peer(int fd)
     }
 }
 
-int login(uint32_t user)
+/* Connect and send user's login: the socket, and its reply in *r. */
+static int try_login(uint32_t user, hb_msg_t *r)
 {
     int fd = user_connect();
     hb_msg_t m = {.cmd = HB_CMD_LOGIN, .timestamp = (uint64_t)time(NULL)};
     m.u.login.user_id = user;
     send_msg(fd, &m);
+    recv_msg(fd, r, NULL);
+    ck_assert_uint_eq(r->cmd, HB_CMD_LOGIN_REPLY);
+    ck_assert_uint_eq(r->u.login_reply.user_id, user);
+    return fd;
+}
+
+int login(uint32_t user)
+{
     hb_msg_t r;
-    recv_msg(fd, &r, NULL);
-    ck_assert_uint_eq(r.cmd, HB_CMD_LOGIN_REPLY);
-    ck_assert_uint_eq(r.u.login_reply.user_id, user);
+    int fd = try_login(user, &r);
     ck_assert_uint_eq(r.u.login_reply.result, 0);
     return fd;
+}
+
+void login_refused(uint32_t user)
+{
+    hb_msg_t r;
+    int fd = try_login(user, &r);
+    ck_assert_uint_eq(r.u.login_reply.result, 1);
+    ck_assert(closed_by_peer(fd));
+    close(fd);
 }
 
 hb_msg_t shake(int fd, uint32_t user)

@@ -52,6 +52,9 @@ void recv_msg(int fd, hb_msg_t *m, uint8_t *raw);
 int closed_by_peer(int fd);
 /* Connect and log user in; returns the socket. */
 int login(uint32_t user);
+/* Connect and try to log user in: the login reply must say no (result 1), then the server must
+ * close the connection. */
+void login_refused(uint32_t user);
 hb_msg_t shake(int fd, uint32_t user);
 /* n shakes of user in one write. */
 void send_shakes(int fd, uint32_t user, int n);

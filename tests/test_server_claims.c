@@ -584,15 +584,7 @@ START_TEST(test_user_range_zero_to_zero)
     o.max_user = 0;
     start_server(&o);
     int ok = login(0);
-    int fd = user_connect();
-    hb_msg_t m = {.cmd = HB_CMD_LOGIN};
-    m.u.login.user_id = 1;
-    send_msg(fd, &m);
-    hb_msg_t r;
-    recv_msg(fd, &r, NULL);
-    ck_assert_uint_eq(r.u.login_reply.result, 1);
-    ck_assert(closed_by_peer(fd));
-    close(fd);
+    login_refused(1);
     ck_assert_uint_eq(hb_server_users_online(&H.server), 1);
     close(ok);
     stop_server();
