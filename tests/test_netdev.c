@@ -208,6 +208,50 @@ START_TEST(test_host_identity)
 }
 END_TEST
 
+static uint64_t rx_in(hb_counters_t *c, uint64_t second)
+{
+    hb_report_t r;
+    hb_counters_snapshot(c, second, &r);
+    return r.per_second[HB_CTR_NIC_RX_PACKETS];
+}
+
+/* An interval of about a second counts in the second its middle lies in; a late reading's is
+ * spread over the seconds it covers, the sum exact; past the history, over the history. */
+START_TEST(test_count_interval_spreads_late_readings)
+{
+    hb_counters_t c;
+    ck_assert_int_eq(hb_counters_init(&c, 1, HB_REPORTER_CLIENT), 0);
+    const uint64_t t = 1700000000000ull; /* a whole second, in ms */
+    hb_netdev_stats_t d = {1000, 10, 7, 0};
+    hb_netdev_count_interval(&c, 0, t + 10, t + 1010, &d); /* readings 10 ms past each second */
+    ck_assert_uint_eq(rx_in(&c, t / 1000), 1000);
+    hb_netdev_count_interval(&c, 0, t + 1010, t + 2400, &d); /* 1.39 s: its middle's second */
+    ck_assert_uint_eq(rx_in(&c, t / 1000 + 1), 1000);
+    /* 10 s late: 100 a second over seconds +2..+11, not 1,000 in one. */
+    hb_netdev_count_interval(&c, 0, t + 2010, t + 12010, &d);
+    for (uint64_t s = 2; s <= 11; s++)
+        ck_assert_uint_eq(rx_in(&c, t / 1000 + s), 100);
+    ck_assert_uint_eq(rx_in(&c, t / 1000 + 12), 0);
+    /* Remainders in the last second: 7 bytes over 3 s are 2, 2, 3. */
+    hb_netdev_count_interval(&c, 0, t + 20010, t + 23010, &d);
+    hb_report_t r;
+    hb_counters_snapshot(&c, t / 1000 + 22, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_BYTES], 3);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 4);
+    hb_counters_snapshot(&c, t / 1000 + 20, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_BYTES], 2);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 3);
+    /* 1,000 s late: spread over the last HB_COUNTERS_HISTORY seconds, the total kept. */
+    hb_netdev_stats_t big = {HB_COUNTERS_HISTORY * 5 + 1, 0, 0, 0};
+    hb_netdev_count_interval(&c, 0, t + 23010, t + 1023010, &big);
+    ck_assert_uint_eq(rx_in(&c, t / 1000 + 1022), 6);
+    ck_assert_uint_eq(rx_in(&c, t / 1000 + 1022 - HB_COUNTERS_HISTORY + 1), 5);
+    hb_counters_snapshot(&c, t / 1000 + 1022, &r);
+    ck_assert_uint_eq(r.cumulative[HB_CTR_NIC_RX_PACKETS], 4000 + HB_COUNTERS_HISTORY * 5 + 1);
+    hb_counters_close(&c);
+}
+END_TEST
+
 START_TEST(test_count_and_host_slot)
 {
     hb_counters_t c;
@@ -259,6 +303,7 @@ static Suite *netdev_suite(void)
     tcase_add_test(tc, test_delta_and_reset);
     tcase_add_test(tc, test_host_identity);
     tcase_add_test(tc, test_count_and_host_slot);
+    tcase_add_test(tc, test_count_interval_spreads_late_readings);
     suite_add_tcase(s, tc);
     return s;
 }

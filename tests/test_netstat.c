@@ -188,17 +188,23 @@ START_TEST(test_counts_each_reading_for_its_second)
     fclose(f);
     ck_assert_int_eq(hb_netstat_sample(&ns), UV_ENODEV);
     ck_assert_int_eq(nlogged, 1); /* still the same outage: no new line */
-    /* Back with the interface: what happened meanwhile counts in the second the interval (from
-     * the last reading that succeeded) mostly lies in; and a counter that went down counts 0. */
+    /* Back with the interface: what happened meanwhile (since the last reading that succeeded,
+     * 3 s ago) is spread over the three seconds it covers; a counter that went down counts 0. */
     write_stats(190000, 1900, 80000, 1650);
     fake_now = T0_MS + 5010;
     ck_assert_int_eq(hb_netstat_sample(&ns), 0);
     ck_assert_int_eq(ns.err, 0);
     ck_assert_int_eq(nlogged, 2);
     ck_assert_ptr_nonnull(strstr(logged[1], "readable again"));
+    hb_counters_snapshot(&c, s0 + 2, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_PACKETS], 66);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 33);
     hb_counters_snapshot(&c, s0 + 3, &r);
-    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_PACKETS], 200);
-    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 100);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_PACKETS], 66);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 33);
+    hb_counters_snapshot(&c, s0 + 4, &r);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_RX_PACKETS], 68);
+    ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_PACKETS], 34);
     ck_assert_uint_eq(r.per_second[HB_CTR_NIC_TX_BYTES], 0);
     ck_assert_uint_eq(r.cumulative[HB_CTR_NIC_RX_PACKETS], 900);
     ck_assert_uint_eq(r.cumulative[HB_CTR_NIC_HOST], 0xabcdef);

@@ -67,6 +67,16 @@ HB_EXTERN uint64_t hb_netdev_host_id(const char *machine, uint64_t netns, const 
 HB_EXTERN void hb_netdev_count(hb_counters_t *c, unsigned shard, uint64_t second,
                                const hb_netdev_stats_t *delta);
 
+/* Count *delta, what the interface did between two readings at Unix milliseconds from_ms and
+ * to_ms (from_ms < to_ms), as hb_netdev_count does: an interval of about one second (under 1.5 s)
+ * counts in the second its middle lies in; a longer one (the reading was late: a process that
+ * waited for a CPU, a statistics file unreadable for a while) is spread evenly over the n whole
+ * seconds it covers (n its length rounded to seconds, at most HB_COUNTERS_HISTORY), the last of
+ * them the second the middle of its last n-th lies in, with the remainders in that last second:
+ * the sum is delta exactly, and no second shows a burst that was in fact n seconds' worth. */
+HB_EXTERN void hb_netdev_count_interval(hb_counters_t *c, unsigned shard, uint64_t from_ms,
+                                        uint64_t to_ms, const hb_netdev_stats_t *delta);
+
 /* Make slot HB_CTR_NIC_HOST of c carry `id`: its cumulative value becomes id (through `shard`,
  * whatever it held; its per-second values are untouched, 0). Nothing else may add to that slot.
  * id 0 says "no interface sampled". */

@@ -195,6 +195,25 @@ void hb_netdev_count(hb_counters_t *c, unsigned shard, uint64_t second,
     hb_counters_add(c, shard, HB_CTR_NIC_TX_BYTES, second, delta->tx_bytes);
 }
 
+void hb_netdev_count_interval(hb_counters_t *c, unsigned shard, uint64_t from_ms, uint64_t to_ms,
+                              const hb_netdev_stats_t *delta)
+{
+    uint64_t len = to_ms > from_ms ? to_ms - from_ms : 0;
+    uint64_t n = len < 1500 ? 1 : (len + 500) / 1000;
+    uint64_t last = (to_ms - len / (2 * n)) / 1000; /* the middle of the last n-th */
+    if (n > HB_COUNTERS_HISTORY)
+        n = HB_COUNTERS_HISTORY; /* older seconds would count in the cumulative total only */
+    hb_netdev_stats_t each = {delta->rx_packets / n, delta->tx_packets / n, delta->rx_bytes / n,
+                              delta->tx_bytes / n};
+    for (uint64_t k = 0; k + 1 < n; k++)
+        hb_netdev_count(c, shard, last - (n - 1) + k, &each);
+    hb_netdev_stats_t rest = {delta->rx_packets - each.rx_packets * (n - 1),
+                              delta->tx_packets - each.tx_packets * (n - 1),
+                              delta->rx_bytes - each.rx_bytes * (n - 1),
+                              delta->tx_bytes - each.tx_bytes * (n - 1)};
+    hb_netdev_count(c, shard, last, &rest);
+}
+
 void hb_netdev_set_host(hb_counters_t *c, unsigned shard, uint64_t id)
 {
     hb_report_t now;

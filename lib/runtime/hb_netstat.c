@@ -170,10 +170,10 @@ int hb_netstat_sample(hb_netstat_t *ns)
         log_line(ns, "interface %s: statistics readable again", ns->interface);
     ns->err = 0;
     hb_netdev_delta(&ns->last, &cur, &d);
-    /* The second the interval since the previous reading mostly lies in: with readings just past
-     * each second, the second that just ended. */
-    uint64_t mid = now > ns->last_ms ? ns->last_ms + (now - ns->last_ms) / 2 : now;
-    hb_netdev_count(ns->counters, ns->opts.shard, mid / 1000, &d);
+    /* The second the interval since the previous reading mostly lies in (with readings just past
+     * each second, the second that just ended), or the seconds a late reading's interval covers. */
+    hb_netdev_count_interval(ns->counters, ns->opts.shard, now > ns->last_ms ? ns->last_ms : now,
+                             now, &d);
     ns->last = cur;
     ns->last_ms = now;
     ns->samples++;
