@@ -734,7 +734,7 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
         "\"claimed_amount\":%llu,\"claims_repeat\":%llu,\"claims_try_again\":%llu,"
         "\"claims_retried\":%llu,\"claims_refused\":%llu,\"connects\":%llu,"
         "\"connect_failures\":%llu,\"disconnects\":%llu,\"reconnects\":%llu,\"failovers\":%llu,"
-        "\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}\n",
+        "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"p999\":%llu,\"max\":%llu}}\n",
         (unsigned long long)st.users, (unsigned long long)st.connected,
         (unsigned long long)atomic_load(&shm->qps), (unsigned long long)st.shakes,
         (unsigned long long)st.envelopes, (unsigned long long)st.amount,
@@ -745,7 +745,9 @@ static void route_stats(const hb_http_request_t *req, hb_http_response_t *res, v
         (unsigned long long)st.connect_failures, (unsigned long long)st.disconnects,
         (unsigned long long)st.reconnects, (unsigned long long)st.failovers,
         (unsigned long long)hb_hist_percentile(&shake, 50),
-        (unsigned long long)hb_hist_percentile(&shake, 99), (unsigned long long)shake.max);
+        (unsigned long long)hb_hist_percentile(&shake, 90),
+        (unsigned long long)hb_hist_percentile(&shake, 99),
+        (unsigned long long)hb_hist_percentile(&shake, 99.9), (unsigned long long)shake.max);
     hb_http_respond(res, 200, "application/json", buf, (size_t)n);
 }
 
