@@ -31,6 +31,12 @@ static inline uint64_t hb__mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* A retry's back-off: base_ms doubled for each earlier try, at most 2^max_shift times. */
+static inline uint64_t hb__backoff_ms(uint64_t base_ms, unsigned tries, unsigned max_shift)
+{
+    return base_ms << (tries < max_shift ? tries : max_shift);
+}
+
 /* FNV-1a (64 bits) of n bytes at p, going on from h: start from HB__FNV_OFFSET. Cheap and stable
  * (the same in every process and version), weak in its last bytes: mix it before using its low
  * bits. */

@@ -514,13 +514,12 @@ static int claim_reply(struct hb_client_impl *impl, cuser_t *u, uint32_t id, uin
         break;
     case HB_CLAIM_TRY_AGAIN: {
         st->claims_try_again++;
-        unsigned shift = u->claim_tries[i] < 6 ? u->claim_tries[i] : 6;
-        uint32_t wait = BACKOFF_MIN_MS << shift;
+        uint64_t wait = hb__backoff_ms(BACKOFF_MIN_MS, u->claim_tries[i], 6);
         if (wait > BACKOFF_MAX_MS)
             wait = BACKOFF_MAX_MS;
         if (u->claim_tries[i] < UINT8_MAX)
             u->claim_tries[i]++;
-        u->claim_retry_ms[i] = epoch_clock(impl) + wait;
+        u->claim_retry_ms[i] = epoch_clock(impl) + (uint32_t)wait;
         u->claim_state[i] = C_WAIT;
         impl->claims_waiting++;
         house_kick(impl, uv_now(impl->pub->loop) + wait);
@@ -590,7 +589,7 @@ static void on_user_closed(hb_sock_t *s)
     if (impl->hashing)
         u->server = (uint16_t)hb_ring_next(impl->keys, impl->nservers, u->user, u->server);
     /* Reconnect after a back-off that doubles with each failure in a row. */
-    uint64_t delay = (uint64_t)BACKOFF_MIN_MS << (u->backoff < 6 ? u->backoff : 6);
+    uint64_t delay = hb__backoff_ms(BACKOFF_MIN_MS, u->backoff, 6);
     if (delay > BACKOFF_MAX_MS)
         delay = BACKOFF_MAX_MS;
     if (u->backoff < 16)

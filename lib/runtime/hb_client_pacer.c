@@ -95,18 +95,12 @@ static void on_idle(uv_idle_t *h);
 static void wait_until(hb__pacer_t *p, uint64_t at_us)
 {
     if (p->spin_us != 0 && at_us != UINT64_MAX && at_us <= hb__wall_us() + p->spin_us) {
-        if (!p->spinning) {
-            uv_idle_start(&p->idle, on_idle);
-            p->spinning = 1;
-        }
+        uv_idle_start(&p->idle, on_idle); /* nothing if started */
         if (p->armed_us == FIRED)
             arm(p, UINT64_MAX); /* else a fired timerfd stays readable */
         return;                 /* a timer still armed stays: whichever sees at_us first runs */
     }
-    if (p->spinning) {
-        uv_idle_stop(&p->idle);
-        p->spinning = 0;
-    }
+    uv_idle_stop(&p->idle); /* nothing if stopped */
     sleep_until(p, at_us);
 }
 

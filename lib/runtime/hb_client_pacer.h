@@ -48,9 +48,8 @@ struct hb__pacer {
     void *arg;
     void (*closed)(hb__pacer_t *p);
     int started;
-    int spinning;   /* the idle handle is started: the loop polls without sleeping */
     int closing;    /* handles whose close callback is still to come */
-    uv_idle_t idle; /* idle.data is the pacer */
+    uv_idle_t idle; /* active while waiting awake (the loop polls without sleeping); .data: p */
 #ifdef HB__PACER_TIMERFD
     uv_poll_t poll; /* around tfd; poll.data is the pacer */
     int tfd;

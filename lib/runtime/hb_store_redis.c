@@ -316,8 +316,7 @@ static void on_create(hb_rcluster_t *rc, int err, const redisReply *reply, int a
         int refused = reply != NULL && reply->type == REDIS_REPLY_ERROR;
         uint64_t now = uv_now(R->loop);
         if (!refused && now - c->first_ms < CREATE_GIVE_UP_MS) {
-            unsigned shift = c->tries < 5 ? c->tries : 5;
-            c->next_ms = now + (50u << shift); /* 100 ms .. 1.6 s */
+            c->next_ms = now + hb__backoff_ms(50, c->tries, 5); /* 100 ms .. 1.6 s */
             c->next = R->create_retry;
             R->create_retry = c;
             return;

@@ -384,9 +384,8 @@ static void on_plan(hb_rcluster_t *rc, int err, const redisReply *reply, int ack
     B->plan_sending = 0;
     if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         /* Sent again (the same token: applied once) until Redis has it or a newer plan comes. */
-        uint64_t wait = 100u << (B->plan_tries < 5 ? B->plan_tries : 5);
         if (B->plan_sent_seq == B->plan_seq) /* else the newer plan goes at once */
-            B->plan_retry_ms = uv_now(R->loop) + wait;
+            B->plan_retry_ms = uv_now(R->loop) + hb__backoff_ms(100, (unsigned)B->plan_tries, 5);
         if (B->plan_tries == 1)
             hb__group_log(R->g, "redis: the shake plan is not stored yet (%s): trying again",
                           err != 0 ? hb_strerror(err) : "an unexpected answer");

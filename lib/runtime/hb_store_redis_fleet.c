@@ -73,7 +73,7 @@ static void send_logout(rworker_t *w, uint32_t user, int64_t number)
  * their deadline, and every retry would lengthen the queue. */
 #define LOGIN_WINDOW 256
 
-static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen);
+static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, flogin_t *f);
 static void login_pump(rworker_t *w);
 static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_t user,
                          uint64_t gen, int err, const redisReply *reply);
@@ -107,7 +107,7 @@ static void login_answer(rworker_t *w, hb_rcluster_t *rc, hb_set_t *set, uint32_
          * that did land only numbered the login once more, naming this instance again. */
         int refused = reply != NULL && reply->type == REDIS_REPLY_ERROR;
         if (!f->gone && !refused && !w->closing && f->tries < LOGIN_TRIES &&
-            login_send(w, set, user, gen) == 0)
+            login_send(w, set, user, f) == 0)
             return;
         hb_idmap_remove_found(&w->logins, f); /* the fleet does not know this login */
         return;
@@ -134,15 +134,12 @@ void hb__rs_login(hb_store_t *st, hb_set_t *set, uint32_t user, uint64_t gen)
         return;
     }
     *f = (flogin_t){.gen = gen};
-    if (w->logins_out < LOGIN_WINDOW && w->login_wait.count == 0) {
-        if (login_send(w, set, user, gen) != 0) {
-            hb_idmap_remove_found(&w->logins, f);
-            hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
-        }
-        return;
-    }
+    /* Sent now if the window has room and nobody waits before it, else in order. */
     lwait_t l = {.user = user, .gen = gen, .set = set};
-    if (hb__fifo_push(&w->login_wait, &l) != 0) {
+    int r = w->logins_out < LOGIN_WINDOW && w->login_wait.count == 0
+                ? login_send(w, set, user, f)
+                : hb__fifo_push(&w->login_wait, &l);
+    if (r != 0) {
         hb_idmap_remove_found(&w->logins, f);
         hb__set_count(set, HB_CTR_X_STORE_ERRORS, hb__now_s(), 1);
     }
@@ -158,22 +155,18 @@ static void login_pump(rworker_t *w)
         flogin_t *f = hb_idmap_find(&w->logins, l.user);
         if (f == NULL || f->gen != l.gen)
             continue;
-        if (f->gone || login_send(w, l.set, l.user, l.gen) != 0)
+        if (f->gone || login_send(w, l.set, l.user, f) != 0)
             hb_idmap_remove_found(&w->logins, f);
     }
 }
 
-/* login.lua for user's login gen (its flogin_t in w->logins), its tries counted; 0 or an error. */
-static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, uint64_t gen)
+/* login.lua for user's login f (its entry in w->logins), its tries counted; 0 or an error. */
+static int login_send(rworker_t *w, hb_set_t *set, uint32_t user, flogin_t *f)
 {
     rclaim_t *c = hb__rs_claim_get(w);
-    flogin_t *f = hb_idmap_find(&w->logins, user);
-    if (c == NULL || f == NULL) {
-        if (c != NULL)
-            hb__rs_claim_put(w, c);
+    if (c == NULL)
         return HB_ENOMEM;
-    }
-    *c = (rclaim_t){.w = w, .set = set, .gen = gen, .user = user};
+    *c = (rclaim_t){.w = w, .set = set, .gen = f->gen, .user = user};
     char key[32];
     size_t klen;
     user_key(key, sizeof key, user, &klen);
